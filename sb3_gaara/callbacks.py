@@ -1,0 +1,222 @@
+"""Auxiliary-loss steps of SAC+GAARA and its variants, plugged into ``GAARASAC.train``.
+
+SB3's ``SAC.train`` has no hook for representation losses, so every pixel-SAC variant in the wild is a
+copy of it. Here ``GAARASAC.train`` runs the SAC updates once, then calls each
+:class:`AuxiliaryLossCallback` of the model in order (reconstruction, then comparison, whose step
+also anneals the comparison weight). A variant is a different list of callbacks, not a different SAC.
+
+Each callback owns its optimizer. The networks it trains (encoder, decoder, ``W``) live in the policy,
+so ``model.save`` keeps them with the policy and the optimizers with the callbacks.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch as th
+import torch.nn.functional as F
+from torch import nn
+
+from sb3_gaara.buffers import AugmentedReplayBufferSamples
+from sb3_gaara.losses import (
+    anneal_comparison_lambda,
+    comparison_logits,
+    info_nce_loss,
+    preprocess_reconstruction_target,
+    reconstruction_loss,
+)
+
+if TYPE_CHECKING:
+    from sb3_gaara.gaara_sac import GAARASAC
+    from sb3_gaara.policies import GAARAPolicy
+
+
+class AuxiliaryLossCallback(nn.Module):
+    """One auxiliary representation-learning step, called by ``GAARASAC`` after the SAC updates.
+
+    Subclasses build their optimizer in :meth:`init_callback` and do one gradient step in
+    :meth:`on_gradient_step`, returning the scalars to log under ``train/``. They are ``nn.Module``s
+    only so that the model can reach ``auxiliary_losses.<name>.optimizer`` when saving; any parameter a
+    custom subclass registers is saved with the model too.
+    """
+
+    #: key in ``model.auxiliary_losses`` and prefix of the logged metrics
+    name: str = "auxiliary"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.optimizer: th.optim.Optimizer | None = None
+
+    def init_callback(self, model: GAARASAC) -> None:
+        """Build the optimizer once the policy exists."""
+        raise NotImplementedError
+
+    def on_gradient_step(self, model: GAARASAC, replay_data: AugmentedReplayBufferSamples) -> dict[str, th.Tensor]:
+        """Do one update on ``replay_data``; return the detached metrics to log."""
+        raise NotImplementedError
+
+
+def _decoder(policy: GAARAPolicy) -> nn.Module:
+    if policy.decoder is None:
+        raise RuntimeError("This auxiliary loss needs the pixel decoder: build the policy with use_decoder=True.")
+    return policy.decoder
+
+
+def _comparison_weight(policy: GAARAPolicy) -> th.Tensor:
+    if policy.comparison is None:
+        raise RuntimeError("This auxiliary loss needs the comparison module: build the policy with use_comparison=True.")
+    return policy.comparison.W
+
+
+def _reconstruction_loss(model: GAARASAC, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    """SAC+AE's RAE loss of the center-cropped observations, and the code it was computed from."""
+    policy = model.policy
+    latent = policy.encode(obs)
+    target = preprocess_reconstruction_target(obs)
+    return reconstruction_loss(_decoder(policy)(latent), target, latent, model.decoder_latent_lambda), latent
+
+
+def _contrastive_loss(model: GAARASAC, replay_data: AugmentedReplayBufferSamples) -> th.Tensor:
+    """Unweighted InfoNCE between the anchor (online encoder) and the positive (target encoder)."""
+    policy = model.policy
+    z_anchor = policy.encode(replay_data.obs_anchor)
+    with th.no_grad():
+        z_pos = policy.encode(replay_data.obs_pos, target=True)
+    return info_nce_loss(comparison_logits(z_anchor, z_pos, _comparison_weight(policy)))
+
+
+def _anneal(model: GAARASAC) -> None:
+    model.comparison_lambda = anneal_comparison_lambda(
+        model.comparison_lambda, model.comparison_lambda_decay, model.comparison_lambda_min
+    )
+
+
+class ReconstructionLossCallback(AuxiliaryLossCallback):
+    """SAC+AE's reconstruction step (ALGORITHM step 4a): encoder and decoder, one optimizer.
+
+    The decoder's parameter group carries the weight decay ``decoder_weight_lambda`` (the ``lambda_theta``
+    term of eq. 8); the encoder's has none.
+    """
+
+    name = "reconstruction"
+
+    def init_callback(self, model: GAARASAC) -> None:
+        policy = model.policy
+        self.optimizer = th.optim.Adam(
+            [
+                {"params": list(policy.critic_encoder.parameters()), "lr": model.encoder_lr},
+                {
+                    "params": list(_decoder(policy).parameters()),
+                    "lr": model.decoder_lr,
+                    "weight_decay": model.decoder_weight_lambda,
+                },
+            ]
+        )
+
+    def on_gradient_step(self, model: GAARASAC, replay_data: AugmentedReplayBufferSamples) -> dict[str, th.Tensor]:
+        assert self.optimizer is not None
+        loss, _ = _reconstruction_loss(model, replay_data.observations)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return {"reconstruction_loss": loss.detach()}
+
+
+class ComparisonLossCallback(AuxiliaryLossCallback):
+    """GAARA's comparison step (4b) and annealing (4c): ``c * InfoNCE(z_a W z_pos^T)``.
+
+    The anchor goes through the online encoder with gradient, the positive through the EMA target
+    encoder without (SAC+GAARA §4.2). One optimizer holds the encoder and ``W``.
+    """
+
+    name = "comparison"
+
+    def init_callback(self, model: GAARASAC) -> None:
+        policy = model.policy
+        self.optimizer = th.optim.Adam(
+            [
+                {"params": list(policy.critic_encoder.parameters()), "lr": model.encoder_lr},
+                {"params": [_comparison_weight(policy)], "lr": model.comparison_lr},
+            ]
+        )
+
+    def on_gradient_step(self, model: GAARASAC, replay_data: AugmentedReplayBufferSamples) -> dict[str, th.Tensor]:
+        assert self.optimizer is not None
+        contrastive = _contrastive_loss(model, replay_data)
+        loss = model.comparison_lambda * contrastive
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        _anneal(model)
+        return {"comparison_loss": loss.detach(), "contrastive_loss": contrastive.detach()}
+
+
+class JointLossCallback(AuxiliaryLossCallback):
+    """§5.1, the "discriminative decoder": ``RAE + c * InfoNCE`` in one step of encoder, decoder and ``W``.
+
+    The paper reports it below SAC+AE; it stays an ablation.
+    """
+
+    name = "joint"
+
+    def init_callback(self, model: GAARASAC) -> None:
+        policy = model.policy
+        self.optimizer = th.optim.Adam(
+            [
+                {"params": list(policy.critic_encoder.parameters()), "lr": model.encoder_lr},
+                {
+                    "params": list(_decoder(policy).parameters()),
+                    "lr": model.decoder_lr,
+                    "weight_decay": model.decoder_weight_lambda,
+                },
+                {"params": [_comparison_weight(policy)], "lr": model.comparison_lr},
+            ]
+        )
+
+    def on_gradient_step(self, model: GAARASAC, replay_data: AugmentedReplayBufferSamples) -> dict[str, th.Tensor]:
+        assert self.optimizer is not None
+        reconstruction, _ = _reconstruction_loss(model, replay_data.observations)
+        contrastive = _contrastive_loss(model, replay_data)
+        comparison = model.comparison_lambda * contrastive
+        loss = reconstruction + comparison
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        _anneal(model)
+        return {
+            "reconstruction_loss": reconstruction.detach(),
+            "comparison_loss": comparison.detach(),
+            "contrastive_loss": contrastive.detach(),
+        }
+
+
+class DecoderDiscriminatorLossCallback(AuxiliaryLossCallback):
+    """§5.3, the decoder as discriminator: ``c * ||dec(z_anchor) - dec(z_pos)||^2`` with the decoder frozen.
+
+    Only the encoder is stepped; the paper reports that this variant collapses, so it is an ablation,
+    never a default.
+    """
+
+    name = "decoder_discriminator"
+
+    def init_callback(self, model: GAARASAC) -> None:
+        self.optimizer = th.optim.Adam(model.policy.critic_encoder.parameters(), lr=model.encoder_lr)
+
+    def on_gradient_step(self, model: GAARASAC, replay_data: AugmentedReplayBufferSamples) -> dict[str, th.Tensor]:
+        assert self.optimizer is not None
+        policy = model.policy
+        decoder = _decoder(policy)
+        z_anchor = policy.encode(replay_data.obs_anchor)
+        with th.no_grad():
+            decoded_pos = decoder(policy.encode(replay_data.obs_pos, target=True))
+        decoder.requires_grad_(False)  # frozen: the gradient reaches the encoder only
+        try:
+            distance = F.mse_loss(decoder(z_anchor), decoded_pos)
+        finally:
+            decoder.requires_grad_(True)
+        loss = model.comparison_lambda * distance
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        _anneal(model)
+        return {"comparison_loss": loss.detach(), "decoder_distance": distance.detach()}

@@ -1,0 +1,485 @@
+"""SAC+GAARA: SAC whose pixel encoder learns from the critic, a reconstruction decoder and an annealed
+contrastive comparison loss (Chen & Gong, "SAC+GAARA"), on Stable-Baselines3's SAC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+import torch.nn.functional as F
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import polyak_update
+from stable_baselines3.sac import SAC
+from torch import nn
+
+from sb3_gaara.buffers import AugmentedPixelReplayBuffer, AugmentedReplayBufferSamples
+from sb3_gaara.callbacks import (
+    AuxiliaryLossCallback,
+    ComparisonLossCallback,
+    DecoderDiscriminatorLossCallback,
+    JointLossCallback,
+    ReconstructionLossCallback,
+)
+from sb3_gaara.policies import CnnPolicy, GAARAPolicy
+from sb3_gaara.preprocessing import check_pixel_observation_space
+
+SelfGAARASAC = TypeVar("SelfGAARASAC", bound="GAARASAC")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What one named variant trains the encoder with.
+
+    :param auxiliary_losses: the callbacks run after the SAC updates, in order
+    :param use_decoder: whether the policy builds the pixel decoder
+    :param use_comparison: whether the policy builds the bilinear ``W``
+    :param anchor_crop: crop of the contrastive anchor, ``"center"`` or ``"random"``
+    :param source: where the variant comes from
+    """
+
+    auxiliary_losses: tuple[type[AuxiliaryLossCallback], ...]
+    use_decoder: bool
+    use_comparison: bool
+    anchor_crop: str
+    source: str
+
+
+VARIANTS: dict[str, Variant] = {
+    "gaara": Variant(
+        (ReconstructionLossCallback, ComparisonLossCallback), True, True, "center", "SAC+GAARA §4, Algorithm 1 (default)"
+    ),
+    "sac_ae": Variant(
+        (ReconstructionLossCallback,), True, False, "center", "SAC+AE (Yarats et al. 2019): reconstruction only"
+    ),
+    "contrastive": Variant(
+        (ComparisonLossCallback,), False, True, "center", "CURL-like: comparison loss only, no decoder (SAC+GAARA baseline)"
+    ),
+    "joint": Variant((JointLossCallback,), True, True, "center", "SAC+GAARA §5.1: one joint reconstruction+comparison step"),
+    "random_anchor": Variant(
+        (ReconstructionLossCallback, ComparisonLossCallback), True, True, "random", "SAC+GAARA §5.2: random-crop anchor"
+    ),
+    "decoder_discriminator": Variant(
+        (ReconstructionLossCallback, DecoderDiscriminatorLossCallback),
+        True,
+        False,
+        "center",
+        "SAC+GAARA §5.3: decoder as discriminator (collapses in the paper)",
+    ),
+}
+
+
+class GAARASAC(SAC):
+    """SAC+GAARA (Chen & Gong): SAC from pixels with a reconstruction decoder and an annealed comparison loss.
+
+    ``GAARASAC("CnnPolicy", env)`` trains with the paper's hyper-parameters (appendix A.1). Observations
+    are channel-first uint8 stacks at render size (e.g. ``9 x 100 x 100``); the critic trains on 84 px
+    center crops and the comparison loss contrasts a center-cropped anchor with a random-cropped positive.
+
+    One gradient step (see ``ALGORITHM.md``): critic; every ``actor_update_freq`` the actor and the
+    temperature; every ``target_update_interval`` the EMA targets (Q heads with ``tau``, encoder with
+    ``encoder_tau``); every ``decoder_update_freq`` the auxiliary losses of :attr:`variant` in order,
+    the comparison step annealing ``comparison_lambda``.
+
+    SAC's parameters keep SB3's names and meaning, with the paper's defaults (``learning_rate=1e-3``,
+    ``batch_size=128``, ``tau=0.01``, ``learning_starts=1000``, ``target_update_interval=2``,
+    ``ent_coef="auto_0.1"``). ``gradient_steps=-1`` and ``train_freq`` work as in SB3.
+
+    :param image_size: side of the crops (84)
+    :param encoder_tau: EMA rate of the target encoder (0.05)
+    :param actor_update_freq: update the actor and the temperature every this many gradient steps (2)
+    :param decoder_update_freq: run the auxiliary losses every this many gradient steps (1)
+    :param decoder_latent_lambda: weight ``lambda_z`` of the L2 penalty on the latent code (1e-6)
+    :param decoder_weight_lambda: weight decay ``lambda_theta`` of the decoder (1e-7)
+    :param comparison_lambda: initial weight ``c`` of the comparison loss (1.0); afterwards
+        ``model.comparison_lambda`` is the current, annealed weight (saved with the model)
+    :param comparison_lambda_min: floor of the annealed weight (0.5)
+    :param comparison_lambda_decay: decrement of the weight after each comparison step (1e-6); 0 keeps
+        the weight fixed ("GAARA with a fixed weight", the paper's Fig. 3)
+    :param variant: which auxiliary losses train the encoder, one of :data:`VARIANTS`:
+        ``"gaara"`` (default), ``"sac_ae"``, ``"contrastive"``, ``"joint"`` (§5.1),
+        ``"random_anchor"`` (§5.2), ``"decoder_discriminator"`` (§5.3)
+    :param encoder_lr: learning rate of the encoder in the auxiliary steps (1e-3)
+    :param decoder_lr: learning rate of the decoder (1e-3)
+    :param comparison_lr: learning rate of ``W`` (1e-3)
+    :param ent_coef_lr: learning rate of the temperature (1e-4; its Adam uses ``beta1=0.5``)
+    The remaining parameters are SB3's ``SAC``'s.
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"CnnPolicy": CnnPolicy, "GAARAPolicy": GAARAPolicy}
+    #: variant a bare constructor trains; subclasses (``SACAE``, ``CURLSAC``) change it
+    default_variant: ClassVar[str] = "gaara"
+    policy: GAARAPolicy
+    replay_buffer: AugmentedPixelReplayBuffer
+    auxiliary_losses: nn.ModuleDict
+
+    def __init__(
+        self,
+        policy: str | type[GAARAPolicy],
+        env: GymEnv | str | None,
+        learning_rate: float | Schedule = 1e-3,
+        buffer_size: int = 100_000,
+        learning_starts: int = 1000,
+        batch_size: int = 128,
+        tau: float = 0.01,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 1,
+        gradient_steps: int = 1,
+        action_noise: ActionNoise | None = None,
+        replay_buffer_class: type[ReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        optimize_memory_usage: bool = False,
+        ent_coef: str | float = "auto_0.1",
+        target_update_interval: int = 2,
+        target_entropy: str | float = "auto",
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        use_sde_at_warmup: bool = False,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        image_size: int = 84,
+        encoder_tau: float = 0.05,
+        actor_update_freq: int = 2,
+        decoder_update_freq: int = 1,
+        decoder_latent_lambda: float = 1e-6,
+        decoder_weight_lambda: float = 1e-7,
+        comparison_lambda: float = 1.0,
+        comparison_lambda_min: float = 0.5,
+        comparison_lambda_decay: float = 1e-6,
+        variant: str | None = None,
+        encoder_lr: float = 1e-3,
+        decoder_lr: float = 1e-3,
+        comparison_lr: float = 1e-3,
+        ent_coef_lr: float = 1e-4,
+        _init_setup_model: bool = True,
+    ) -> None:
+        variant = self.default_variant if variant is None else variant
+        if variant not in VARIANTS:
+            raise ValueError(f"Unknown variant {variant!r}; choose one of {sorted(VARIANTS)}.")
+        if use_sde:
+            raise ValueError("GAARASAC does not support gSDE (use_sde=True): SAC+GAARA explores with its Gaussian policy.")
+        if env is not None and not isinstance(env, str):
+            # Fail here, before SB3 wraps the env, with a message that says what to change.
+            check_pixel_observation_space(env.observation_space, image_size)
+            _check_action_space(env.action_space)
+        self.variant = variant
+        self.image_size = image_size
+        self.encoder_tau = encoder_tau
+        self.actor_update_freq = actor_update_freq
+        self.decoder_update_freq = decoder_update_freq
+        self.decoder_latent_lambda = decoder_latent_lambda
+        self.decoder_weight_lambda = decoder_weight_lambda
+        self.comparison_lambda = (
+            comparison_lambda if VARIANTS[variant].auxiliary_losses != (ReconstructionLossCallback,) else 0.0
+        )
+        self.comparison_lambda_min = comparison_lambda_min
+        self.comparison_lambda_decay = comparison_lambda_decay
+        self.encoder_lr = encoder_lr
+        self.decoder_lr = decoder_lr
+        self.comparison_lr = comparison_lr
+        self.ent_coef_lr = ent_coef_lr
+        self._check_hyperparameters(comparison_lambda)
+        super().__init__(
+            policy,
+            env,  # type: ignore[arg-type]
+            learning_rate=learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            tau=tau,
+            gamma=gamma,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            action_noise=action_noise,
+            replay_buffer_class=replay_buffer_class,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            optimize_memory_usage=optimize_memory_usage,
+            ent_coef=ent_coef,
+            target_update_interval=target_update_interval,
+            target_entropy=target_entropy,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
+            use_sde_at_warmup=use_sde_at_warmup,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            _init_setup_model=False,
+        )
+        if _init_setup_model:
+            self._setup_model()
+
+    def _check_hyperparameters(self, comparison_lambda: float) -> None:
+        """Reject settings that cannot mean what the user wants, naming the fix."""
+        for name in ("actor_update_freq", "decoder_update_freq"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer (number of gradient steps), got {value!r}.")
+        for name in ("encoder_tau",):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}.")
+        for name in (
+            "decoder_latent_lambda",
+            "decoder_weight_lambda",
+            "encoder_lr",
+            "decoder_lr",
+            "comparison_lr",
+            "ent_coef_lr",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}.")
+        if comparison_lambda < 0:
+            raise ValueError(f"comparison_lambda must be non-negative, got {comparison_lambda}.")
+        if self.comparison_lambda_decay < 0:
+            raise ValueError(
+                f"comparison_lambda_decay={self.comparison_lambda_decay} is negative: the comparison weight would grow "
+                "without bound. Use a positive decay to anneal, or 0 for a fixed weight."
+            )
+        if self.comparison_lambda_min > comparison_lambda:
+            raise ValueError(
+                f"comparison_lambda_min={self.comparison_lambda_min} exceeds the initial comparison_lambda="
+                f"{comparison_lambda}: annealing only lowers the weight. Set comparison_lambda_min <= comparison_lambda "
+                "(for a fixed weight, use comparison_lambda_decay=0)."
+            )
+
+    def _setup_model(self) -> None:
+        variant = VARIANTS[self.variant]
+        check_pixel_observation_space(self.observation_space, self.image_size)
+        _check_action_space(self.action_space)
+        if self.target_update_interval < 1:
+            raise ValueError(f"target_update_interval must be a positive integer, got {self.target_update_interval}.")
+        if self.replay_buffer_class is None:
+            self.replay_buffer_class = AugmentedPixelReplayBuffer
+        if issubclass(self.replay_buffer_class, AugmentedPixelReplayBuffer):
+            self.replay_buffer_kwargs = {
+                "image_size": self.image_size,
+                "anchor_crop": variant.anchor_crop,
+                **self.replay_buffer_kwargs,
+            }
+        self.policy_kwargs = {
+            "image_size": self.image_size,
+            "use_decoder": variant.use_decoder,
+            "use_comparison": variant.use_comparison,
+            **self.policy_kwargs,
+        }
+        for key, expected in (("image_size", self.image_size), ("use_decoder", variant.use_decoder)):
+            if self.policy_kwargs[key] != expected:
+                raise ValueError(
+                    f"policy_kwargs[{key!r}]={self.policy_kwargs[key]!r} contradicts the model's {expected!r} "
+                    f"(image_size={self.image_size}, variant={self.variant!r}); set it on GAARASAC, not in policy_kwargs."
+                )
+        super()._setup_model()
+        if self.ent_coef_optimizer is not None:
+            # SAC+AE's temperature optimizer: lr 1e-4, beta1 0.5 (SB3 would reuse the actor's lr and betas).
+            self.ent_coef_optimizer = th.optim.Adam([self.log_ent_coef], lr=self.ent_coef_lr, betas=(0.5, 0.999))  # type: ignore[list-item]
+        self.auxiliary_losses = nn.ModuleDict()
+        for callback_class in variant.auxiliary_losses:
+            callback = callback_class()
+            callback.init_callback(self)
+            self.auxiliary_losses[callback.name] = callback
+        # ContinuousCritic keeps its Q heads in a plain list (each also registered as a submodule).
+        self._q_parameters = [p for q_net in self.critic.q_networks for p in q_net.parameters()]
+        self._q_target_parameters = [p for q_net in self.critic_target.q_networks for p in q_net.parameters()]
+        self._encoder_parameters = list(self.policy.critic_encoder.parameters())
+        self._encoder_target_parameters = list(self.policy.target_encoder.parameters())
+
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        # Adapted from SB3 2.7 SAC.train: same line order, with SAC+AE's update cadence, the detached
+        # actor encoder and the auxiliary-loss callbacks. The temperature's learning rate is not scheduled.
+        self.policy.set_training_mode(True)
+        self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
+
+        metrics: dict[str, list[th.Tensor]] = {}
+
+        def record(name: str, value: th.Tensor) -> None:
+            metrics.setdefault(name, []).append(value.detach())
+
+        for _ in range(gradient_steps):
+            step = self._n_updates  # global counter: the cadence stays in phase across learn() calls and loads
+            replay_data: AugmentedReplayBufferSamples = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[assignment]
+            ent_coef = th.exp(self.log_ent_coef.detach()) if self.log_ent_coef is not None else self.ent_coef_tensor
+            record("ent_coef", ent_coef)
+
+            # 1. Critic: y = r + gamma (1 - d) (min Q_target(s', a') - alpha log pi(a'|s')), a' ~ pi(s').
+            with th.no_grad():
+                next_actions, next_log_prob = self.actor.action_log_prob(replay_data.next_observations)
+                next_q_values = th.cat(self.critic_target(replay_data.next_observations, next_actions), dim=1)
+                next_q_values, _ = th.min(next_q_values, dim=1, keepdim=True)
+                next_q_values = next_q_values - ent_coef * next_log_prob.reshape(-1, 1)
+                target_q_values = replay_data.rewards + (1 - replay_data.dones) * self.gamma * next_q_values
+            current_q_values = self.critic(replay_data.observations, replay_data.actions)
+            critic_loss = sum(F.mse_loss(current_q, target_q_values) for current_q in current_q_values)
+            assert isinstance(critic_loss, th.Tensor)
+            record("critic_loss", critic_loss)
+            self.critic.optimizer.zero_grad()
+            critic_loss.backward()
+            self.critic.optimizer.step()
+
+            # 2. Actor and temperature. One conv pass serves both the actor's head and the critic's: the actor
+            # sees its tied convolutions detached, and Q(s, pi(s)) must not move the critic's encoder either.
+            if step % self.actor_update_freq == 0:
+                with th.no_grad():
+                    conv_features = self.policy.critic_encoder.forward_conv(self.policy.scale_images(replay_data.observations))
+                    critic_features = self.policy.critic_encoder.forward_head(conv_features)
+                actor_encoder = self.actor.features_extractor
+                assert isinstance(actor_encoder, type(self.policy.critic_encoder))
+                actions_pi, log_prob = self.actor.action_log_prob_from_features(actor_encoder.forward_head(conv_features))
+                log_prob = log_prob.reshape(-1, 1)
+                q_values_pi = th.cat(self.critic.q_from_features(critic_features, actions_pi), dim=1)
+                min_qf_pi, _ = th.min(q_values_pi, dim=1, keepdim=True)
+                actor_loss = (ent_coef * log_prob - min_qf_pi).mean()
+                record("actor_loss", actor_loss)
+                self.actor.optimizer.zero_grad()
+                actor_loss.backward()
+                self.actor.optimizer.step()
+
+                if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
+                    # SAC+AE's temperature loss, -alpha (log pi + target_entropy), with alpha = exp(log_alpha).
+                    assert isinstance(self.target_entropy, float)
+                    ent_coef_loss = (self.log_ent_coef.exp() * (-log_prob - self.target_entropy).detach()).mean()
+                    record("ent_coef_loss", ent_coef_loss)
+                    self.ent_coef_optimizer.zero_grad()
+                    ent_coef_loss.backward()
+                    self.ent_coef_optimizer.step()
+
+            # 3. EMA targets: Q heads with tau, encoder with encoder_tau.
+            if step % self.target_update_interval == 0:
+                polyak_update(self._q_parameters, self._q_target_parameters, self.tau)
+                polyak_update(self._encoder_parameters, self._encoder_target_parameters, self.encoder_tau)
+
+            # 4. Auxiliary losses, in order (reconstruction, then comparison + annealing).
+            if step % self.decoder_update_freq == 0:
+                for callback in self.auxiliary_losses.values():
+                    assert isinstance(callback, AuxiliaryLossCallback)
+                    for name, value in callback.on_gradient_step(self, replay_data).items():
+                        record(name, value)
+
+            self._n_updates += 1
+
+        self._log_and_check(metrics)
+
+    def _log_and_check(self, metrics: dict[str, list[th.Tensor]]) -> None:
+        """Log the mean of each metric; stop at the first non-finite loss, naming it and its update.
+
+        The check reads the losses once per ``train()`` call (one device sync), not once per loss.
+        """
+        means = {}
+        for name, values in metrics.items():
+            stacked = th.stack([v.reshape(()) for v in values]).float().cpu()
+            finite = th.isfinite(stacked)
+            if not bool(finite.all()):
+                first_bad = int((~finite).nonzero()[0])
+                raise FloatingPointError(
+                    f"train/{name} became {stacked[first_bad].item()} in the {first_bad + 1}-th gradient step of this "
+                    f"train() call (update #{self._n_updates - len(values) + first_bad + 1} overall; "
+                    f"{self.num_timesteps} environment steps of the agent). The parameters are no longer trustworthy: "
+                    "lower the learning rates, check the rewards and observations for NaN/inf, or resume from the last "
+                    "checkpoint."
+                )
+            means[name] = float(stacked.mean())
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        for name, value in means.items():
+            self.logger.record(f"train/{name}", value)
+        if self.auxiliary_losses:
+            self.logger.record("train/comparison_lambda", self.comparison_lambda)
+
+    def learn(
+        self: SelfGAARASAC,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "GAARASAC",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfGAARASAC:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    def _excluded_save_params(self) -> list[str]:
+        return [
+            *super()._excluded_save_params(),
+            "auxiliary_losses",
+            "_q_parameters",
+            "_q_target_parameters",
+            "_encoder_parameters",
+            "_encoder_target_parameters",
+        ]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        state_dicts, saved_variables = super()._get_torch_save_params()
+        state_dicts = [*state_dicts, "auxiliary_losses"]
+        state_dicts += [f"auxiliary_losses.{name}.optimizer" for name in self.auxiliary_losses]
+        return state_dicts, saved_variables
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfGAARASAC],
+        path: Any,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfGAARASAC:
+        """SB3's ``load``, refusing keyword overrides that would not match the saved networks."""
+        for key in ("image_size", "variant"):
+            if key in kwargs:
+                raise ValueError(
+                    f"{key}={kwargs[key]!r} cannot be changed when loading: the saved networks were built for the saved "
+                    f"{key}. Train a new model to use another {key}."
+                )
+        return super().load(
+            path,
+            env=env,
+            device=device,
+            custom_objects=custom_objects,
+            print_system_info=print_system_info,
+            force_reset=force_reset,
+            **kwargs,
+        )
+
+
+def _check_action_space(action_space: spaces.Space | None) -> None:
+    if action_space is not None and not isinstance(action_space, spaces.Box):
+        raise ValueError(
+            f"GAARASAC is SAC: it needs a continuous Box action space, got {action_space}. For discrete actions use "
+            "an algorithm such as SB3's DQN or PPO (e.g. with CnnPolicy)."
+        )
+
+
+class SACAE(GAARASAC):
+    """SAC+AE (Yarats et al. 2019): SAC from pixels with a regularized autoencoder, no comparison loss.
+
+    ``GAARASAC`` with ``variant="sac_ae"`` by default; registered in the RL Zoo as ``sac_ae``.
+    """
+
+    default_variant: ClassVar[str] = "sac_ae"
+
+
+class CURLSAC(GAARASAC):
+    """Contrastive-only pixel SAC: the comparison loss of SAC+GAARA without the decoder (CURL-like).
+
+    ``GAARASAC`` with ``variant="contrastive"`` by default; registered in the RL Zoo as ``curl_sac``.
+    Unlike CURL, the critic trains on center crops and the anchor is the center crop.
+    """
+
+    default_variant: ClassVar[str] = "contrastive"

@@ -1,0 +1,71 @@
+"""The auxiliary losses of SAC+GAARA as small pure functions.
+
+Each function takes tensors and returns a scalar loss (or the tensor it builds on), with no module
+state, so that tests can check it against values computed by hand.
+"""
+
+from __future__ import annotations
+
+import torch as th
+import torch.nn.functional as F
+
+
+def preprocess_reconstruction_target(obs: th.Tensor, bits: int = 5, generator: th.Generator | None = None) -> th.Tensor:
+    """Reconstruction target of SAC+AE (Yarats et al. 2019, §6.1), following Glow / Kingma & Dhariwal 2018.
+
+    Pixels are reduced from 8 to ``bits`` bits, dequantized with uniform noise inside each bin and centered:
+    ``floor(x / 2**(8 - bits)) / 2**bits + U(0, 1 / 2**bits) - 0.5``. Fewer bits keep the decoder from
+    spending capacity on imperceptible detail; the noise makes the target continuous.
+
+    :param obs: uint8 images, or float images already in ``[0, 255]``
+    :return: float target in ``[-0.5, 0.5)``
+    """
+    bins = 2**bits
+    x = th.floor(obs.float() / 2 ** (8 - bits)) / bins
+    noise = th.rand(x.shape, device=x.device, generator=generator) / bins
+    return x + noise - 0.5
+
+
+def reconstruction_loss(
+    reconstruction: th.Tensor,
+    target: th.Tensor,
+    latent: th.Tensor,
+    decoder_latent_lambda: float,
+) -> th.Tensor:
+    """RAE loss (SAC+AE eq. 8 without the weight decay, which the decoder's optimizer applies).
+
+    ``MSE(reconstruction, target) + decoder_latent_lambda * mean(0.5 * ||z||^2)``: the L2 penalty on the
+    latent keeps the deterministic autoencoder's code bounded, which is what makes it a regularized AE.
+    """
+    latent_penalty = (0.5 * latent.pow(2).sum(dim=1)).mean()
+    return F.mse_loss(reconstruction, target) + decoder_latent_lambda * latent_penalty
+
+
+def comparison_logits(z_anchor: th.Tensor, z_positive: th.Tensor, weight: th.Tensor) -> th.Tensor:
+    """Bilinear similarities ``z_a W z_pos^T`` (SAC+GAARA eq. 6), each row shifted by its maximum.
+
+    Subtracting the row maximum leaves the softmax unchanged and keeps ``exp`` from overflowing
+    (CURL's ``compute_logits``).
+
+    :param z_anchor: ``(B, D)`` anchor codes (online encoder, with gradient)
+    :param z_positive: ``(B, D)`` positive codes (target encoder, no gradient)
+    :param weight: ``(D, D)`` learnable matrix ``W``
+    :return: ``(B, B)`` logits; the positive of row ``i`` is column ``i``
+    """
+    logits = z_anchor @ weight @ z_positive.T
+    return logits - logits.max(dim=1, keepdim=True).values
+
+
+def info_nce_loss(logits: th.Tensor) -> th.Tensor:
+    """InfoNCE (eq. 2): cross-entropy of each row against its diagonal entry, the other rows being negatives."""
+    labels = th.arange(logits.shape[0], device=logits.device)
+    return F.cross_entropy(logits, labels)
+
+
+def anneal_comparison_lambda(current: float, decay: float, minimum: float) -> float:
+    """One annealing step of the comparison weight (SAC+GAARA §4.4): ``max(minimum, current - decay)``.
+
+    Algorithm 1 line 8 of the paper prints the assignment ``alpha = 1e-6``; its text and code mean a
+    decrement by ``1e-6`` per comparison update, floored at ``minimum``.
+    """
+    return max(minimum, current - decay)

@@ -1,0 +1,243 @@
+"""Policy of SAC+GAARA: SB3's SAC policy with tied pixel encoders, a decoder and a comparison module."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.policies import ContinuousCritic
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.type_aliases import Schedule
+from stable_baselines3.sac.policies import Actor, SACPolicy
+from torch import nn
+
+from sb3_gaara.torch_layers import ComparisonModule, PixelDecoder, PixelEncoder, weight_init
+
+
+class GAARAActor(Actor):
+    """SB3's SAC actor with the SAC+AE log-std parameterisation.
+
+    SB3 clamps ``log_std`` into ``[-20, 2]``; SAC+AE squashes it with ``tanh`` into
+    ``[log_std_min, log_std_max] = [-10, 2]``, which keeps a gradient at the bounds.
+    Its encoder is a :class:`PixelEncoder` whose convolutions are the critic's, run detached.
+    """
+
+    def __init__(self, *args: Any, log_std_min: float = -10.0, log_std_max: float = 2.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.log_std_min = log_std_min
+        self.log_std_max = log_std_max
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(log_std_min=self.log_std_min, log_std_max=self.log_std_max)
+        return data
+
+    def dist_params_from_features(self, features: th.Tensor) -> tuple[th.Tensor, th.Tensor, dict[str, th.Tensor]]:
+        """Mean and log-std of the Gaussian before the tanh squashing, from encoder features."""
+        latent_pi = self.latent_pi(features)
+        mean_actions = self.mu(latent_pi)
+        log_std = th.tanh(self.log_std(latent_pi))  # type: ignore[operator]
+        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (log_std + 1)
+        return mean_actions, log_std, {}
+
+    def get_action_dist_params(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor, dict[str, th.Tensor]]:  # type: ignore[override]
+        return self.dist_params_from_features(self.extract_features(obs, self.features_extractor))
+
+    def action_log_prob_from_features(self, features: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """Sampled (squashed) action and its log-probability, from encoder features."""
+        mean_actions, log_std, kwargs = self.dist_params_from_features(features)
+        return self.action_dist.log_prob_from_params(mean_actions, log_std, **kwargs)
+
+
+class GAARACritic(ContinuousCritic):
+    """SB3's twin-Q critic, with a way to evaluate the Q heads on features computed elsewhere."""
+
+    def q_from_features(self, features: th.Tensor, actions: th.Tensor) -> tuple[th.Tensor, ...]:
+        qvalue_input = th.cat([features, actions], dim=1)
+        return tuple(q_net(qvalue_input) for q_net in self.q_networks)
+
+
+class GAARAPolicy(SACPolicy):
+    """Actor, twin critic, target critic, pixel decoder and comparison module of SAC+GAARA.
+
+    Gradient routing (the opposite of SB3's ``share_features_extractor``, where only the actor
+    trains a shared extractor):
+
+    * the critic owns a :class:`PixelEncoder`, trained by the critic loss and the auxiliary losses;
+    * the actor owns a second encoder whose *convolutions are the critic's* (one set of weights) and
+      whose Linear + LayerNorm are its own; it runs the convolutions detached, so the actor loss never
+      moves them (SAC+AE §6);
+    * the target critic is an EMA copy of the critic, encoder included.
+
+    Observations may be full renders (``9 x 100 x 100``): the encoders center-crop to ``image_size``,
+    so ``predict`` needs no special path.
+
+    :param image_size: side of the crops the convolutions see (84)
+    :param log_std_min: lower bound of the actor's log-std (-10)
+    :param log_std_max: upper bound of the actor's log-std (2)
+    :param use_decoder: build the pixel decoder (reconstruction variants)
+    :param use_comparison: build the bilinear comparison module ``W`` (contrastive variants)
+    Other parameters are SB3's ``SACPolicy``'s; ``net_arch`` defaults to ``[1024, 1024]`` and the features
+    extractor to :class:`PixelEncoder` with ``features_dim=50``.
+    """
+
+    actor: GAARAActor
+    critic: GAARACritic
+    critic_target: GAARACritic
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        lr_schedule: Schedule,
+        net_arch: list[int] | dict[str, list[int]] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        use_sde: bool = False,
+        log_std_init: float = -3,
+        use_expln: bool = False,
+        clip_mean: float = 2.0,
+        features_extractor_class: type[BaseFeaturesExtractor] = PixelEncoder,
+        features_extractor_kwargs: dict[str, Any] | None = None,
+        normalize_images: bool = True,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        n_critics: int = 2,
+        share_features_extractor: bool = False,
+        image_size: int = 84,
+        log_std_min: float = -10.0,
+        log_std_max: float = 2.0,
+        use_decoder: bool = True,
+        use_comparison: bool = True,
+    ) -> None:
+        if share_features_extractor:
+            raise ValueError(
+                "GAARAPolicy ties the actor's convolutions to the critic's itself and trains them with the critic "
+                "loss; SB3's share_features_extractor=True would train them with the actor loss instead. Leave it False."
+            )
+        if use_sde:
+            raise ValueError("GAARAPolicy does not support gSDE (use_sde=True): SAC+GAARA explores with its Gaussian policy.")
+        if not issubclass(features_extractor_class, PixelEncoder):
+            raise ValueError(
+                f"GAARAPolicy needs a PixelEncoder features extractor (its convolutions are tied and decoded), "
+                f"got {features_extractor_class.__name__}."
+            )
+        features_extractor_kwargs = dict(features_extractor_kwargs or {})
+        if features_extractor_kwargs.setdefault("image_size", image_size) != image_size:
+            raise ValueError(
+                f"features_extractor_kwargs['image_size']={features_extractor_kwargs['image_size']} disagrees with "
+                f"image_size={image_size}; set image_size only."
+            )
+        self.image_size = image_size
+        self.log_std_min = log_std_min
+        self.log_std_max = log_std_max
+        self.use_decoder = use_decoder
+        self.use_comparison = use_comparison
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            net_arch=[1024, 1024] if net_arch is None else net_arch,
+            activation_fn=activation_fn,
+            use_sde=use_sde,
+            log_std_init=log_std_init,
+            use_expln=use_expln,
+            clip_mean=clip_mean,
+            features_extractor_class=features_extractor_class,
+            features_extractor_kwargs=features_extractor_kwargs,
+            normalize_images=normalize_images,
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+            n_critics=n_critics,
+            share_features_extractor=False,
+        )
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        # Critic first: the actor's encoder borrows its convolutions.
+        self.critic = self.make_critic(features_extractor=None)
+        actor_encoder = self.make_features_extractor()
+        assert isinstance(actor_encoder, PixelEncoder)
+        actor_encoder.tie_convs_to(self.critic_encoder)
+        actor_encoder.detach_convs = True
+        self.actor = self.make_actor(features_extractor=actor_encoder)
+
+        encoder = self.critic_encoder
+        self.decoder: PixelDecoder | None = None
+        if self.use_decoder:
+            self.decoder = PixelDecoder(
+                out_channels=encoder.in_channels,
+                features_dim=encoder.features_dim,
+                image_size=encoder.image_size,
+                num_layers=encoder.num_layers,
+                num_filters=encoder.num_filters,
+            ).to(self.device)
+        self.comparison: ComparisonModule | None = None
+        if self.use_comparison:
+            self.comparison = ComparisonModule(encoder.features_dim).to(self.device)
+
+        # SAC+AE initialises every actor, critic and decoder layer (W keeps CURL's uniform init).
+        for module in (self.actor, self.critic, self.decoder):
+            if module is not None:
+                module.apply(weight_init)
+
+        self.critic_target = self.make_critic(features_extractor=None)
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.critic_target.set_training_mode(False)
+
+        # The tied convolutions belong to the critic: the actor's optimizer must not hold them.
+        actor_parameters = [
+            param for name, param in self.actor.named_parameters() if not name.startswith("features_extractor.convs.")
+        ]
+        self.actor.optimizer = self.optimizer_class(actor_parameters, lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
+        self.critic.optimizer = self.optimizer_class(self.critic.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
+
+    @property
+    def critic_encoder(self) -> PixelEncoder:
+        """The encoder the critic and the auxiliary losses train."""
+        encoder = self.critic.features_extractor
+        assert isinstance(encoder, PixelEncoder)
+        return encoder
+
+    @property
+    def target_encoder(self) -> PixelEncoder:
+        """EMA copy of :attr:`critic_encoder` that encodes the positives of the comparison loss."""
+        encoder = self.critic_target.features_extractor
+        assert isinstance(encoder, PixelEncoder)
+        return encoder
+
+    def scale_images(self, obs: th.Tensor) -> th.Tensor:
+        """uint8 images to floats in ``[0, 1]``, as SB3's ``preprocess_obs`` does for image spaces."""
+        return obs.float() / 255.0 if self.normalize_images else obs.float()
+
+    def encode(self, obs: th.Tensor, target: bool = False) -> th.Tensor:
+        """Latent code of uint8 images with the critic's (or the target critic's) encoder."""
+        encoder = self.target_encoder if target else self.critic_encoder
+        return encoder(self.scale_images(obs))
+
+    def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> GAARAActor:
+        actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
+        return GAARAActor(**actor_kwargs, log_std_min=self.log_std_min, log_std_max=self.log_std_max).to(self.device)
+
+    def make_critic(self, features_extractor: BaseFeaturesExtractor | None = None) -> GAARACritic:
+        critic_kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)
+        return GAARACritic(**critic_kwargs).to(self.device)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            image_size=self.image_size,
+            log_std_min=self.log_std_min,
+            log_std_max=self.log_std_max,
+            use_decoder=self.use_decoder,
+            use_comparison=self.use_comparison,
+        )
+        return data
+
+    def set_training_mode(self, mode: bool) -> None:
+        super().set_training_mode(mode)
+        for module in (self.decoder, self.comparison):
+            if module is not None:
+                module.train(mode)
+
+
+CnnPolicy = GAARAPolicy

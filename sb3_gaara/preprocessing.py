@@ -1,0 +1,55 @@
+"""Checks of the spaces GAARA can learn from, with errors that say how to fix them."""
+
+from __future__ import annotations
+
+from gymnasium import spaces
+from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
+
+
+def channel_first_shape(observation_space: spaces.Box) -> tuple[int, int, int]:
+    """``(C, H, W)`` of an image space, whichever axis holds the channels.
+
+    SB3 transposes channel-last images itself (``VecTransposeImage``), so both layouts are accepted.
+    """
+    shape = observation_space.shape
+    assert shape is not None and len(shape) == 3
+    if is_image_space_channels_first(observation_space):
+        return shape[0], shape[1], shape[2]
+    return shape[2], shape[0], shape[1]
+
+
+def check_pixel_observation_space(observation_space: spaces.Space, image_size: int) -> tuple[int, int, int]:
+    """Raise a clear error unless ``observation_space`` is a uint8 image at least ``image_size`` px wide.
+
+    :return: the channel-first shape ``(C, H, W)``
+    """
+    if isinstance(observation_space, spaces.Dict):
+        raise ValueError(
+            f"GAARASAC learns from a single image observation, but the observation space is a Dict "
+            f"with keys {list(observation_space.spaces)}. Give it one channel-first uint8 image "
+            "(e.g. a `dmc-<domain>-<task>` env, or keep only the image key with gymnasium's FilterObservation), "
+            "or use SB3's SAC with 'MultiInputPolicy'."
+        )
+    if not isinstance(observation_space, spaces.Box):
+        raise ValueError(f"GAARASAC needs an image (Box) observation space, got {observation_space}.")
+    shape = observation_space.shape
+    if shape is None or len(shape) != 3:
+        raise ValueError(
+            f"GAARASAC encodes images, but the observations have shape {shape}, which is not an image "
+            "(channels, height, width). For state vectors use SB3's SAC('MlpPolicy', env); for pixels "
+            "render them, e.g. gymnasium.make('dmc-cheetah-run') (pixels) instead of from_pixels=False."
+        )
+    if not is_image_space(observation_space, check_channels=False):
+        raise ValueError(
+            f"GAARASAC needs uint8 images with values in [0, 255] (it scales them by 1/255 and builds the 5-bit "
+            f"reconstruction target from them), got dtype {observation_space.dtype} with bounds "
+            f"[{observation_space.low.min()}, {observation_space.high.max()}]. Render uint8 frames."
+        )
+    channels, height, width = channel_first_shape(observation_space)
+    if height < image_size or width < image_size:
+        raise ValueError(
+            f"The observations are {height}x{width} pixels, smaller than image_size={image_size}: the crops "
+            f"need at least image_size pixels per side. Render larger images (the papers render 100 px for "
+            f"84 px crops) or pass a smaller image_size."
+        )
+    return channels, height, width

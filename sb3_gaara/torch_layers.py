@@ -1,0 +1,163 @@
+"""Torch layers of SAC+AE / CURL / SAC+GAARA: pixel encoder, pixel decoder and comparison module."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import torch as th
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+
+from sb3_gaara.crops import center_crop
+from sb3_gaara.losses import comparison_logits
+
+
+def weight_init(module: nn.Module) -> None:
+    """SAC+AE initialisation: orthogonal Linear layers and delta-orthogonal convolutions.
+
+    Delta-orthogonal (Xiao et al. 2018) puts an orthogonal matrix at the kernel's centre tap and zeros
+    elsewhere, so that at initialisation every convolution is an orthogonal map of the centre pixel,
+    which keeps activations well scaled through the stack.
+    """
+    if isinstance(module, nn.Linear):
+        nn.init.orthogonal_(module.weight.data)
+        if module.bias is not None:
+            module.bias.data.fill_(0.0)
+    elif isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        # ConvTranspose2d stores (in, out, kH, kW); the orthogonal centre tap is fine either way.
+        module.weight.data.fill_(0.0)
+        if module.bias is not None:
+            module.bias.data.fill_(0.0)
+        mid = module.weight.size(2) // 2
+        gain = nn.init.calculate_gain("relu")
+        nn.init.orthogonal_(module.weight.data[:, :, mid, mid], gain)
+
+
+def conv_output_size(image_size: int, num_layers: int) -> int:
+    """Side of the encoder's last feature map: one 3x3 stride-2 conv, then ``num_layers - 1`` 3x3 stride-1."""
+    size = (image_size - 3) // 2 + 1
+    return size - 2 * (num_layers - 1)
+
+
+class PixelEncoder(BaseFeaturesExtractor):
+    """SAC+AE / CURL pixel encoder: conv stack, then Linear -> LayerNorm -> tanh.
+
+    Input images are channel-first and already scaled to ``[0, 1]`` by SB3's ``preprocess_obs``.
+    Images larger than ``image_size`` (the full 100 px render seen while acting) are center-cropped
+    here with the same helper the replay buffer uses, so acting sees exactly the training anchor.
+
+    The actor and the critic each own one encoder whose convolutions are *tied*
+    (:meth:`tie_convs_to`). The actor's copy runs with ``detach_convs=True``: the actor loss then
+    trains only the actor's Linear + LayerNorm, and the conv weights move only with the critic and
+    the auxiliary losses (SAC+AE §6, "we do not propagate the actor's gradients into the encoder").
+
+    :param observation_space: channel-first image space, e.g. ``Box(0, 255, (9, 100, 100), uint8)``
+    :param features_dim: size of the latent code ``z`` (50 in the papers)
+    :param image_size: side of the crop the convolutions are built for (84)
+    :param num_layers: number of convolutions (4)
+    :param num_filters: channels of every convolution (32)
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.spaces.Box,
+        features_dim: int = 50,
+        image_size: int = 84,
+        num_layers: int = 4,
+        num_filters: int = 32,
+    ) -> None:
+        super().__init__(observation_space, features_dim)
+        shape = observation_space.shape
+        if shape is None or len(shape) != 3:
+            raise ValueError(f"PixelEncoder needs channel-first images (C, H, W), got an observation shape {shape}.")
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be at least 1, got {num_layers}.")
+        out_size = conv_output_size(image_size, num_layers)
+        if out_size < 1:
+            raise ValueError(
+                f"image_size={image_size} is too small for {num_layers} convolutions; use image_size >= {2 * num_layers + 1}."
+            )
+        self.image_size = image_size
+        self.num_layers = num_layers
+        self.num_filters = num_filters
+        self.in_channels = shape[0]
+        self.conv_output_size = out_size
+        self.detach_convs = False
+        layers: list[nn.Module] = [nn.Conv2d(self.in_channels, num_filters, 3, stride=2), nn.ReLU()]
+        for _ in range(num_layers - 1):
+            layers += [nn.Conv2d(num_filters, num_filters, 3, stride=1), nn.ReLU()]
+        layers.append(nn.Flatten())
+        self.convs = nn.Sequential(*layers)
+        self.fc = nn.Linear(num_filters * out_size * out_size, features_dim)
+        self.layer_norm = nn.LayerNorm(features_dim)
+
+    def tie_convs_to(self, other: PixelEncoder) -> None:
+        """Use ``other``'s convolutions (one set of weights) instead of this encoder's own."""
+        if (other.in_channels, other.num_filters, other.num_layers) != (self.in_channels, self.num_filters, self.num_layers):
+            raise ValueError("Cannot tie convolutions of encoders with different shapes.")
+        self.convs = other.convs
+
+    def forward_conv(self, obs: th.Tensor) -> th.Tensor:
+        """Flattened conv features of ``obs`` (float, ``[0, 1]``), center-cropped to ``image_size`` first."""
+        return self.convs(center_crop(obs, self.image_size))
+
+    def forward_head(self, conv_features: th.Tensor) -> th.Tensor:
+        """Latent code from conv features: Linear -> LayerNorm -> tanh."""
+        return th.tanh(self.layer_norm(self.fc(conv_features)))
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        conv_features = self.forward_conv(observations)
+        if self.detach_convs:
+            conv_features = conv_features.detach()
+        return self.forward_head(conv_features)
+
+
+class PixelDecoder(nn.Module):
+    """SAC+AE pixel decoder: Linear, then transposed convolutions mirroring :class:`PixelEncoder`.
+
+    ``features_dim -> num_filters * s * s`` (``s = 35`` at 84 px), ``num_layers - 1`` 3x3 stride-1
+    transposed convs with ReLU, and a last 3x3 stride-2 transposed conv whose output padding makes the
+    output exactly ``image_size`` (84 px needs ``output_padding=1``).
+
+    :param out_channels: channels to reconstruct (all stacked frames, 9)
+    """
+
+    def __init__(
+        self,
+        out_channels: int,
+        features_dim: int = 50,
+        image_size: int = 84,
+        num_layers: int = 4,
+        num_filters: int = 32,
+    ) -> None:
+        super().__init__()
+        self.out_channels = out_channels
+        self.image_size = image_size
+        self.num_filters = num_filters
+        self.conv_output_size = conv_output_size(image_size, num_layers)
+        if self.conv_output_size < 1:
+            raise ValueError(f"image_size={image_size} is too small for {num_layers} layers.")
+        self.fc = nn.Linear(features_dim, num_filters * self.conv_output_size**2)
+        layers: list[nn.Module] = []
+        for _ in range(num_layers - 1):
+            layers += [nn.ConvTranspose2d(num_filters, num_filters, 3, stride=1), nn.ReLU()]
+        layers.append(nn.ConvTranspose2d(num_filters, out_channels, 3, stride=2, output_padding=1 - image_size % 2))
+        self.deconvs = nn.Sequential(*layers)
+
+    def forward(self, latent: th.Tensor) -> th.Tensor:
+        h = th.relu(self.fc(latent)).view(-1, self.num_filters, self.conv_output_size, self.conv_output_size)
+        return self.deconvs(h)
+
+
+class ComparisonModule(nn.Module):
+    """The comparison module of SAC+GAARA §4.2: a learnable bilinear similarity ``q^T W k``.
+
+    ``W`` starts uniform in ``[0, 1)``, as in CURL; the logits are computed by
+    :func:`sb3_gaara.losses.comparison_logits`.
+    """
+
+    def __init__(self, features_dim: int = 50) -> None:
+        super().__init__()
+        self.W = nn.Parameter(th.rand(features_dim, features_dim))
+
+    def forward(self, z_anchor: th.Tensor, z_positive: th.Tensor) -> th.Tensor:
+        return comparison_logits(z_anchor, z_positive, self.W)
