@@ -74,7 +74,7 @@ class PixelEncoder(BaseFeaturesExtractor):
         out_size = conv_output_size(image_size, num_layers)
         if out_size < 1:
             raise ValueError(
-                f"image_size={image_size} is too small for {num_layers} convolutions; use image_size >= {2 * num_layers + 1}."
+                f"image_size={image_size} is too small for {num_layers} convolutions; use image_size >= {4 * num_layers - 1}."
             )
         self.image_size = image_size
         self.num_layers = num_layers
