@@ -168,8 +168,10 @@ class GAARASAC(SAC):
             raise ValueError(f"Unknown variant {variant!r}; choose one of {sorted(VARIANTS)}.")
         if use_sde:
             raise ValueError("GAARASAC does not support gSDE (use_sde=True): SAC+GAARA explores with its Gaussian policy.")
-        if env is not None and not isinstance(env, str):
-            # Fail here, before SB3 wraps the env, with a message that says what to change.
+        if _init_setup_model and env is not None and not isinstance(env, str):
+            # Fail here, before SB3 wraps the env, with a message that says what to change. Not when SB3's load()
+            # builds the bare model (_init_setup_model=False): image_size is still the default until the saved
+            # value is restored, and _setup_model checks the env's space against the saved one.
             check_pixel_observation_space(env.observation_space, image_size)
             _check_action_space(env.action_space)
         self.variant = variant
