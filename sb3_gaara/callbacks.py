@@ -110,7 +110,8 @@ class ReconstructionLossCallback(AuxiliaryLossCallback):
                     "lr": model.decoder_lr,
                     "weight_decay": model.decoder_weight_lambda,
                 },
-            ]
+            ],
+            **policy.adam_kwargs(),
         )
 
     def on_gradient_step(self, model: GAARASAC, replay_data: AugmentedReplayBufferSamples) -> dict[str, th.Tensor]:
@@ -137,7 +138,8 @@ class ComparisonLossCallback(AuxiliaryLossCallback):
             [
                 {"params": list(policy.critic_encoder.parameters()), "lr": model.encoder_lr},
                 {"params": [_comparison_weight(policy)], "lr": model.comparison_lr},
-            ]
+            ],
+            **policy.adam_kwargs(),
         )
 
     def on_gradient_step(self, model: GAARASAC, replay_data: AugmentedReplayBufferSamples) -> dict[str, th.Tensor]:
@@ -170,7 +172,8 @@ class JointLossCallback(AuxiliaryLossCallback):
                     "weight_decay": model.decoder_weight_lambda,
                 },
                 {"params": [_comparison_weight(policy)], "lr": model.comparison_lr},
-            ]
+            ],
+            **policy.adam_kwargs(),
         )
 
     def on_gradient_step(self, model: GAARASAC, replay_data: AugmentedReplayBufferSamples) -> dict[str, th.Tensor]:
@@ -200,7 +203,9 @@ class DecoderDiscriminatorLossCallback(AuxiliaryLossCallback):
     name = "decoder_discriminator"
 
     def init_callback(self, model: GAARASAC) -> None:
-        self.optimizer = th.optim.Adam(model.policy.critic_encoder.parameters(), lr=model.encoder_lr)
+        self.optimizer = th.optim.Adam(
+            model.policy.critic_encoder.parameters(), lr=model.encoder_lr, **model.policy.adam_kwargs()
+        )
 
     def on_gradient_step(self, model: GAARASAC, replay_data: AugmentedReplayBufferSamples) -> dict[str, th.Tensor]:
         assert self.optimizer is not None

@@ -285,7 +285,12 @@ class GAARASAC(SAC):
         super()._setup_model()
         if self.ent_coef_optimizer is not None:
             # SAC+AE's temperature optimizer: lr 1e-4, beta1 0.5 (SB3 would reuse the actor's lr and betas).
-            self.ent_coef_optimizer = th.optim.Adam([self.log_ent_coef], lr=self.ent_coef_lr, betas=(0.5, 0.999))  # type: ignore[list-item]
+            self.ent_coef_optimizer = th.optim.Adam(
+                [self.log_ent_coef],  # type: ignore[list-item]
+                lr=self.ent_coef_lr,
+                betas=(0.5, 0.999),
+                **self.policy.adam_kwargs(),
+            )
         self.auxiliary_losses = nn.ModuleDict()
         for callback_class in variant.auxiliary_losses:
             callback = callback_class()

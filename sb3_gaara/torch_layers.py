@@ -82,6 +82,8 @@ class PixelEncoder(BaseFeaturesExtractor):
         self.in_channels = shape[0]
         self.conv_output_size = out_size
         self.detach_convs = False
+        # Set by GAARAPolicy(channels_last=True): oneDNN / cuDNN convolutions run faster on NHWC tensors.
+        self.memory_format = th.contiguous_format
         layers: list[nn.Module] = [nn.Conv2d(self.in_channels, num_filters, 3, stride=2), nn.ReLU()]
         for _ in range(num_layers - 1):
             layers += [nn.Conv2d(num_filters, num_filters, 3, stride=1), nn.ReLU()]
@@ -98,7 +100,7 @@ class PixelEncoder(BaseFeaturesExtractor):
 
     def forward_conv(self, obs: th.Tensor) -> th.Tensor:
         """Flattened conv features of ``obs`` (float, ``[0, 1]``), center-cropped to ``image_size`` first."""
-        return self.convs(center_crop(obs, self.image_size))
+        return self.convs(center_crop(obs, self.image_size).contiguous(memory_format=self.memory_format))
 
     def forward_head(self, conv_features: th.Tensor) -> th.Tensor:
         """Latent code from conv features: Linear -> LayerNorm -> tanh."""
@@ -142,10 +144,11 @@ class PixelDecoder(nn.Module):
             layers += [nn.ConvTranspose2d(num_filters, num_filters, 3, stride=1), nn.ReLU()]
         layers.append(nn.ConvTranspose2d(num_filters, out_channels, 3, stride=2, output_padding=1 - image_size % 2))
         self.deconvs = nn.Sequential(*layers)
+        self.memory_format = th.contiguous_format  # see PixelEncoder.memory_format
 
     def forward(self, latent: th.Tensor) -> th.Tensor:
         h = th.relu(self.fc(latent)).view(-1, self.num_filters, self.conv_output_size, self.conv_output_size)
-        return self.deconvs(h)
+        return self.deconvs(h.contiguous(memory_format=self.memory_format))
 
 
 class ComparisonModule(nn.Module):
