@@ -1,0 +1,127 @@
+"""Shared fixtures: a tiny channel-first uint8 image env and a tiny GAARASAC built on it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.logger import Logger
+
+from sb3_gaara import GAARASAC
+
+#: observation of the fake env: 2 stacked RGB frames of 20 x 20 px, cropped to 16 px by the tiny models
+OBS_SHAPE = (6, 20, 20)
+IMAGE_SIZE = 16
+LEARNING_STARTS = 10
+BATCH_SIZE = 8
+
+
+class FakeImageEnv(gym.Env):
+    """Channel-first uint8 images, continuous actions, episodes of ``episode_length`` steps.
+
+    Observations are drawn from the observation space (seeded by ``reset(seed=...)``), so the same env
+    also serves the error tests with vector, dict or float observations and discrete actions.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(
+        self,
+        observation_space: spaces.Space | None = None,
+        action_space: spaces.Space | None = None,
+        episode_length: int = 5,
+    ) -> None:
+        super().__init__()
+        self.observation_space = observation_space or spaces.Box(0, 255, OBS_SHAPE, dtype=np.uint8)
+        self.action_space = action_space or spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
+        self.episode_length = episode_length
+        self._step = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        super().reset(seed=seed)
+        if seed is not None:
+            self.observation_space.seed(seed)
+        self._step = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        self._step += 1
+        reward = -float(np.sum(np.square(action)))
+        terminated = self._step >= self.episode_length
+        return self.observation_space.sample(), reward, terminated, False, {}
+
+
+class RecordingLogger(Logger):
+    """SB3 logger without outputs that keeps every value ever recorded, per key (dumps clear ``name_to_value``)."""
+
+    def __init__(self) -> None:
+        super().__init__(folder=None, output_formats=[])
+        self.history: dict[str, list[Any]] = {}
+
+    def record(self, key: str, value: Any, exclude: str | tuple[str, ...] | None = None) -> None:
+        self.history.setdefault(key, []).append(value)
+        super().record(key, value, exclude)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _single_torch_thread():
+    # The nets are tiny: thread start-up costs more than it saves on a 2-core machine.
+    previous = th.get_num_threads()
+    th.set_num_threads(1)
+    yield
+    th.set_num_threads(previous)
+
+
+def tiny_kwargs(**overrides: Any) -> dict[str, Any]:
+    """Constructor arguments of a GAARASAC small enough to train in milliseconds on a CPU."""
+    kwargs: dict[str, Any] = dict(
+        image_size=IMAGE_SIZE,
+        batch_size=BATCH_SIZE,
+        learning_starts=LEARNING_STARTS,
+        buffer_size=200,
+        policy_kwargs=dict(net_arch=[32, 32]),
+        seed=0,
+        device="cpu",
+    )
+    kwargs.update(overrides)
+    return kwargs
+
+
+@pytest.fixture
+def make_env() -> Callable[..., FakeImageEnv]:
+    """Factory: ``make_env(observation_space=None, action_space=None, episode_length=5)``."""
+    return FakeImageEnv
+
+
+@pytest.fixture
+def make_model() -> Callable[..., GAARASAC]:
+    """Factory: ``make_model(cls=GAARASAC, env=None, **overrides)`` builds a tiny model with a recording logger."""
+
+    def _make(cls: type[GAARASAC] = GAARASAC, env: gym.Env | None = None, **overrides: Any) -> GAARASAC:
+        model = cls("CnnPolicy", env if env is not None else FakeImageEnv(), **tiny_kwargs(**overrides))
+        model.set_logger(RecordingLogger())
+        return model
+
+    return _make
+
+
+@pytest.fixture
+def filled_model(make_model) -> Callable[..., GAARASAC]:
+    """Factory: a tiny model whose replay buffer holds ``learning_starts`` transitions and that has not trained yet.
+
+    ``learn(learning_starts)`` collects the transitions through the public API; SB3 trains only once
+    ``num_timesteps > learning_starts``, so ``_n_updates`` is still 0 and tests call ``model.train`` themselves.
+    """
+
+    def _make(cls: type[GAARASAC] = GAARASAC, **overrides: Any) -> GAARASAC:
+        model = make_model(cls, **overrides)
+        model.learn(total_timesteps=model.learning_starts)
+        assert model._n_updates == 0
+        return model
+
+    return _make

@@ -1,0 +1,131 @@
+"""Bad input fails at construction, with a message that names the problem and the fix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from sb3_gaara import GAARASAC, SACAE
+
+
+def image(shape=(6, 20, 20), dtype=np.uint8, high=255) -> spaces.Box:
+    return spaces.Box(0, high, shape, dtype=dtype)
+
+
+def test_vector_observations(make_model, make_env):
+    env = make_env(observation_space=spaces.Box(-1.0, 1.0, (4,), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"observations have shape \(4,\), which is not an image.*SAC\('MlpPolicy', env\)"):
+        make_model(env=env)
+
+
+def test_vector_observations_of_an_env_id():
+    # An env given by id is only built by SB3: the check in _setup_model catches it.
+    with pytest.raises(ValueError, match=r"observations have shape \(3,\), which is not an image.*MlpPolicy"):
+        GAARASAC("CnnPolicy", "Pendulum-v1", image_size=16, buffer_size=10, device="cpu")
+
+
+def test_dict_observations(make_model, make_env):
+    env = make_env(observation_space=spaces.Dict({"pixels": image(), "state": spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)}))
+    with pytest.raises(ValueError, match=r"observation space is a Dict with keys \['pixels', 'state'\].*FilterObservation"):
+        make_model(env=env)
+
+
+def test_float_images(make_model, make_env):
+    env = make_env(observation_space=image(dtype=np.float32, high=1.0))
+    with pytest.raises(
+        ValueError, match=r"needs uint8 images with values in \[0, 255\].*got dtype float32.*Render uint8 frames"
+    ):
+        make_model(env=env)
+
+
+def test_images_smaller_than_image_size(make_model, make_env):
+    env = make_env(observation_space=image(shape=(6, 20, 24)))
+    with pytest.raises(
+        ValueError,
+        match=r"observations are 20x24 pixels, smaller than image_size=21.*Render larger images.*smaller image_size",
+    ):
+        make_model(env=env, image_size=21)
+
+
+def test_image_size_too_small_for_the_encoder(make_model):
+    with pytest.raises(ValueError, match=r"image_size=12 is too small for 4 convolutions; use image_size >= 15"):
+        make_model(image_size=12)
+
+
+def test_discrete_actions(make_model, make_env):
+    env = make_env(action_space=spaces.Discrete(3))
+    with pytest.raises(ValueError, match=r"needs a continuous Box action space, got Discrete\(3\).*DQN or PPO"):
+        make_model(env=env)
+
+
+def test_comparison_lambda_min_above_comparison_lambda(make_model):
+    with pytest.raises(
+        ValueError,
+        match=r"comparison_lambda_min=0.5 exceeds the initial comparison_lambda=0.3.*Set comparison_lambda_min <= ",
+    ):
+        make_model(comparison_lambda=0.3)
+
+
+def test_negative_comparison_lambda_decay(make_model):
+    with pytest.raises(
+        ValueError, match=r"comparison_lambda_decay=-1e-06 is negative.*positive decay.*or 0 for a fixed weight"
+    ):
+        make_model(comparison_lambda_decay=-1e-6)
+
+
+def test_negative_comparison_lambda(make_model):
+    with pytest.raises(ValueError, match=r"comparison_lambda must be non-negative, got -1.0"):
+        make_model(comparison_lambda=-1.0, comparison_lambda_min=-2.0)
+
+
+def test_unknown_variant(make_model):
+    with pytest.raises(ValueError, match=r"Unknown variant 'curl'; choose one of \['contrastive', .*'gaara'"):
+        make_model(variant="curl")
+
+
+def test_use_sde(make_model):
+    with pytest.raises(ValueError, match=r"does not support gSDE \(use_sde=True\)"):
+        make_model(use_sde=True)
+
+
+def test_share_features_extractor(make_model):
+    with pytest.raises(
+        ValueError, match=r"share_features_extractor=True would train them with the actor loss.*Leave it False"
+    ):
+        make_model(policy_kwargs=dict(net_arch=[32, 32], share_features_extractor=True))
+
+
+def test_policy_kwargs_contradicting_the_model(make_model):
+    with pytest.raises(ValueError, match=r"policy_kwargs\['image_size'\]=12 contradicts the model's 16.*set it on GAARASAC"):
+        make_model(policy_kwargs=dict(net_arch=[32, 32], image_size=12))
+    with pytest.raises(ValueError, match=r"policy_kwargs\['use_decoder'\]=False contradicts.*variant='gaara'"):
+        make_model(policy_kwargs=dict(net_arch=[32, 32], use_decoder=False))
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("actor_update_freq", 0, r"actor_update_freq must be a positive integer"),
+        ("decoder_update_freq", 1.5, r"decoder_update_freq must be a positive integer"),
+        ("encoder_tau", 1.5, r"encoder_tau must lie in \[0, 1\], got 1.5"),
+        ("decoder_latent_lambda", -1.0, r"decoder_latent_lambda must be non-negative"),
+        ("target_update_interval", 0, r"target_update_interval must be a positive integer, got 0"),
+    ],
+)
+def test_other_bad_hyperparameters(make_model, name, value, message):
+    with pytest.raises(ValueError, match=message):
+        make_model(**{name: value})
+
+
+@pytest.mark.parametrize(("key", "value"), [("image_size", 20), ("variant", "contrastive")])
+def test_load_with_another_network_setting(make_model, tmp_path, key, value):
+    make_model().save(tmp_path / "model.zip")
+    with pytest.raises(ValueError, match=rf"{key}={value!r} cannot be changed when loading.*Train a new model"):
+        GAARASAC.load(tmp_path / "model.zip", device="cpu", **{key: value})
+
+
+def test_load_with_an_env_of_another_shape(make_model, make_env, tmp_path):
+    make_model(SACAE).save(tmp_path / "model.zip")
+    with pytest.raises(ValueError, match=r"Observation spaces do not match"):
+        SACAE.load(tmp_path / "model.zip", env=make_env(observation_space=image(shape=(6, 24, 24))), device="cpu")
