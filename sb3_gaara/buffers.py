@@ -1,19 +1,44 @@
-"""Replay buffer that serves the crops SAC+GAARA trains on."""
+"""Replay buffer that stores each rendered frame once and serves the crops SAC+GAARA trains on.
+
+Pixel RL is bound by replay memory. SB3's ``ReplayBuffer`` (like the CURL, SAC+AE and DrQ reference
+code) stores the observation and the next observation of every transition as full frame stacks:
+``2 x 9 x 100 x 100`` bytes = 180 KB per transition for three stacked 100 px RGB frames, 126 GB for the
+paper's 700k transitions. Yet each environment step renders a single new ``3 x 100 x 100`` frame (30 KB).
+:class:`AugmentedPixelReplayBuffer` stores every distinct frame once and rebuilds the stacks, already
+cropped, from per-transition frame indices when it samples.
+"""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import warnings
+from collections import deque
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.buffers import ReplayBuffer
+from numpy.lib.stride_tricks import as_strided
+from stable_baselines3.common.buffers import BaseBuffer, ReplayBuffer
+from stable_baselines3.common.preprocessing import is_image_space_channels_first
+from stable_baselines3.common.utils import get_device
 from stable_baselines3.common.vec_env import VecNormalize
 
-from sb3_gaara.crops import center_crop, crop, random_crop_offsets
+from sb3_gaara.crops import center_offset, random_crop_offsets
 from sb3_gaara.preprocessing import check_pixel_observation_space
 
+try:  # Check the memory the frames will need, as SB3's ReplayBuffer does
+    import psutil
+except ImportError:  # pragma: no cover
+    psutil = None
+
 ANCHOR_CROPS = ("center", "random")
+#: frame slot that holds the all-zero frame every episode start refers to (``VecFrameStack`` pads with zeros)
+ZERO_SLOT = 0
+#: frame slots reserved beyond one per transition, as a fraction of the transitions: the reset frame of each
+#: episode needs one more slot, so 2% covers episodes of 50 steps and more without growing the store
+FRAME_MARGIN = 0.02
+#: factor by which the frame store grows when episodes are shorter than the margin allows
+FRAME_GROWTH = 1.25
 
 
 class AugmentedReplayBufferSamples(NamedTuple):
@@ -22,6 +47,8 @@ class AugmentedReplayBufferSamples(NamedTuple):
     ``observations``, ``next_observations`` and ``obs_anchor`` are center crops (``obs_anchor`` is a
     random crop instead for the §5.2 ``anchor_crop="random"`` ablation); ``obs_pos`` is a random crop
     of the same observation. Images stay uint8: the policy scales them, which keeps batches small.
+    The image fields are strided views into one gathered block of crop windows (like
+    :func:`sb3_gaara.crops.center_crop`, they are not contiguous): use ``reshape``, not ``view``.
     """
 
     observations: th.Tensor
@@ -35,22 +62,80 @@ class AugmentedReplayBufferSamples(NamedTuple):
     discounts: th.Tensor | None = None
 
 
-class AugmentedPixelReplayBuffer(ReplayBuffer):
-    """SB3 ``ReplayBuffer`` of full-size pixel observations that samples cropped views.
+def infer_frame_stack(channels: int) -> int:
+    """Number of stacked frames in an observation of ``channels`` channels: RGB frames (3 channels) when
+    ``channels`` divides by 3, grayscale frames (1 channel) otherwise.
 
-    Observations are stored at render size (e.g. ``9 x 100 x 100``) and cropped to ``image_size`` at
-    sample time, on the training device, with one random offset per sample shared by every stacked frame.
+    The guess only decides how much memory the buffer saves, never what it returns: frames are shared
+    between transitions only when they are byte-equal (see :class:`AugmentedPixelReplayBuffer`).
+    """
+    return channels // 3 if channels % 3 == 0 else channels
+
+
+class AugmentedPixelReplayBuffer(ReplayBuffer):
+    """SB3 ``ReplayBuffer`` of pixel observations that stores each frame once and samples cropped views.
+
+    **Storage.** An observation is a channel-first stack of ``frame_stack`` frames, oldest first, as SB3's
+    ``VecFrameStack`` builds it. Distinct frames live once in a frame store ``(slots, c, H, W)``; each
+    transition keeps, per env, the slots of the ``frame_stack`` frames of its observation and of its next
+    observation (``obs_frame_index``, ``next_obs_frame_index``). In steady state one frame per transition
+    is stored (30 KB at ``3 x 100 x 100``) instead of SB3's two full stacks (180 KB).
+
+    **Bit-identity by construction.** ``add()`` relies on no stacking convention. A frame of the new
+    transition reuses a stored slot only when it is *byte-equal* to the frame that slot holds:
+
+    * frame ``j`` of ``obs`` against frame ``j`` of the previous ``next_obs`` of the same env (the same
+      step seen twice; at an episode start, or after a truncation whose ``next_obs`` is the terminal
+      observation, the frames differ and the new ones are stored);
+    * frame ``j`` of ``next_obs`` against frame ``j + 1`` of ``obs`` (the stack shifted by one step);
+    * an all-zero frame (``VecFrameStack``'s padding at episode start) against the permanent zero slot.
+
+    Anything else is stored. Every stack the buffer returns is therefore the one that was added, for any
+    frame stacking (``frame_stack=1`` included), truncated terminal observations, several envs and
+    arbitrary user data; a wrong ``frame_stack`` costs memory, never correctness.
+
+    **Slot lifetime.** Each slot counts the live transitions' references to it. When the ring overwrites
+    a transition, its references are dropped and slots that reach zero go to a free list; new frames take
+    free slots first. A slot is thus never overwritten while a live transition points at it, whatever the
+    episode lengths. The store starts with ``(buffer_size + frame_stack + 1) * n_envs`` slots plus
+    ``FRAME_MARGIN`` and grows by ``FRAME_GROWTH`` when short episodes (each one stores its reset frame)
+    need more, copying the frames once.
+
+    **Memory stays lazy.** Host frames are allocated at the first ``add()`` with ``np.zeros``, whose pages
+    the OS maps only when written: the store costs what has been written, and building a buffer to load
+    a model for inference costs nothing. The only buffer-size arrays besides SB3's actions, rewards,
+    dones and timeouts are the two ``int32`` index arrays (``2 * frame_stack * 4`` bytes per transition).
+
+    **Sampling.** ``sample()`` draws ``batch_inds`` and ``env_indices`` with exactly the ``np.random``
+    calls of SB3's ``ReplayBuffer`` (``optimize_memory_usage`` included), then the crop offsets with
+    ``th.randint`` on the storage device: seeded alike, it returns SB3's sample cropped by
+    :mod:`sb3_gaara.crops`. Crop windows are gathered straight from the frame store, with no Python loop
+    over samples and no full-size stack ever built (see :meth:`_gather_windows`).
 
     :param buffer_size: maximum number of transitions
-    :param observation_space: channel-first uint8 image space
+    :param observation_space: channel-first uint8 image space (SB3 transposes channel-last images with
+        ``VecTransposeImage`` before they reach the buffer)
     :param action_space: action space
     :param device: device of the sampled tensors
     :param n_envs: number of parallel environments
-    :param optimize_memory_usage: SB3's variant that stores each observation once
-    :param handle_timeout_termination: treat time-limit truncation as non-terminal (SB3 semantics)
+    :param optimize_memory_usage: SB3's meaning: the next observation of a transition is the observation of
+        the following one (the newest transition keeps its own). It saves no memory here, where frames are
+        stored once anyway, and is kept so that results match SB3's buffer with the same setting.
+    :param handle_timeout_termination: treat time-limit truncation as non-terminal (SB3 semantics:
+        ``dones * (1 - timeouts)``)
     :param image_size: side of the crops (84)
     :param anchor_crop: ``"center"`` (SAC+GAARA) or ``"random"`` (the first version, §5.2)
+    :param frame_stack: frames per observation; ``None`` infers it with :func:`infer_frame_stack`
+        (9 channels: 3 RGB frames)
+    :param storage_device: where the frames live. ``None`` (default): host memory, cropped by numpy, then
+        moved to ``device``. A torch device (``"cuda"``, ``"cpu"``, or ``"auto"`` for ``device``): a torch
+        tensor on that device, cropped there by batched indexing, so that sampling on a GPU never copies
+        images from the host. On a CPU-only machine keep ``None``: numpy gathers the windows about 10x faster
+        than torch's CPU indexing kernel (``"cpu"`` runs the device code path, which tests use).
     """
+
+    obs_frame_index: np.ndarray
+    next_obs_frame_index: np.ndarray
 
     def __init__(
         self,
@@ -63,30 +148,345 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
         handle_timeout_termination: bool = True,
         image_size: int = 84,
         anchor_crop: str = "center",
+        frame_stack: int | None = None,
+        storage_device: th.device | str | None = None,
     ) -> None:
-        check_pixel_observation_space(observation_space, image_size)
+        channels, height, width = check_pixel_observation_space(observation_space, image_size)
+        assert isinstance(observation_space, spaces.Box)
+        if not is_image_space_channels_first(observation_space):
+            raise ValueError(
+                f"AugmentedPixelReplayBuffer stores channel-first images, got observation shape {observation_space.shape}. "
+                "SB3 algorithms transpose channel-last images (VecTransposeImage) before the buffer sees them; "
+                "when building the buffer yourself, pass the transposed space (e.g. VecTransposeImage(env).observation_space)."
+            )
         if anchor_crop not in ANCHOR_CROPS:
             raise ValueError(f"anchor_crop must be one of {ANCHOR_CROPS}, got {anchor_crop!r}.")
-        super().__init__(
-            buffer_size,
-            observation_space,
-            action_space,
-            device=device,
-            n_envs=n_envs,
-            optimize_memory_usage=optimize_memory_usage,
-            handle_timeout_termination=handle_timeout_termination,
+        frame_stack = infer_frame_stack(channels) if frame_stack is None else frame_stack
+        if isinstance(frame_stack, bool) or not isinstance(frame_stack, (int, np.integer)) or frame_stack < 1:
+            raise ValueError(f"frame_stack must be a positive integer or None, got {frame_stack!r}.")
+        if channels % frame_stack != 0:
+            raise ValueError(
+                f"frame_stack={frame_stack} does not divide the {channels} channels of the observations: each of the "
+                f"stacked frames must have the same number of channels (e.g. 3 RGB frames = 9 channels)."
+            )
+        # ReplayBuffer.__init__ would allocate SB3's two full-stack arrays: run BaseBuffer's and SB3 2.7's
+        # remaining ReplayBuffer lines instead.
+        BaseBuffer.__init__(self, buffer_size, observation_space, action_space, device, n_envs=n_envs)
+        self.buffer_size = max(buffer_size // n_envs, 1)
+        if optimize_memory_usage and handle_timeout_termination:
+            raise ValueError(
+                "ReplayBuffer does not support optimize_memory_usage = True "
+                "and handle_timeout_termination = True simultaneously."
+            )
+        self.optimize_memory_usage = optimize_memory_usage
+        self.actions = np.zeros(
+            (self.buffer_size, self.n_envs, self.action_dim), dtype=self._maybe_cast_dtype(action_space.dtype)
         )
+        self.rewards = np.zeros((self.buffer_size, self.n_envs), dtype=np.float32)
+        self.dones = np.zeros((self.buffer_size, self.n_envs), dtype=np.float32)
+        self.handle_timeout_termination = handle_timeout_termination
+        self.timeouts = np.zeros((self.buffer_size, self.n_envs), dtype=np.float32)
+
         self.image_size = image_size
         self.anchor_crop = anchor_crop
-
-    def _stacks(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Full-size uint8 observation and next-observation stacks of the chosen transitions."""
-        obs = self.observations[batch_inds, env_indices]
-        if self.optimize_memory_usage:
-            next_obs = self.observations[(batch_inds + 1) % self.buffer_size, env_indices]
+        self.frame_stack = int(frame_stack)
+        self.frame_shape = (channels // self.frame_stack, height, width)
+        if storage_device is None:
+            self.storage_device: th.device | None = None
         else:
-            next_obs = self.next_observations[batch_inds, env_indices]
-        return obs, next_obs
+            self.storage_device = self.device if storage_device == "auto" else get_device(storage_device)
+        self.obs_frame_index = np.zeros((self.buffer_size, self.n_envs, self.frame_stack), dtype=np.int32)
+        self.next_obs_frame_index = np.zeros((self.buffer_size, self.n_envs, self.frame_stack), dtype=np.int32)
+
+        # Frame store, allocated by the first add(): slots [0, _n_frame_slots) have been used, slot 0 is zeros.
+        self._frame_capacity = self.n_envs * (self.buffer_size + self.frame_stack + 1) + 1
+        self._frame_capacity += int(np.ceil(FRAME_MARGIN * self.n_envs * self.buffer_size))
+        self._frames: np.ndarray | th.Tensor | None = None
+        self._frame_refs: np.ndarray | None = None  # live references per slot
+        self._n_frame_slots = 1
+        self._free_slots: deque[int] = deque()
+        # Host copy of each env's last next observation (frame-flattened) and its slots, to reuse frames
+        # by comparing on the host, without reading the store back from the device.
+        self._last_next_frames: np.ndarray | None = None
+        self._last_next_index = np.zeros((self.n_envs, self.frame_stack), dtype=np.int64)
+
+        if psutil is not None and self.storage_device is None:
+            expected = self._frame_capacity * self.frame_nbytes + self._transition_arrays_nbytes()
+            available = psutil.virtual_memory().available
+            if expected > available:
+                warnings.warn(
+                    "This system does not have apparently enough memory to store the complete "
+                    f"replay buffer {expected / 1e9:.2f}GB > {available / 1e9:.2f}GB"
+                )
+
+    # ------------------------------------------------------------------------------------------ sizes
+
+    @property
+    def frame_nbytes(self) -> int:
+        """Bytes of one stored frame."""
+        return int(np.prod(self.frame_shape))
+
+    def _transition_arrays_nbytes(self) -> int:
+        arrays = (self.actions, self.rewards, self.dones, self.timeouts, self.obs_frame_index, self.next_obs_frame_index)
+        return sum(array.nbytes for array in arrays)
+
+    def nbytes(self) -> int:
+        """Bytes the buffer occupies: per-transition arrays, frames and their bookkeeping.
+
+        Host storage counts the slots written so far (the OS maps the store's pages lazily, so slots never
+        written cost nothing); device storage counts the whole allocated store.
+        """
+        slots = 0
+        if self._frames is not None:
+            slots = self._n_frame_slots if self.storage_device is None else self._frame_capacity
+        last_next = 0 if self._last_next_frames is None else self._last_next_frames.nbytes
+        return self._transition_arrays_nbytes() + slots * (self.frame_nbytes + 8) + last_next
+
+    def bytes_per_transition(self) -> float:
+        """:meth:`nbytes` divided by the capacity in transitions (``buffer_size * n_envs``); read it when full."""
+        return self.nbytes() / (self.buffer_size * self.n_envs)
+
+    # ------------------------------------------------------------------------------------------ adding
+
+    def add(
+        self,
+        obs: np.ndarray,
+        next_obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        done: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        obs = self._check_images(obs, "obs")
+        next_obs = self._check_images(next_obs, "next_obs")
+        # Reshape to handle multi-dim and discrete action spaces, see SB3 GH #970 #1392
+        action = np.asarray(action).reshape((self.n_envs, self.action_dim))
+        if self._frames is None:
+            self._allocate_frames(self._frame_capacity)
+        assert self._frame_refs is not None
+
+        obs_frames = obs.reshape(self.n_envs, self.frame_stack, -1)
+        next_frames = next_obs.reshape(self.n_envs, self.frame_stack, -1)
+        obs_index, next_index, new_frames = self._match_frames(obs_frames, next_frames)
+
+        # Reused slots first gain this transition's references, then the overwritten transition drops its own:
+        # with buffer_size=1 the overwritten transition is the previous one, whose frames are being reused.
+        index = np.concatenate([obs_index, next_index], axis=1)
+        self._reference(index[index > ZERO_SLOT])
+        if self.full:
+            self._release(self.pos)
+        if new_frames:
+            slots = self._allocate_slots(len(new_frames))
+            self._write_frames(slots, np.stack(new_frames).reshape(len(new_frames), *self.frame_shape))
+            is_new = index < 0
+            index[is_new] = slots[-index[is_new] - 1]
+            # A new frame counts one reference per place it stands for (obs frame j+1 is also next_obs frame j).
+            self._reference(index[is_new])
+        obs_index, next_index = index[:, : self.frame_stack], index[:, self.frame_stack :]
+
+        self.obs_frame_index[self.pos] = obs_index
+        self.next_obs_frame_index[self.pos] = next_index
+        if self._last_next_frames is None:
+            self._last_next_frames = np.empty_like(next_frames)
+        self._last_next_frames[...] = next_frames
+        self._last_next_index[...] = next_index
+
+        # SB3 2.7 ReplayBuffer.add from here on.
+        self.actions[self.pos] = np.array(action)
+        self.rewards[self.pos] = np.array(reward)
+        self.dones[self.pos] = np.array(done)
+        if self.handle_timeout_termination:
+            self.timeouts[self.pos] = np.array([info.get("TimeLimit.truncated", False) for info in infos])
+        self.pos += 1
+        if self.pos == self.buffer_size:
+            self.full = True
+            self.pos = 0
+
+    def _check_images(self, images: np.ndarray, name: str) -> np.ndarray:
+        """``images`` as a ``(n_envs, C, H, W)`` array of the space's dtype, or a ``ValueError`` saying what is wrong."""
+        array = np.asarray(images)
+        expected = (self.n_envs, *self.obs_shape)
+        if array.shape == self.obs_shape and self.n_envs == 1:
+            array = array[None]  # SB3's buffer broadcasts a single env's observation too
+        if array.shape != expected:
+            raise ValueError(
+                f"{name} must hold one channel-first observation per env, shape (n_envs, C, H, W) = {expected}, "
+                f"got {array.shape}. Channel-last images must be transposed first (SB3's VecTransposeImage)."
+            )
+        if array.dtype != self.observation_space.dtype:
+            raise ValueError(
+                f"{name} must be {self.observation_space.dtype} images like the observation space, got dtype {array.dtype}: "
+                "store the original (unnormalized) images."
+            )
+        return array
+
+    def _match_frames(
+        self, obs_frames: np.ndarray, next_frames: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """Slots of the frames of a new transition, per env; ``-1 - i`` for ``new_frames[i]``, not stored yet.
+
+        :param obs_frames: ``(n_envs, frame_stack, c * H * W)`` frames of ``obs``
+        :param next_frames: the same for ``next_obs``
+        """
+        assert self._frame_refs is not None
+        n_envs, stack = obs_frames.shape[:2]
+        obs_zero = np.logical_not(obs_frames.any(axis=2))
+        next_zero = np.logical_not(next_frames.any(axis=2))
+        # Frame j of next_obs is frame j + 1 of obs when the env stacks frames (the stack moved one step).
+        next_is_shifted: np.ndarray = (next_frames[:, :-1] == obs_frames[:, 1:]).all(axis=2)
+        if self._last_next_frames is not None:
+            # Frame j of obs is frame j of the previous next_obs when the env did not reset in between. The previous
+            # transition is live, so its slots are; the check guards the invariant that a slot no live transition
+            # references may be recycled at any moment and must never be reused.
+            last_index = self._last_next_index
+            last_alive = (last_index == ZERO_SLOT) | (self._frame_refs[last_index] > 0)
+            obs_is_last: np.ndarray = (obs_frames == self._last_next_frames).all(axis=2) & last_alive
+        else:
+            obs_is_last = np.zeros((n_envs, stack), dtype=bool)
+
+        obs_index = np.empty((n_envs, stack), dtype=np.int64)
+        next_index = np.empty((n_envs, stack), dtype=np.int64)
+        new_frames: list[np.ndarray] = []
+        for env in range(n_envs):
+            for j in range(stack):
+                if obs_is_last[env, j]:
+                    obs_index[env, j] = self._last_next_index[env, j]
+                elif obs_zero[env, j]:
+                    obs_index[env, j] = ZERO_SLOT
+                else:
+                    new_frames.append(obs_frames[env, j])
+                    obs_index[env, j] = -len(new_frames)
+            for j in range(stack):
+                if j + 1 < stack and next_is_shifted[env, j]:
+                    next_index[env, j] = obs_index[env, j + 1]
+                elif next_zero[env, j]:
+                    next_index[env, j] = ZERO_SLOT
+                else:
+                    new_frames.append(next_frames[env, j])
+                    next_index[env, j] = -len(new_frames)
+        return obs_index, next_index, new_frames
+
+    def _reference(self, slots: np.ndarray) -> None:
+        """Count one more live reference to each of ``slots`` (repeated slots count once per occurrence)."""
+        assert self._frame_refs is not None
+        np.add.at(self._frame_refs, slots, 1)
+
+    def _release(self, pos: int) -> None:
+        """Drop the references of the transitions at ``pos`` (about to be overwritten); free unreferenced slots."""
+        assert self._frame_refs is not None
+        index = np.concatenate([self.obs_frame_index[pos], self.next_obs_frame_index[pos]], axis=1).ravel()
+        index = index[index != ZERO_SLOT]
+        np.subtract.at(self._frame_refs, index, 1)
+        self._free_slots.extend(np.unique(index[self._frame_refs[index] == 0]).tolist())
+
+    def _allocate_slots(self, count: int) -> np.ndarray:
+        """``count`` slots that no live transition references: freed ones first, then never-used ones."""
+        slots = np.empty(count, dtype=np.int64)
+        for i in range(count):
+            if self._free_slots:
+                slots[i] = self._free_slots.popleft()
+                continue
+            if self._n_frame_slots == self._frame_capacity:
+                self._grow_frames()
+            slots[i] = self._n_frame_slots
+            self._n_frame_slots += 1
+        return slots
+
+    # ------------------------------------------------------------------------------------------ the frame store
+
+    def _allocate_frames(self, capacity: int) -> None:
+        """Allocate a store of ``capacity`` slots (host: pages mapped lazily by the OS) and copy the used slots over."""
+        if capacity >= np.iinfo(np.int32).max:
+            raise ValueError(f"The frame store would need {capacity} slots, more than int32 frame indices can address.")
+        shape = (capacity, *self.frame_shape)
+        frames: np.ndarray | th.Tensor
+        if self.storage_device is None:
+            frames = np.zeros(shape, dtype=self.observation_space.dtype)
+        else:
+            frames = th.empty(shape, dtype=th.uint8, device=self.storage_device)
+            frames[ZERO_SLOT] = 0
+        refs = np.zeros(capacity, dtype=np.int64)
+        if self._frames is not None:
+            assert self._frame_refs is not None
+            if isinstance(frames, np.ndarray):
+                frames[: self._n_frame_slots] = self._frames[: self._n_frame_slots]
+            else:
+                frames[: self._n_frame_slots] = self._frames[: self._n_frame_slots]  # type: ignore[assignment]
+            refs[: self._n_frame_slots] = self._frame_refs[: self._n_frame_slots]
+        self._frames, self._frame_refs, self._frame_capacity = frames, refs, capacity
+
+    def _grow_frames(self) -> None:
+        self._allocate_frames(max(self._frame_capacity + 1, int(self._frame_capacity * FRAME_GROWTH)))
+
+    def _write_frames(self, slots: np.ndarray, frames: np.ndarray) -> None:
+        if isinstance(self._frames, np.ndarray):
+            self._frames[slots] = frames
+        else:
+            assert self._frames is not None
+            device = self._frames.device
+            self._frames[th.as_tensor(slots, device=device)] = th.as_tensor(frames).to(device)
+
+    def reset(self) -> None:
+        super().reset()
+        self._n_frame_slots = 1
+        self._free_slots.clear()
+        if self._frame_refs is not None:
+            self._frame_refs[:] = 0
+        self._last_next_frames = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle only the slots used so far, as a host array (SB3's ``save_replay_buffer`` pickles the buffer)."""
+        state = self.__dict__.copy()
+        if self._frames is not None:
+            used = self._frames[: self._n_frame_slots]
+            state["_frames"] = used.cpu().numpy() if isinstance(used, th.Tensor) else used
+            assert self._frame_refs is not None
+            state["_frame_refs"] = self._frame_refs[: self._n_frame_slots]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuild the full-capacity store on the storage device (the CPU when a saved CUDA device is missing)."""
+        frames, refs = state.pop("_frames"), state.pop("_frame_refs")
+        self.__dict__.update(state)
+        self._frames, self._frame_refs = None, None
+        if self.storage_device is not None:
+            self.storage_device = get_device(self.storage_device)
+        if frames is not None:
+            self._allocate_frames(self._frame_capacity)
+            assert self._frames is not None and self._frame_refs is not None
+            self._write_frames(np.arange(len(frames)), frames)
+            self._frame_refs[: len(refs)] = refs
+
+    # ------------------------------------------------------------------------------------------ sampling
+
+    def _next_frame_index(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> np.ndarray:
+        """Slots of the next observations, with SB3's ``optimize_memory_usage`` meaning when it is set."""
+        if not self.optimize_memory_usage:
+            return self.next_obs_frame_index[batch_inds, env_indices]
+        # SB3 stores next_obs in the following transition's observation slot, which the following add()
+        # overwrites: only the newest transition still has its own next_obs.
+        following = (batch_inds + 1) % self.buffer_size
+        is_newest = (following == self.pos)[:, None]
+        return np.where(
+            is_newest, self.next_obs_frame_index[batch_inds, env_indices], self.obs_frame_index[following, env_indices]
+        )
+
+    def get_stacks(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Full-size, uncropped ``(B, C, H, W)`` observations and next observations of the given transitions.
+
+        What SB3's ``ReplayBuffer`` would hold in ``observations`` and ``next_observations`` (for tests,
+        inspection and export; training samples crops with :meth:`sample`).
+        """
+        if self._frames is None:
+            raise ValueError("The replay buffer is empty: add transitions first.")
+        stacks = []
+        for index in (self.obs_frame_index[batch_inds, env_indices], self._next_frame_index(batch_inds, env_indices)):
+            if isinstance(self._frames, np.ndarray):
+                frames = self._frames[index]
+            else:
+                frames = self._frames[th.as_tensor(index, dtype=th.long, device=self._frames.device)].cpu().numpy()
+            stacks.append(frames.reshape(len(index), *self.obs_shape))
+        return stacks[0], stacks[1]
 
     def _get_samples(  # type: ignore[override]
         self, batch_inds: np.ndarray, env: VecNormalize | None = None
@@ -95,12 +495,9 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
         env_indices = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
         if env is not None and env.norm_obs:
             raise ValueError("VecNormalize(norm_obs=True) would turn uint8 images into floats: use norm_obs=False.")
-        obs_np, next_obs_np = self._stacks(batch_inds, env_indices)
-        obs = th.as_tensor(obs_np).to(self.device)
-        next_obs = th.as_tensor(next_obs_np).to(self.device)
         return self._augment(
-            obs,
-            next_obs,
+            self.obs_frame_index[batch_inds, env_indices],
+            self._next_frame_index(batch_inds, env_indices),
             actions=self.to_torch(self.actions[batch_inds, env_indices, :]),
             dones=self.to_torch(
                 (self.dones[batch_inds, env_indices] * (1 - self.timeouts[batch_inds, env_indices])).reshape(-1, 1)
@@ -109,25 +506,87 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
         )
 
     def _augment(
-        self, obs: th.Tensor, next_obs: th.Tensor, actions: th.Tensor, dones: th.Tensor, rewards: th.Tensor
+        self,
+        obs_index: np.ndarray,
+        next_obs_index: np.ndarray,
+        actions: th.Tensor,
+        dones: th.Tensor,
+        rewards: th.Tensor,
     ) -> AugmentedReplayBufferSamples:
-        """Crop full-size stacks (already on the training device) into the sampled views."""
-        batch_size, _, height, width = obs.shape
-        observations = center_crop(obs, self.image_size)
-        top, left = random_crop_offsets(batch_size, height, width, self.image_size, device=obs.device)
-        obs_pos = crop(obs, top, left, self.image_size)
-        if self.anchor_crop == "center":
-            obs_anchor = observations
+        """Crop the sampled stacks out of the frame store, on the storage device, into the sampled views.
+
+        :param obs_index: ``(B, frame_stack)`` slots of the observations' frames, oldest first
+        :param next_obs_index: the same for the next observations
+        """
+        batch_size, stack = obs_index.shape
+        _, height, width = self.frame_shape
+        size = self.image_size
+        if np.array_equal(next_obs_index[:, :-1], obs_index[:, 1:]):
+            # Stacked frames: the next observation is the observation shifted by one frame, so the two center
+            # crops are overlapping views of frame_stack + 1 windows instead of 2 * frame_stack.
+            stack_index, next_first = np.concatenate([obs_index, next_obs_index[:, -1:]], axis=1), 1
         else:
+            stack_index, next_first = np.concatenate([obs_index, next_obs_index], axis=1), stack
+        device = th.device("cpu") if self.storage_device is None else self.storage_device
+        center = center_offset(height, size) * width + center_offset(width, size)
+        top, left = random_crop_offsets(batch_size, height, width, size, device=device)
+        index = [stack_index, obs_index]
+        start = [th.full(stack_index.shape, center, device=device), (top * width + left)[:, None].expand(-1, stack)]
+        if self.anchor_crop == "random":
             # §5.2: the anchor is a second, independent random crop.
-            top, left = random_crop_offsets(batch_size, height, width, self.image_size, device=obs.device)
-            obs_anchor = crop(obs, top, left, self.image_size)
+            top, left = random_crop_offsets(batch_size, height, width, size, device=device)
+            index.append(obs_index)
+            start.append((top * width + left)[:, None].expand(-1, stack))
+        windows = self._gather_windows(np.concatenate(index, axis=1), th.cat(start, dim=1)).to(self.device)
+
+        def window_view(first: int) -> th.Tensor:
+            """``(B, frame_stack * c, size, size)`` view of the ``frame_stack`` windows from ``first`` on."""
+            _, n_windows, channels, length = windows.shape
+            return windows.as_strided(
+                (batch_size, stack * channels, size, size),
+                (n_windows * channels * length, length, width, 1),
+                windows.storage_offset() + first * channels * length,
+            )
+
+        observations = window_view(0)
+        n_stack = stack_index.shape[1]
         return AugmentedReplayBufferSamples(
             observations=observations,
             actions=actions,
-            next_observations=center_crop(next_obs, self.image_size),
+            next_observations=window_view(next_first),
             dones=dones,
             rewards=rewards,
-            obs_anchor=obs_anchor,
-            obs_pos=obs_pos,
+            obs_anchor=observations if self.anchor_crop == "center" else window_view(n_stack + stack),
+            obs_pos=window_view(n_stack),
         )
+
+    def _gather_windows(self, index: np.ndarray, start: th.Tensor) -> th.Tensor:
+        """Gather crop windows of frames, one contiguous copy per window and channel.
+
+        The ``size x size`` crop at (top, left) of an ``H x W`` channel is contained in the contiguous run of
+        ``(size - 1) * W + size`` bytes that starts at its first pixel ``top * W + left``: viewing each
+        channel as overlapping runs indexed by their start offset turns the crop into a fancy-index
+        gather of whole runs (memcpy-speed, where per-pixel gathers are several times slower). The caller
+        views each run as ``size`` rows of stride ``W``; the ``W - size`` bytes after each row are unused.
+
+        :param index: ``(B, n)`` slots of the frames to crop
+        :param start: ``(B, n)`` offsets ``top * W + left`` of the crops, on the storage device
+        :return: ``(B, n, c, (size - 1) * W + size)`` uint8 tensor on the storage device
+        """
+        assert self._frames is not None
+        slots, channels, height, width = self._frames.shape
+        size = self.image_size
+        length = (size - 1) * width + size
+        n_starts = (height - size) * width + (width - size) + 1
+        if isinstance(self._frames, np.ndarray):
+            pixel, channel, slot = self._frames.strides[3], self._frames.strides[1], self._frames.strides[0]
+            runs = as_strided(
+                self._frames, (slots, channels, n_starts, length), (slot, channel, pixel, pixel), writeable=False
+            )
+            return th.from_numpy(runs[index[:, :, None], np.arange(channels), start.numpy()[:, :, None]])
+        device = self._frames.device
+        runs_t = self._frames.as_strided(
+            (slots, channels, n_starts, length), (channels * height * width, height * width, 1, 1)
+        )
+        index_t = th.as_tensor(index, dtype=th.long, device=device)
+        return runs_t[index_t[:, :, None], th.arange(channels, device=device), start[:, :, None]]

@@ -1,0 +1,354 @@
+"""AugmentedPixelReplayBuffer: bit-identical to SB3's full-stack ReplayBuffer, while storing each frame once."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
+from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecNormalize
+
+from sb3_gaara.buffers import ZERO_SLOT, AugmentedPixelReplayBuffer, AugmentedReplayBufferSamples
+from sb3_gaara.crops import center_crop, crop, random_crop_offsets
+
+FRAME_SHAPE = (3, 12, 12)
+IMAGE_SIZE = 8
+ACTION_SPACE = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
+
+
+class FrameEnv(gym.Env):
+    """Random RGB frames; episodes of ``min_length..max_length`` steps ending terminated or truncated at random.
+
+    Some frames are black (they then share the zero slot with ``VecFrameStack``'s padding) and some repeat the
+    previous frame (byte-equal frames at other stack positions must not confuse the buffer).
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(self, frame_shape: tuple[int, ...] = FRAME_SHAPE, min_length: int = 1, max_length: int = 5) -> None:
+        super().__init__()
+        self.observation_space = spaces.Box(0, 255, frame_shape, dtype=np.uint8)
+        self.action_space = ACTION_SPACE
+        self.min_length, self.max_length = min_length, max_length
+        self._frame = np.zeros(frame_shape, dtype=np.uint8)
+
+    def _next_frame(self) -> np.ndarray:
+        draw = self.np_random.random()
+        if draw < 0.1:
+            self._frame = np.zeros_like(self._frame)
+        elif draw >= 0.25:
+            self._frame = self.np_random.integers(0, 256, self._frame.shape, dtype=np.uint8)
+        return self._frame.copy()
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self._step, self._length = 0, int(self.np_random.integers(self.min_length, self.max_length + 1))
+        return self._next_frame(), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self._step += 1
+        ended = self._step >= self._length
+        terminated = ended and bool(self.np_random.random() < 0.5)
+        return self._next_frame(), float(self.np_random.normal()), terminated, ended and not terminated, {}
+
+
+def make_vec_env(n_envs: int = 1, frame_stack: int = 3, seed: int = 0, **env_kwargs: Any) -> VecFrameStack | DummyVecEnv:
+    venv: VecFrameStack | DummyVecEnv = DummyVecEnv([lambda: FrameEnv(**env_kwargs) for _ in range(n_envs)])
+    if frame_stack > 1:
+        venv = VecFrameStack(venv, frame_stack)
+    venv.seed(seed)
+    return venv
+
+
+def transitions(venv: VecFrameStack | DummyVecEnv, n_steps: int, seed: int = 0) -> Iterator[tuple]:
+    """``add()`` arguments as SB3's off-policy loop builds them: terminal observations in ``next_obs``."""
+    rng = np.random.default_rng(seed)
+    obs = venv.reset()
+    for _ in range(n_steps):
+        actions = rng.uniform(-1, 1, (venv.num_envs, 2)).astype(np.float32)
+        new_obs, rewards, dones, infos = venv.step(actions)
+        next_obs = new_obs.copy()
+        for i, done in enumerate(dones):
+            if done:
+                next_obs[i] = infos[i]["terminal_observation"]
+        yield obs, next_obs, actions, rewards, dones, infos
+        obs = new_obs
+
+
+def make_pair(
+    observation_space: spaces.Box, buffer_size: int, n_envs: int = 1, **kwargs: Any
+) -> tuple[AugmentedPixelReplayBuffer, ReplayBuffer]:
+    """Our buffer and SB3's, with the same SB3 arguments."""
+    sb3_kwargs = {key: kwargs.pop(key) for key in ("optimize_memory_usage", "handle_timeout_termination") if key in kwargs}
+    ours = AugmentedPixelReplayBuffer(
+        buffer_size,
+        observation_space,
+        ACTION_SPACE,
+        device="cpu",
+        n_envs=n_envs,
+        image_size=IMAGE_SIZE,
+        **sb3_kwargs,
+        **kwargs,
+    )
+    reference = ReplayBuffer(buffer_size, observation_space, ACTION_SPACE, device="cpu", n_envs=n_envs, **sb3_kwargs)
+    return ours, reference
+
+
+def assert_same_sample(ours: AugmentedPixelReplayBuffer, reference: ReplayBuffer, seed: int, batch_size: int = 16) -> None:
+    """Seeded alike, our sample is SB3's sample cropped by ``sb3_gaara.crops``, bit for bit."""
+    np.random.seed(seed)
+    th.manual_seed(seed)
+    sample = ours.sample(batch_size)
+    np.random.seed(seed)
+    expected = reference.sample(batch_size)
+    th.manual_seed(seed)
+    device = ours.storage_device or "cpu"
+    height, width = ours.frame_shape[1:]
+    top, left = random_crop_offsets(batch_size, height, width, IMAGE_SIZE, device=device)
+    obs_pos = crop(expected.observations, top, left, IMAGE_SIZE)
+    obs_anchor = center_crop(expected.observations, IMAGE_SIZE)
+    if ours.anchor_crop == "random":
+        top, left = random_crop_offsets(batch_size, height, width, IMAGE_SIZE, device=device)
+        obs_anchor = crop(expected.observations, top, left, IMAGE_SIZE)
+    assert isinstance(sample, AugmentedReplayBufferSamples)
+    pairs = {
+        "observations": center_crop(expected.observations, IMAGE_SIZE),
+        "next_observations": center_crop(expected.next_observations, IMAGE_SIZE),
+        "obs_pos": obs_pos,
+        "obs_anchor": obs_anchor,
+        "actions": expected.actions,
+        "rewards": expected.rewards,
+        "dones": expected.dones,
+    }
+    for name, value in pairs.items():
+        got = getattr(sample, name)
+        assert got.dtype == value.dtype and got.device == th.device("cpu"), name
+        np.testing.assert_array_equal(got.numpy(), value.numpy(), err_msg=name)
+
+
+def assert_same_storage(ours: AugmentedPixelReplayBuffer, reference: ReplayBuffer) -> None:
+    """Every stored stack equals SB3's, at every position and env."""
+    size = ours.size()
+    positions = np.repeat(np.arange(size), ours.n_envs)
+    envs = np.tile(np.arange(ours.n_envs), size)
+    obs, next_obs = ours.get_stacks(positions, envs)
+    if reference.optimize_memory_usage:
+        # SB3 keeps the newest next observation in the slot of the oldest observation, which it never samples.
+        valid = positions != ours.pos if ours.full else positions < size
+        np.testing.assert_array_equal(obs[valid], reference.observations[positions, envs][valid])
+        np.testing.assert_array_equal(next_obs[valid], reference.observations[(positions + 1) % ours.buffer_size, envs][valid])
+    else:
+        np.testing.assert_array_equal(obs, reference.observations[positions, envs])
+        np.testing.assert_array_equal(next_obs, reference.next_observations[positions, envs])
+
+
+def assert_slots_consistent(buffer: AugmentedPixelReplayBuffer) -> None:
+    """Reference counts match the live transitions; no free slot is referenced (so none is overwritten while live)."""
+    assert buffer._frame_refs is not None
+    live = slice(None) if buffer.full else slice(0, buffer.pos)
+    referenced = np.concatenate([buffer.obs_frame_index[live].ravel(), buffer.next_obs_frame_index[live].ravel()])
+    referenced = referenced[referenced != ZERO_SLOT]
+    counts = np.bincount(referenced, minlength=buffer._n_frame_slots)
+    np.testing.assert_array_equal(buffer._frame_refs[1 : buffer._n_frame_slots], counts[1 : buffer._n_frame_slots])
+    free = np.array(buffer._free_slots, dtype=np.int64)
+    assert len(np.unique(free)) == len(free) and not np.isin(free, referenced).any()
+
+
+def step_seed(*values: int) -> int:
+    return int(np.ravel_multi_index(values, (10, 10)))
+
+
+@pytest.mark.parametrize("storage_device", [None, "cpu"])
+@pytest.mark.parametrize(
+    "n_envs, frame_stack, sb3_kwargs",
+    [
+        (1, 3, {}),
+        (2, 3, {}),
+        (2, 1, {}),
+        (2, 3, {"optimize_memory_usage": True, "handle_timeout_termination": False}),
+        (1, 2, {"handle_timeout_termination": False}),
+    ],
+)
+def test_bit_identical_to_sb3_replay_buffer(storage_device, n_envs, frame_stack, sb3_kwargs):
+    """Episodes of 1..5 steps, terminations and truncations, the ring wrapping over 20 times."""
+    venv = make_vec_env(n_envs, frame_stack, seed=n_envs + frame_stack)
+    ours, reference = make_pair(venv.observation_space, 8 * n_envs, n_envs, storage_device=storage_device, **sb3_kwargs)
+    for step, transition in enumerate(transitions(venv, 200, seed=step_seed(n_envs, frame_stack))):
+        ours.add(*transition)
+        reference.add(*transition)
+        if step >= 2 and step % 7 == 0:
+            assert_same_sample(ours, reference, seed=step)
+    assert ours.full
+    assert_same_storage(ours, reference)
+    assert_slots_consistent(ours)
+
+
+@pytest.mark.parametrize("anchor_crop", ["center", "random"])
+def test_crops_match_sb3_sample(anchor_crop):
+    venv = make_vec_env(2, 3)
+    ours, reference = make_pair(venv.observation_space, 20, 2, anchor_crop=anchor_crop)
+    for transition in transitions(venv, 30):
+        ours.add(*transition)
+        reference.add(*transition)
+    assert_same_sample(ours, reference, seed=1, batch_size=64)
+    sample = ours.sample(4)
+    assert sample.observations.shape == sample.obs_pos.shape == (4, 9, IMAGE_SIZE, IMAGE_SIZE)
+    assert (sample.obs_anchor is sample.observations) == (anchor_crop == "center")
+
+
+@pytest.mark.parametrize("storage_device", [None, "cpu"])
+def test_arbitrary_add_data(storage_device):
+    """No stacking relation at all: random stacks, some frames copied across positions, transitions and envs."""
+    rng = np.random.default_rng(3)
+    observation_space = spaces.Box(0, 255, (9, 12, 12), dtype=np.uint8)
+    ours, reference = make_pair(observation_space, 10, 2, storage_device=storage_device)
+    pool = rng.integers(0, 256, (6, 3, 12, 12), dtype=np.uint8)
+    pool[0] = 0
+    for step in range(60):
+        # Frames drawn from a small pool: many byte-equal frames in places the buffer does not look at.
+        obs = pool[rng.integers(0, len(pool), (2, 3))].reshape(2, 9, 12, 12)
+        next_obs = pool[rng.integers(0, len(pool), (2, 3))].reshape(2, 9, 12, 12)
+        if step % 3 == 0:
+            next_obs[:, :6] = obs[:, 3:]
+        args = (obs, next_obs, rng.normal(size=(2, 2)).astype(np.float32), rng.normal(size=2), rng.random(2) < 0.2)
+        ours.add(*args, [{}, {}])
+        reference.add(*args, [{}, {}])
+        if step % 5 == 0:
+            assert_same_sample(ours, reference, seed=step)
+    assert_same_storage(ours, reference)
+    assert_slots_consistent(ours)
+
+
+def test_buffer_size_one_reuses_the_overwritten_transition_frames():
+    venv = make_vec_env(1, 3, min_length=4, max_length=4)
+    ours, reference = make_pair(venv.observation_space, 1)
+    for transition in transitions(venv, 20):
+        ours.add(*transition)
+        reference.add(*transition)
+        assert_same_storage(ours, reference)
+        assert_slots_consistent(ours)
+    assert_same_sample(ours, reference, seed=0)
+
+
+def test_short_episodes_grow_the_store_without_overwriting_live_frames():
+    venv = make_vec_env(2, 3, min_length=1, max_length=2)
+    ours, reference = make_pair(venv.observation_space, 30, 2)
+    initial_capacity = ours._frame_capacity
+    for step, transition in enumerate(transitions(venv, 300)):
+        ours.add(*transition)
+        reference.add(*transition)
+        if step % 50 == 49:
+            assert_slots_consistent(ours)
+            assert_same_storage(ours, reference)
+    assert ours._frame_capacity > initial_capacity
+    assert_same_sample(ours, reference, seed=5)
+
+
+def test_steady_state_bytes_per_transition_close_to_one_frame():
+    frame_shape = (3, 48, 48)
+    venv = make_vec_env(1, 3, frame_shape=frame_shape, min_length=100, max_length=100)
+    buffer = AugmentedPixelReplayBuffer(200, venv.observation_space, ACTION_SPACE, device="cpu", image_size=40)
+    for transition in transitions(venv, 600):
+        buffer.add(*transition)
+    frame_bytes = int(np.prod(frame_shape))
+    assert buffer.frame_nbytes == frame_bytes
+    assert buffer.bytes_per_transition() < 1.05 * frame_bytes
+    full_stacks = 2 * 3 * frame_bytes
+    assert buffer.bytes_per_transition() < full_stacks / 5
+
+
+def test_frames_are_allocated_lazily():
+    space = spaces.Box(0, 255, (9, 100, 100), dtype=np.uint8)
+    buffer = AugmentedPixelReplayBuffer(1_000_000, space, ACTION_SPACE, device="cpu")
+    assert buffer._frames is None
+    assert buffer.frame_stack == 3 and buffer.frame_shape == (3, 100, 100)
+    # Only the per-transition arrays: int32 frame indices next to SB3's actions, rewards, dones and timeouts.
+    assert buffer.nbytes() == 1_000_000 * (2 * 4 + 3 * 4 + 2 * 3 * 4)
+
+
+@pytest.mark.parametrize("storage_device", [None, "cpu"])
+def test_save_load_round_trip(tmp_path, storage_device):
+    venv = make_vec_env(2, 3)
+    ours, reference = make_pair(venv.observation_space, 12, 2, storage_device=storage_device)
+    stream = transitions(venv, 80)
+    for _ in range(40):
+        transition = next(stream)
+        ours.add(*transition)
+        reference.add(*transition)
+    save_to_pkl(tmp_path / "buffer.pkl", ours)
+    loaded = load_from_pkl(tmp_path / "buffer.pkl")
+    assert isinstance(loaded, AugmentedPixelReplayBuffer)
+    assert loaded.storage_device == ours.storage_device
+    assert loaded._frame_capacity == ours._frame_capacity
+    assert_same_sample(loaded, reference, seed=2)
+    for transition in stream:  # adding after the load keeps matching, frame reuse included
+        for buffer in (ours, loaded, reference):
+            buffer.add(*transition)
+    assert_same_storage(loaded, reference)
+    assert_slots_consistent(loaded)
+    assert loaded._n_frame_slots == ours._n_frame_slots
+    assert len(pickle.dumps(ours)) < 2 * ours.nbytes()  # only the used slots travel
+
+
+def test_reset_empties_the_buffer():
+    venv = make_vec_env(1, 3)
+    ours, reference = make_pair(venv.observation_space, 10)
+    for transition in transitions(venv, 15):
+        ours.add(*transition)
+    ours.reset()
+    assert ours.size() == 0 and ours._n_frame_slots == 1
+    for transition in transitions(venv, 25, seed=1):
+        ours.add(*transition)
+        reference.add(*transition)
+    assert_same_storage(ours, reference)
+    assert_slots_consistent(ours)
+
+
+def test_sampling_inside_gaara_sac(make_model):
+    model = make_model(replay_buffer_kwargs=dict(storage_device="cpu"), learning_starts=5, buffer_size=30)
+    model.learn(total_timesteps=12)
+    buffer = model.replay_buffer
+    assert isinstance(buffer, AugmentedPixelReplayBuffer)
+    assert buffer.storage_device == th.device("cpu") and buffer.frame_stack == 2
+    assert model._n_updates > 0
+
+
+def test_clear_errors():
+    stacked = spaces.Box(0, 255, (9, 12, 12), dtype=np.uint8)
+    with pytest.raises(ValueError, match="channel-first"):
+        AugmentedPixelReplayBuffer(10, spaces.Box(0, 255, (12, 12, 9), dtype=np.uint8), ACTION_SPACE, image_size=8)
+    with pytest.raises(ValueError, match="anchor_crop"):
+        AugmentedPixelReplayBuffer(10, stacked, ACTION_SPACE, image_size=8, anchor_crop="left")
+    with pytest.raises(ValueError, match="does not divide"):
+        AugmentedPixelReplayBuffer(10, stacked, ACTION_SPACE, image_size=8, frame_stack=2)
+    with pytest.raises(ValueError, match="positive integer"):
+        AugmentedPixelReplayBuffer(10, stacked, ACTION_SPACE, image_size=8, frame_stack=0)
+    with pytest.raises(ValueError, match="smaller than image_size"):
+        AugmentedPixelReplayBuffer(10, stacked, ACTION_SPACE, image_size=16)
+    with pytest.raises(ValueError, match="simultaneously"):
+        AugmentedPixelReplayBuffer(10, stacked, ACTION_SPACE, image_size=8, optimize_memory_usage=True)
+
+    buffer = AugmentedPixelReplayBuffer(10, stacked, ACTION_SPACE, device="cpu", image_size=8, n_envs=2)
+    with pytest.raises(ValueError, match="empty"):
+        buffer.get_stacks(np.array([0]), np.array([0]))
+    images = np.zeros((2, 9, 12, 12), dtype=np.uint8)
+    args = (np.zeros((2, 2), np.float32), np.zeros(2), np.zeros(2), [{}, {}])
+    with pytest.raises(ValueError, match=r"one channel-first observation per env"):
+        buffer.add(images[:1], images, *args)
+    with pytest.raises(ValueError, match=r"one channel-first observation per env"):
+        buffer.add(images, images.transpose(0, 2, 3, 1), *args)
+    with pytest.raises(ValueError, match="uint8 images"):
+        buffer.add(images.astype(np.float32), images, *args)
+    buffer.add(images, images, *args)
+    assert buffer._n_frame_slots == 1  # all-zero stacks only point at the zero slot
+
+    normalize = VecNormalize(make_vec_env(2, 3), norm_obs=True, norm_reward=False)
+    with pytest.raises(ValueError, match="norm_obs=False"):
+        buffer.sample(2, env=normalize)
