@@ -1,0 +1,273 @@
+"""DeepMind Control suite tasks as Gymnasium environments with pixel observations.
+
+The observation protocol is the one of the PlaNet benchmark as used by SAC+AE, CURL, DrQ and
+SAC+GAARA: one RGB frame of 100x100 pixels per agent step, the same action repeated a
+per-domain number of simulator steps (rewards summed), and 1000 simulator steps per episode,
+ending as a truncation (the tasks have no terminal states; a time limit is not a failure, so
+the critic must bootstrap through it). Frame stacking is left to the caller (rl-zoo3's
+``frame_stack`` hyper-parameter, i.e. ``VecFrameStack``), so that replay buffers may store
+single frames.
+
+The simulation, the dm_env -> Gymnasium conversion, seeding and the interactive viewer come
+from shimmy's ``DmControlCompatibilityV0``; this class adds pixels, action repeat, action
+normalisation and the episode length.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from sb3_gaara.envs.tasks import EPISODE_LENGTH, check_task, default_action_repeat, default_camera_id
+
+if TYPE_CHECKING:
+    from shimmy.dm_control_compatibility import DmControlCompatibilityV0
+
+
+class RenderingBackendError(RuntimeError):
+    """MuJoCo could not render: no usable OpenGL backend in this process."""
+
+
+def _gl_fix_hint() -> str:
+    current = os.environ.get("MUJOCO_GL")
+    return (
+        f"MuJoCo renders through the OpenGL backend named by the MUJOCO_GL environment variable "
+        f"(now {'MUJOCO_GL=' + current if current else 'unset'}); it is read once, when dm_control is first imported, "
+        "so set it before starting Python:\n"
+        "  - headless Linux (GPU driver or Mesa on the CPU): export MUJOCO_GL=egl "
+        "(Debian/Ubuntu packages: libegl1 libgl1-mesa-dri; MUJOCO_EGL_DEVICE_ID picks the GPU);\n"
+        "  - headless without EGL: export MUJOCO_GL=osmesa (package: libosmesa6; slow, CPU only);\n"
+        "  - desktop with a display: export MUJOCO_GL=glfw.\n"
+        "Alternatively pass from_pixels=False to use state observations, which need no rendering."
+    )
+
+
+def _choose_headless_gl_backend() -> None:
+    """Select EGL when nothing is configured and there is no display.
+
+    Left unset, dm_control tries GLFW first; on a headless Linux machine the ``glfw`` module
+    still imports, so dm_control settles on it and the first render fails with "an OpenGL
+    platform library has not been loaded". EGL works there with a GPU driver or Mesa. This
+    runs when an environment is built, not at import time, and only while the choice can
+    still take effect (before dm_control's renderer is imported). A value set by the user is
+    always kept.
+    """
+    if os.environ.get("MUJOCO_GL") or not sys.platform.startswith("linux"):
+        return
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return
+    if "dm_control._render" in sys.modules:
+        return
+    os.environ["MUJOCO_GL"] = "egl"
+
+
+def _import_dm_control() -> tuple[Any, type[DmControlCompatibilityV0]]:
+    """Import ``dm_control.suite`` and shimmy's wrapper, turning OpenGL set-up failures into a clear error.
+
+    dm_control loads the OpenGL backend named by MUJOCO_GL at import time, so a missing or
+    broken backend (e.g. ``MUJOCO_GL=osmesa`` without libOSMesa) surfaces here as an
+    unrelated-looking ``AttributeError`` or ``RuntimeError`` from PyOpenGL.
+    """
+    try:
+        from dm_control import suite
+        from shimmy.dm_control_compatibility import DmControlCompatibilityV0
+    except ModuleNotFoundError as error:
+        if error.name is not None and error.name.split(".")[0] in {"dm_control", "shimmy", "mujoco"}:
+            raise ModuleNotFoundError(
+                f"DeepMind Control environments need {error.name!r}: pip install 'shimmy[dm-control]' dm_control mujoco",
+                name=error.name,
+            ) from error
+        raise RenderingBackendError(f"Importing dm_control failed ({error!r}).\n{_gl_fix_hint()}") from error
+    except (RuntimeError, AttributeError, ImportError, OSError) as error:
+        raise RenderingBackendError(f"Importing dm_control failed ({error!r}).\n{_gl_fix_hint()}") from error
+    return suite, DmControlCompatibilityV0
+
+
+def _as_size(value: int | tuple[int, int], name: str) -> tuple[int, int]:
+    """Normalise an ``int`` or ``(height, width)`` argument and check it is positive."""
+    height, width = (value, value) if isinstance(value, (int, np.integer)) else value
+    if int(height) < 1 or int(width) < 1:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return int(height), int(width)
+
+
+def _positive_int(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class DMCEnv(gym.Env[np.ndarray, np.ndarray]):
+    """A DeepMind Control suite task with pixel (or state) observations and action repeat.
+
+    Registered as ``dmc-<domain>-<task>`` (see :func:`sb3_gaara.envs.register_dmc_envs`);
+    every keyword below can be passed to ``gym.make`` or rl-zoo3's ``--env-kwargs``.
+
+    :param domain_name: suite domain, e.g. ``"cheetah"``.
+    :param task_name: task of that domain, e.g. ``"run"``.
+    :param from_pixels: observe an RGB frame (uint8) instead of the flattened physical state (float32).
+    :param height: height of the observed frame in pixels.
+    :param width: width of the observed frame in pixels.
+    :param camera_id: camera of the observed frame; default 0, 2 for the quadruped (camera 0 loses it).
+    :param action_repeat: simulator steps per agent step, the action held and rewards summed;
+        default from the PlaNet benchmark table (cartpole 8, reacher/cheetah/ball_in_cup 4, others 2).
+    :param episode_length: simulator steps per episode (before action repeat); the episode then
+        ends with ``truncated=True``.
+    :param channels_first: observe frames as ``(3, H, W)`` (what SB3's CNN policies and
+        ``VecFrameStack`` expect without a transpose) rather than ``(H, W, 3)``.
+    :param render_mode: ``None``, ``"rgb_array"`` (``render()`` returns a frame) or ``"human"``
+        (a MuJoCo viewer window, needs a display).
+    :param render_size: ``(height, width)`` of frames returned by ``render()``; defaults to the
+        observation size, in which case the latest observed frame is returned without rendering again.
+    :param task_kwargs: passed to ``dm_control.suite.load`` (e.g. ``{"random": 0}``); the episode
+        length is enforced here, so the suite's own ``time_limit`` is disabled unless given.
+    :param environment_kwargs: passed to ``dm_control.suite.load`` (e.g. ``{"flat_observation": True}``).
+    """
+
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array", "human"], "render_fps": 25}
+
+    def __init__(
+        self,
+        domain_name: str,
+        task_name: str,
+        *,
+        from_pixels: bool = True,
+        height: int = 100,
+        width: int = 100,
+        camera_id: int | None = None,
+        action_repeat: int | None = None,
+        episode_length: int = EPISODE_LENGTH,
+        channels_first: bool = True,
+        render_mode: str | None = None,
+        render_size: int | tuple[int, int] | None = None,
+        task_kwargs: Mapping[str, Any] | None = None,
+        environment_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        check_task(domain_name, task_name)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        if render_mode == "human" and sys.platform.startswith("linux"):
+            if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+                raise ValueError(
+                    "render_mode='human' opens a MuJoCo viewer window and needs a display, but neither DISPLAY nor "
+                    "WAYLAND_DISPLAY is set. On a headless machine use render_mode='rgb_array' (rl-zoo3: "
+                    "python -m rl_zoo3.record_video) or skip rendering (python -m rl_zoo3.enjoy --no-render)."
+                )
+        self.domain_name = domain_name
+        self.task_name = task_name
+        self.from_pixels = bool(from_pixels)
+        self.height, self.width = _as_size((height, width), "height/width")
+        self.camera_id = default_camera_id(domain_name) if camera_id is None else int(camera_id)
+        self.action_repeat = _positive_int(
+            default_action_repeat(domain_name) if action_repeat is None else action_repeat, "action_repeat"
+        )
+        self.episode_length = _positive_int(episode_length, "episode_length")
+        self.channels_first = bool(channels_first)
+        self.render_mode = render_mode
+        self.render_size = (self.height, self.width) if render_size is None else _as_size(render_size, "render_size")
+
+        _choose_headless_gl_backend()
+        suite, compatibility_env = _import_dm_control()
+        task_kwargs = {"time_limit": float("inf"), **(task_kwargs or {})}
+        dm_env = suite.load(
+            domain_name,
+            task_name,
+            task_kwargs=task_kwargs,
+            environment_kwargs=dict(environment_kwargs) if environment_kwargs else None,
+        )
+        # shimmy opens its viewer only for "human"; frames for "rgb_array" are rendered here so that
+        # observations and videos share one code path (and one error message).
+        self._dmc = compatibility_env(dm_env, render_mode="human" if render_mode == "human" else None)
+        self._closed = False
+
+        n_cameras = int(self._dmc.physics.model.ncam)
+        if (self.from_pixels or render_mode == "rgb_array") and not 0 <= self.camera_id < n_cameras:
+            self._dmc.close()
+            raise ValueError(
+                f"camera_id={self.camera_id} does not exist in DeepMind Control domain {domain_name!r}, "
+                f"which has cameras 0..{n_cameras - 1}"
+            )
+
+        action_spec = dm_env.action_spec()
+        self._action_low = np.broadcast_to(action_spec.minimum, action_spec.shape).astype(np.float64)
+        self._action_high = np.broadcast_to(action_spec.maximum, action_spec.shape).astype(np.float64)
+        # Squashing policies (SAC) act in [-1, 1]; the suite's bounds happen to be [-1, 1] too, but
+        # rescaling keeps that an implementation detail of dm_control rather than an assumption here.
+        self.action_space = spaces.Box(-1.0, 1.0, shape=action_spec.shape, dtype=np.float32)
+
+        if self.from_pixels:
+            frame_shape = (3, self.height, self.width) if self.channels_first else (self.height, self.width, 3)
+            self.observation_space: spaces.Box = spaces.Box(0, 255, shape=frame_shape, dtype=np.uint8)
+        else:
+            n_state = sum(int(np.prod(spec.shape)) for spec in dm_env.observation_spec().values())
+            self.observation_space = spaces.Box(-np.inf, np.inf, shape=(n_state,), dtype=np.float32)
+
+        self.metadata = {**self.metadata, "render_fps": 1.0 / (dm_env.control_timestep() * self.action_repeat)}
+        self._elapsed_steps = 0
+        self._last_frame: np.ndarray | None = None
+
+    @property
+    def physics(self) -> Any:
+        """The dm_control ``Physics`` of the task (for inspection and custom rendering)."""
+        return self._dmc.physics
+
+    def _render_frame(self, height: int, width: int) -> np.ndarray:
+        try:
+            return self._dmc.physics.render(height=height, width=width, camera_id=self.camera_id)
+        except Exception as error:  # any failure here is the GL context's: arguments were validated above
+            raise RenderingBackendError(
+                f"Rendering {self.domain_name}-{self.task_name} failed ({error!r}).\n{_gl_fix_hint()}"
+            ) from error
+
+    def _observation(self, state: Mapping[str, Any]) -> np.ndarray:
+        if not self.from_pixels:
+            return np.concatenate([np.asarray(value, dtype=np.float32).ravel() for value in state.values()])
+        self._last_frame = self._render_frame(self.height, self.width)
+        if self.channels_first:
+            return np.ascontiguousarray(self._last_frame.transpose(2, 0, 1))
+        return self._last_frame.copy()
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode; ``seed`` reseeds the task's random state (same seed, same initial state and frame)."""
+        super().reset(seed=seed)
+        state, info = self._dmc.reset(seed=seed)
+        self._elapsed_steps = 0
+        return self._observation(state), info
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Hold ``action`` for ``action_repeat`` simulator steps, summing the rewards."""
+        scaled = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        dm_action = self._action_low + (scaled + 1.0) * 0.5 * (self._action_high - self._action_low)
+        reward = 0.0
+        terminated = truncated = False
+        info: dict[str, Any] = {}
+        state: Mapping[str, Any] = {}
+        for _ in range(self.action_repeat):
+            state, step_reward, terminated, truncated, info = self._dmc.step(dm_action)
+            reward += float(step_reward)
+            self._elapsed_steps += 1
+            if self._elapsed_steps >= self.episode_length and not terminated:
+                truncated = True
+            if terminated or truncated:
+                break
+        return self._observation(state), reward, terminated, truncated, info
+
+    def render(self) -> np.ndarray | None:  # type: ignore[override]
+        """Return an ``(H, W, 3)`` frame for ``render_mode="rgb_array"``; the viewer draws itself for ``"human"``."""
+        if self.render_mode != "rgb_array":
+            return None
+        if self.from_pixels and self._last_frame is not None and self.render_size == (self.height, self.width):
+            return self._last_frame.copy()
+        return self._render_frame(*self.render_size)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._dmc.close()
+        super().close()
