@@ -400,11 +400,19 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
             raise ValueError(f"The frame store would need {capacity} slots, more than int32 frame indices can address.")
         shape = (capacity, *self.frame_shape)
         frames: np.ndarray | th.Tensor
-        if self.storage_device is None:
-            frames = np.zeros(shape, dtype=self.observation_space.dtype)
-        else:
-            frames = th.empty(shape, dtype=th.uint8, device=self.storage_device)
-            frames[ZERO_SLOT] = 0
+        try:
+            if self.storage_device is None:
+                frames = np.zeros(shape, dtype=self.observation_space.dtype)
+            else:
+                frames = th.empty(shape, dtype=th.uint8, device=self.storage_device)
+                frames[ZERO_SLOT] = 0
+        except (MemoryError, RuntimeError) as error:  # th.cuda.OutOfMemoryError is a RuntimeError
+            where = "host memory" if self.storage_device is None else f"{self.storage_device} memory"
+            raise MemoryError(
+                f"The replay buffer's frame store ({capacity} frames of {self.frame_shape}, "
+                f"{capacity * self.frame_nbytes / 1e9:.1f} GB) does not fit in {where}: lower buffer_size "
+                f"(now {self.buffer_size * self.n_envs} transitions)."
+            ) from error
         refs = np.zeros(capacity, dtype=np.int64)
         if self._frames is not None:
             assert self._frame_refs is not None
