@@ -101,16 +101,22 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
     ``FRAME_MARGIN`` and grows by ``FRAME_GROWTH`` when short episodes (each one stores its reset frame)
     need more, copying the frames once.
 
-    **Memory stays lazy.** Host frames are allocated at the first ``add()`` with ``np.zeros``, whose pages
-    the OS maps only when written: the store costs what has been written, and building a buffer to load
-    a model for inference costs nothing. The only buffer-size arrays besides SB3's actions, rewards,
-    dones and timeouts are the two ``int32`` index arrays (``2 * frame_stack * 4`` bytes per transition).
+    **Memory stays lazy.** The store is allocated at the first ``add()``, so that building a buffer to load a
+    model for inference costs nothing. On the host it is ``np.zeros``, whose pages the OS maps only when
+    written: it costs what has been written. A device store (``storage_device``) is allocated whole. The
+    only buffer-size arrays besides SB3's actions, rewards, dones and timeouts are the two ``int32`` index
+    arrays (``2 * frame_stack * 4`` bytes per transition).
+
+    **Save and load.** SB3's ``save_replay_buffer`` pickles the buffer: only the used slots are written, as a
+    host array, and loading rebuilds the store on ``storage_device`` (on the CPU when a saved CUDA device is
+    missing). Frame reuse resumes where it stopped.
 
     **Sampling.** ``sample()`` draws ``batch_inds`` and ``env_indices`` with exactly the ``np.random``
     calls of SB3's ``ReplayBuffer`` (``optimize_memory_usage`` included), then the crop offsets with
     ``th.randint`` on the storage device: seeded alike, it returns SB3's sample cropped by
     :mod:`sb3_gaara.crops`. Crop windows are gathered straight from the frame store, with no Python loop
-    over samples and no full-size stack ever built (see :meth:`_gather_windows`).
+    over samples and no full-size stack ever built (see :meth:`_gather_windows`); the image fields of the
+    sample are strided views of the gathered windows.
 
     :param buffer_size: maximum number of transitions
     :param observation_space: channel-first uint8 image space (SB3 transposes channel-last images with
@@ -169,7 +175,7 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
                 f"frame_stack={frame_stack} does not divide the {channels} channels of the observations: each of the "
                 f"stacked frames must have the same number of channels (e.g. 3 RGB frames = 9 channels)."
             )
-        # ReplayBuffer.__init__ would allocate SB3's two full-stack arrays: run BaseBuffer's and SB3 2.7's
+        # ReplayBuffer.__init__ would allocate SB3's two full-stack arrays: run BaseBuffer's and SB3 2.9's
         # remaining ReplayBuffer lines instead.
         BaseBuffer.__init__(self, buffer_size, observation_space, action_space, device, n_envs=n_envs)
         self.buffer_size = max(buffer_size // n_envs, 1)
@@ -291,7 +297,7 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
         self._last_next_frames[...] = next_frames
         self._last_next_index[...] = next_index
 
-        # SB3 2.7 ReplayBuffer.add from here on.
+        # SB3 2.9 ReplayBuffer.add from here on.
         self.actions[self.pos] = np.array(action)
         self.rewards[self.pos] = np.array(reward)
         self.dones[self.pos] = np.array(done)
