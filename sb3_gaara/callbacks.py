@@ -117,9 +117,7 @@ class ReconstructionLossCallback(AuxiliaryLossCallback):
     def on_gradient_step(self, model: GAARASAC, replay_data: AugmentedReplayBufferSamples) -> dict[str, th.Tensor]:
         assert self.optimizer is not None
         loss, _ = _reconstruction_loss(model, replay_data.observations)
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
+        model.optimize(loss, self.optimizer)
         return {"reconstruction_loss": loss.detach()}
 
 
@@ -146,10 +144,8 @@ class ComparisonLossCallback(AuxiliaryLossCallback):
         assert self.optimizer is not None
         contrastive = _contrastive_loss(model, replay_data)
         loss = model.comparison_lambda * contrastive
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
-        _anneal(model)
+        if model.optimize(loss, self.optimizer):
+            _anneal(model)
         return {"comparison_loss": loss.detach(), "contrastive_loss": contrastive.detach()}
 
 
@@ -182,10 +178,8 @@ class JointLossCallback(AuxiliaryLossCallback):
         contrastive = _contrastive_loss(model, replay_data)
         comparison = model.comparison_lambda * contrastive
         loss = reconstruction + comparison
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
-        _anneal(model)
+        if model.optimize(loss, self.optimizer):
+            _anneal(model)
         return {
             "reconstruction_loss": reconstruction.detach(),
             "comparison_loss": comparison.detach(),
@@ -220,8 +214,6 @@ class DecoderDiscriminatorLossCallback(AuxiliaryLossCallback):
         finally:
             decoder.requires_grad_(True)
         loss = model.comparison_lambda * distance
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
-        _anneal(model)
+        if model.optimize(loss, self.optimizer):
+            _anneal(model)
         return {"comparison_loss": loss.detach(), "decoder_distance": distance.detach()}

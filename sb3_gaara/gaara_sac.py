@@ -4,6 +4,11 @@ contrastive comparison loss (Chen & Gong, "SAC+GAARA"), on Stable-Baselines3's S
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import pathlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -109,6 +114,10 @@ class GAARASAC(SAC):
     :param decoder_lr: learning rate of the decoder (1e-3)
     :param comparison_lr: learning rate of ``W`` (1e-3)
     :param ent_coef_lr: learning rate of the temperature (1e-4; its Adam uses ``beta1=0.5``)
+    :param skip_nonfinite_updates: by default a non-finite loss or parameter stops training with an error
+        naming the loss and the update; with ``True`` an update whose loss or gradient is not finite is
+        skipped instead, counted in ``model.skipped_updates`` and logged as ``train/skipped_updates``
+        (this costs one device synchronisation per loss)
     The remaining parameters are SB3's ``SAC``'s.
     """
 
@@ -161,6 +170,7 @@ class GAARASAC(SAC):
         decoder_lr: float = 1e-3,
         comparison_lr: float = 1e-3,
         ent_coef_lr: float = 1e-4,
+        skip_nonfinite_updates: bool = False,
         _init_setup_model: bool = True,
     ) -> None:
         variant = self.default_variant if variant is None else variant
@@ -190,6 +200,8 @@ class GAARASAC(SAC):
         self.decoder_lr = decoder_lr
         self.comparison_lr = comparison_lr
         self.ent_coef_lr = ent_coef_lr
+        self.skip_nonfinite_updates = skip_nonfinite_updates
+        self.skipped_updates = 0
         self._check_hyperparameters(comparison_lambda)
         super().__init__(
             policy,
@@ -330,9 +342,7 @@ class GAARASAC(SAC):
             critic_loss = sum(F.mse_loss(current_q, target_q_values) for current_q in current_q_values)
             assert isinstance(critic_loss, th.Tensor)
             record("critic_loss", critic_loss)
-            self.critic.optimizer.zero_grad()
-            critic_loss.backward()
-            self.critic.optimizer.step()
+            self.optimize(critic_loss, self.critic.optimizer)
 
             # 2. Actor and temperature. One conv pass serves both the actor's head and the critic's: the actor
             # sees its tied convolutions detached, and Q(s, pi(s)) must not move the critic's encoder either.
@@ -348,18 +358,14 @@ class GAARASAC(SAC):
                 min_qf_pi, _ = th.min(q_values_pi, dim=1, keepdim=True)
                 actor_loss = (ent_coef * log_prob - min_qf_pi).mean()
                 record("actor_loss", actor_loss)
-                self.actor.optimizer.zero_grad()
-                actor_loss.backward()
-                self.actor.optimizer.step()
+                self.optimize(actor_loss, self.actor.optimizer)
 
                 if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
                     # SAC+AE's temperature loss, -alpha (log pi + target_entropy), with alpha = exp(log_alpha).
                     assert isinstance(self.target_entropy, float)
                     ent_coef_loss = (self.log_ent_coef.exp() * (-log_prob - self.target_entropy).detach()).mean()
                     record("ent_coef_loss", ent_coef_loss)
-                    self.ent_coef_optimizer.zero_grad()
-                    ent_coef_loss.backward()
-                    self.ent_coef_optimizer.step()
+                    self.optimize(ent_coef_loss, self.ent_coef_optimizer)
 
             # 3. EMA targets: Q heads with tau, encoder with encoder_tau.
             if step % self.target_update_interval == 0:
@@ -377,8 +383,24 @@ class GAARASAC(SAC):
 
         self._log_and_check(metrics)
 
+    def optimize(self, loss: th.Tensor, optimizer: th.optim.Optimizer) -> bool:
+        """Apply ``loss`` with ``optimizer`` (zero_grad, backward, step): the one place every loss of the model,
+        the auxiliary ones included, is applied.
+
+        With ``skip_nonfinite_updates`` a non-finite loss or gradient is not applied: its gradients are
+        dropped, the skip is counted, and ``False`` is returned so that dependent steps (annealing) skip too.
+        """
+        optimizer.zero_grad()
+        loss.backward()
+        if self.skip_nonfinite_updates and not _is_finite(loss, optimizer):
+            optimizer.zero_grad()
+            self.skipped_updates += 1
+            return False
+        optimizer.step()
+        return True
+
     def _log_and_check(self, metrics: dict[str, list[th.Tensor]]) -> None:
-        """Log the mean of each metric; stop at the first non-finite loss, naming it and its update.
+        """Log the mean of each metric; stop at the first non-finite loss or parameter, naming it and its update.
 
         The check reads the losses once per ``train()`` call (one device sync), not once per loss.
         """
@@ -386,7 +408,10 @@ class GAARASAC(SAC):
         for name, values in metrics.items():
             stacked = th.stack([v.reshape(()) for v in values]).float().cpu()
             finite = th.isfinite(stacked)
-            if not bool(finite.all()):
+            if self.skip_nonfinite_updates:
+                # Skipped updates were not applied; the logged mean is over the applied ones.
+                stacked = stacked[finite] if bool(finite.any()) else stacked
+            elif not bool(finite.all()):
                 first_bad = int((~finite).nonzero()[0])
                 raise FloatingPointError(
                     f"train/{name} became {stacked[first_bad].item()} in the {first_bad + 1}-th gradient step of this "
@@ -396,7 +421,17 @@ class GAARASAC(SAC):
                     "checkpoint."
                 )
             means[name] = float(stacked.mean())
+        for module_name, module in (("policy", self.policy), ("auxiliary_losses", self.auxiliary_losses)):
+            bad = next((n for n, p in module.named_parameters() if not bool(th.isfinite(p).all())), None)
+            if bad is not None:
+                raise FloatingPointError(
+                    f"Parameter {module_name}.{bad} is no longer finite after update #{self._n_updates} "
+                    f"({self.num_timesteps} environment steps of the agent), although every loss was finite: the "
+                    "gradients overflowed. Lower the learning rates or resume from the last checkpoint."
+                )
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        if self.skip_nonfinite_updates:
+            self.logger.record("train/skipped_updates", self.skipped_updates)
         for name, value in means.items():
             self.logger.record(f"train/{name}", value)
         if self.auxiliary_losses:
@@ -436,6 +471,36 @@ class GAARASAC(SAC):
         state_dicts += [f"auxiliary_losses.{name}.optimizer" for name in self.auxiliary_losses]
         return state_dicts, saved_variables
 
+    def save(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        exclude: Iterable[str] | None = None,
+        include: Iterable[str] | None = None,
+    ) -> None:
+        """SB3's ``save``, made atomic for paths: the zip is written next to its destination and renamed over
+        it only once complete, so a process killed mid-save (SIGKILL, pre-emption) leaves the previous file
+        loadable. File objects are written directly, as in SB3.
+        """
+        if isinstance(path, io.BufferedIOBase):
+            super().save(path, exclude=exclude, include=include)
+            return
+        destination = pathlib.Path(path)
+        if destination.suffix == "":
+            destination = destination.with_suffix(".zip")  # SB3 appends .zip to a bare name, so do we
+        with _atomic_file(destination) as file:
+            super().save(file, exclude=exclude, include=include)
+
+    def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
+        """SB3's ``save_replay_buffer``, atomic for paths like :meth:`save`."""
+        if isinstance(path, io.BufferedIOBase):
+            super().save_replay_buffer(path)
+            return
+        destination = pathlib.Path(path)
+        if destination.suffix == "":
+            destination = destination.with_suffix(".pkl")
+        with _atomic_file(destination) as file:
+            super().save_replay_buffer(file)
+
     @classmethod
     def load(  # type: ignore[override]
         cls: type[SelfGAARASAC],
@@ -463,6 +528,29 @@ class GAARASAC(SAC):
             force_reset=force_reset,
             **kwargs,
         )
+
+
+@contextlib.contextmanager
+def _atomic_file(destination: pathlib.Path) -> Iterator[io.BufferedWriter]:
+    """Binary file that replaces ``destination`` only once fully written and flushed to disk."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tmp = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, destination)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _is_finite(loss: th.Tensor, optimizer: th.optim.Optimizer) -> bool:
+    """Whether ``loss`` and every gradient held by ``optimizer`` are finite (one device sync)."""
+    checks = [th.isfinite(loss).all()]
+    checks += [th.isfinite(p.grad).all() for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    return bool(th.stack(checks).all())
 
 
 def _check_action_space(action_space: spaces.Space | None) -> None:

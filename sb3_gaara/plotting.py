@@ -1,0 +1,78 @@
+"""Learning curves of one run from SB3's own logs, counted in environment steps.
+
+A run directory written by ``examples/train.py`` (or any SB3 run with a ``Monitor`` file and an
+``EvalCallback`` log) holds ``monitor.csv`` (training episodes, lengths in agent steps) and
+``evaluations.npz`` (evaluations, ``timesteps`` in agent steps). Results tables count simulator
+steps after action repeat, so both are multiplied by the action repeat here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class LearningCurve:
+    """Training and evaluation returns of one run against environment steps (after action repeat)."""
+
+    train_env_steps: np.ndarray
+    train_returns: np.ndarray
+    eval_env_steps: np.ndarray
+    eval_mean: np.ndarray
+    eval_std: np.ndarray
+
+
+def load_learning_curve(run_dir: str, action_repeat: int = 1) -> LearningCurve:
+    """Read ``monitor.csv`` and ``evaluations.npz`` of ``run_dir`` (either may be missing)."""
+    from stable_baselines3.common.monitor import load_results
+
+    train_steps = train_returns = np.zeros(0)
+    if any(name.endswith("monitor.csv") for name in os.listdir(run_dir)):
+        episodes = load_results(run_dir)
+        train_steps = np.cumsum(episodes["l"].to_numpy()) * action_repeat
+        train_returns = episodes["r"].to_numpy()
+    eval_steps = eval_mean = eval_std = np.zeros(0)
+    eval_file = os.path.join(run_dir, "evaluations.npz")
+    if os.path.exists(eval_file):
+        with np.load(eval_file) as data:
+            eval_steps = data["timesteps"] * action_repeat
+            eval_mean = data["results"].mean(axis=1)
+            eval_std = data["results"].std(axis=1)
+    return LearningCurve(train_steps, train_returns, eval_steps, eval_mean, eval_std)
+
+
+def plot_learning_curve(curve: LearningCurve, path: str, title: str = "") -> str:
+    """Save a PNG of the training episode returns and the deterministic evaluations; return its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    if len(curve.train_env_steps):
+        ax.plot(curve.train_env_steps, curve.train_returns, "o-", color="tab:blue", alpha=0.6, label="training episodes")
+    if len(curve.eval_env_steps):
+        ax.errorbar(
+            curve.eval_env_steps,
+            curve.eval_mean,
+            yerr=curve.eval_std,
+            fmt="s-",
+            color="tab:red",
+            capsize=3,
+            label="evaluation (deterministic, mean ± std)",
+        )
+    ax.set_xlabel("environment steps (after action repeat)")
+    ax.set_ylabel("episode return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if len(curve.train_env_steps) or len(curve.eval_env_steps):
+        ax.legend(loc="best")
+    else:
+        ax.text(0.5, 0.5, "no finished episode yet", ha="center", va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
