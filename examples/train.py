@@ -68,14 +68,12 @@ def main() -> None:
     model.save(os.path.join(args.out, "model.zip"))
 
     curve = load_learning_curve(args.out, action_repeat=action_repeat)
-    png = plot_learning_curve(
-        curve, os.path.join(args.out, "learning_curve.png"), title=f"SAC+GAARA ({args.variant}) on {args.env}"
-    )
-    print(f"Saved {os.path.join(args.out, 'model.zip')}, TensorBoard logs in {os.path.join(args.out, 'tb')}, curve in {png}")
+    title = f"SAC+GAARA ({args.variant}) on {args.env}"
+    png = plot_learning_curve(curve, os.path.join(args.out, "learning_curve.png"), title=title)
+    print(f"Saved {args.out}/model.zip, TensorBoard logs in {args.out}/tb, learning curve in {png}")
     if len(curve.eval_mean):
-        print(
-            f"Last evaluation after {int(curve.eval_env_steps[-1])} environment steps: {curve.eval_mean[-1]:.1f} ± {curve.eval_std[-1]:.1f}"
-        )
+        steps, mean, std = int(curve.eval_env_steps[-1]), curve.eval_mean[-1], curve.eval_std[-1]
+        print(f"Last evaluation after {steps} environment steps: {mean:.1f} ± {std:.1f}")
 
 
 if __name__ == "__main__":
