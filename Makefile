@@ -13,7 +13,7 @@ TORCH_SPEC ?= torch==2.13.0
 export MUJOCO_GL ?= egl
 
 ENV ?= dmc-cheetah-run
-STEPS ?= 2000
+STEPS ?= 1000
 OUT ?= runs/quickstart
 PYTEST_ARGS ?=
 

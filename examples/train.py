@@ -7,7 +7,7 @@ The defaults are a short CPU run: a few thousand environment steps with a small 
 every part work, not to learn the task (that takes ~100k-500k environment steps on a GPU, see the
 README). The paper's settings are ``--batch-size 128`` and the per-task zoo configuration.
 
-    python examples/train.py --env dmc-cheetah-run --timesteps 2000 --out runs/quickstart
+    python examples/train.py --env dmc-cheetah-run --timesteps 1000 --out runs/quickstart
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from sb3_gaara.plotting import load_learning_curve, plot_learning_curve
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="dmc-cheetah-run", help="a dmc-<domain>-<task> id")
-    parser.add_argument("--timesteps", type=int, default=2000, help="agent steps (environment steps / action repeat)")
+    parser.add_argument("--timesteps", type=int, default=1000, help="agent steps (environment steps / action repeat)")
     parser.add_argument("--variant", default="gaara", choices=sorted(VARIANTS))
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-starts", type=int, default=500, help="random agent steps before the first update")
+    parser.add_argument("--learning-starts", type=int, default=250, help="random agent steps before the first update")
     parser.add_argument("--eval-every", type=int, default=500, help="agent steps between evaluations")
     parser.add_argument("--eval-episodes", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
