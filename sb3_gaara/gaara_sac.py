@@ -8,7 +8,7 @@ import contextlib
 import io
 import os
 import pathlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -326,62 +326,69 @@ class GAARASAC(SAC):
             metrics.setdefault(name, []).append(value.detach())
 
         for _ in range(gradient_steps):
-            step = self._n_updates  # global counter: the cadence stays in phase across learn() calls and loads
             replay_data: AugmentedReplayBufferSamples = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[assignment]
-            ent_coef = th.exp(self.log_ent_coef.detach()) if self.log_ent_coef is not None else self.ent_coef_tensor
-            record("ent_coef", ent_coef)
-
-            # 1. Critic: y = r + gamma (1 - d) (min Q_target(s', a') - alpha log pi(a'|s')), a' ~ pi(s').
-            with th.no_grad():
-                next_actions, next_log_prob = self.actor.action_log_prob(replay_data.next_observations)
-                next_q_values = th.cat(self.critic_target(replay_data.next_observations, next_actions), dim=1)
-                next_q_values, _ = th.min(next_q_values, dim=1, keepdim=True)
-                next_q_values = next_q_values - ent_coef * next_log_prob.reshape(-1, 1)
-                target_q_values = replay_data.rewards + (1 - replay_data.dones) * self.gamma * next_q_values
-            current_q_values = self.critic(replay_data.observations, replay_data.actions)
-            critic_loss = sum(F.mse_loss(current_q, target_q_values) for current_q in current_q_values)
-            assert isinstance(critic_loss, th.Tensor)
-            record("critic_loss", critic_loss)
-            self.optimize(critic_loss, self.critic.optimizer)
-
-            # 2. Actor and temperature. One conv pass serves both the actor's head and the critic's: the actor
-            # sees its tied convolutions detached, and Q(s, pi(s)) must not move the critic's encoder either.
-            if step % self.actor_update_freq == 0:
-                with th.no_grad():
-                    conv_features = self.policy.critic_encoder.forward_conv(self.policy.scale_images(replay_data.observations))
-                    critic_features = self.policy.critic_encoder.forward_head(conv_features)
-                actor_encoder = self.actor.features_extractor
-                assert isinstance(actor_encoder, type(self.policy.critic_encoder))
-                actions_pi, log_prob = self.actor.action_log_prob_from_features(actor_encoder.forward_head(conv_features))
-                log_prob = log_prob.reshape(-1, 1)
-                q_values_pi = th.cat(self.critic.q_from_features(critic_features, actions_pi), dim=1)
-                min_qf_pi, _ = th.min(q_values_pi, dim=1, keepdim=True)
-                actor_loss = (ent_coef * log_prob - min_qf_pi).mean()
-                record("actor_loss", actor_loss)
-                self.optimize(actor_loss, self.actor.optimizer)
-
-                if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
-                    # SAC+AE's temperature loss, -alpha (log pi + target_entropy), with alpha = exp(log_alpha).
-                    assert isinstance(self.target_entropy, float)
-                    ent_coef_loss = (self.log_ent_coef.exp() * (-log_prob - self.target_entropy).detach()).mean()
-                    record("ent_coef_loss", ent_coef_loss)
-                    self.optimize(ent_coef_loss, self.ent_coef_optimizer)
-
-            # 3. EMA targets: Q heads with tau, encoder with encoder_tau.
-            if step % self.target_update_interval == 0:
-                polyak_update(self._q_parameters, self._q_target_parameters, self.tau)
-                polyak_update(self._encoder_parameters, self._encoder_target_parameters, self.encoder_tau)
-
-            # 4. Auxiliary losses, in order (reconstruction, then comparison + annealing).
-            if step % self.decoder_update_freq == 0:
-                for callback in self.auxiliary_losses.values():
-                    assert isinstance(callback, AuxiliaryLossCallback)
-                    for name, value in callback.on_gradient_step(self, replay_data).items():
-                        record(name, value)
-
+            with self.policy.scaled_image_cache():
+                self._gradient_step(replay_data, record)
             self._n_updates += 1
 
         self._log_and_check(metrics)
+
+    def _gradient_step(self, replay_data: AugmentedReplayBufferSamples, record: Callable[[str, th.Tensor], None]) -> None:
+        """One update of ALGORITHM.md, steps 1-4, on one sampled batch."""
+        step = self._n_updates  # global counter: the cadence stays in phase across learn() calls and loads
+        policy = self.policy
+        ent_coef = th.exp(self.log_ent_coef.detach()) if self.log_ent_coef is not None else self.ent_coef_tensor
+        record("ent_coef", ent_coef)
+
+        # 1. Critic: y = r + gamma (1 - d) (min Q_target(s', a') - alpha log pi(a'|s')), a' ~ pi(s').
+        with th.no_grad():
+            next_obs = policy.scale_images(replay_data.next_observations)
+            next_actions, next_log_prob = self.actor.action_log_prob_from_features(self.actor.features_extractor(next_obs))
+            next_q_values = th.cat(self.critic_target.q_from_features(policy.target_encoder(next_obs), next_actions), dim=1)
+            next_q_values, _ = th.min(next_q_values, dim=1, keepdim=True)
+            next_q_values = next_q_values - ent_coef * next_log_prob.reshape(-1, 1)
+            target_q_values = replay_data.rewards + (1 - replay_data.dones) * self.gamma * next_q_values
+        obs = policy.scale_images(replay_data.observations)
+        current_q_values = self.critic.q_from_features(policy.critic_encoder(obs), replay_data.actions)
+        critic_loss = sum(F.mse_loss(current_q, target_q_values) for current_q in current_q_values)
+        assert isinstance(critic_loss, th.Tensor)
+        record("critic_loss", critic_loss)
+        self.optimize(critic_loss, self.critic.optimizer)
+
+        # 2. Actor and temperature. One conv pass serves both the actor's head and the critic's: the actor
+        # sees its tied convolutions detached, and Q(s, pi(s)) must not move the critic's encoder either.
+        if step % self.actor_update_freq == 0:
+            with th.no_grad():
+                conv_features = policy.critic_encoder.forward_conv(obs)
+                critic_features = policy.critic_encoder.forward_head(conv_features)
+            actor_encoder = self.actor.features_extractor
+            assert isinstance(actor_encoder, type(policy.critic_encoder))
+            actions_pi, log_prob = self.actor.action_log_prob_from_features(actor_encoder.forward_head(conv_features))
+            log_prob = log_prob.reshape(-1, 1)
+            q_values_pi = th.cat(self.critic.q_from_features(critic_features, actions_pi), dim=1)
+            min_qf_pi, _ = th.min(q_values_pi, dim=1, keepdim=True)
+            actor_loss = (ent_coef * log_prob - min_qf_pi).mean()
+            record("actor_loss", actor_loss)
+            self.optimize(actor_loss, self.actor.optimizer)
+
+            if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
+                # SAC+AE's temperature loss, -alpha (log pi + target_entropy), with alpha = exp(log_alpha).
+                assert isinstance(self.target_entropy, float)
+                ent_coef_loss = (self.log_ent_coef.exp() * (-log_prob - self.target_entropy).detach()).mean()
+                record("ent_coef_loss", ent_coef_loss)
+                self.optimize(ent_coef_loss, self.ent_coef_optimizer)
+
+        # 3. EMA targets: Q heads with tau, encoder with encoder_tau.
+        if step % self.target_update_interval == 0:
+            polyak_update(self._q_parameters, self._q_target_parameters, self.tau)
+            polyak_update(self._encoder_parameters, self._encoder_target_parameters, self.encoder_tau)
+
+        # 4. Auxiliary losses, in order (reconstruction, then comparison + annealing).
+        if step % self.decoder_update_freq == 0:
+            for callback in self.auxiliary_losses.values():
+                assert isinstance(callback, AuxiliaryLossCallback)
+                for name, value in callback.on_gradient_step(self, replay_data).items():
+                    record(name, value)
 
     def optimize(self, loss: th.Tensor, optimizer: th.optim.Optimizer) -> bool:
         """Apply ``loss`` with ``optimizer`` (zero_grad, backward, step): the one place every loss of the model,
