@@ -320,17 +320,23 @@ class GAARASAC(SAC):
         self.policy.set_training_mode(True)
         self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
 
-        metrics: dict[str, list[th.Tensor]] = {}
+        # Each value keeps the number of its update: the actor and the auxiliary losses are not recorded every step.
+        metrics: dict[str, list[tuple[int, th.Tensor]]] = {}
 
         def record(name: str, value: th.Tensor) -> None:
-            metrics.setdefault(name, []).append(value.detach())
+            metrics.setdefault(name, []).append((self._n_updates + 1, value.detach()))
 
-        for _ in range(gradient_steps):
-            replay_data: AugmentedReplayBufferSamples = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[assignment]
-            with self.policy.scaled_image_cache():
-                self._gradient_step(replay_data, record)
-            self._n_updates += 1
-
+        try:
+            for _ in range(gradient_steps):
+                replay_data: AugmentedReplayBufferSamples = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[assignment]
+                with self.policy.scaled_image_cache():
+                    self._gradient_step(replay_data, record)
+                self._n_updates += 1
+        except ValueError as error:
+            # With gradient_steps > 1 a non-finite update is applied before the check below, and the next step's
+            # torch.distributions.Normal rejects the NaN actor: report the loss that went non-finite first instead.
+            self._log_and_check(metrics, error)
+            raise
         self._log_and_check(metrics)
 
     def _gradient_step(self, replay_data: AugmentedReplayBufferSamples, record: Callable[[str, th.Tensor], None]) -> None:
@@ -406,28 +412,34 @@ class GAARASAC(SAC):
         optimizer.step()
         return True
 
-    def _log_and_check(self, metrics: dict[str, list[th.Tensor]]) -> None:
+    def _log_and_check(self, metrics: dict[str, list[tuple[int, th.Tensor]]], error: Exception | None = None) -> None:
         """Log the mean of each metric; stop at the first non-finite loss or parameter, naming it and its update.
 
-        The check reads the losses once per ``train()`` call (one device sync), not once per loss.
+        The check reads the losses once per ``train()`` call (one device sync), not once per loss. With ``error``
+        (a step failed) it only raises, from ``error``, when something is non-finite.
         """
         means = {}
+        first_bad: tuple[int, str, float] | None = None
         for name, values in metrics.items():
-            stacked = th.stack([v.reshape(()) for v in values]).float().cpu()
+            updates = th.tensor([update for update, _ in values])
+            stacked = th.stack([v.reshape(()) for _, v in values]).float().cpu()
             finite = th.isfinite(stacked)
             if self.skip_nonfinite_updates:
                 # Skipped updates were not applied; the logged mean is over the applied ones.
                 stacked = stacked[finite] if bool(finite.any()) else stacked
             elif not bool(finite.all()):
-                first_bad = int((~finite).nonzero()[0])
-                raise FloatingPointError(
-                    f"train/{name} became {stacked[first_bad].item()} in the {first_bad + 1}-th gradient step of this "
-                    f"train() call (update #{self._n_updates - len(values) + first_bad + 1} overall; "
-                    f"{self.num_timesteps} environment steps of the agent). The parameters are no longer trustworthy: "
-                    "lower the learning rates, check the rewards and observations for NaN/inf, or resume from the last "
-                    "checkpoint."
-                )
+                index = int((~finite).nonzero()[0])
+                if first_bad is None or int(updates[index]) < first_bad[0]:  # ties: the loss computed first
+                    first_bad = (int(updates[index]), name, stacked[index].item())
             means[name] = float(stacked.mean())
+        if first_bad is not None:
+            update, name, value = first_bad
+            raise FloatingPointError(
+                f"train/{name} became {value} at update #{update} (counted like model._n_updates; "
+                f"{self.num_timesteps} environment steps of the agent). The parameters are no longer trustworthy: "
+                "lower the learning rates, check the rewards and observations for NaN/inf, or resume from the last "
+                "checkpoint."
+            ) from error
         for module_name, module in (("policy", self.policy), ("auxiliary_losses", self.auxiliary_losses)):
             bad = next((n for n, p in module.named_parameters() if not bool(th.isfinite(p).all())), None)
             if bad is not None:
@@ -435,7 +447,9 @@ class GAARASAC(SAC):
                     f"Parameter {module_name}.{bad} is no longer finite after update #{self._n_updates} "
                     f"({self.num_timesteps} environment steps of the agent), although every loss was finite: the "
                     "gradients overflowed. Lower the learning rates or resume from the last checkpoint."
-                )
+                ) from error
+        if error is not None:
+            return
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         if self.skip_nonfinite_updates:
             self.logger.record("train/skipped_updates", self.skipped_updates)
