@@ -10,8 +10,12 @@ cropped, from per-transition frame indices when it samples.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import warnings
 from collections import deque
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -60,6 +64,29 @@ class AugmentedReplayBufferSamples(NamedTuple):
     obs_pos: th.Tensor
     # SB3's n-step field, kept so that code written for ReplayBufferSamples reads this tuple too.
     discounts: th.Tensor | None = None
+
+
+@contextlib.contextmanager
+def _deferred_keyboard_interrupt() -> Iterator[None]:
+    """Hold a SIGINT (Ctrl-C) that arrives inside the block and deliver it to the previous handler when it ends.
+
+    Python runs signal handlers in the main thread only, and only there may they be changed; elsewhere, or when
+    the handler was not installed from Python, the block runs unprotected.
+    """
+    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    if previous is None:
+        yield
+        return
+    received: list[tuple[int, Any]] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received and callable(previous):
+            previous(*received[0])  # Python's default handler raises KeyboardInterrupt here
+        elif received and previous == signal.SIG_DFL:
+            signal.raise_signal(signal.SIGINT)
 
 
 def infer_frame_stack(channels: int) -> int:
@@ -255,6 +282,20 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
     # ------------------------------------------------------------------------------------------ adding
 
     def add(
+        self,
+        obs: np.ndarray,
+        next_obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        done: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        # A Ctrl-C between the reference-count updates of _add would free slots that live transitions still use,
+        # and rl-zoo3 saves the buffer after a Ctrl-C to resume from it: the interrupt waits until the add is done.
+        with _deferred_keyboard_interrupt():
+            self._add(obs, next_obs, action, reward, done, infos)
+
+    def _add(
         self,
         obs: np.ndarray,
         next_obs: np.ndarray,
