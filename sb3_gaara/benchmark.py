@@ -142,7 +142,6 @@ def bench_replay(buffer_size: int, batch_size: int, repeats: int, device: th.dev
     )
     reference = ReplayBuffer(buffer_size, venv.observation_space, venv.action_space, device=device)
     fill([ours, reference], venv, n_steps=buffer_size + buffer_size // 2)
-    crop_device = ours.storage_device or th.device("cpu")
 
     def sb3_sample_and_crop() -> None:
         # The reference implementations' path: full stacks gathered and moved, then cropped.
@@ -160,7 +159,7 @@ def bench_replay(buffer_size: int, batch_size: int, repeats: int, device: th.dev
         "frame_bytes": int(np.prod(FRAME_SHAPE)),
         "ours_bytes_per_transition": ours.bytes_per_transition(),
         "sb3_bytes_per_transition": sb3_bytes_per_transition(reference),
-        "storage_device": str(crop_device) if ours.storage_device is not None else "host (numpy)",
+        "storage_device": "host (numpy)" if ours.storage_device is None else str(ours.storage_device),
         "batch_size": batch_size,
         "ours_sample": time_calls(lambda: ours.sample(batch_size), repeats, warmup, device),
         "sb3_sample_and_crop": time_calls(sb3_sample_and_crop, max(5, repeats // 5), warmup, device),
@@ -333,7 +332,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         device=device,
         storage_device=storage_device,
     )
-    steps, warmup = (5, 2) if quick else (15, 3)
+    steps, warmup = (4, 1) if quick else (15, 3)
     results["update"] = bench_updates(args.batch_size, steps=steps, warmup=warmup, filled=300, device=device)
     results["env_steps"] = bench_env_steps(random_steps=100 if quick else 1000, train_steps=4 if quick else 20, device=device)
     print(report(results))
