@@ -55,13 +55,13 @@ def test_ids_are_registered_lazily_and_idempotently():
     assert register_dmc_envs() == ALL_IDS  # a second call changes nothing and does not warn about re-registration
 
 
-def test_importing_the_package_loads_neither_dm_control_nor_mujoco():
+def test_importing_the_package_registers_the_ids_without_loading_dm_control():
     result = _python(
         """
         import sys
+        import gymnasium as gym
         import sb3_gaara
-        from sb3_gaara.envs import register_dmc_envs
-        register_dmc_envs()
+        assert "dmc-cheetah-run" in gym.registry, "sb3_gaara/__init__.py must call sb3_gaara.envs.register_dmc_envs()"
         loaded = [name for name in ("dm_control", "mujoco", "shimmy") if name in sys.modules]
         assert not loaded, loaded
         """,

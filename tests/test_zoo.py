@@ -1,0 +1,473 @@
+"""rl-zoo3 integration: hyper-parameter files, the start-up hook, the patches, and the zoo scripts end to end."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import inspect
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+from conftest import FakeImageEnv, tiny_kwargs
+
+import sb3_gaara
+from sb3_gaara import CURLSAC, GAARASAC, SACAE
+from sb3_gaara.envs import ACTION_REPEAT, default_action_repeat
+from sb3_gaara.zoo import ZOO_ALGORITHMS, ZooAlgorithm, hyperparams_path, register
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STARTUP_SOURCE = REPO_ROOT / "sb3_gaara" / "zoo" / "_startup.py"
+PLANET_TASKS = ("finger-spin", "cartpole-swingup", "reacher-easy", "cheetah-run", "walker-walk", "ball_in_cup-catch")
+ENV_STEPS = 500_000
+MAX_BUFFER = 500_000
+#: Keys of an entry that rl-zoo3 consumes itself (everything else goes to the algorithm's constructor).
+ZOO_KEYS = {"policy", "frame_stack", "n_timesteps", "env_kwargs", "n_envs", "normalize", "env_wrapper", "callback"}
+
+
+def _subprocess_env(**overrides: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("SB3_GAARA_ZOO_HOOK", None)
+    env.update(overrides)
+    return env
+
+
+# --- hyper-parameter files -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("algo", sorted(ZOO_ALGORITHMS))
+def test_packaged_hyperparams_are_identical_to_the_repository_copy(algo: str):
+    assert hyperparams_path(algo).read_bytes() == (REPO_ROOT / "hyperparams" / f"{algo}.yml").read_bytes()
+
+
+def test_no_hyperparams_file_is_missing_from_either_copy():
+    packaged = {path.name for path in hyperparams_path("gaara_sac").parent.glob("*.yml")}
+    top_level = {path.name for path in (REPO_ROOT / "hyperparams").glob("*.yml")}
+    assert packaged == top_level == {f"{algo}.yml" for algo in ZOO_ALGORITHMS}
+
+
+def test_constructor_defaults_are_the_paper_settings_the_yml_omits():
+    defaults = {name: p.default for name, p in inspect.signature(GAARASAC.__init__).parameters.items()}
+    paper = dict(
+        batch_size=128,
+        learning_starts=1000,
+        gamma=0.99,
+        learning_rate=1e-3,
+        tau=0.01,
+        encoder_tau=0.05,
+        target_update_interval=2,
+        actor_update_freq=2,
+        ent_coef="auto_0.1",
+    )
+    assert {name: defaults[name] for name in paper} == paper
+
+
+@pytest.mark.parametrize("algo", sorted(ZOO_ALGORITHMS))
+def test_hyperparams_follow_the_paper(algo: str):
+    entries = yaml.safe_load(hyperparams_path(algo).read_text())
+    assert set(entries) == {f"dmc-{task}" for task in PLANET_TASKS} | {"default"}
+    assert set(ACTION_REPEAT) == {task.split("-")[0] for task in PLANET_TASKS}
+    defaults = {name: p.default for name, p in inspect.signature(GAARASAC.__init__).parameters.items()}
+    for env_id, entry in entries.items():
+        repeat = 2 if env_id == "default" else default_action_repeat(env_id.split("-")[1])
+        assert entry["policy"] == "CnnPolicy"
+        assert entry["frame_stack"] == 3
+        assert entry["n_timesteps"] * repeat == ENV_STEPS, env_id
+        assert entry["buffer_size"] == min(entry["n_timesteps"], MAX_BUFFER), env_id
+        for key, value in entry.items():
+            if key in ZOO_KEYS:
+                continue
+            assert key in defaults, f"{env_id}: {key} is not a constructor argument"
+            assert value != defaults[key], f"{env_id}: {key}={value!r} repeats the constructor default"
+
+
+# --- start-up hook ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def startup_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding the start-up module under its installed, top-level name (as setup.py ships it)."""
+    folder = tmp_path_factory.mktemp("startup")
+    shutil.copyfile(STARTUP_SOURCE, folder / "_sb3_gaara_startup.py")
+    return folder
+
+
+def _run_with_hook(startup_dir: Path, code: str, **environ: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` after importing the start-up module, as the ``.pth`` file does at interpreter start."""
+    env = _subprocess_env(PYTHONPATH=os.pathsep.join([str(startup_dir), str(REPO_ROOT)]), **environ)
+    program = "import _sb3_gaara_startup\n" + textwrap.dedent(code)
+    return subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_startup_module_imports_nothing(startup_dir: Path):
+    env = _subprocess_env(PYTHONPATH=str(startup_dir))
+    code = "import sys; before = set(sys.modules); import _sb3_gaara_startup; print(sorted(set(sys.modules) - before))"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() in ("['__future__', '_sb3_gaara_startup']", "['_sb3_gaara_startup']")
+
+
+def test_hook_does_nothing_until_rl_zoo3_is_imported(startup_dir: Path):
+    result = _run_with_hook(
+        startup_dir,
+        """
+        import sys, json, gymnasium
+        heavy = [name for name in ("sb3_gaara", "torch", "rl_zoo3", "dm_control", "optuna") if name in sys.modules]
+        assert not heavy, heavy
+        assert type(sys.meta_path[0]).__name__ == "RlZooFinder"
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_hook_registers_everything_when_rl_zoo3_is_imported(startup_dir: Path):
+    result = _run_with_hook(
+        startup_dir,
+        """
+        import gymnasium as gym
+        from rl_zoo3 import ALGOS
+        assert {"gaara_sac", "sac_ae", "curl_sac"} <= set(ALGOS), sorted(ALGOS)
+        assert ALGOS["gaara_sac"].algorithm_class.__name__ == "GAARASAC"
+        assert "dmc-cheetah-run" in gym.registry and "dmc-ball_in_cup-catch" in gym.registry
+        import sys
+        assert "dm_control" not in sys.modules  # environments are only registered, not built
+        from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
+        assert {"gaara_sac", "sac_ae", "curl_sac"} <= set(HYPERPARAMS_SAMPLER) & set(HYPERPARAMS_CONVERTER)
+        from rl_zoo3.exp_manager import ExperimentManager
+        assert ExperimentManager._sb3_gaara_patched
+        import argparse
+        manager = ExperimentManager(argparse.Namespace(), "gaara_sac", "dmc-cheetah-run", "unused-log-folder")
+        print(manager.config)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(REPO_ROOT / "sb3_gaara" / "hyperparams" / "gaara_sac.yml")
+
+
+def test_hook_can_be_disabled(startup_dir: Path):
+    result = _run_with_hook(
+        startup_dir,
+        """
+        import sys
+        from rl_zoo3 import ALGOS
+        assert "gaara_sac" not in ALGOS and "sb3_gaara" not in sys.modules
+        """,
+        SB3_GAARA_ZOO_HOOK="0",
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_broken_package_leaves_rl_zoo3_usable(startup_dir: Path, tmp_path: Path):
+    # A stand-in "sb3_gaara" whose import fails: rl-zoo3 must still import, with a warning naming the cause.
+    broken = tmp_path / "sb3_gaara"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("raise ImportError('simulated breakage')\n")
+    env = _subprocess_env(PYTHONPATH=os.pathsep.join([str(startup_dir), str(tmp_path)]))
+    code = "import _sb3_gaara_startup\nfrom rl_zoo3 import ALGOS\nassert 'ppo' in ALGOS and 'gaara_sac' not in ALGOS\n"
+    # (cwd: `python -c` puts the working directory first on sys.path, where the real package would be found)
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "sb3-gaara could not register" in result.stderr and "simulated breakage" in result.stderr
+
+
+def _median_startup_seconds(python: str, pth: Path, rounds: int = 12) -> tuple[float, float]:
+    """Median wall time of ``python -c pass`` with and without the ``.pth`` file, interleaved to share the noise."""
+    with_hook, without_hook = [], []
+    disabled = pth.with_suffix(".pth-disabled")
+    for _ in range(rounds):
+        for sample in (with_hook, without_hook):
+            if sample is without_hook:
+                pth.rename(disabled)
+            try:
+                start = time.perf_counter()
+                subprocess.run([python, "-c", "pass"], check=True)
+                sample.append(time.perf_counter() - start)
+            finally:
+                if disabled.exists():
+                    disabled.rename(pth)
+    return statistics.median(with_hook), statistics.median(without_hook)
+
+
+def _site_packages(python: str) -> Path:
+    code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    return Path(subprocess.run([python, "-c", code], check=True, capture_output=True, text=True).stdout.strip())
+
+
+def test_startup_overhead_is_below_50_ms(tmp_path: Path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    site_packages = _site_packages(python)
+    shutil.copyfile(STARTUP_SOURCE, site_packages / "_sb3_gaara_startup.py")
+    pth = site_packages / "sb3_gaara_zoo.pth"
+    pth.write_text("import _sb3_gaara_startup\n")
+    # The hook must actually run at start-up for the measurement to mean anything.
+    check = "import sys; assert type(sys.meta_path[0]).__name__ == 'RlZooFinder'"
+    subprocess.run([python, "-c", check], check=True)
+    with_hook, without_hook = _median_startup_seconds(python, pth)
+    overhead_ms = (with_hook - without_hook) * 1e3
+    print(
+        f"\nPython start-up with the rl-zoo3 hook: {with_hook * 1e3:.1f} ms, without: {without_hook * 1e3:.1f} ms, "
+        f"overhead {overhead_ms:.1f} ms (median of 12 interleaved runs)"
+    )
+    assert overhead_ms < 50
+
+
+# --- patches (in this process) ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def zoo():
+    """rl-zoo3 with sb3-gaara registered in this process (what the start-up hook does in installed wheels)."""
+    register()
+    import rl_zoo3.exp_manager
+    import rl_zoo3.hyperparams_opt
+    import rl_zoo3.utils
+
+    return rl_zoo3
+
+
+def _manager(zoo, tmp_path: Path, algo: str = "gaara_sac", env_id: str = "dmc-cheetah-run", **kwargs):
+    return zoo.exp_manager.ExperimentManager(argparse.Namespace(), algo, env_id, str(tmp_path / "logs"), **kwargs)
+
+
+def test_algorithms_are_in_the_table(zoo):
+    for zoo_name, cls in (("gaara_sac", GAARASAC), ("sac_ae", SACAE), ("curl_sac", CURLSAC)):
+        entry = zoo.utils.ALGOS[zoo_name]
+        assert isinstance(entry, ZooAlgorithm) and entry.algorithm_class is cls
+        assert entry.__name__ == cls.__name__  # rl-zoo3's push_to_hub names the model card after it
+        assert entry.policy_aliases is cls.policy_aliases
+    register()  # idempotent
+    assert sum(isinstance(entry, ZooAlgorithm) for entry in zoo.utils.ALGOS.values()) == 3
+
+
+@pytest.mark.parametrize(("zoo_name", "variant"), [("gaara_sac", "gaara"), ("sac_ae", "sac_ae"), ("curl_sac", "contrastive")])
+def test_entries_build_plain_models_of_each_variant(zoo, zoo_name: str, variant: str):
+    model = zoo.utils.ALGOS[zoo_name](policy="CnnPolicy", env=FakeImageEnv(), **tiny_kwargs())
+    assert type(model) is getattr(sb3_gaara, ZOO_ALGORITHMS[zoo_name])
+    assert model.variant == variant
+
+
+def test_hyperparams_are_read_from_the_package(zoo, tmp_path: Path):
+    assert _manager(zoo, tmp_path).config == str(hyperparams_path("gaara_sac"))
+    assert _manager(zoo, tmp_path, algo="curl_sac").config == str(hyperparams_path("curl_sac"))
+    assert _manager(zoo, tmp_path, config="mine.yml").config == "mine.yml"
+    assert Path(_manager(zoo, tmp_path, algo="sac", env_id="Pendulum-v1").config).parent.parent == Path(zoo.__file__).parent
+
+
+def test_zoo_builds_stacked_channel_first_frames(zoo, tmp_path: Path):
+    manager = _manager(zoo, tmp_path, env_id="dmc-cartpole-swingup", hyperparams={"buffer_size": 100})
+    hyperparams, _ = manager.read_hyperparameters()
+    assert hyperparams["n_timesteps"] == 62_500
+    manager._preprocess_hyperparams(hyperparams)
+    env = manager.create_envs(n_envs=1, no_log=True)
+    try:
+        assert env.observation_space.shape == (9, 100, 100) and env.observation_space.dtype == np.uint8
+        obs = env.reset()
+        assert obs.shape == (1, 9, 100, 100)
+        # VecFrameStack pads with zeros at reset; the newest frame (last 3 channels) is the rendered one.
+        assert not obs[0, :6].any() and obs[0, 6:].any()
+        assert type(env).__name__ == "VecFrameStack"  # channel-first frames need no VecTransposeImage
+    finally:
+        env.close()
+
+
+def test_inference_loads_allocate_no_replay_buffer_but_resuming_keeps_it(zoo, tmp_path: Path):
+    model = GAARASAC("CnnPolicy", FakeImageEnv(), **tiny_kwargs(buffer_size=150))
+    model.learn(12)
+    path = tmp_path / "model.zip"
+    model.save(path)
+    entry = zoo.utils.ALGOS["gaara_sac"]
+
+    # enjoy / record_video: no buffer_size given
+    loaded = entry.load(path, custom_objects={"learning_rate": 0.0}, device="cpu")
+    assert loaded.buffer_size == 1 and loaded.replay_buffer.buffer_size == 1
+    obs, _ = FakeImageEnv().reset(seed=0)
+    np.testing.assert_allclose(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
+    # an explicit buffer size is respected
+    assert entry.load(path, device="cpu", buffer_size=40).replay_buffer.buffer_size == 40
+
+    # train -i: rl-zoo3's resume path keeps the saved (or configured) buffer
+    manager = _manager(zoo, tmp_path, algo="gaara_sac", trained_agent=str(path), device="cpu")
+    env = FakeImageEnv()
+    resumed = manager._load_pretrained_agent({"policy": "CnnPolicy", "batch_size": 4}, env)
+    assert resumed.replay_buffer.buffer_size == 150 and resumed.batch_size == 4
+    with pytest.warns(UserWarning, match="Ignoring image_size"):
+        resumed = manager._load_pretrained_agent({"policy": "CnnPolicy", "buffer_size": 60, "image_size": 16}, env)
+    assert resumed.replay_buffer.buffer_size == 60
+
+
+def test_other_algorithms_are_untouched(zoo, tmp_path: Path):
+    assert zoo.utils.ALGOS["sac"].__name__ == "SAC" and not isinstance(zoo.utils.ALGOS["sac"], ZooAlgorithm)
+    manager = _manager(zoo, tmp_path, algo="sac", env_id="Pendulum-v1")
+    assert "gaara" not in manager.config
+
+
+@pytest.mark.parametrize("zoo_name", sorted(ZOO_ALGORITHMS))
+def test_optuna_samplers_give_valid_models_and_convert_back(zoo, zoo_name: str):
+    sampler = zoo.hyperparams_opt.HYPERPARAMS_SAMPLER[zoo_name]
+    converter = zoo.hyperparams_opt.HYPERPARAMS_CONVERTER[zoo_name]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize")
+    expected = {"learning_rate", "batch_size", "tau", "encoder_tau", "actor_update_freq", "encoder_lr"}
+    if zoo_name in ("gaara_sac", "sac_ae"):
+        expected |= {"decoder_lr", "decoder_latent_lambda", "decoder_weight_lambda"}
+    if zoo_name in ("gaara_sac", "curl_sac"):
+        expected |= {"comparison_lr"}
+    if zoo_name == "gaara_sac":
+        expected |= {"comparison_lambda", "comparison_lambda_min", "comparison_lambda_decay"}
+    for _ in range(5):
+        trial = study.ask()
+        kwargs = sampler(trial, 2, 1, {"using_her_replay_buffer": False, "her_kwargs": {}})
+        assert set(kwargs) == expected
+        assert converter(trial.params) == kwargs  # loading a trial from a study rebuilds the same model
+        assert kwargs["batch_size"] in (32, 64, 128, 256)
+        if "comparison_lambda_min" in kwargs:
+            assert 0 <= kwargs["comparison_lambda_min"] <= kwargs["comparison_lambda"]
+        overrides = {**kwargs, "batch_size": 4}
+        model = zoo.utils.ALGOS[zoo_name](policy="CnnPolicy", env=FakeImageEnv(), **tiny_kwargs(**overrides))
+        assert model.encoder_tau == kwargs["encoder_tau"]
+        study.tell(trial, 0.0)
+
+
+# --- the zoo's scripts end to end ------------------------------------------------------------------------
+
+TINY = ["--num-threads", "1", "--seed", "0", "--hyperparams", "learning_starts:20", "buffer_size:200", "batch_size:4"]
+
+
+def _zoo(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    """``python -m sb3_gaara.zoo SCRIPT ...``: the zoo with sb3-gaara registered, from this checkout."""
+    env = _subprocess_env(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    command = [sys.executable, "-m", "sb3_gaara.zoo", *args]
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(args)}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return result
+
+
+@pytest.mark.slow
+def test_zoo_train_resume_enjoy_and_optimize(tmp_path: Path):
+    run = tmp_path / "logs" / "gaara_sac" / "dmc-cheetah-run_1"
+    result = _zoo(
+        "train", "--algo", "gaara_sac", "--env", "dmc-cheetah-run", "-n", "40", "-f", "logs", "-tb", "tb", "-P",
+        "--save-replay-buffer", *TINY, cwd=tmp_path,
+    )  # fmt: skip
+    assert "gaara_sac.yml" in result.stdout and "Stacking 3 frames" in result.stdout
+    assert (run / "dmc-cheetah-run.zip").is_file() and (run / "replay_buffer.pkl").is_file()
+    assert glob.glob(str(tmp_path / "tb" / "dmc-cheetah-run" / "GAARASAC_1" / "events.out.tfevents.*"))
+    assert "40/40" in result.stdout + result.stderr  # the progress bar reached the end
+    # rl-zoo3 saves the hyper-parameters as an OrderedDict and reads them back with the unsafe loader too
+    config = yaml.load((run / "dmc-cheetah-run" / "config.yml").read_text(), Loader=yaml.UnsafeLoader)
+    assert config["frame_stack"] == 3 and config["policy"] == "CnnPolicy"
+
+    result = _zoo(
+        "train", "--algo", "gaara_sac", "--env", "dmc-cheetah-run", "-n", "24", "-f", "logs",
+        "-i", str(run / "dmc-cheetah-run.zip"), *TINY, cwd=tmp_path,
+    )  # fmt: skip
+    assert "Loading pretrained agent" in result.stdout and "Loading replay buffer" in result.stdout
+    assert (tmp_path / "logs" / "gaara_sac" / "dmc-cheetah-run_2" / "dmc-cheetah-run.zip").is_file()
+
+    result = _zoo(
+        "enjoy", "--algo", "gaara_sac", "--env", "dmc-cheetah-run", "-f", "logs", "--no-render", "-n", "260",
+        "--num-threads", "1", cwd=tmp_path,
+    )  # fmt: skip
+    assert "Episode Length 250" in result.stdout  # cheetah: 1000 simulator steps / action repeat 4
+
+    # cartpole: 80 simulator steps / action repeat 8 = 10 agent steps per (evaluation) episode
+    result = _zoo(
+        "train", "--algo", "gaara_sac", "--env", "dmc-cartpole-swingup", "-optimize", "--n-trials", "2", "-n", "24",
+        "--n-evaluations", "1", "--eval-episodes", "1", "--sampler", "random", "--pruner", "none", "--no-optim-plots",
+        "--env-kwargs", "episode_length:80", "-f", "logs", "--num-threads", "1", "--seed", "0",
+        "--hyperparams", "learning_starts:20", "buffer_size:200", cwd=tmp_path,
+    )  # fmt: skip
+    assert "Number of finished trials:  2" in result.stdout and "comparison_lambda" in result.stdout
+
+
+@pytest.mark.slow
+def test_zoo_record_video(tmp_path: Path):
+    pytest.importorskip("moviepy", reason="rl-zoo3's record_video writes videos with moviepy (pip install moviepy)")
+    _zoo("train", "--algo", "gaara_sac", "--env", "dmc-walker-walk", "-n", "8", "-f", "logs", *TINY, cwd=tmp_path)
+    _zoo(
+        "record_video", "--algo", "gaara_sac", "--env", "dmc-walker-walk", "-f", "logs", "-n", "12", "-o", "videos",
+        cwd=tmp_path,
+    )  # fmt: skip
+    (video,) = glob.glob(str(tmp_path / "videos" / "*.mp4"))
+    assert Path(video).stat().st_size > 1000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("zoo_name", ["sac_ae", "curl_sac"])
+def test_zoo_trains_the_baselines(tmp_path: Path, zoo_name: str):
+    result = _zoo("train", "--algo", zoo_name, "--env", "dmc-cheetah-run", "-n", "30", "-f", "logs", *TINY, cwd=tmp_path)
+    assert f"{zoo_name}.yml" in result.stdout
+    assert (tmp_path / "logs" / zoo_name / "dmc-cheetah-run_1" / "dmc-cheetah-run.zip").is_file()
+
+
+# --- the built wheel in a fresh virtual environment ------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_wheel_in_a_fresh_venv_runs_the_zoo_with_no_extra_flags(tmp_path: Path):
+    # Build from a copy so that stale files of an in-tree build/ cannot leak into the wheel.
+    source = tmp_path / "source"
+    ignore = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "logs", "runs")
+    shutil.copytree(REPO_ROOT, source, ignore=ignore)
+    dist = tmp_path / "dist"
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(source)])
+    (wheel,) = dist.glob("sb3_gaara-*.whl")
+
+    venv = tmp_path / "venv"
+    _run([sys.executable, "-m", "venv", str(venv)])
+    python = str(venv / "bin" / "python")
+    pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    # torch first: a bare `torch` requirement would otherwise resolve to the multi-GB CUDA wheels.
+    _run([*pip, f"torch=={_installed_version('torch').split('+')[0]}"])
+    _run([*pip, str(wheel)])
+
+    site_packages = _site_packages(python)
+    assert (site_packages / "sb3_gaara_zoo.pth").read_text() == "import _sb3_gaara_startup\n"
+    assert (site_packages / "_sb3_gaara_startup.py").read_bytes() == STARTUP_SOURCE.read_bytes()
+    assert (site_packages / "sb3_gaara" / "hyperparams" / "gaara_sac.yml").is_file()
+
+    work = tmp_path / "work"
+    work.mkdir()  # not the checkout: the installed package must be the one imported
+    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "SB3_GAARA_ZOO_HOOK", "VIRTUAL_ENV"}}
+
+    def zoo(*args: str) -> str:
+        result = subprocess.run([python, "-m", *args], cwd=work, env=env, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, f"{' '.join(args)}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        return result.stdout
+
+    output = zoo("rl_zoo3.train", "--algo", "gaara_sac", "--env", "dmc-cheetah-run", "-n", "40", *TINY)
+    assert str(site_packages / "sb3_gaara" / "hyperparams" / "gaara_sac.yml") in output
+    assert (work / "logs" / "gaara_sac" / "dmc-cheetah-run_1" / "dmc-cheetah-run.zip").is_file()
+    output = zoo("rl_zoo3.enjoy", "--algo", "gaara_sac", "--env", "dmc-cheetah-run", "-f", "logs", "--no-render", "-n", "260")
+    assert "Episode Length 250" in output
+
+    with_hook, without_hook = _median_startup_seconds(python, site_packages / "sb3_gaara_zoo.pth")
+    overhead_ms = (with_hook - without_hook) * 1e3
+    print(
+        f"\nInstalled wheel: Python start-up {with_hook * 1e3:.1f} ms with the rl-zoo3 hook, {without_hook * 1e3:.1f} ms "
+        f"without, overhead {overhead_ms:.1f} ms (median of 12 interleaved runs)"
+    )
+    assert overhead_ms < 50
+
+
+def _run(command: list[str]) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+
+
+def _installed_version(distribution: str) -> str:
+    from importlib.metadata import version
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return version(distribution)
