@@ -23,7 +23,7 @@ from conftest import FakeImageEnv, tiny_kwargs
 
 import sb3_gaara
 from sb3_gaara import CURLSAC, GAARASAC, SACAE
-from sb3_gaara.envs import ACTION_REPEAT, default_action_repeat
+from sb3_gaara.envs import ACTION_REPEAT, DMC_TASKS, default_action_repeat, dmc_env_id
 from sb3_gaara.zoo import ZOO_ALGORITHMS, ZooAlgorithm, hyperparams_path, register
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -75,8 +75,12 @@ def test_constructor_defaults_are_the_paper_settings_the_yml_omits():
 @pytest.mark.parametrize("algo", sorted(ZOO_ALGORITHMS))
 def test_hyperparams_follow_the_paper(algo: str):
     entries = yaml.safe_load(hyperparams_path(algo).read_text())
-    assert set(entries) == {f"dmc-{task}" for task in PLANET_TASKS} | {"default"}
+    assert {f"dmc-{task}" for task in PLANET_TASKS} | {"default"} <= set(entries)
+    assert set(entries) - {"default"} <= {dmc_env_id(domain, task) for domain, task in DMC_TASKS}
+    # the default entry assumes an action repeat of 2: every task with another repeat needs its own entry
     assert set(ACTION_REPEAT) == {task.split("-")[0] for task in PLANET_TASKS}
+    other_repeat = {dmc_env_id(domain, task) for domain, task in DMC_TASKS if default_action_repeat(domain) != 2}
+    assert other_repeat <= set(entries)
     defaults = {name: p.default for name, p in inspect.signature(GAARASAC.__init__).parameters.items()}
     for env_id, entry in entries.items():
         repeat = 2 if env_id == "default" else default_action_repeat(env_id.split("-")[1])
