@@ -14,6 +14,8 @@ import textwrap
 import time
 import warnings
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import optuna
@@ -230,7 +232,7 @@ def test_startup_overhead_is_below_50_ms(tmp_path: Path):
 
 
 @pytest.fixture(scope="module")
-def zoo():
+def zoo() -> ModuleType:
     """rl-zoo3 with sb3-gaara registered in this process (what the start-up hook does in installed wheels)."""
     register()
     import rl_zoo3.exp_manager
@@ -240,11 +242,11 @@ def zoo():
     return rl_zoo3
 
 
-def _manager(zoo, tmp_path: Path, algo: str = "gaara_sac", env_id: str = "dmc-cheetah-run", **kwargs):
+def _manager(zoo: ModuleType, tmp_path: Path, algo: str = "gaara_sac", env_id: str = "dmc-cheetah-run", **kwargs: Any) -> Any:
     return zoo.exp_manager.ExperimentManager(argparse.Namespace(), algo, env_id, str(tmp_path / "logs"), **kwargs)
 
 
-def test_algorithms_are_in_the_table(zoo):
+def test_algorithms_are_in_the_table(zoo: ModuleType):
     for zoo_name, cls in (("gaara_sac", GAARASAC), ("sac_ae", SACAE), ("curl_sac", CURLSAC)):
         entry = zoo.utils.ALGOS[zoo_name]
         assert isinstance(entry, ZooAlgorithm) and entry.algorithm_class is cls
@@ -255,20 +257,20 @@ def test_algorithms_are_in_the_table(zoo):
 
 
 @pytest.mark.parametrize(("zoo_name", "variant"), [("gaara_sac", "gaara"), ("sac_ae", "sac_ae"), ("curl_sac", "contrastive")])
-def test_entries_build_plain_models_of_each_variant(zoo, zoo_name: str, variant: str):
+def test_entries_build_plain_models_of_each_variant(zoo: ModuleType, zoo_name: str, variant: str):
     model = zoo.utils.ALGOS[zoo_name](policy="CnnPolicy", env=FakeImageEnv(), **tiny_kwargs())
     assert type(model) is getattr(sb3_gaara, ZOO_ALGORITHMS[zoo_name])
     assert model.variant == variant
 
 
-def test_hyperparams_are_read_from_the_package(zoo, tmp_path: Path):
+def test_hyperparams_are_read_from_the_package(zoo: ModuleType, tmp_path: Path):
     assert _manager(zoo, tmp_path).config == str(hyperparams_path("gaara_sac"))
     assert _manager(zoo, tmp_path, algo="curl_sac").config == str(hyperparams_path("curl_sac"))
     assert _manager(zoo, tmp_path, config="mine.yml").config == "mine.yml"
     assert Path(_manager(zoo, tmp_path, algo="sac", env_id="Pendulum-v1").config).parent.parent == Path(zoo.__file__).parent
 
 
-def test_zoo_builds_stacked_channel_first_frames(zoo, tmp_path: Path):
+def test_zoo_builds_stacked_channel_first_frames(zoo: ModuleType, tmp_path: Path):
     manager = _manager(zoo, tmp_path, env_id="dmc-cartpole-swingup", hyperparams={"buffer_size": 100})
     hyperparams, _ = manager.read_hyperparameters()
     assert hyperparams["n_timesteps"] == 62_500
@@ -285,7 +287,7 @@ def test_zoo_builds_stacked_channel_first_frames(zoo, tmp_path: Path):
         env.close()
 
 
-def test_inference_loads_allocate_no_replay_buffer_but_resuming_keeps_it(zoo, tmp_path: Path):
+def test_inference_loads_allocate_no_replay_buffer_but_resuming_keeps_it(zoo: ModuleType, tmp_path: Path):
     model = GAARASAC("CnnPolicy", FakeImageEnv(), **tiny_kwargs(buffer_size=150))
     model.learn(12)
     path = tmp_path / "model.zip"
@@ -310,14 +312,14 @@ def test_inference_loads_allocate_no_replay_buffer_but_resuming_keeps_it(zoo, tm
     assert resumed.replay_buffer.buffer_size == 60
 
 
-def test_other_algorithms_are_untouched(zoo, tmp_path: Path):
+def test_other_algorithms_are_untouched(zoo: ModuleType, tmp_path: Path):
     assert zoo.utils.ALGOS["sac"].__name__ == "SAC" and not isinstance(zoo.utils.ALGOS["sac"], ZooAlgorithm)
     manager = _manager(zoo, tmp_path, algo="sac", env_id="Pendulum-v1")
     assert "gaara" not in manager.config
 
 
 @pytest.mark.parametrize("zoo_name", sorted(ZOO_ALGORITHMS))
-def test_optuna_samplers_give_valid_models_and_convert_back(zoo, zoo_name: str):
+def test_optuna_samplers_give_valid_models_and_convert_back(zoo: ModuleType, zoo_name: str):
     sampler = zoo.hyperparams_opt.HYPERPARAMS_SAMPLER[zoo_name]
     converter = zoo.hyperparams_opt.HYPERPARAMS_CONVERTER[zoo_name]
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize")
