@@ -255,7 +255,7 @@ def test_replay_buffer_round_trips_exactly_through_the_model(make_model, tmp_pat
 # and kills each with SIGKILL: at random moments, in the middle of writing the zip, and between the complete write
 # and the rename. After every kill it keeps a copy of the two files and of the directory listing for the test.
 KILL_SUPERVISOR = """
-import json, os, random, select, shutil, signal, sys, time
+import json, os, select, shutil, signal, sys, time
 import torch as th
 th.set_num_threads(1)  # no thread pool before fork()
 from conftest import FakeImageEnv, tiny_kwargs
@@ -302,7 +302,7 @@ def checkpoint_forever(write, first, pause):
         number += 1
 
 
-def lines_until(read, pid, deadline, stop):
+def lines_until(read, deadline, stop):
     text = b""
     while time.monotonic() < deadline:
         ready, _, _ = select.select([read], [], [], max(0.0, deadline - time.monotonic()))
@@ -329,15 +329,15 @@ for index, kill in enumerate(kills):
             os._exit(1)
     os.close(write)
     if kill["pause"]:
-        text = lines_until(read, pid, time.monotonic() + 60, "paused")
+        text = lines_until(read, time.monotonic() + 60, "paused")
     elif kill["after_first_save"]:
-        text = lines_until(read, pid, time.monotonic() + 60, "done")
-        text += lines_until(read, pid, time.monotonic() + kill["delay"], None)
+        text = lines_until(read, time.monotonic() + 60, "done")
+        text += lines_until(read, time.monotonic() + kill["delay"], None)
     else:
-        text = lines_until(read, pid, time.monotonic() + kill["delay"], None)
+        text = lines_until(read, time.monotonic() + kill["delay"], None)
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
-    text += lines_until(read, pid, time.monotonic() + 5, None)  # what it wrote before dying
+    text += lines_until(read, time.monotonic() + 5, None)  # what it wrote before dying
     os.close(read)
     lines = text.decode().split()
     starts = [int(n) for word, n in zip(lines, lines[1:]) if word == "start"]
