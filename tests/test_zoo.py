@@ -477,3 +477,19 @@ def _installed_version(distribution: str) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return version(distribution)
+
+
+@pytest.mark.parametrize("zoo_name", sorted(ZOO_ALGORITHMS))
+def test_unknown_yml_key_names_the_key_the_closest_valid_one_and_the_file(zoo_name: str):
+    entry = ZooAlgorithm(zoo_name, ZOO_ALGORITHMS[zoo_name])
+    with pytest.raises(
+        ValueError, match=r"Unknown hyper-parameter\(s\) for --algo .*'encoder_taus' \(did you mean 'encoder_tau'\?\)"
+    ):
+        entry("CnnPolicy", FakeImageEnv(), encoder_taus=0.05, **tiny_kwargs())
+    with pytest.raises(ValueError, match=r"'frame_stacks' \(did you mean 'frame_stack'\?\).*yml"):
+        entry("CnnPolicy", FakeImageEnv(), frame_stacks=3, **tiny_kwargs())
+
+
+def test_known_yml_keys_build_the_model():
+    model = ZooAlgorithm("gaara_sac", "GAARASAC")("CnnPolicy", FakeImageEnv(), encoder_tau=0.1, **tiny_kwargs())
+    assert isinstance(model, GAARASAC) and model.encoder_tau == 0.1

@@ -75,6 +75,7 @@ class ZooAlgorithm:
         return getattr(sb3_gaara, self.class_name)
 
     def __call__(self, *args: Any, **kwargs: Any) -> GAARASAC:
+        check_hyperparameter_names(self.zoo_name, self.algorithm_class, kwargs)
         return self.algorithm_class(*args, **kwargs)
 
     def load(self, path: Any, env: Any = None, **kwargs: Any) -> GAARASAC:
@@ -90,6 +91,45 @@ class ZooAlgorithm:
 
     def __repr__(self) -> str:
         return f"ZooAlgorithm({self.zoo_name!r} -> sb3_gaara.{self.class_name})"
+
+
+#: keys that rl-zoo3 reads from a yml entry itself and never passes to the algorithm
+_ZOO_KEYS = (
+    "n_timesteps",
+    "policy",
+    "n_envs",
+    "frame_stack",
+    "normalize",
+    "env_wrapper",
+    "vec_env_wrapper",
+    "callback",
+    "normalize_kwargs",
+)
+
+
+def check_hyperparameter_names(zoo_name: str, algorithm_class: type, kwargs: dict[str, Any]) -> None:
+    """Refuse keys of a zoo yml (or ``--hyperparams``) that the algorithm does not take, before anything trains.
+
+    Without this, a typo such as ``encoder_taus`` surfaces as Python's bare ``TypeError`` from the
+    constructor; here the message names the key, the closest valid name and where to fix it.
+    """
+    import difflib
+
+    valid = [
+        name for name in inspect.signature(algorithm_class.__init__).parameters if name not in ("self", "_init_setup_model")
+    ]
+    unknown = [key for key in kwargs if key not in valid]
+    if not unknown:
+        return
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, [*valid, *_ZOO_KEYS], n=1)
+        hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise ValueError(
+        f"Unknown hyper-parameter(s) for --algo {zoo_name}: {', '.join(hints)}. Fix the entry in the yml file "
+        f"(default: {hyperparams_path(zoo_name)}) or the --hyperparams option. {algorithm_class.__name__} takes: "
+        f"{', '.join(sorted(valid))}; rl-zoo3 itself reads: {', '.join(_ZOO_KEYS)}."
+    )
 
 
 def patch_utils(utils: ModuleType) -> None:
