@@ -32,7 +32,7 @@ from sb3_gaara.callbacks import (
     JointLossCallback,
     ReconstructionLossCallback,
 )
-from sb3_gaara.policies import CnnPolicy, GAARAPolicy
+from sb3_gaara.policies import CnnPolicy, GAARAActor, GAARACritic, GAARAPolicy
 from sb3_gaara.preprocessing import check_pixel_observation_space
 
 SelfGAARASAC = TypeVar("SelfGAARASAC", bound="GAARASAC")
@@ -125,6 +125,9 @@ class GAARASAC(SAC):
     #: variant a bare constructor trains; subclasses (``SACAE``, ``CURLSAC``) change it
     default_variant: ClassVar[str] = "gaara"
     policy: GAARAPolicy
+    actor: GAARAActor
+    critic: GAARACritic
+    critic_target: GAARACritic
     replay_buffer: AugmentedPixelReplayBuffer
     auxiliary_losses: nn.ModuleDict
 
@@ -295,10 +298,10 @@ class GAARASAC(SAC):
                     f"(image_size={self.image_size}, variant={self.variant!r}); set it on GAARASAC, not in policy_kwargs."
                 )
         super()._setup_model()
-        if self.ent_coef_optimizer is not None:
+        if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
             # SAC+AE's temperature optimizer: lr 1e-4, beta1 0.5 (SB3 would reuse the actor's lr and betas).
             self.ent_coef_optimizer = th.optim.Adam(
-                [self.log_ent_coef],  # type: ignore[list-item]
+                [self.log_ent_coef],
                 lr=self.ent_coef_lr,
                 betas=(0.5, 0.999),
                 **self.policy.adam_kwargs(),
@@ -540,21 +543,31 @@ class GAARASAC(SAC):
                     f"{key}={kwargs[key]!r} cannot be changed when loading: the saved networks were built for the saved "
                     f"{key}. Train a new model to use another {key}."
                 )
-        return super().load(
-            path,
-            env=env,
-            device=device,
-            custom_objects=custom_objects,
-            print_system_info=print_system_info,
-            force_reset=force_reset,
-            **kwargs,
-        )
+        try:
+            return super().load(
+                path,
+                env=env,
+                device=device,
+                custom_objects=custom_objects,
+                print_system_info=print_system_info,
+                force_reset=force_reset,
+                **kwargs,
+            )
+        except ValueError as error:
+            if "Observation spaces do not match" not in str(error):
+                raise
+            raise ValueError(
+                f"{error}. The model was trained on observations of another shape: give it an env that renders at the "
+                "same size and stacks as many frames as during training (e.g. VecFrameStack(env, n_stack=3) for "
+                "9-channel RGB stacks), or train a new model for this env."
+            ) from error
 
 
 @contextlib.contextmanager
 def _atomic_file(destination: pathlib.Path) -> Iterator[io.BufferedWriter]:
     """Binary file that replaces ``destination`` only once fully written and flushed to disk."""
     destination.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporary_files(destination)
     tmp = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as file:
@@ -565,6 +578,24 @@ def _atomic_file(destination: pathlib.Path) -> Iterator[io.BufferedWriter]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _remove_stale_temporary_files(destination: pathlib.Path) -> None:
+    """Delete the temporary files of saves to ``destination`` whose process no longer runs.
+
+    A save killed mid-write leaves its ``.NAME.PID.tmp`` behind; for a replay buffer that is gigabytes, and
+    a job pre-empted again and again would fill the disk.
+    """
+    for stale in destination.parent.glob(f".{destination.name}.*.tmp"):
+        pid_text = stale.name[len(destination.name) + 2 : -len(".tmp")]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            stale.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # a live process of another user
 
 
 def _is_finite(loss: th.Tensor, optimizer: th.optim.Optimizer) -> bool:

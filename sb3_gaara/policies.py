@@ -197,9 +197,10 @@ class GAARAPolicy(SACPolicy):
             for module in (self.critic, self.critic_target, self.actor, self.decoder):
                 if module is not None:
                     module.to(memory_format=th.channels_last)  # type: ignore[call-overload]
-            for encoder in (self.critic_encoder, self.target_encoder, self.actor.features_extractor, self.decoder):
-                if encoder is not None:
-                    encoder.memory_format = th.channels_last
+            formatted: list[Any] = [self.critic_encoder, self.target_encoder, self.actor.features_extractor, self.decoder]
+            for layer in formatted:
+                if layer is not None:
+                    layer.memory_format = th.channels_last
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.set_training_mode(False)
 

@@ -141,8 +141,9 @@ def test_loading_onto_another_frame_stack_names_both_observation_shapes(make_mod
     # space check refuses it before any network sees an image, naming both shapes.
     make_model().save(tmp_path / "model.zip")
     three_frames = make_env(observation_space=spaces.Box(0, 255, (9, 20, 20), dtype=np.uint8))
-    with pytest.raises(ValueError, match=re.escape("(6, 20, 20), uint8) != Box(0, 255, (9, 20, 20), uint8)")):
+    with pytest.raises(ValueError, match=re.escape("(6, 20, 20), uint8) != Box(0, 255, (9, 20, 20), uint8)")) as error:
         GAARASAC.load(tmp_path / "model.zip", env=three_frames, device="cpu")
+    assert "stacks as many frames as during training" in str(error.value)
     model = GAARASAC.load(tmp_path / "model.zip", device="cpu")
     with pytest.raises(ValueError, match=r"Unexpected observation shape \(9, 20, 20\).*please use \(6, 20, 20\)"):
         model.predict(np.zeros((9, 20, 20), dtype=np.uint8))
@@ -630,3 +631,19 @@ def test_same_seed_gives_the_same_first_updates_and_another_seed_does_not(make_m
     assert_same(run(0), first, "same seed")
     other = run(1)
     assert not th.equal(other["policy"]["actor.mu.weight"], first["policy"]["actor.mu.weight"])
+
+
+def test_save_removes_temporary_files_of_dead_processes_only(make_model, tmp_path):
+    model = make_model()
+    destination = tmp_path / "model.zip"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".model.zip.{dead.pid}.tmp"
+    live = tmp_path / f".model.zip.{os.getppid()}.tmp"  # the parent of this process is alive
+    other = tmp_path / f".other.zip.{dead.pid}.tmp"
+    for path in (stale, live, other):
+        path.write_bytes(b"partial")
+    model.save(destination)
+    assert not stale.exists()
+    assert live.exists() and other.exists()
+    assert GAARASAC.load(destination, device="cpu").image_size == model.image_size

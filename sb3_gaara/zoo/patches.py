@@ -115,9 +115,7 @@ def check_hyperparameter_names(zoo_name: str, algorithm_class: type, kwargs: dic
     """
     import difflib
 
-    valid = [
-        name for name in inspect.signature(algorithm_class.__init__).parameters if name not in ("self", "_init_setup_model")
-    ]
+    valid = [name for name in inspect.signature(algorithm_class).parameters if name != "_init_setup_model"]
     unknown = [key for key in kwargs if key not in valid]
     if not unknown:
         return
