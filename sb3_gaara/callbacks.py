@@ -11,7 +11,7 @@ so ``model.save`` keeps them with the policy and the optimizers with the callbac
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch as th
 import torch.nn.functional as F
@@ -68,6 +68,25 @@ def _comparison_weight(policy: GAARAPolicy) -> th.Tensor:
     return policy.comparison.W
 
 
+def _encoder_group(model: GAARASAC) -> dict[str, Any]:
+    """Adam parameter group of the critic's encoder in an auxiliary step."""
+    return {"params": list(model.policy.critic_encoder.parameters()), "lr": model.encoder_lr}
+
+
+def _decoder_group(model: GAARASAC) -> dict[str, Any]:
+    """Adam parameter group of the decoder, with the weight decay ``lambda_theta`` of SAC+AE's eq. 8."""
+    return {
+        "params": list(_decoder(model.policy).parameters()),
+        "lr": model.decoder_lr,
+        "weight_decay": model.decoder_weight_lambda,
+    }
+
+
+def _comparison_group(model: GAARASAC) -> dict[str, Any]:
+    """Adam parameter group of the comparison matrix ``W``."""
+    return {"params": [_comparison_weight(model.policy)], "lr": model.comparison_lr}
+
+
 def _reconstruction_loss(model: GAARASAC, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
     """SAC+AE's RAE loss of the center-cropped observations, and the code it was computed from."""
     policy = model.policy
@@ -104,12 +123,8 @@ class ReconstructionLossCallback(AuxiliaryLossCallback):
         policy = model.policy
         self.optimizer = th.optim.Adam(
             [
-                {"params": list(policy.critic_encoder.parameters()), "lr": model.encoder_lr},
-                {
-                    "params": list(_decoder(policy).parameters()),
-                    "lr": model.decoder_lr,
-                    "weight_decay": model.decoder_weight_lambda,
-                },
+                _encoder_group(model),
+                _decoder_group(model),
             ],
             **policy.adam_kwargs(),
         )
@@ -134,8 +149,8 @@ class ComparisonLossCallback(AuxiliaryLossCallback):
         policy = model.policy
         self.optimizer = th.optim.Adam(
             [
-                {"params": list(policy.critic_encoder.parameters()), "lr": model.encoder_lr},
-                {"params": [_comparison_weight(policy)], "lr": model.comparison_lr},
+                _encoder_group(model),
+                _comparison_group(model),
             ],
             **policy.adam_kwargs(),
         )
@@ -161,13 +176,9 @@ class JointLossCallback(AuxiliaryLossCallback):
         policy = model.policy
         self.optimizer = th.optim.Adam(
             [
-                {"params": list(policy.critic_encoder.parameters()), "lr": model.encoder_lr},
-                {
-                    "params": list(_decoder(policy).parameters()),
-                    "lr": model.decoder_lr,
-                    "weight_decay": model.decoder_weight_lambda,
-                },
-                {"params": [_comparison_weight(policy)], "lr": model.comparison_lr},
+                _encoder_group(model),
+                _decoder_group(model),
+                _comparison_group(model),
             ],
             **policy.adam_kwargs(),
         )
