@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh Linux machine (no GPU needed):
 #   make train   creates .venv, installs sb3-gaara, runs a short GAARA training on dmc-cheetah-run
+#                (logs, model, learning-curve and reconstruction PNGs under runs/quickstart)
 #   make test    creates .venv, installs sb3-gaara with test tools, runs the fast test suite
 # Override e.g. `make train STEPS=5000 ENV=dmc-walker-walk` or `make test PYTEST_ARGS="-k crops"`.
 
@@ -30,6 +31,7 @@ install: $(VENV)/.installed
 
 train: install
 	$(PY) examples/train.py --env $(ENV) --timesteps $(STEPS) --out $(OUT)
+	$(PY) examples/reconstructions.py $(OUT) --env $(ENV)
 
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
