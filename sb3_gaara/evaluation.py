@@ -1,0 +1,292 @@
+"""Evaluation on the papers' protocol: return against *environment* steps, every 10k of them, 10 episodes.
+
+SAC+AE, CURL, DrQ and SAC+GAARA report the mean return of 10 episodes of the deterministic policy
+(acting on the center crop) after 100k and 500k *environment steps*: simulator steps, after action
+repeat. SB3 and the RL Zoo count *agent* steps (``model.num_timesteps``, one per ``env.step`` call
+and parallel env), so SB3's ``EvalCallback(eval_freq=10_000)`` on cheetah-run (action repeat 4)
+evaluates every 40k environment steps. :class:`EnvStepEvalCallback` schedules and labels its
+evaluations in environment steps::
+
+    env_steps = model.num_timesteps * action_repeat     # num_timesteps already counts every parallel env
+
+so with ``n_envs`` training envs and action repeat ``k`` each ``env.step`` call advances
+``n_envs * k`` environment steps.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, sync_envs_normalization
+
+
+class Evaluation(NamedTuple):
+    """One evaluation of the policy.
+
+    :param env_steps: environment (simulator) steps of training so far, after action repeat
+    :param mean_reward: mean return of the evaluation episodes
+    :param std_reward: standard deviation of those returns
+    :param training_episodes: training episodes completed so far (the ``episode`` column of the curves)
+    """
+
+    env_steps: int
+    mean_reward: float
+    std_reward: float
+    training_episodes: int
+
+
+def get_action_repeat(env: gym.Env | VecEnv) -> int:
+    """Simulator steps per agent step of ``env``: its ``action_repeat`` attribute, or 1 if it has none.
+
+    Looks through gymnasium and SB3 wrappers (e.g. ``VecFrameStack`` over ``make_vec_env``) and checks
+    that every sub-environment of a ``VecEnv`` agrees.
+    """
+    if isinstance(env, VecEnv):
+        if not env.has_attr("action_repeat"):
+            return 1
+        values = {int(value) for value in env.get_attr("action_repeat")}
+        if len(values) != 1:
+            raise ValueError(f"The sub-environments use different action repeats {sorted(values)}; env steps are ambiguous.")
+        return values.pop()
+    try:
+        return int(env.get_wrapper_attr("action_repeat"))
+    except AttributeError:
+        return 1
+
+
+def make_eval_env(
+    env_id: str,
+    env_kwargs: dict[str, Any] | None = None,
+    frame_stack: int = 1,
+    seed: int | None = None,
+) -> VecEnv:
+    """A single evaluation env wrapped as the RL Zoo wraps a training env: ``make_vec_env`` (with
+    ``Monitor``, so returns are the episode's true sum of rewards) and ``VecFrameStack`` if ``frame_stack > 1``."""
+    env = make_vec_env(env_id, n_envs=1, seed=seed, env_kwargs=env_kwargs)
+    if frame_stack > 1:
+        env = VecFrameStack(env, n_stack=frame_stack)
+    return env
+
+
+class EnvStepEvalCallback(EvalCallback):
+    """SB3's ``EvalCallback``, scheduled and labelled in environment steps (after action repeat).
+
+    Evaluates ``n_eval_episodes`` (10) episodes of the deterministic policy on ``eval_env`` every
+    ``eval_freq_env_steps`` (10k) environment steps, i.e. the first callback call at which
+    ``model.num_timesteps * action_repeat`` reaches the next multiple of ``eval_freq_env_steps``;
+    by default also once before training (environment step 0), as the papers' curves start there.
+    Each evaluation logs ``eval/mean_reward``, ``eval/std_reward``, ``eval/env_steps`` (and SB3's
+    ``eval/mean_ep_length``), is appended to :attr:`history` and, with ``log_path``, saved to
+    ``evaluations.npz`` (SB3's arrays, agent-step ``timesteps``, plus ``env_steps``).
+    The logger is dumped at the agent step, like every other SB3 log line; read ``eval/env_steps``
+    (or :attr:`history`) for the environment-step axis.
+
+    From the RL Zoo (which only passes keyword arguments), name the env and its frame stack::
+
+        callback:
+          - sb3_gaara.evaluation.EnvStepEvalCallback:
+              eval_env: dmc-cheetah-run
+              frame_stack: 3
+
+    :param eval_env: the environment to evaluate on, a separate instance from the training env, or a
+        Gymnasium id built with :func:`make_eval_env` (``eval_env_kwargs``, ``frame_stack``, ``eval_seed``)
+    :param eval_freq_env_steps: evaluate every this many environment steps (10_000); <= 0 disables
+    :param n_eval_episodes: episodes per evaluation (10)
+    :param action_repeat: simulator steps per agent step; ``None`` reads the training env's
+        ``action_repeat`` attribute (1 if it has none); a warning tells if ``eval_env`` repeats differently
+    :param eval_at_start: also evaluate before the first training step (at environment step 0)
+    :param history: evaluations of an earlier, interrupted run; the schedule resumes after the last one
+    :param eval_env_kwargs: keyword arguments of the env when ``eval_env`` is an id
+    :param frame_stack: frames stacked by ``VecFrameStack`` when ``eval_env`` is an id (1: none)
+    :param eval_seed: seed of the env when ``eval_env`` is an id
+    The other parameters are SB3's ``EvalCallback``'s (``deterministic=True``).
+    """
+
+    def __init__(
+        self,
+        eval_env: gym.Env | VecEnv | str,
+        eval_freq_env_steps: int = 10_000,
+        n_eval_episodes: int = 10,
+        action_repeat: int | None = None,
+        eval_at_start: bool = True,
+        history: list[Evaluation] | None = None,
+        eval_env_kwargs: dict[str, Any] | None = None,
+        frame_stack: int = 1,
+        eval_seed: int | None = None,
+        callback_on_new_best: BaseCallback | None = None,
+        callback_after_eval: BaseCallback | None = None,
+        log_path: str | None = None,
+        best_model_save_path: str | None = None,
+        deterministic: bool = True,
+        render: bool = False,
+        verbose: int = 1,
+        warn: bool = True,
+    ) -> None:
+        if isinstance(eval_env, str):
+            eval_env = make_eval_env(eval_env, env_kwargs=eval_env_kwargs, frame_stack=frame_stack, seed=eval_seed)
+        if action_repeat is not None and (isinstance(action_repeat, bool) or action_repeat < 1):
+            raise ValueError(f"action_repeat must be a positive integer or None, got {action_repeat!r}")
+        super().__init__(
+            eval_env,
+            callback_on_new_best=callback_on_new_best,
+            callback_after_eval=callback_after_eval,
+            n_eval_episodes=n_eval_episodes,
+            eval_freq=eval_freq_env_steps,
+            log_path=log_path,
+            best_model_save_path=best_model_save_path,
+            deterministic=deterministic,
+            render=render,
+            verbose=verbose,
+            warn=warn,
+        )
+        self.eval_freq_env_steps = eval_freq_env_steps
+        self.eval_at_start = eval_at_start
+        self.action_repeat = action_repeat
+        self.history: list[Evaluation] = list(history or [])
+        self.evaluations_env_steps: list[int] = []
+        self.next_eval_env_steps = 0
+
+    @property
+    def env_steps(self) -> int:
+        """Environment steps of training so far: agent steps (over all parallel envs) times the action repeat."""
+        assert self.action_repeat is not None, "The callback is not initialised yet."
+        return self.num_timesteps * self.action_repeat
+
+    def _init_callback(self) -> None:
+        super()._init_callback()
+        train_repeat = get_action_repeat(self.training_env)
+        eval_repeat = get_action_repeat(self.eval_env)
+        if self.action_repeat is None:
+            self.action_repeat = train_repeat
+        if eval_repeat != self.action_repeat:
+            # Returns are sums over a fixed number of simulator steps only if both envs repeat alike.
+            warnings.warn(
+                f"The evaluation env repeats actions {eval_repeat} times, training counts {self.action_repeat}: "
+                "its returns are not comparable with the papers' at the same environment steps."
+            )
+
+    def _on_training_start(self) -> None:
+        freq = self.eval_freq_env_steps
+        if self.history:
+            self.next_eval_env_steps = (self.history[-1].env_steps // freq + 1) * freq if freq > 0 else 0
+            self.best_mean_reward = max(self.best_mean_reward, *(evaluation.mean_reward for evaluation in self.history))
+        else:
+            self.next_eval_env_steps = 0 if self.eval_at_start else freq
+        if freq > 0 and self.env_steps >= self.next_eval_env_steps:
+            # Step 0 of a fresh run, or a resumed run whose last scheduled evaluation was lost with the process.
+            self.evaluate(during_rollout=False)
+
+    def _on_step(self) -> bool:
+        if self.eval_freq_env_steps <= 0 or self.env_steps < self.next_eval_env_steps:
+            return True
+        return self.evaluate()
+
+    def evaluate(self, during_rollout: bool = True) -> bool:
+        """Evaluate now; ``during_rollout``: called from ``_on_step``, where ``self.locals`` holds the step's ``dones``."""
+        # Adapted from SB3 2.9 EvalCallback._on_step, same line order: the schedule is in environment steps,
+        # and the results also go to ``history``, ``eval/std_reward``, ``eval/env_steps`` and ``env_steps`` in the npz.
+        continue_training = True
+        env_steps = self.env_steps
+        if self.eval_freq_env_steps > 0:
+            self.next_eval_env_steps = (env_steps // self.eval_freq_env_steps + 1) * self.eval_freq_env_steps
+
+        # Sync training and eval env if there is VecNormalize
+        if self.model.get_vec_normalize_env() is not None:
+            try:
+                sync_envs_normalization(self.training_env, self.eval_env)
+            except AttributeError as e:
+                raise AssertionError(
+                    "Training and eval env are not wrapped the same way, "
+                    "see https://stable-baselines3.readthedocs.io/en/master/guide/callbacks.html#evalcallback "
+                    "and warning above."
+                ) from e
+
+        # Reset success rate buffer
+        self._is_success_buffer = []
+
+        episode_rewards, episode_lengths = evaluate_policy(
+            self.model,
+            self.eval_env,
+            n_eval_episodes=self.n_eval_episodes,
+            render=self.render,
+            deterministic=self.deterministic,
+            return_episode_rewards=True,
+            warn=self.warn,
+            callback=self._log_success_callback,
+        )
+        assert isinstance(episode_rewards, list)
+        assert isinstance(episode_lengths, list)
+
+        if self.log_path is not None:
+            self.evaluations_timesteps.append(self.num_timesteps)
+            self.evaluations_env_steps.append(env_steps)
+            self.evaluations_results.append(episode_rewards)
+            self.evaluations_length.append(episode_lengths)
+
+            kwargs = {}
+            # Save success log if present
+            if len(self._is_success_buffer) > 0:
+                self.evaluations_successes.append(self._is_success_buffer)
+                kwargs = dict(successes=self.evaluations_successes)
+
+            np.savez(
+                self.log_path,
+                timesteps=self.evaluations_timesteps,
+                env_steps=self.evaluations_env_steps,
+                results=self.evaluations_results,
+                ep_lengths=self.evaluations_length,
+                **kwargs,  # type: ignore[arg-type]
+            )
+
+        mean_reward, std_reward = float(np.mean(episode_rewards)), float(np.std(episode_rewards))
+        mean_ep_length, std_ep_length = np.mean(episode_lengths), np.std(episode_lengths)
+        self.last_mean_reward = mean_reward
+        # SB3 counts a finished episode after the callbacks of its last step have run.
+        ended_now = int(np.sum(self.locals.get("dones", 0))) if during_rollout else 0
+        training_episodes = int(getattr(self.model, "_episode_num", 0)) + ended_now
+        self.history.append(Evaluation(env_steps, mean_reward, std_reward, training_episodes))
+
+        if self.verbose >= 1:
+            print(
+                f"Eval env_steps={env_steps} (num_timesteps={self.num_timesteps}), "
+                f"episode_reward={mean_reward:.2f} +/- {std_reward:.2f}"
+            )
+            print(f"Episode length: {mean_ep_length:.2f} +/- {std_ep_length:.2f}")
+        # Add to current Logger
+        self.logger.record("eval/mean_reward", mean_reward)
+        self.logger.record("eval/std_reward", std_reward)
+        self.logger.record("eval/env_steps", env_steps)
+        self.logger.record("eval/mean_ep_length", mean_ep_length)
+
+        if len(self._is_success_buffer) > 0:
+            success_rate = np.mean(self._is_success_buffer)
+            if self.verbose >= 1:
+                print(f"Success rate: {100 * success_rate:.2f}%")
+            self.logger.record("eval/success_rate", success_rate)
+
+        # Dump log so the evaluation results are printed with the correct timestep
+        self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
+        self.logger.dump(self.num_timesteps)
+
+        if mean_reward > self.best_mean_reward:
+            if self.verbose >= 1:
+                print("New best mean reward!")
+            if self.best_model_save_path is not None:
+                self.model.save(os.path.join(self.best_model_save_path, "best_model"))
+            self.best_mean_reward = mean_reward
+            # Trigger callback on new best model, if needed
+            if self.callback_on_new_best is not None:
+                continue_training = self.callback_on_new_best.on_step()
+
+        # Trigger callback after every evaluation, if needed
+        if self.callback is not None:
+            continue_training = continue_training and self._on_event()
+
+        return continue_training

@@ -1,0 +1,201 @@
+"""EnvStepEvalCallback: evaluations scheduled and labelled in environment steps (after action repeat)."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces
+from stable_baselines3 import SAC
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
+
+from sb3_gaara.envs.pixel_reach import PIXEL_REACH_ID, register_pixel_reach
+from sb3_gaara.evaluation import EnvStepEvalCallback, Evaluation, get_action_repeat, make_eval_env
+
+
+class RepeatEnv(gym.Env):
+    """``episode_length`` agent steps, each worth ``action_repeat`` simulator steps of reward 1."""
+
+    def __init__(self, action_repeat: int = 4, episode_length: int = 5) -> None:
+        self.action_repeat = action_repeat
+        self.episode_length = episode_length
+        self.observation_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+        self._t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self._t = 0
+        return np.zeros(2, dtype=np.float32), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self._t += 1
+        return np.zeros(2, dtype=np.float32), float(self.action_repeat), False, self._t >= self.episode_length, {}
+
+
+def _vec(action_repeat: int, n_envs: int = 1) -> Any:
+    return make_vec_env(lambda: RepeatEnv(action_repeat), n_envs=n_envs)
+
+
+def _model(action_repeat: int, n_envs: int, tmp_path: Any) -> SAC:
+    # No gradient step is taken (learning_starts beyond the run): only the bookkeeping is tested.
+    model = SAC("MlpPolicy", _vec(action_repeat, n_envs), learning_starts=10_000, policy_kwargs={"net_arch": [4]}, seed=0)
+    model.set_logger(configure(str(tmp_path / "log"), ["csv"]))
+    return model
+
+
+def test_get_action_repeat() -> None:
+    register_pixel_reach()
+    assert get_action_repeat(RepeatEnv(action_repeat=3)) == 3
+    assert get_action_repeat(gym.make(PIXEL_REACH_ID)) == 2
+    assert get_action_repeat(gym.make(PIXEL_REACH_ID, action_repeat=5)) == 5
+    assert get_action_repeat(VecFrameStack(make_vec_env(PIXEL_REACH_ID, n_envs=2), 3)) == 2
+    assert get_action_repeat(gym.make("Pendulum-v1")) == 1
+    assert get_action_repeat(make_vec_env("Pendulum-v1")) == 1
+    with pytest.raises(ValueError, match="different action repeats"):
+        get_action_repeat(DummyVecEnv([lambda: RepeatEnv(2), lambda: RepeatEnv(4)]))
+
+
+@pytest.mark.parametrize(
+    ("action_repeat", "n_envs", "freq", "expected"),
+    [
+        # every env.step call advances n_envs * action_repeat = 8 env steps; 40 is a multiple of 8
+        (4, 2, 40, [0, 40, 80, 120, 160]),
+        # 36 is not: each evaluation lands on the first call at or past the next multiple of 36
+        (4, 2, 36, [0, 40, 72, 112, 144]),
+        (1, 1, 40, [0, 40, 80, 120, 160]),
+        (8, 1, 40, [0, 40, 80, 120, 160]),
+    ],
+)
+def test_schedule_counts_environment_steps(action_repeat: int, n_envs: int, freq: int, expected: list, tmp_path) -> None:
+    model = _model(action_repeat, n_envs, tmp_path)
+    agent_steps = 160 // action_repeat
+    callback = EnvStepEvalCallback(_vec(action_repeat), eval_freq_env_steps=freq, n_eval_episodes=2, verbose=0)
+    model.learn(agent_steps, callback=callback)
+    assert callback.action_repeat == action_repeat
+    assert [evaluation.env_steps for evaluation in callback.history] == expected
+    # SB3's EvalCallback(eval_freq=freq) would count callback calls (agent steps / n_envs) instead.
+    assert model.num_timesteps * action_repeat == 160
+
+
+def test_logged_values_and_returns(tmp_path) -> None:
+    model = _model(action_repeat=4, n_envs=1, tmp_path=tmp_path)
+    callback = EnvStepEvalCallback(_vec(4), eval_freq_env_steps=40, n_eval_episodes=3, log_path=str(tmp_path), verbose=0)
+    model.learn(20, callback=callback)
+    # Each evaluation episode: 5 agent steps of reward 4 (one per simulator step), so the return is 20 exactly.
+    assert callback.history == [
+        Evaluation(0, 20.0, 0.0, 0),
+        Evaluation(40, 20.0, 0.0, 2),
+        Evaluation(80, 20.0, 0.0, 4),
+    ]
+    with open(tmp_path / "log" / "progress.csv") as file:
+        rows = [row for row in csv.DictReader(file) if row.get("eval/env_steps")]
+    assert [int(float(row["eval/env_steps"])) for row in rows] == [0, 40, 80]
+    assert [float(row["eval/mean_reward"]) for row in rows] == [20.0, 20.0, 20.0]
+    assert [float(row["eval/std_reward"]) for row in rows] == [0.0, 0.0, 0.0]
+    # The logger's step stays the agent step, like the rest of SB3's log.
+    assert [int(float(row["time/total_timesteps"])) for row in rows] == [0, 10, 20]
+    data = np.load(tmp_path / "evaluations.npz")
+    assert data["env_steps"].tolist() == [0, 40, 80]
+    assert data["timesteps"].tolist() == [0, 10, 20]
+    assert data["results"].shape == (3, 3)
+
+
+def test_no_evaluation_at_start(tmp_path) -> None:
+    model = _model(action_repeat=2, n_envs=1, tmp_path=tmp_path)
+    callback = EnvStepEvalCallback(_vec(2), eval_freq_env_steps=20, n_eval_episodes=1, eval_at_start=False, verbose=0)
+    model.learn(20, callback=callback)
+    assert [evaluation.env_steps for evaluation in callback.history] == [20, 40]
+
+
+def test_resumed_schedule(tmp_path) -> None:
+    model = _model(action_repeat=2, n_envs=1, tmp_path=tmp_path)
+    model.learn(30)  # 60 env steps, e.g. restored from a checkpoint
+    # The last evaluation was at 40: the next is due at 60, which the checkpoint already reached.
+    history = [Evaluation(0, 1.0, 0.0, 0), Evaluation(20, 2.0, 0.0, 2), Evaluation(40, 3.0, 0.0, 4)]
+    callback = EnvStepEvalCallback(_vec(2), eval_freq_env_steps=20, n_eval_episodes=1, history=history, verbose=0)
+    model.learn(20, callback=callback, reset_num_timesteps=False)
+    assert [evaluation.env_steps for evaluation in callback.history] == [0, 20, 40, 60, 80, 100]
+    assert callback.history[:3] == history
+
+    # Resumed between two evaluations: nothing at the start, the next one on schedule.
+    model = _model(action_repeat=2, n_envs=1, tmp_path=tmp_path)
+    model.learn(25)  # 50 env steps
+    callback = EnvStepEvalCallback(_vec(2), eval_freq_env_steps=20, n_eval_episodes=1, history=history, verbose=0)
+    model.learn(15, callback=callback, reset_num_timesteps=False)
+    assert [evaluation.env_steps for evaluation in callback.history] == [0, 20, 40, 60, 80]
+    assert callback.best_mean_reward == max(evaluation.mean_reward for evaluation in callback.history)
+
+
+def test_eval_env_from_id() -> None:
+    register_pixel_reach()
+    callback = EnvStepEvalCallback(PIXEL_REACH_ID, frame_stack=3, eval_seed=7, eval_env_kwargs={"action_repeat": 3})
+    assert callback.eval_env.observation_space.shape == (9, 40, 40)
+    assert get_action_repeat(callback.eval_env) == 3
+    env = make_eval_env(PIXEL_REACH_ID, frame_stack=1)
+    assert env.observation_space.shape == (3, 40, 40)
+
+
+def test_mismatched_action_repeat_warns(tmp_path) -> None:
+    model = _model(action_repeat=4, n_envs=1, tmp_path=tmp_path)
+    callback = EnvStepEvalCallback(_vec(2), eval_freq_env_steps=40, n_eval_episodes=1, verbose=0)
+    with pytest.warns(UserWarning, match="not comparable"):
+        model.learn(1, callback=callback)
+
+
+def test_rejects_bad_action_repeat() -> None:
+    with pytest.raises(ValueError, match="action_repeat"):
+        EnvStepEvalCallback(_vec(2), action_repeat=0)
+
+
+@pytest.mark.slow
+def test_gaara_learns_from_pixels() -> None:
+    """GAARA on PixelReach (CPU-scale study settings): the deterministic policy clearly beats a random one."""
+    import torch as th
+
+    from sb3_gaara import GAARASAC
+    from sb3_gaara.study import evaluate_random_policy, make_train_env, resolve_task
+
+    th.set_num_threads(1)  # small convolutions: one thread is faster than two contending ones
+    task = resolve_task("pixel_reach")
+    agent_steps, n_episodes = 3_500, 60
+    env = make_train_env(task, seed=0)
+    eval_env = make_train_env(task, seed=0, eval_env=True)
+    model = GAARASAC("CnnPolicy", env, seed=0, buffer_size=agent_steps, **copy.deepcopy(task.model_kwargs))
+    start = time.time()
+    model.learn(agent_steps)
+    train_time = time.time() - start
+    rewards, _ = evaluate_policy(model, eval_env, n_eval_episodes=n_episodes, deterministic=True, return_episode_rewards=True)
+    trained_mean, trained_std = float(np.mean(rewards)), float(np.std(rewards))
+    random_mean, random_std = evaluate_random_policy(task, n_episodes)
+    # A scripted policy that reads the true state and heads straight to the goal: the task's ceiling.
+    oracle_env = gym.make(task.env_id)
+    oracle_returns = []
+    for episode in range(n_episodes):
+        oracle_env.reset(seed=10_000 + episode)
+        base, total, done = oracle_env.unwrapped, 0.0, False
+        while not done:
+            action = np.clip((base._goal - base._position) / base.max_speed, -1.0, 1.0)
+            _, reward, terminated, truncated, _ = oracle_env.step(action)
+            total, done = total + float(reward), terminated or truncated
+        oracle_returns.append(total)
+    oracle_mean = float(np.mean(oracle_returns))
+    closed = (trained_mean - random_mean) / (oracle_mean - random_mean)
+    standard_error = np.sqrt((trained_std**2 + random_std**2) / n_episodes)
+    print(
+        f"\nPixelReach, GAARA after {agent_steps} agent steps ({agent_steps * model.env.get_attr('action_repeat')[0]} env "
+        f"steps, {train_time:.0f} s): trained {trained_mean:.1f} ± {trained_std:.1f}, random {random_mean:.1f} ± "
+        f"{random_std:.1f}, scripted {oracle_mean:.1f} ({n_episodes} episodes each); margin over random "
+        f"{trained_mean - random_mean:.1f} = {(trained_mean - random_mean) / standard_error:.1f} standard errors, "
+        f"{100 * closed:.0f}% of the gap to the scripted policy"
+    )
+    assert trained_mean - random_mean > 4 * standard_error
+    assert closed > 1 / 3

@@ -1,0 +1,293 @@
+"""The study runner (grid, resumable runs, curves.csv / PNG / results.md) and the CPU-scale PixelReach task."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from sb3_gaara import study
+from sb3_gaara.envs.pixel_reach import PIXEL_REACH_ID, PixelReachEnv, register_pixel_reach
+from sb3_gaara.study import (
+    CURVE_COLUMNS,
+    PUBLISHED_SCORES,
+    RunConfig,
+    aggregate_curves,
+    build_grid,
+    format_score,
+    read_curve_csv,
+    resolve_task,
+    results_markdown,
+    run_training,
+    score_at,
+    write_curve_csv,
+)
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+
+
+def _row(step: int, reward: float, seed: int = 0, env: str = "cheetah_run", agent: str = "GAARA") -> dict:
+    return {"step": step, "episode": step // 1000, "episode_reward": reward, "env": env, "seed": seed, "agent": agent}
+
+
+# ------------------------------------------------------------------------------------------ PixelReach
+
+
+def test_pixel_reach_spaces_and_rendering() -> None:
+    env = PixelReachEnv()
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.shape == (3, 40, 40) and obs.dtype == np.uint8
+    assert env.observation_space.contains(obs)
+    assert env.action_space.shape == (2,)
+    # Mass and goal, wherever they are, are drawn inside the 32 px center crop the agent sees.
+    for corner in ([-1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]):
+        env._position = np.array(corner)
+        env._goal = -np.array(corner)
+        frame = env._render_frame()
+        red = (frame[0] > 150) & (frame[1] < 120)
+        green = (frame[1] > 150) & (frame[0] < 120)
+        assert red.any() and green.any()
+        for mask in (red, green):
+            rows, cols = np.nonzero(mask)
+            assert rows.min() >= 4 and rows.max() < 36 and cols.min() >= 4 and cols.max() < 36
+
+
+def test_pixel_reach_dynamics_and_action_repeat() -> None:
+    env = PixelReachEnv(action_repeat=2, episode_length=6, max_speed=0.1)
+    env.reset(seed=1)
+    env._position, env._goal = np.array([0.0, 0.0]), np.array([1.0, 0.0])
+    _, reward, terminated, truncated, info = env.step(np.array([1.0, 0.0]))
+    # Two simulator steps of 0.1, rewards -0.9 and -0.8 summed.
+    assert reward == pytest.approx(-1.7)
+    assert info["distance"] == pytest.approx(0.8)
+    assert not terminated and not truncated
+    env.step(np.array([5.0, 0.0]))  # clipped to the unit action
+    assert env._position == pytest.approx([0.4, 0.0])
+    _, _, terminated, truncated, _ = env.step(np.zeros(2))
+    assert truncated and not terminated  # 6 simulator steps = 3 agent steps
+
+
+def test_pixel_reach_seeding_and_registration() -> None:
+    assert register_pixel_reach() == PIXEL_REACH_ID
+    assert register_pixel_reach() == PIXEL_REACH_ID  # idempotent
+    first, second = gym.make(PIXEL_REACH_ID), gym.make(PIXEL_REACH_ID)
+    np.testing.assert_array_equal(first.reset(seed=3)[0], second.reset(seed=3)[0])
+    assert not np.array_equal(first.reset(seed=3)[0], first.reset(seed=4)[0])
+    env = gym.make(PIXEL_REACH_ID, render_mode="rgb_array")
+    obs, _ = env.reset(seed=0)
+    np.testing.assert_array_equal(env.render(), obs.transpose(1, 2, 0))
+    with pytest.raises(ValueError, match="margin"):
+        PixelReachEnv(size=10, margin=5)
+
+
+# ------------------------------------------------------------------------------------------ curves and tables
+
+
+def test_curve_csv_has_the_reference_columns(tmp_path) -> None:
+    rows = [_row(0, 1.5), _row(10_000, 250.25, seed=1)]
+    write_curve_csv(tmp_path / "curves.csv", rows)
+    with open(tmp_path / "curves.csv") as file:
+        header = next(csv.reader(file))
+    assert tuple(header) == CURVE_COLUMNS == ("step", "episode", "episode_reward", "env", "seed", "agent")
+    assert read_curve_csv(tmp_path / "curves.csv") == rows
+    if (REFERENCE / "drq_planet_bench.csv").exists():
+        with open(REFERENCE / "drq_planet_bench.csv") as file:
+            assert tuple(next(csv.reader(file))) == CURVE_COLUMNS
+
+
+def test_published_scores_match_the_reference_readme() -> None:
+    readme = REFERENCE / "README.md"
+    if not readme.exists():
+        pytest.skip("the reference folder is not checked out beside the repository")
+    parsed: dict[int, dict[str, dict[str, tuple[float, float]]]] = {}
+    milestone = None
+    for line in readme.read_text().splitlines():
+        header = re.match(r"\| (\d+)k env steps \|(.*)\|$", line)
+        if header:
+            milestone = int(header.group(1)) * 1000
+            agents = [cell.strip() for cell in header.group(2).split("|")]
+            parsed[milestone] = {}
+        elif milestone is not None and line.startswith("| ") and "±" in line:
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            task = cells[0].replace("-", "_")
+            parsed[milestone][task] = {
+                agent: tuple(float(x) for x in cell.split("±"))
+                for agent, cell in zip(agents, cells[1:], strict=True)
+                if "±" in cell
+            }
+    assert parsed == PUBLISHED_SCORES
+
+
+def test_score_at_and_aggregation() -> None:
+    rows = [_row(0, 10.0), _row(10_004, 20.0), _row(20_004, 30.0), _row(100_004, 300.0), _row(110_000, 310.0)]
+    assert score_at(rows, 100_000, eval_every=10_000) == 300.0
+    assert score_at(rows, 10_000, eval_every=10_000) == 20.0
+    assert score_at(rows, 500_000, eval_every=10_000) is None  # the run never got there
+    curves = aggregate_curves([_row(0, 1.0, seed=0), _row(0, 3.0, seed=1), _row(10, 5.0, seed=0)])
+    assert curves == {("cheetah_run", "GAARA"): [(0, 2.0, 1.0, 2), (10, 5.0, 0.0, 1)]}
+
+
+def test_format_score() -> None:
+    assert format_score(901.2, 104.4) == "901±104"
+    assert format_score(-12.345, 4.56) == "-12.3±4.6"
+    assert format_score(95.0, 164.0) == "95±164"
+
+
+def test_results_markdown() -> None:
+    rows = [
+        _row(100_000, 300.0, seed=0),
+        _row(100_000, 400.0, seed=1),
+        _row(100_000, 200.0, seed=0, agent="SAC+AE"),
+        _row(500_000, 600.0, seed=0),
+    ]
+    table = results_markdown(rows, [100_000, 500_000], 10_000, ["GAARA", "SAC+AE"], {"cheetah_run": (-1.0, 0.5)}, n_seeds=2)
+    lines = table.splitlines()
+    header = next(line for line in lines if line.startswith("| 100k env steps"))
+    assert header == (
+        "| 100k env steps | GAARA (ours) | SAC+AE (ours) | Random | DrQ | CURL | SAC+AE | SLAC | PlaNet | SAC from state |"
+    )
+    published_100k = "344±67 | 307±48 | 240±38 | 391±47 | 165±123 | 228±95"
+    published_500k = "660±96 | 500±91 | 544±50 | 629±74 | 321±104 | 772±60"
+    assert f"| cheetah_run | 350±50 | 200±0 (n=1) | -1.0±0.5 | {published_100k} |" in lines
+    assert f"| cheetah_run | 600±0 (n=1) | \u2013 | -1.0±0.5 | {published_500k} |" in lines
+    # A task without published numbers gets no published columns.
+    table = results_markdown([_row(5000, -20.0, env="pixel_reach")], [5000], 500, ["GAARA"])
+    assert "| 5k env steps | GAARA (ours) |" in table and "DrQ" not in table.split("\n\n", 2)[-1]
+
+
+def test_plot_writes_png(tmp_path) -> None:
+    ours = {"GAARA": [(0, 0.0, 0.0, 2), (10_000, 100.0, 10.0, 2)]}
+    reference = {"DrQ": [(0, 0.0, 0.0, 10), (8000, 200.0, 20.0, 10), (200_000, 500.0, 20.0, 10)]}
+    study.plot_task(
+        "cheetah_run", ours, tmp_path / "cheetah_run.png", reference, {100_000: PUBLISHED_SCORES[100_000]["cheetah_run"]}
+    )
+    assert (tmp_path / "cheetah_run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------------------------------ grid
+
+
+def test_build_grid_presets_and_flags() -> None:
+    pairs, settings = build_grid(study._parse_args(["--cpu-scale"]))
+    assert pairs == [("pixel_reach", "gaara"), ("pixel_reach", "sac_ae"), ("pixel_reach", "contrastive")]
+    assert settings["milestones"] == [2_500, 5_000] and settings["eval_every"] == 500
+    pairs, settings = build_grid(study._parse_args(["--cpu-scale", "--variants", "gaara", "--env-steps", "1200"]))
+    assert pairs == [("pixel_reach", "gaara")] and settings["milestones"] == [1200]
+    pairs, settings = build_grid(study._parse_args(["--preset", "paper"]))
+    assert ("walker_walk", "sac_ae") in pairs and ("cheetah_run", "joint") in pairs
+    assert ("walker_walk", "joint") not in pairs
+    assert settings["env_steps"] == 100_000 and settings["eval_every"] == 10_000 and settings["eval_episodes"] == 10
+    assert settings["milestones"] == [100_000]
+    pairs, settings = build_grid(
+        study._parse_args(["--tasks", "cheetah_run", "--algos", "ablations", "--env-steps", "500000"])
+    )
+    assert [agent for _, agent in pairs] == list(study.ABLATION_AGENTS)
+    assert settings["milestones"] == [100_000, 500_000]
+    with pytest.raises(SystemExit):
+        build_grid(study._parse_args(["--variants", "dreamer"]))
+
+
+def test_resolve_task() -> None:
+    assert resolve_task("cheetah_run").env_id == "dmc-cheetah-run"
+    assert resolve_task("dmc-ball_in_cup-catch").name == "ball_in_cup_catch"
+    assert resolve_task("pixel_reach").env_id == PIXEL_REACH_ID
+    with pytest.raises(ValueError, match="Unknown task"):
+        resolve_task("cheetah_walk")
+
+
+# ------------------------------------------------------------------------------------------ resumable runs
+
+
+def _config(tmp_path: Path, **overrides) -> RunConfig:
+    settings = {
+        "task": resolve_task("pixel_reach"),
+        "agent": "gaara",
+        "seed": 0,
+        "env_steps": 120,
+        "eval_every": 40,
+        "eval_episodes": 1,
+        "checkpoint_every": 1_000,
+        "run_dir": str(tmp_path / "run"),
+        "device": "cpu",
+        "threads": 1,
+    }
+    return RunConfig(**{**settings, **overrides})
+
+
+def test_finished_runs_are_skipped(tmp_path) -> None:
+    config = _config(tmp_path)
+    Path(config.run_dir).mkdir()
+    (Path(config.run_dir) / "done.json").write_text(json.dumps({"env_steps": 120}))
+    assert run_training(config) == "skipped"
+    with pytest.raises(ValueError, match="cannot be extended"):
+        run_training(_config(tmp_path, env_steps=240))
+    assert run_training(_config(tmp_path / "other", deadline=time.time() - 1)) == "stopped"
+
+
+def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch) -> None:
+    # PixelReach's CPU-scale model starts learning after 500 agent steps: these 60 are random actions, which
+    # keeps the test fast while the model, replay buffer, curve and counters go through a real checkpoint.
+    config = _config(tmp_path)
+    run_dir = Path(config.run_dir)
+    write_history = study._write_history
+
+    def stop_after_40(path, history, *args):
+        write_history(path, history, *args)
+        if history[-1].env_steps >= 40:
+            study._stop_requested = True  # as SIGTERM would
+
+    monkeypatch.setattr(study, "_stop_requested", False)  # restored after the test, whatever happens
+    monkeypatch.setattr(study, "_write_history", stop_after_40)
+    assert run_training(config) == "stopped"
+    pointer = json.loads((run_dir / "checkpoint.json").read_text())
+    assert pointer["env_steps"] == 40  # the checkpoint callback runs after the evaluation, in the same step
+    assert (run_dir / pointer["dir"] / "replay_buffer.pkl").exists()
+    assert [row["step"] for row in read_curve_csv(run_dir / "curve.csv")] == [0, 40]
+
+    monkeypatch.setattr(study, "_write_history", write_history)
+    study._stop_requested = False
+    with pytest.raises(ValueError, match="other settings"):
+        run_training(_config(tmp_path, seed=1))
+    assert run_training(config) == "done"
+    rows = read_curve_csv(run_dir / "curve.csv")
+    assert [row["step"] for row in rows] == [0, 40, 80, 120]
+    assert {row["agent"] for row in rows} == {"GAARA"} and {row["env"] for row in rows} == {"pixel_reach"}
+    done = json.loads((run_dir / "done.json").read_text())
+    assert done["env_steps"] == 120 and done["num_timesteps"] == 60
+    assert not (run_dir / "checkpoint.json").exists() and not list(run_dir.glob("ckpt_*"))
+    assert (run_dir / "final_model.zip").exists()
+    assert run_training(config) == "skipped"
+
+
+# ------------------------------------------------------------------------------------------ end to end
+
+
+@pytest.mark.slow
+def test_study_cpu_scale_end_to_end(tmp_path, capsys) -> None:
+    """The study command in CPU-scale mode, two worker processes: CSV, PNG and table; a rerun skips everything."""
+    out = tmp_path / "study"
+    argv = ["--cpu-scale", "--variants", "gaara", "sac_ae", "--seeds", "0", "1", "--env-steps", "2000", "--eval-every", "500"]
+    argv += ["--workers", "2", "--out", str(out)]
+    start = time.time()
+    assert study.main(argv) == 0
+    elapsed = time.time() - start
+    rows = read_curve_csv(out / "curves.csv")
+    assert {(row["agent"], row["seed"]) for row in rows} == {("GAARA", 0), ("GAARA", 1), ("SAC+AE", 0), ("SAC+AE", 1)}
+    assert sorted({row["step"] for row in rows}) == [0, 500, 1000, 1500, 2000]
+    assert (out / "pixel_reach.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (out / "results.md").read_text()
+    assert "| 2k env steps | GAARA (ours) | SAC+AE (ours) | Random |" in table
+    assert re.search(r"\| pixel_reach \| -?\d+\.\d±\d+\.\d \| -?\d+\.\d±\d+\.\d \| -?\d+\.\d±\d+\.\d \|", table)
+    with capsys.disabled():
+        print(f"\nCPU-scale study (2 agents x 2 seeds x 2000 env steps, 2 workers): {elapsed:.0f} s\n{table}")
+    capsys.readouterr()
+    start = time.time()
+    assert study.main(argv) == 0
+    assert "'skipped': 5" in capsys.readouterr().out
+    assert time.time() - start < 60
