@@ -858,7 +858,8 @@ def plot_task(
     for agent, points in ours.items():
         steps, means, stds, counts = (np.array(values) for values in zip(*points, strict=True))
         label = f"{agent} (ours, {_count(int(counts.max()), 'seed')})"
-        axes.plot(steps, means, color=color_of(agent), label=label, linewidth=2)
+        marker = "o" if len(steps) == 1 else None  # a single evaluation is still visible
+        axes.plot(steps, means, color=color_of(agent), label=label, linewidth=2, marker=marker)
         axes.fill_between(steps, means - stds, means + stds, color=color_of(agent), alpha=0.2)
     for agent, points in (reference or {}).items():
         kept = [point for point in points if not horizon or point[0] <= horizon]
@@ -866,7 +867,8 @@ def plot_task(
             continue
         steps, means, stds, counts = (np.array(values) for values in zip(*kept, strict=True))
         label = f"{agent} (reference curves, {_count(int(counts.max()), 'seed')})"
-        axes.plot(steps, means, color=color_of(agent), linestyle="--", linewidth=1.2, label=label)
+        marker = "o" if len(steps) == 1 else None
+        axes.plot(steps, means, color=color_of(agent), linestyle="--", linewidth=1.2, label=label, marker=marker)
         axes.fill_between(steps, means - stds, means + stds, color=color_of(agent), alpha=0.07)
     # Published scores sit at their milestone, spread sideways so that their error bars do not overlap.
     visible = {m: scores for m, scores in (published or {}).items() if not horizon or m <= horizon}
