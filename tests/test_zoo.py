@@ -117,7 +117,12 @@ def _run_with_hook(startup_dir: Path, code: str, **environ: str) -> subprocess.C
 
 def test_startup_module_imports_nothing(startup_dir: Path):
     env = _subprocess_env(PYTHONPATH=str(startup_dir))
-    code = "import sys; before = set(sys.modules); import _sb3_gaara_startup; print(sorted(set(sys.modules) - before))"
+    # An installed wheel or editable install has already imported the hook at start-up: forget it, so that the
+    # copy under test (first on PYTHONPATH) is executed afresh and what it imports is measured.
+    code = (
+        "import sys; sys.modules.pop('_sb3_gaara_startup', None); before = set(sys.modules); "
+        "import _sb3_gaara_startup; print(sorted(set(sys.modules) - before))"
+    )
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert result.stdout.strip() in ("['__future__', '_sb3_gaara_startup']", "['_sb3_gaara_startup']")
 
