@@ -87,7 +87,7 @@ class GAARASAC(SAC):
     are channel-first uint8 stacks at render size (e.g. ``9 x 100 x 100``); the critic trains on 84 px
     center crops and the comparison loss contrasts a center-cropped anchor with a random-cropped positive.
 
-    One gradient step (see ``ALGORITHM.md``): critic; every ``actor_update_freq`` the actor and the
+    One gradient step (SAC+GAARA Algorithm 1, with SAC+AE's cadence): critic; every ``actor_update_freq`` the actor and the
     temperature; every ``target_update_interval`` the EMA targets (Q heads with ``tau``, encoder with
     ``encoder_tau``); every ``decoder_update_freq`` the auxiliary losses of :attr:`variant` in order,
     the comparison step annealing ``comparison_lambda``.
@@ -343,7 +343,7 @@ class GAARASAC(SAC):
         self._log_and_check(metrics)
 
     def _gradient_step(self, replay_data: AugmentedReplayBufferSamples, record: Callable[[str, th.Tensor], None]) -> None:
-        """One update of ALGORITHM.md, steps 1-4, on one sampled batch."""
+        """One update on one sampled batch: critic, actor and temperature, EMA targets, auxiliary losses (see the class docstring)."""
         step = self._n_updates  # global counter: the cadence stays in phase across learn() calls and loads
         policy = self.policy
         ent_coef = th.exp(self.log_ent_coef.detach()) if self.log_ent_coef is not None else self.ent_coef_tensor
