@@ -9,7 +9,7 @@ on one machine, with 3 stacked ``3 x 100 x 100`` frames (``9 x 100 x 100`` obser
 * the time of one gradient step (``model.train(gradient_steps=1, batch_size=128)``) of ``GAARASAC("CnnPolicy")``
   and of SB3's ``SAC("CnnPolicy")`` (NatureCNN, full-stack buffer) on the same random-image env, and their ratio;
 * end-to-end environment steps per second of ``GAARASAC`` on ``dmc-cheetah-run``, counted after action repeat
-  (SAC+GAARA Algorithm 1), while collecting random warm-up steps and while training one update per agent step.
+  (as the papers' tables count them), while collecting random warm-up steps and while training one update per agent step.
 
 Timings are medians after warm-up (the minimum is printed too: it shows what the machine does when other
 processes leave it alone). It prints a table and, with ``--json``, writes the figures.

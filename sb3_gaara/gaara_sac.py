@@ -343,7 +343,7 @@ class GAARASAC(SAC):
         self._log_and_check(metrics)
 
     def _gradient_step(self, replay_data: AugmentedReplayBufferSamples, record: Callable[[str, th.Tensor], None]) -> None:
-        """One update on one sampled batch: critic, actor and temperature, EMA targets, auxiliary losses (see the class docstring)."""
+        """One update on one batch: critic, actor and temperature, EMA targets, auxiliary losses (class docstring)."""
         step = self._n_updates  # global counter: the cadence stays in phase across learn() calls and loads
         policy = self.policy
         ent_coef = th.exp(self.log_ent_coef.detach()) if self.log_ent_coef is not None else self.ent_coef_tensor
