@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import os
 
-import gymnasium as gym
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecFrameStack
 
 import sb3_gaara  # noqa: F401  (registers the dmc-* environments)
 from sb3_gaara import GAARASAC
+from sb3_gaara.evaluation import get_action_repeat
 from sb3_gaara.plotting import load_learning_curve, plot_learning_curve
 
 
@@ -36,7 +36,7 @@ def main() -> None:
     mean, std = evaluate_policy(model, env, n_eval_episodes=args.episodes, deterministic=True)
     print(f"{args.env}: {mean:.1f} ± {std:.1f} over {args.episodes} episodes (deterministic policy, center crop)")
 
-    action_repeat = int(getattr(gym.make(args.env).unwrapped, "action_repeat", 1))
+    action_repeat = get_action_repeat(env)
     curve = load_learning_curve(args.run_dir, action_repeat=action_repeat)
     png = plot_learning_curve(curve, os.path.join(args.run_dir, "learning_curve.png"), title=f"{args.env}")
     print(f"Learning curve: {png}")

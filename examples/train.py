@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import os
 
-import gymnasium as gym
 from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecFrameStack
 
 import sb3_gaara  # noqa: F401  (registers the dmc-* environments)
 from sb3_gaara import GAARASAC, VARIANTS
+from sb3_gaara.evaluation import get_action_repeat
 from sb3_gaara.plotting import load_learning_curve, plot_learning_curve
 
 
@@ -43,7 +43,7 @@ def main() -> None:
     # Three stacked 3x100x100 frames, as in the papers: (9, 100, 100) uint8 observations.
     env = VecFrameStack(make_vec_env(args.env, n_envs=1, seed=args.seed, monitor_dir=args.out), n_stack=3)
     eval_env = VecFrameStack(make_vec_env(args.env, n_envs=1, seed=args.seed + 1000), n_stack=3)
-    action_repeat = int(getattr(gym.make(args.env).unwrapped, "action_repeat", 1))
+    action_repeat = get_action_repeat(env)
 
     model = GAARASAC(
         "CnnPolicy",

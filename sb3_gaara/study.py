@@ -27,6 +27,7 @@ import argparse
 import copy
 import csv
 import dataclasses
+import io
 import json
 import math
 import multiprocessing
@@ -250,7 +251,8 @@ def run_directory(out: str | os.PathLike, task: str, agent: str, seed: int | Non
 
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    with tmp.open("w", newline="") as file:  # newline="": keep the csv module's line endings as they are
+        file.write(text)
     os.replace(tmp, path)
 
 
@@ -264,14 +266,11 @@ def _read_json(path: Path) -> Any:
 
 def write_curve_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> None:
     """Write rows with :data:`CURVE_COLUMNS` (written then renamed)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=CURVE_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(row)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=CURVE_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    _write_atomic(Path(path), text.getvalue())
 
 
 def read_curve_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -540,23 +539,13 @@ def run_training(config: RunConfig) -> str:
 
 def _write_history(path: Path, history: Sequence[Any], task: str, seed: int, label: str) -> None:
     """Curve rows of a run (plus a ``std`` column over its evaluation episodes, which ``curves.csv`` drops)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow([*CURVE_COLUMNS, "std"])
-        for evaluation in history:
-            writer.writerow(
-                [
-                    evaluation.env_steps,
-                    evaluation.training_episodes,
-                    evaluation.mean_reward,
-                    task,
-                    seed,
-                    label,
-                    evaluation.std_reward,
-                ]
-            )
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow([*CURVE_COLUMNS, "std"])
+    for evaluation in history:
+        row = [evaluation.env_steps, evaluation.training_episodes, evaluation.mean_reward, task, seed, label]
+        writer.writerow([*row, evaluation.std_reward])
+    _write_atomic(path, text.getvalue())
 
 
 def _read_history(path: Path) -> list[dict[str, Any]]:
