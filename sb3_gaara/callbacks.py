@@ -29,6 +29,7 @@ from sb3_gaara.losses import (
 if TYPE_CHECKING:
     from sb3_gaara.gaara_sac import GAARASAC
     from sb3_gaara.policies import GAARAPolicy
+    from sb3_gaara.torch_layers import PixelDecoder
 
 
 class AuxiliaryLossCallback(nn.Module):
@@ -56,7 +57,7 @@ class AuxiliaryLossCallback(nn.Module):
         raise NotImplementedError
 
 
-def _decoder(policy: GAARAPolicy) -> nn.Module:
+def _decoder(policy: GAARAPolicy) -> PixelDecoder:
     if policy.decoder is None:
         raise RuntimeError("This auxiliary loss needs the pixel decoder: build the policy with use_decoder=True.")
     return policy.decoder
@@ -90,9 +91,11 @@ def _comparison_group(model: GAARASAC) -> dict[str, Any]:
 def _reconstruction_loss(model: GAARASAC, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
     """SAC+AE's RAE loss of the center-cropped observations, and the code it was computed from."""
     policy = model.policy
+    decoder = _decoder(policy)
     latent = policy.encode(obs)
-    target = preprocess_reconstruction_target(obs)
-    return reconstruction_loss(_decoder(policy)(latent), target, latent, model.decoder_latent_lambda), latent
+    # Same layout as the decoder's output: see preprocess_reconstruction_target's memory_format.
+    target = preprocess_reconstruction_target(obs, memory_format=decoder.memory_format)
+    return reconstruction_loss(decoder(latent), target, latent, model.decoder_latent_lambda), latent
 
 
 def _contrastive_loss(model: GAARASAC, replay_data: AugmentedReplayBufferSamples) -> th.Tensor:

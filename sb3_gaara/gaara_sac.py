@@ -367,8 +367,13 @@ class GAARASAC(SAC):
         # 2. Actor and temperature. One conv pass serves both the actor's head and the critic's: the actor
         # sees its tied convolutions detached, and Q(s, pi(s)) must not move the critic's encoder either.
         if step % self.actor_update_freq == 0:
+            if step % self.decoder_update_freq == 0 and len(self.auxiliary_losses) > 0:
+                # With gradient: the auxiliary loss that follows reuses these features and their graph.
+                conv_features = policy.share_conv_features(replay_data.observations).detach()
+            else:
+                with th.no_grad():
+                    conv_features = policy.critic_encoder.forward_conv(obs)
             with th.no_grad():
-                conv_features = policy.critic_encoder.forward_conv(obs)
                 critic_features = policy.critic_encoder.forward_head(conv_features)
             actor_encoder = self.actor.features_extractor
             assert isinstance(actor_encoder, type(policy.critic_encoder))
@@ -406,6 +411,8 @@ class GAARASAC(SAC):
         With ``skip_nonfinite_updates`` a non-finite loss or gradient is not applied: its gradients are
         dropped, the skip is counted, and ``False`` is returned so that dependent steps (annealing) skip too.
         """
+        if self._updates_convolutions(optimizer):
+            self.policy.forget_conv_features()
         optimizer.zero_grad()
         loss.backward()
         if self.skip_nonfinite_updates and not _is_finite(loss, optimizer):
@@ -414,6 +421,11 @@ class GAARASAC(SAC):
             return False
         optimizer.step()
         return True
+
+    def _updates_convolutions(self, optimizer: th.optim.Optimizer) -> bool:
+        """Whether ``optimizer`` holds any of the critic's (tied) conv weights."""
+        conv_ids = {id(param) for param in self.policy.critic_encoder.convs.parameters()}
+        return any(id(param) in conv_ids for group in optimizer.param_groups for param in group["params"])
 
     def _log_and_check(self, metrics: dict[str, list[tuple[int, th.Tensor]]], error: Exception | None = None) -> None:
         """Log the mean of each metric; stop at the first non-finite loss or parameter, naming it and its update.

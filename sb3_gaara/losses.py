@@ -10,7 +10,12 @@ import torch as th
 import torch.nn.functional as F
 
 
-def preprocess_reconstruction_target(obs: th.Tensor, bits: int = 5, generator: th.Generator | None = None) -> th.Tensor:
+def preprocess_reconstruction_target(
+    obs: th.Tensor,
+    bits: int = 5,
+    generator: th.Generator | None = None,
+    memory_format: th.memory_format = th.contiguous_format,
+) -> th.Tensor:
     """Reconstruction target of SAC+AE (Yarats et al. 2019, §6.1), following Glow / Kingma & Dhariwal 2018.
 
     Pixels are reduced from 8 to ``bits`` bits, dequantized with uniform noise inside each bin and centered:
@@ -18,14 +23,20 @@ def preprocess_reconstruction_target(obs: th.Tensor, bits: int = 5, generator: t
     spending capacity on imperceptible detail; the noise makes the target continuous.
 
     :param obs: uint8 images, or float images already in ``[0, 255]``
+    :param memory_format: layout of the returned tensor. Give the decoder output's (``th.channels_last``
+        with ``GAARAPolicy(channels_last=True)``): a loss between tensors of two layouts runs several times
+        slower on the CPU and its gradient needs another full-size copy. The noise is drawn in memory order.
     :return: float target in ``[-0.5, 0.5)``
     """
-    # In place and in a different order than written above, but bit-identical: scaling by a power of two
-    # commutes with float rounding, so (floor(x / 8) + u) / 32 == floor(x / 8) / 32 + u / 32 exactly.
+    # In place, bit-identical to the formula: u / 32 and floor(x / 8) / 32 are exact (scaling by a power of
+    # two), so their sum rounds once, like the formula's. uint8 images are floor-divided by a bit shift in
+    # uint8 (exact): no full-size float temporary.
     bins = 2**bits
-    target = th.rand(obs.shape, device=obs.device, generator=generator)
-    target.add_(obs.float().mul_(1.0 / 2 ** (8 - bits)).floor_())
-    return target.mul_(1.0 / bins).sub_(0.5)
+    target = th.empty(obs.shape, dtype=th.float32, device=obs.device, memory_format=memory_format)
+    target.uniform_(0.0, 1.0 / bins, generator=generator)
+    shift = 8 - bits
+    target.add_(obs >> shift if obs.dtype == th.uint8 else obs.div(2**shift, rounding_mode="floor"), alpha=1.0 / bins)
+    return target.sub_(0.5)
 
 
 def reconstruction_loss(

@@ -137,6 +137,7 @@ class GAARAPolicy(SACPolicy):
             )
         self.image_size = image_size
         self._scaled_images: dict[int, tuple[th.Tensor, th.Tensor]] | None = None
+        self._shared_conv_features: dict[int, tuple[th.Tensor, th.Tensor]] | None = None
         self.log_std_min = log_std_min
         self.log_std_max = log_std_max
         self.use_decoder = use_decoder
@@ -248,17 +249,47 @@ class GAARAPolicy(SACPolicy):
 
     @contextlib.contextmanager
     def scaled_image_cache(self) -> Iterator[None]:
-        """Within this block, :meth:`scale_images` converts each image tensor once (one gradient step)."""
+        """Within this block (one gradient step), :meth:`scale_images` converts each image tensor once and
+        :meth:`share_conv_features` can hand conv features to the next :meth:`encode`."""
         self._scaled_images = {}
+        self._shared_conv_features = {}
         try:
             yield
         finally:
             self._scaled_images = None
+            self._shared_conv_features = None
+
+    def share_conv_features(self, obs: th.Tensor) -> th.Tensor:
+        """Conv features of uint8 images by the critic's convolutions, with gradient, kept for the next
+        :meth:`encode` of the same tensor.
+
+        The actor step needs the conv features of the observations after the critic's update, and the
+        reconstruction (or anchor) loss that follows needs the very same ones: the actor step moves neither
+        the convolutions nor the critic's head. Computed here once, with the graph the auxiliary loss will
+        backpropagate through, they save one encoder pass on every actor update. The caller detaches them
+        for its own use; :meth:`forget_conv_features` drops them as soon as the convolutions may change.
+        """
+        conv_features = self.critic_encoder.forward_conv(self.scale_images(obs))
+        if self._shared_conv_features is not None and th.is_grad_enabled():
+            self._shared_conv_features[id(obs)] = (obs, conv_features)
+        return conv_features
+
+    def forget_conv_features(self) -> None:
+        """Drop the features kept by :meth:`share_conv_features` (called before any update of the convolutions)."""
+        if self._shared_conv_features:
+            self._shared_conv_features.clear()
 
     def encode(self, obs: th.Tensor, target: bool = False) -> th.Tensor:
-        """Latent code of uint8 images with the critic's (or the target critic's) encoder."""
-        encoder = self.target_encoder if target else self.critic_encoder
-        return encoder(self.scale_images(obs))
+        """Latent code of uint8 images with the critic's (or the target critic's) encoder.
+
+        Conv features shared by :meth:`share_conv_features` are used once, then forgotten.
+        """
+        if target:
+            return self.target_encoder(self.scale_images(obs))
+        shared = self._shared_conv_features.pop(id(obs), None) if self._shared_conv_features else None
+        if shared is not None and shared[0] is obs:
+            return self.critic_encoder.forward_head(shared[1])
+        return self.critic_encoder(self.scale_images(obs))
 
     def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> GAARAActor:
         actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)

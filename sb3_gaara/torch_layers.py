@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import torch as th
+import torch.nn.functional as F
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
@@ -84,10 +85,11 @@ class PixelEncoder(BaseFeaturesExtractor):
         self.detach_convs = False
         # Set by GAARAPolicy(channels_last=True): oneDNN / cuDNN convolutions run faster on NHWC tensors.
         self.memory_format = th.contiguous_format
-        layers: list[nn.Module] = [nn.Conv2d(self.in_channels, num_filters, 3, stride=2), nn.ReLU()]
+        # In-place ReLUs: a convolution's backward needs its input, not its output, so the output can be
+        # overwritten; that saves one full-size activation per layer and pass.
+        layers: list[nn.Module] = [nn.Conv2d(self.in_channels, num_filters, 3, stride=2), nn.ReLU(inplace=True)]
         for _ in range(num_layers - 1):
-            layers += [nn.Conv2d(num_filters, num_filters, 3, stride=1), nn.ReLU()]
-        layers.append(nn.Flatten())
+            layers += [nn.Conv2d(num_filters, num_filters, 3, stride=1), nn.ReLU(inplace=True)]
         self.convs = nn.Sequential(*layers)
         self.fc = nn.Linear(num_filters * out_size * out_size, features_dim)
         self.layer_norm = nn.LayerNorm(features_dim)
@@ -99,12 +101,27 @@ class PixelEncoder(BaseFeaturesExtractor):
         self.convs = other.convs
 
     def forward_conv(self, obs: th.Tensor) -> th.Tensor:
-        """Flattened conv features of ``obs`` (float, ``[0, 1]``), center-cropped to ``image_size`` first."""
+        """Conv feature map ``(B, num_filters, s, s)`` of ``obs`` (float, ``[0, 1]``), center-cropped to
+        ``image_size`` first."""
         return self.convs(center_crop(obs, self.image_size).contiguous(memory_format=self.memory_format))
 
     def forward_head(self, conv_features: th.Tensor) -> th.Tensor:
-        """Latent code from conv features: Linear -> LayerNorm -> tanh."""
-        return th.tanh(self.layer_norm(self.fc(conv_features)))
+        """Latent code from the conv feature map: flatten (channel-major, as ``nn.Flatten``) -> Linear ->
+        LayerNorm -> tanh.
+
+        A channels-last training batch is not copied into channel-major order: it is flattened as it lies
+        in memory (pixel-major, a view) and multiplied with the Linear weight's columns permuted to the same
+        order. The product is the same and the copy is of the weight, smaller than a batch of more than
+        ``features_dim`` maps.
+        """
+        batch, channels, height, width = conv_features.shape
+        channels_last = conv_features.is_contiguous(memory_format=th.channels_last) and not conv_features.is_contiguous()
+        if not channels_last or batch < self.features_dim:
+            hidden = self.fc(conv_features.flatten(1))
+        else:
+            weight = self.fc.weight.view(-1, channels, height, width).permute(0, 2, 3, 1).flatten(1)
+            hidden = F.linear(conv_features.permute(0, 2, 3, 1).reshape(batch, -1), weight, self.fc.bias)
+        return th.tanh(self.layer_norm(hidden))
 
     def forward(self, observations: th.Tensor) -> th.Tensor:
         conv_features = self.forward_conv(observations)
@@ -141,14 +158,26 @@ class PixelDecoder(nn.Module):
         self.fc = nn.Linear(features_dim, num_filters * self.conv_output_size**2)
         layers: list[nn.Module] = []
         for _ in range(num_layers - 1):
-            layers += [nn.ConvTranspose2d(num_filters, num_filters, 3, stride=1), nn.ReLU()]
+            layers += [nn.ConvTranspose2d(num_filters, num_filters, 3, stride=1), nn.ReLU(inplace=True)]
         layers.append(nn.ConvTranspose2d(num_filters, out_channels, 3, stride=2, output_padding=1 - image_size % 2))
         self.deconvs = nn.Sequential(*layers)
         self.memory_format = th.contiguous_format  # see PixelEncoder.memory_format
 
     def forward(self, latent: th.Tensor) -> th.Tensor:
-        h = th.relu(self.fc(latent)).view(-1, self.num_filters, self.conv_output_size, self.conv_output_size)
-        return self.deconvs(h.contiguous(memory_format=self.memory_format))
+        """Images ``(B, out_channels, image_size, image_size)`` from codes ``(B, features_dim)``.
+
+        With channels-last convolutions and a batch of more than ``features_dim`` codes, the Linear writes
+        its output straight in channels-last order (its weight's rows permuted to pixel-major), instead of
+        writing channel-major maps and copying them; the same trick as :meth:`PixelEncoder.forward_head`.
+        """
+        size, filters = self.conv_output_size, self.num_filters
+        if self.memory_format == th.channels_last and latent.shape[0] >= latent.shape[1]:
+            weight = self.fc.weight.view(filters, size, size, -1).permute(1, 2, 0, 3).reshape(size * size * filters, -1)
+            bias = self.fc.bias.view(filters, size, size).permute(1, 2, 0).reshape(-1)
+            h = th.relu_(F.linear(latent, weight, bias)).view(-1, size, size, filters).permute(0, 3, 1, 2)
+        else:
+            h = th.relu_(self.fc(latent)).view(-1, filters, size, size).contiguous(memory_format=self.memory_format)
+        return self.deconvs(h)
 
 
 class ComparisonModule(nn.Module):

@@ -9,6 +9,7 @@ import pytest
 import torch as th
 from gymnasium import spaces
 
+import sb3_gaara.callbacks as callbacks_module
 import sb3_gaara.gaara_sac as gaara_sac_module
 from sb3_gaara import CURLSAC, GAARASAC, SACAE, VARIANTS
 from sb3_gaara.crops import center_crop
@@ -181,6 +182,90 @@ def test_each_auxiliary_step_trains_the_encoder_and_its_own_modules(filled_model
         (assert_moved if moves_w else assert_still)(before, after, COMPARISON)
     assert_still(before, after, Q_HEADS + ACTOR_OWN + TARGET)
     assert all(p.requires_grad for p in model.policy.parameters())
+
+
+# --------------------------------------------------------------------------------------------------
+# One conv pass for the actor step and the auxiliary loss after it
+# --------------------------------------------------------------------------------------------------
+
+
+def count_conv_passes(model: GAARASAC) -> list[int]:
+    """Update number of every forward pass of the critic's (tied) convolutions, from now on."""
+    passes: list[int] = []
+    model.policy.critic_encoder.convs.register_forward_hook(lambda *args: passes.append(model._n_updates))
+    return passes
+
+
+def test_actor_update_and_auxiliary_loss_share_one_conv_pass(filled_model):
+    model = filled_model()  # the actor updates on even updates; reconstruction and comparison on every one
+    passes = count_conv_passes(model)
+    model.train(gradient_steps=2, batch_size=BATCH_SIZE)
+    # Update 0: a' ~ pi(s'), Q(s, a), the actor step (whose pass the reconstruction reuses), the anchor.
+    # Update 1 has no actor step: a' ~ pi(s'), Q(s, a), the reconstruction, the anchor.
+    assert passes == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_shared_conv_features_give_the_update_of_a_fresh_pass(filled_model, monkeypatch, variant):
+    shared, fresh = filled_model(variant=variant), filled_model(variant=variant)
+    policy = fresh.policy
+    # Without the sharing every encode computes its own conv features, as in the paper's code.
+    monkeypatch.setattr(
+        policy, "share_conv_features", lambda obs: policy.critic_encoder.forward_conv(policy.scale_images(obs))
+    )
+    for model in (shared, fresh):
+        th.manual_seed(7)
+        np.random.seed(7)
+        model.train(gradient_steps=4, batch_size=BATCH_SIZE)
+    fresh_state = fresh.policy.state_dict()
+    for name, tensor in shared.policy.state_dict().items():
+        assert th.equal(tensor, fresh_state[name]), name
+
+
+def test_shared_conv_features_serve_one_encode_and_never_outlive_a_conv_update(filled_model):
+    model = filled_model()
+    policy = model.policy
+    passes = count_conv_passes(model)
+    obs = model.replay_buffer.sample(BATCH_SIZE).observations
+    other = model.replay_buffer.sample(BATCH_SIZE).observations
+    with policy.scaled_image_cache():
+        policy.share_conv_features(obs)
+        policy.encode(obs)
+        assert len(passes) == 1  # served by the shared features
+        policy.encode(obs)
+        assert len(passes) == 2  # they serve once
+        # The actor's optimizer holds no convolution: shared features survive its step.
+        features = policy.share_conv_features(obs).detach()
+        actions, _ = model.actor.action_log_prob_from_features(model.actor.features_extractor.forward_head(features))
+        model.optimize(actions.pow(2).mean(), model.actor.optimizer)
+        policy.encode(obs)
+        assert len(passes) == 3
+        # The critic's optimizer moves the convolutions: shared features computed before are dropped.
+        policy.share_conv_features(obs)
+        model.optimize(policy.encode(other).pow(2).mean(), model.critic.optimizer)
+        assert len(passes) == 5
+        latent = policy.encode(obs)
+        assert len(passes) == 6
+        assert th.equal(latent, policy.critic_encoder(policy.scale_images(obs)))
+    # Outside a gradient step nothing is kept.
+    policy.share_conv_features(obs)
+    policy.encode(obs)
+    assert len(passes) == 9
+
+
+def test_reconstruction_target_has_the_layout_of_the_decoder_output(filled_model, monkeypatch):
+    # A loss between a channels-last and a channel-major tensor runs several times slower on the CPU.
+    model = filled_model(variant="sac_ae")
+    layouts = []
+    loss = callbacks_module.reconstruction_loss
+
+    def recording(reconstruction: th.Tensor, target: th.Tensor, *args: Any) -> th.Tensor:
+        layouts.append(tuple(tensor.is_contiguous(memory_format=th.channels_last) for tensor in (reconstruction, target)))
+        return loss(reconstruction, target, *args)
+
+    monkeypatch.setattr(callbacks_module, "reconstruction_loss", recording)
+    model.train(gradient_steps=1, batch_size=BATCH_SIZE)
+    assert layouts == [(True, True)]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ def test_encoder_and_decoder_shapes_at_84_px():
     decoder = PixelDecoder(out_channels=9, features_dim=50, image_size=84)
     obs = th.rand(2, 9, 100, 100)
     conv = encoder.forward_conv(obs)
-    assert conv.shape == (2, 32 * 35 * 35)
+    assert conv.shape == (2, 32, 35, 35)
     assert encoder.fc.in_features == 32 * 35 * 35
     z = encoder(obs)
     assert z.shape == (2, 50)
@@ -37,6 +37,44 @@ def test_encoder_and_decoder_shapes_at_84_px():
     assert float(z.detach().abs().max()) <= 1.0
     assert decoder.fc.out_features == 32 * 35 * 35
     assert decoder(z).shape == (2, 9, 84, 84)
+
+
+@pytest.mark.parametrize("batch", [1, 9])
+def test_channels_last_head_equals_channel_major_flatten(batch):
+    # A channels-last batch of at least features_dim maps multiplies a column-permuted weight instead of
+    # copying the maps: same code as nn.Flatten -> Linear on the channel-major layout, same gradients.
+    th.manual_seed(0)
+    encoder = PixelEncoder(image_space(3, 20), features_dim=8, image_size=20, num_filters=4)
+    conv_map = th.rand(batch, 4, *(2 * [conv_output_size(20, 4)]))
+    weights = th.randn(batch, 8)
+    reference = th.tanh(encoder.layer_norm(encoder.fc(conv_map.flatten(1))))
+    (reference * weights).sum().backward()
+    reference_grad = encoder.fc.weight.grad.clone()
+    encoder.fc.weight.grad = None
+    z = encoder.forward_head(conv_map.contiguous(memory_format=th.channels_last))
+    (z * weights).sum().backward()
+    assert th.allclose(z, reference, atol=1e-6)
+    assert th.allclose(encoder.fc.weight.grad, reference_grad, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 9])
+def test_channels_last_decoder_equals_channel_major_decoder(batch):
+    # From features_dim codes up, the channels-last decoder's Linear writes pixel-major rows directly.
+    th.manual_seed(0)
+    decoder = PixelDecoder(out_channels=3, features_dim=8, image_size=20, num_filters=4)
+    latent, weights = th.randn(batch, 8), th.randn(batch, 3, 20, 20)
+    reference = decoder(latent)
+    (reference * weights).sum().backward()
+    reference_grads = [param.grad.clone() for param in decoder.parameters()]
+    decoder.zero_grad()
+    decoder.to(memory_format=th.channels_last)  # type: ignore[call-overload]
+    decoder.memory_format = th.channels_last
+    images = decoder(latent)
+    (images * weights).sum().backward()
+    assert images.is_contiguous(memory_format=th.channels_last)
+    assert th.allclose(images, reference, atol=1e-6)
+    for param, reference_grad in zip(decoder.parameters(), reference_grads, strict=True):
+        assert th.allclose(param.grad, reference_grad, atol=1e-5)
 
 
 @pytest.mark.parametrize("image_size", [15, 16, 17, 20, 21, 33])
@@ -51,7 +89,8 @@ def test_decoder_output_matches_image_size_for_odd_and_even_sizes(image_size):
 def test_decoder_mirrors_shallower_encoders(num_layers):
     encoder = PixelEncoder(image_space(3, 20), features_dim=8, image_size=20, num_layers=num_layers, num_filters=4)
     decoder = PixelDecoder(out_channels=3, features_dim=8, image_size=20, num_layers=num_layers, num_filters=4)
-    assert encoder.forward_conv(th.rand(1, 3, 20, 20)).shape == (1, 4 * conv_output_size(20, num_layers) ** 2)
+    size = conv_output_size(20, num_layers)
+    assert encoder.forward_conv(th.rand(1, 3, 20, 20)).shape == (1, 4, size, size)
     assert decoder(encoder(th.rand(1, 3, 20, 20))).shape == (1, 3, 20, 20)
 
 
@@ -70,7 +109,8 @@ def test_encoder_structure():
 
 
 def test_encoder_center_crops_full_size_images():
-    encoder = PixelEncoder(image_space(6, 20), features_dim=8, image_size=16, num_filters=4)
+    th.manual_seed(0)  # a 1x1 final map of 16 filters: seeded, so that no draw leaves every unit dead
+    encoder = PixelEncoder(image_space(6, 20), features_dim=8, image_size=16, num_filters=16)
     obs = th.rand(3, 6, 20, 20)
     assert th.equal(encoder(obs), encoder(center_crop(obs, 16)))
     # ... and not any other crop.

@@ -47,6 +47,15 @@ def test_five_bit_target_of_float_images_equals_uint8():
     assert th.equal(as_uint8, as_float)
 
 
+def test_five_bit_target_in_channels_last_draws_the_noise_in_memory_order():
+    obs = th.randint(0, 256, (2, 3, 4, 5), dtype=th.uint8, generator=th.Generator().manual_seed(4))
+    target = preprocess_reconstruction_target(obs, generator=th.Generator().manual_seed(3), memory_format=th.channels_last)
+    assert target.is_contiguous(memory_format=th.channels_last) and not target.is_contiguous()
+    floors = th.div(obs, 8, rounding_mode="floor").float() / 32 - 0.5
+    noise = th.rand(obs.numel(), generator=th.Generator().manual_seed(3)) / 32
+    assert th.allclose((target - floors).permute(0, 2, 3, 1).reshape(-1), noise, atol=1e-7, rtol=0)
+
+
 def test_other_bit_depths():
     # 3 bits: bins of 32 values, 8 bins; 255 -> bin 7 -> 7/8 - 0.5.
     obs = th.tensor([31, 32, 255], dtype=th.uint8)
