@@ -1,7 +1,8 @@
 """Replay memory, sampling, update and environment-step figures of GAARASAC next to SB3's SAC.
 
-``python -m sb3_gaara.benchmark [--json out.json] [--device cpu|cuda] [--quick]`` measures, in one process
-on one machine, with 3 stacked ``3 x 100 x 100`` frames (``9 x 100 x 100`` observations) and 84 px crops:
+``python -m sb3_gaara.benchmark [--json out.json] [--device cpu|cuda] [--quick] [--conv-dtype bfloat16]``
+measures, in one process on one machine, with 3 stacked ``3 x 100 x 100`` frames (``9 x 100 x 100``
+observations) and 84 px crops:
 
 * replay bytes per transition of :class:`~sb3_gaara.buffers.AugmentedPixelReplayBuffer` in steady state
   (full, after wrapping) and of SB3's ``ReplayBuffer`` for the same spaces;
@@ -166,7 +167,9 @@ def bench_replay(buffer_size: int, batch_size: int, repeats: int, device: th.dev
     }
 
 
-def bench_updates(batch_size: int, steps: int, warmup: int, filled: int, device: th.device, seed: int = 0) -> dict[str, Any]:
+def bench_updates(
+    batch_size: int, steps: int, warmup: int, filled: int, device: th.device, seed: int = 0, conv_dtype: str = "float32"
+) -> dict[str, Any]:
     """Seconds per gradient step (``model.train(1, batch_size)``) of GAARASAC and SB3's SAC, and their ratio.
 
     Both models train on buffers of ``filled`` transitions of the same random-image env. Their steps alternate,
@@ -182,6 +185,7 @@ def bench_updates(batch_size: int, steps: int, warmup: int, filled: int, device:
             batch_size=batch_size,
             seed=seed,
             device=device,
+            policy_kwargs=dict(conv_dtype=conv_dtype) if cls is GAARASAC else None,
         )
         model.learn(total_timesteps=filled)  # random actions only: SB3 trains once num_timesteps > learning_starts
         models[algo] = model
@@ -208,6 +212,7 @@ def bench_updates(batch_size: int, steps: int, warmup: int, filled: int, device:
         }
         for algo, model in models.items()
     }
+    results["GAARASAC"]["conv_dtype"] = conv_dtype
     results["ratio"] = results["GAARASAC"]["median_s"] / results["SAC"]["median_s"]
     return results
 
@@ -291,6 +296,11 @@ def _s(timing: dict[str, float]) -> str:
     return f"{timing['median_s']:8.3f} s  (min {timing['min_s']:.3f})"
 
 
+def _conv_dtype_argument(figures: dict[str, Any]) -> str:
+    conv_dtype = figures.get("conv_dtype", "float32")
+    return "" if conv_dtype == "float32" else f", conv_dtype={conv_dtype!r}"
+
+
 def report(results: dict[str, Any]) -> str:
     replay, update, env = results["replay"], results["update"], results["env_steps"]
     ours, sb3 = update["GAARASAC"], update["SAC"]
@@ -308,7 +318,7 @@ def report(results: dict[str, Any]) -> str:
         f"  AugmentedPixelReplayBuffer      {_ms(replay['ours_sample'])}",
         f"  SB3 sample + sb3_gaara.crops    {_ms(replay['sb3_sample_and_crop'])}",
         f"gradient step, batch {replay['batch_size']} (model.train)",
-        f"  GAARASAC('CnnPolicy')           {_s(ours)}",
+        f"  GAARASAC('CnnPolicy'{_conv_dtype_argument(ours)})".ljust(33) + " " + _s(ours),
         f"  SB3 SAC('CnnPolicy')            {_s(sb3)}",
         f"  ratio GAARASAC / SAC            {update['ratio']:8.2f}x  "
         f"(target <= {TARGET_UPDATE_RATIO}x; the paper's reference code: {REFERENCE_UPDATE_RATIO}x)",
@@ -338,6 +348,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (about a minute on a 2-core CPU)")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--conv-dtype",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="GAARAPolicy's conv_dtype in the update figures (bfloat16: mixed-precision convolutions)",
+    )
     args = parser.parse_args(argv)
 
     device = th.device(args.device)
@@ -354,7 +370,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         storage_device=storage_device,
     )
     steps, warmup = (4, 1) if quick else (25, 3)
-    results["update"] = bench_updates(args.batch_size, steps=steps, warmup=warmup, filled=300, device=device)
+    results["update"] = bench_updates(
+        args.batch_size, steps=steps, warmup=warmup, filled=300, device=device, conv_dtype=args.conv_dtype
+    )
     results["env_steps"] = bench_env_steps(random_steps=100 if quick else 1000, train_steps=4 if quick else 20, device=device)
     print(report(results))
     if args.json:

@@ -16,6 +16,9 @@ from torch import nn
 
 from sb3_gaara.torch_layers import ComparisonModule, PixelDecoder, PixelEncoder, weight_init
 
+#: ``conv_dtype`` names of :class:`GAARAPolicy` and the autocast dtype of each (``None``: no autocast)
+CONV_DTYPES: dict[str, th.dtype | None] = {"float32": None, "bfloat16": th.bfloat16}
+
 
 class GAARAActor(Actor):
     """SB3's SAC actor with the SAC+AE log-std parameterisation.
@@ -83,6 +86,11 @@ class GAARAPolicy(SACPolicy):
     :param channels_last: run convolutions on NHWC tensors (same results, faster oneDNN / cuDNN kernels)
     :param fused_optimizers: use PyTorch's fused Adam, one kernel per step instead of one per parameter
         and operation (same update rule; about 4x faster optimizer steps on the CPU)
+    :param conv_dtype: ``"float32"`` (default), or ``"bfloat16"`` to run the encoder's and the decoder's
+        convolutions under autocast in bfloat16: mixed precision, opt-in. Weights, optimizer states, the
+        Linear layers, the Q and policy heads and every loss stay float32; bfloat16 keeps float32's range,
+        so no loss scaling is needed. It pays where the hardware computes in bfloat16 (recent GPUs; CPUs
+        with AVX512-BF16 or AMX); elsewhere it can be slower. Results are not bit-identical to float32.
     Other parameters are SB3's ``SACPolicy``'s; ``net_arch`` defaults to ``[1024, 1024]`` and the features
     extractor to :class:`PixelEncoder` with ``features_dim=50``.
     """
@@ -116,7 +124,14 @@ class GAARAPolicy(SACPolicy):
         use_comparison: bool = True,
         channels_last: bool = True,
         fused_optimizers: bool = True,
+        conv_dtype: str = "float32",
     ) -> None:
+        if conv_dtype not in CONV_DTYPES:
+            hint = " float16 would need loss scaling, which GAARAPolicy does not do;" if conv_dtype == "float16" else ""
+            raise ValueError(
+                f"conv_dtype={conv_dtype!r} is not supported:{hint} use one of {sorted(CONV_DTYPES)} "
+                "(bfloat16 runs the convolutions in mixed precision)."
+            )
         if share_features_extractor:
             raise ValueError(
                 "GAARAPolicy ties the actor's convolutions to the critic's itself and trains them with the critic "
@@ -144,6 +159,7 @@ class GAARAPolicy(SACPolicy):
         self.use_comparison = use_comparison
         self.channels_last = channels_last
         self.fused_optimizers = fused_optimizers
+        self.conv_dtype = conv_dtype
         if optimizer_kwargs is None and optimizer_class is th.optim.Adam:
             optimizer_kwargs = self.adam_kwargs()
         super().__init__(
@@ -198,10 +214,11 @@ class GAARAPolicy(SACPolicy):
             for module in (self.critic, self.critic_target, self.actor, self.decoder):
                 if module is not None:
                     module.to(memory_format=th.channels_last)  # type: ignore[call-overload]
-            formatted: list[Any] = [self.critic_encoder, self.target_encoder, self.actor.features_extractor, self.decoder]
-            for layer in formatted:
-                if layer is not None:
-                    layer.memory_format = th.channels_last
+        conv_stacks: list[Any] = [self.critic_encoder, self.target_encoder, self.actor.features_extractor, self.decoder]
+        for layer in conv_stacks:
+            if layer is not None:
+                layer.memory_format = th.channels_last if self.channels_last else th.contiguous_format
+                layer.conv_dtype = CONV_DTYPES[self.conv_dtype]
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.set_training_mode(False)
 
@@ -309,6 +326,7 @@ class GAARAPolicy(SACPolicy):
             use_comparison=self.use_comparison,
             channels_last=self.channels_last,
             fused_optimizers=self.fused_optimizers,
+            conv_dtype=self.conv_dtype,
         )
         return data
 

@@ -85,6 +85,9 @@ class PixelEncoder(BaseFeaturesExtractor):
         self.detach_convs = False
         # Set by GAARAPolicy(channels_last=True): oneDNN / cuDNN convolutions run faster on NHWC tensors.
         self.memory_format = th.contiguous_format
+        # Set by GAARAPolicy(conv_dtype="bfloat16"): the convolutions run under autocast in that dtype, the
+        # Linear head and everything after it in float32.
+        self.conv_dtype: th.dtype | None = None
         # In-place ReLUs: a convolution's backward needs its input, not its output, so the output can be
         # overwritten; that saves one full-size activation per layer and pass.
         layers: list[nn.Module] = [nn.Conv2d(self.in_channels, num_filters, 3, stride=2), nn.ReLU(inplace=True)]
@@ -103,7 +106,11 @@ class PixelEncoder(BaseFeaturesExtractor):
     def forward_conv(self, obs: th.Tensor) -> th.Tensor:
         """Conv feature map ``(B, num_filters, s, s)`` of ``obs`` (float, ``[0, 1]``), center-cropped to
         ``image_size`` first."""
-        return self.convs(center_crop(obs, self.image_size).contiguous(memory_format=self.memory_format))
+        images = center_crop(obs, self.image_size).contiguous(memory_format=self.memory_format)
+        if self.conv_dtype is None:
+            return self.convs(images)
+        with th.autocast(device_type=images.device.type, dtype=self.conv_dtype):
+            return self.convs(images).float()
 
     def forward_head(self, conv_features: th.Tensor) -> th.Tensor:
         """Latent code from the conv feature map: flatten (channel-major, as ``nn.Flatten``) -> Linear ->
@@ -162,6 +169,7 @@ class PixelDecoder(nn.Module):
         layers.append(nn.ConvTranspose2d(num_filters, out_channels, 3, stride=2, output_padding=1 - image_size % 2))
         self.deconvs = nn.Sequential(*layers)
         self.memory_format = th.contiguous_format  # see PixelEncoder.memory_format
+        self.conv_dtype: th.dtype | None = None  # see PixelEncoder.conv_dtype
 
     def forward(self, latent: th.Tensor) -> th.Tensor:
         """Images ``(B, out_channels, image_size, image_size)`` from codes ``(B, features_dim)``.
@@ -177,7 +185,10 @@ class PixelDecoder(nn.Module):
             h = th.relu_(F.linear(latent, weight, bias)).view(-1, size, size, filters).permute(0, 3, 1, 2)
         else:
             h = th.relu_(self.fc(latent)).view(-1, filters, size, size).contiguous(memory_format=self.memory_format)
-        return self.deconvs(h)
+        if self.conv_dtype is None:
+            return self.deconvs(h)
+        with th.autocast(device_type=h.device.type, dtype=self.conv_dtype):
+            return self.deconvs(h).float()
 
 
 class ComparisonModule(nn.Module):

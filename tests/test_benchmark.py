@@ -55,10 +55,18 @@ def test_report_prints_the_measured_figures():
         "env_steps": {"skipped": "no OpenGL"},
     }
     text = benchmark.report(results)
+    assert "  GAARASAC('CnnPolicy')              1.000 s  (min 0.900)" in text
     assert "30.2 KB" in text and "180.0 KB  (6.0x ours)" in text
     assert "ratio GAARASAC / SAC                2.50x  (target <= 2.2x" in text
     assert "1234 GAARASAC, 567 SAC" in text
     assert "skipped: no OpenGL" in text
+    results["update"]["GAARASAC"]["conv_dtype"] = "bfloat16"
+    assert "  GAARASAC('CnnPolicy', conv_dtype='bfloat16')    1.000 s" in benchmark.report(results)
+
+
+def test_update_figures_of_bfloat16_convolutions():
+    update = benchmark.bench_updates(batch_size=4, steps=1, warmup=0, filled=20, device=CPU, conv_dtype="bfloat16")
+    assert update["GAARASAC"]["conv_dtype"] == "bfloat16"
 
 
 @pytest.mark.slow

@@ -96,6 +96,18 @@ def test_share_features_extractor(make_model):
         make_model(policy_kwargs=dict(net_arch=[32, 32], share_features_extractor=True))
 
 
+@pytest.mark.parametrize(
+    "conv_dtype, message",
+    [
+        ("float16", r"float16 would need loss scaling.*use one of \['bfloat16', 'float32'\]"),
+        ("int8", r"'int8' is not supported"),
+    ],
+)
+def test_unsupported_conv_dtype(make_model, conv_dtype, message):
+    with pytest.raises(ValueError, match=message):
+        make_model(policy_kwargs=dict(net_arch=[32, 32], conv_dtype=conv_dtype))
+
+
 def test_policy_kwargs_contradicting_the_model(make_model):
     with pytest.raises(ValueError, match=r"policy_kwargs\['image_size'\]=12 contradicts the model's 16.*set it on GAARASAC"):
         make_model(policy_kwargs=dict(net_arch=[32, 32], image_size=12))

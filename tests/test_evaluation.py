@@ -157,8 +157,10 @@ def test_rejects_bad_action_repeat() -> None:
 
 
 @pytest.mark.slow
-def test_gaara_learns_from_pixels() -> None:
-    """GAARA on PixelReach (CPU-scale study settings): the deterministic policy clearly beats a random one."""
+@pytest.mark.parametrize("conv_dtype", ["float32", "bfloat16"])
+def test_gaara_learns_from_pixels(conv_dtype: str) -> None:
+    """GAARA on PixelReach (CPU-scale study settings): the deterministic policy clearly beats a random one,
+    with float32 convolutions and with the bfloat16 mixed-precision option alike."""
     import torch as th
 
     from sb3_gaara import GAARASAC
@@ -169,7 +171,9 @@ def test_gaara_learns_from_pixels() -> None:
     agent_steps, n_episodes = 3_500, 60
     env = make_train_env(task, seed=0)
     eval_env = make_train_env(task, seed=0, eval_env=True)
-    model = GAARASAC("CnnPolicy", env, seed=0, buffer_size=agent_steps, **copy.deepcopy(task.model_kwargs))
+    model_kwargs = copy.deepcopy(task.model_kwargs)
+    model_kwargs.setdefault("policy_kwargs", {})["conv_dtype"] = conv_dtype
+    model = GAARASAC("CnnPolicy", env, seed=0, buffer_size=agent_steps, **model_kwargs)
     start = time.time()
     model.learn(agent_steps)
     train_time = time.time() - start
@@ -191,7 +195,8 @@ def test_gaara_learns_from_pixels() -> None:
     closed = (trained_mean - random_mean) / (oracle_mean - random_mean)
     standard_error = np.sqrt((trained_std**2 + random_std**2) / n_episodes)
     print(
-        f"\nPixelReach, GAARA after {agent_steps} agent steps ({agent_steps * model.env.get_attr('action_repeat')[0]} env "
+        f"\nPixelReach, GAARA ({conv_dtype} convolutions) after {agent_steps} agent steps "
+        f"({agent_steps * model.env.get_attr('action_repeat')[0]} env "
         f"steps, {train_time:.0f} s): trained {trained_mean:.1f} ± {trained_std:.1f}, random {random_mean:.1f} ± "
         f"{random_std:.1f}, scripted {oracle_mean:.1f} ({n_episodes} episodes each); margin over random "
         f"{trained_mean - random_mean:.1f} = {(trained_mean - random_mean) / standard_error:.1f} standard errors, "

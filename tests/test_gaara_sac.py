@@ -268,6 +268,59 @@ def test_reconstruction_target_has_the_layout_of_the_decoder_output(filled_model
     assert layouts == [(True, True)]
 
 
+def logged_losses(model: GAARASAC) -> dict[str, list[float]]:
+    return {key: values for key, values in model.logger.history.items() if key.endswith("_loss")}
+
+
+@pytest.mark.parametrize("option", [{"channels_last": False}, {"fused_optimizers": False}])
+def test_speed_options_do_not_change_the_update(filled_model, option):
+    # Other kernels, the same arithmetic up to float rounding. Adam turns a rounding-sized gradient into a
+    # step of lr, so near-zero gradients part ways: tiny learning rates keep that below the tolerance.
+    rates = {name: 1e-7 for name in ("learning_rate", "encoder_lr", "decoder_lr", "comparison_lr")}
+    default = filled_model(**rates)
+    other = filled_model(policy_kwargs=dict(net_arch=[32, 32], **option), **rates)
+    for model in (default, other):
+        th.manual_seed(7)
+        np.random.seed(7)
+        model.train(gradient_steps=3, batch_size=BATCH_SIZE)
+    losses, other_losses = logged_losses(default), logged_losses(other)
+    assert set(losses) == {f"train/{name}" for name in ("critic_loss", "actor_loss", "ent_coef_loss")} | {
+        f"train/{name}" for name in ("reconstruction_loss", "comparison_loss", "contrastive_loss")
+    }
+    for key, values in losses.items():
+        # The reconstruction target's noise is drawn in memory order: another layout, another draw.
+        tolerance = 1e-3 if key == "train/reconstruction_loss" and "channels_last" in option else 1e-5
+        assert other_losses[key] == pytest.approx(values, rel=tolerance), key
+
+
+def test_bfloat16_convolutions_keep_float32_weights_and_a_close_update(filled_model, make_env, tmp_path):
+    default, mixed = filled_model(), filled_model(policy_kwargs=dict(net_arch=[32, 32], conv_dtype="bfloat16"))
+    policy = mixed.policy
+    stacks = [policy.critic_encoder, policy.target_encoder, mixed.actor.features_extractor, policy.decoder]
+    assert [stack.conv_dtype for stack in stacks] == [th.bfloat16] * 4
+    assert default.policy.critic_encoder.conv_dtype is None
+    obs = th.rand(2, *OBS_SHAPE)
+    # bfloat16 inside the convolutions only: the features and the decoded images are float32.
+    assert policy.critic_encoder.forward_conv(obs).dtype == th.float32
+    assert policy.decoder(policy.critic_encoder(obs)).dtype == th.float32
+    for model in (default, mixed):
+        th.manual_seed(7)
+        np.random.seed(7)
+        model.train(gradient_steps=3, batch_size=BATCH_SIZE)
+    default_state, mixed_state = default.policy.state_dict(), mixed.policy.state_dict()
+    differs = False
+    for name, tensor in mixed_state.items():
+        assert tensor.dtype == default_state[name].dtype, name
+        assert th.allclose(tensor, default_state[name], atol=1e-2), name
+        differs |= not th.equal(tensor, default_state[name])
+    assert differs, "bfloat16 convolutions gave the float32 update bit for bit: autocast did not run"
+    for optimizer in optimizers(mixed).values():
+        for state in optimizer.state.values():
+            assert all(value.dtype == th.float32 for key, value in state.items() if key != "step")
+    mixed.save(tmp_path / "mixed.zip")
+    assert GAARASAC.load(tmp_path / "mixed.zip", env=make_env(), device="cpu").policy.critic_encoder.conv_dtype == th.bfloat16
+
+
 # --------------------------------------------------------------------------------------------------
 # EMA targets
 # --------------------------------------------------------------------------------------------------
