@@ -1,6 +1,6 @@
 """Train SAC+GAARA from pixels on a DeepMind Control task (the README's ``make train``).
 
-Writes, under ``--out``: TensorBoard logs (``tb/``), the training episodes (``monitor.csv``), the
+Writes, under ``--out``: TensorBoard logs (``tb/``), the training episodes (``0.monitor.csv``), the
 evaluations (``evaluations.npz``), the model (``model.zip``) and ``learning_curve.png``.
 
 The defaults are a short CPU run: a few thousand environment steps with a small batch, enough to see
