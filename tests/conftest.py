@@ -125,3 +125,23 @@ def filled_model(make_model) -> Callable[..., GAARASAC]:
         return model
 
     return _make
+
+
+def assert_same(a: Any, b: Any, where: str = "") -> None:
+    """Exact, recursive equality of tensors, arrays, numbers and containers, naming the first difference."""
+    if isinstance(a, th.Tensor):
+        assert isinstance(b, th.Tensor) and a.shape == b.shape and a.dtype == b.dtype, where
+        assert th.equal(a, b), where
+    elif isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray), where
+        np.testing.assert_array_equal(a, b, err_msg=where, strict=True)
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), f"{where}: {sorted(map(str, a))} != {sorted(map(str, b))}"
+        for key in a:
+            assert_same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert type(a) is type(b) and a == b, f"{where}: {a!r} != {b!r}"

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch as th
+from conftest import assert_same
 from gymnasium import spaces
 
 import sb3_gaara.callbacks as callbacks_module
@@ -585,22 +586,6 @@ def test_channel_last_images_are_transposed_and_learn(make_model, make_env):
 # --------------------------------------------------------------------------------------------------
 # Save / load
 # --------------------------------------------------------------------------------------------------
-
-
-def assert_same(a: Any, b: Any, where: str = "") -> None:
-    """Recursive exact equality of state dicts (tensors, numbers, lists, dicts)."""
-    if isinstance(a, th.Tensor):
-        assert isinstance(b, th.Tensor) and a.shape == b.shape and th.equal(a, b), where
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and set(a) == set(b), where
-        for key in a:
-            assert_same(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
 
 
 def optimizers(model: GAARASAC) -> dict[str, th.optim.Optimizer]:

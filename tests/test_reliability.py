@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch as th
-from conftest import BATCH_SIZE, LEARNING_STARTS, OBS_SHAPE, RecordingLogger
+from conftest import BATCH_SIZE, LEARNING_STARTS, OBS_SHAPE, RecordingLogger, assert_same
 from gymnasium import spaces
 
 import sb3_gaara.callbacks as callbacks_module
@@ -57,26 +57,6 @@ def training_state(model: GAARASAC) -> dict[str, Any]:
         "skipped_updates": model.skipped_updates,
         "num_timesteps": model.num_timesteps,
     }
-
-
-def assert_same(a: Any, b: Any, where: str = "") -> None:
-    """Exact, recursive equality of tensors, arrays, numbers and containers, naming the first difference."""
-    if isinstance(a, th.Tensor):
-        assert isinstance(b, th.Tensor) and a.shape == b.shape and a.dtype == b.dtype, where
-        assert th.equal(a, b), where
-    elif isinstance(a, np.ndarray):
-        assert isinstance(b, np.ndarray), where
-        np.testing.assert_array_equal(a, b, err_msg=where, strict=True)
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and set(a) == set(b), f"{where}: {sorted(map(str, a))} != {sorted(map(str, b))}"
-        for key in a:
-            assert_same(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert type(a) is type(b) and a == b, f"{where}: {a!r} != {b!r}"
 
 
 def reseed(seed: int) -> None:
