@@ -226,7 +226,7 @@ def _minor_page_faults() -> int:
     """
     try:
         import resource
-    except ImportError:  # not on Windows
+    except ImportError:  # Windows has no resource module
         return 0
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
