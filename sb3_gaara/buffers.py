@@ -281,21 +281,10 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
 
     # ------------------------------------------------------------------------------------------ adding
 
+    # A Ctrl-C between the reference-count updates below would free slots that live transitions still use, and
+    # rl-zoo3 saves the buffer after a Ctrl-C to resume from it: the interrupt waits until the add is done.
+    @_deferred_keyboard_interrupt()
     def add(
-        self,
-        obs: np.ndarray,
-        next_obs: np.ndarray,
-        action: np.ndarray,
-        reward: np.ndarray,
-        done: np.ndarray,
-        infos: list[dict[str, Any]],
-    ) -> None:
-        # A Ctrl-C between the reference-count updates of _add would free slots that live transitions still use,
-        # and rl-zoo3 saves the buffer after a Ctrl-C to resume from it: the interrupt waits until the add is done.
-        with _deferred_keyboard_interrupt():
-            self._add(obs, next_obs, action, reward, done, infos)
-
-    def _add(
         self,
         obs: np.ndarray,
         next_obs: np.ndarray,
