@@ -1,17 +1,21 @@
 """Replay memory, sampling, update and environment-step figures of GAARASAC next to SB3's SAC.
 
-``python -m sb3_gaara.benchmark [--json out.json] [--device cpu|cuda] [--quick] [--conv-dtype bfloat16]``
-measures, in one process on one machine, with 3 stacked ``3 x 100 x 100`` frames (``9 x 100 x 100``
-observations) and 84 px crops:
+``python -m sb3_gaara.benchmark [--json out.json] [--device cpu|cuda] [--quick] [--conv-dtype bfloat16]
+[--sections replay update env]`` measures, in one process on one machine, with 3 stacked ``3 x 100 x 100`` frames
+(``9 x 100 x 100`` observations) and 84 px crops:
 
 * replay bytes per transition of :class:`~sb3_gaara.buffers.AugmentedPixelReplayBuffer` in steady state
   (full, after wrapping) and of SB3's ``ReplayBuffer`` for the same spaces;
 * the time to sample a batch with both crops, and SB3's sample followed by the same crops;
 * the time of one gradient step (``model.train(gradient_steps=1, batch_size=128)``) of ``GAARASAC("CnnPolicy")``
   and of SB3's ``SAC("CnnPolicy")`` (NatureCNN, full-stack buffer) on the same random-image env, and their ratio;
+  on CUDA also of ``SACAE`` and of the fast path of both (``cuda_graphs=True``), all of ours with their frames
+  on the GPU, so that eager and fast differ only by the graphs;
 * end-to-end environment steps per second of ``GAARASAC`` on ``dmc-cheetah-run``, counted after action repeat
-  (as the papers' tables count them), while collecting random warm-up steps and while training one update per agent step.
+  (as the papers' tables count them), while collecting random warm-up steps and while training one update per
+  agent step; on CUDA with the eager and the fast path, rendering on the GPU (``MUJOCO_GL=egl``).
 
+On a CPU the fast path runs the eager update, so its figures are not measured there (the report says "CUDA only").
 Timings are medians after warm-up (the minimum is printed too: it shows what the machine does when other
 processes leave it alone). It prints a table and, with ``--json``, writes the figures.
 """
@@ -25,7 +29,8 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -38,7 +43,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack
 
 from sb3_gaara.buffers import AugmentedPixelReplayBuffer
 from sb3_gaara.crops import center_crop, crop, random_crop_offsets
-from sb3_gaara.gaara_sac import GAARASAC
+from sb3_gaara.gaara_sac import GAARASAC, SACAE
 
 FRAME_SHAPE = (3, 100, 100)
 FRAME_STACK = 3
@@ -53,6 +58,35 @@ DMC_ENV_ID = "dmc-cheetah-run"
 REFERENCE_UPDATE_RATIO = 3.3
 #: the target of GAARASAC's update over SB3's SAC("CnnPolicy") on the CPU (1.5x faster than the reference code)
 TARGET_UPDATE_RATIO = 2.2
+#: the target of the fast path's update (``cuda_graphs=True``) over SB3's SAC("CnnPolicy") on one H100
+TARGET_CUDA_GRAPHS_UPDATE_RATIO = 1.0
+#: the target of end-to-end training with the fast path on one GPU, environment steps per second of one run
+TARGET_CUDA_ENV_STEPS_PER_S = 300
+#: fewest warm-up updates on CUDA: the fast path runs each phase of the update cadence (with and without the
+#: actor step: two with the paper's settings) eagerly the first time and captures its graph the second, and neither
+#: may be timed as a replayed update
+CUDA_WARMUP_STEPS = 4
+#: why the fast-path figures are missing from a CPU run
+CUDA_ONLY = "CUDA only (on a CPU, cuda_graphs=True runs the eager update)"
+
+
+class Counts(NamedTuple):
+    """How many steps each section measures: few on a CPU (an update takes a second), many on a GPU."""
+
+    update_steps: int
+    update_warmup: int
+    random_agent_steps: int
+    train_agent_steps: int
+
+
+#: by (CUDA device, --quick)
+COUNTS = {
+    (False, True): Counts(4, 1, 100, 4),
+    (False, False): Counts(25, 3, 1000, 20),
+    (True, True): Counts(20, CUDA_WARMUP_STEPS, 100, 50),
+    (True, False): Counts(200, 10, 1000, 1000),
+}
+SECTIONS = ("replay", "update", "env")
 
 
 class RandomFrameEnv(gym.Env):
@@ -160,24 +194,90 @@ def bench_replay(buffer_size: int, batch_size: int, repeats: int, device: th.dev
         "frame_bytes": int(np.prod(FRAME_SHAPE)),
         "ours_bytes_per_transition": ours.bytes_per_transition(),
         "sb3_bytes_per_transition": sb3_bytes_per_transition(reference),
-        "storage_device": "host (numpy)" if ours.storage_device is None else str(ours.storage_device),
+        "storage_device": _storage_name(ours),
         "batch_size": batch_size,
         "ours_sample": time_calls(lambda: ours.sample(batch_size), repeats, warmup, device),
         "sb3_sample_and_crop": time_calls(sb3_sample_and_crop, max(5, repeats // 5), warmup, device),
     }
 
 
-def bench_updates(
-    batch_size: int, steps: int, warmup: int, filled: int, device: th.device, seed: int = 0, conv_dtype: str = "float32"
-) -> dict[str, Any]:
-    """Seconds per gradient step (``model.train(1, batch_size)``) of GAARASAC and SB3's SAC, and their ratio.
+def _storage_name(buffer: AugmentedPixelReplayBuffer) -> str:
+    return "host (numpy)" if buffer.storage_device is None else str(buffer.storage_device)
 
-    Both models train on buffers of ``filled`` transitions of the same random-image env. Their steps alternate,
-    so that a change in the machine's load during the measurement weighs on both alike.
+
+@dataclass(frozen=True)
+class UpdateModel:
+    """One model of the update figures: its key in the figures, its class and whether it takes the fast path."""
+
+    key: str
+    algo: type[SAC]
+    cuda_graphs: bool = False
+    #: why a CPU run leaves it out (None: measured everywhere)
+    cpu_skip: str | None = None
+
+    @property
+    def ours(self) -> bool:
+        return issubclass(self.algo, GAARASAC)
+
+    def label(self, figures: dict[str, Any]) -> str:
+        if not self.ours:
+            return f"SB3 {self.algo.__name__}('CnnPolicy')"
+        if self.cuda_graphs:
+            return f"{self.algo.__name__} + cuda_graphs=True"
+        return f"{self.algo.__name__}('CnnPolicy'{_conv_dtype_argument(figures)})"
+
+
+#: in the order of the measurements and of the report
+UPDATE_MODELS = (
+    UpdateModel("GAARASAC", GAARASAC),
+    UpdateModel("GAARASAC_cuda_graphs", GAARASAC, cuda_graphs=True, cpu_skip=CUDA_ONLY),
+    # SACAE's eager update takes most of a second on a CPU: left out there to keep the CPU benchmark's duration.
+    UpdateModel("SACAE", SACAE, cpu_skip="CUDA only (left out on a CPU to keep the benchmark short)"),
+    UpdateModel("SACAE_cuda_graphs", SACAE, cuda_graphs=True, cpu_skip=CUDA_ONLY),
+    UpdateModel("SAC", SAC),
+)
+#: key in the update figures: (numerator, denominator) of median update times; absent where one is not measured
+UPDATE_RATIOS = {
+    "ratio": ("GAARASAC", "SAC"),
+    "ratio_cuda_graphs": ("GAARASAC_cuda_graphs", "SAC"),
+    "speedup_cuda_graphs": ("GAARASAC", "GAARASAC_cuda_graphs"),
+    "speedup_cuda_graphs_sacae": ("SACAE", "SACAE_cuda_graphs"),
+}
+
+
+def bench_updates(
+    batch_size: int,
+    steps: int,
+    warmup: int,
+    filled: int,
+    device: th.device,
+    seed: int = 0,
+    conv_dtype: str = "float32",
+    storage_device: str | None = None,
+) -> dict[str, Any]:
+    """Seconds per gradient step (``model.train(1, batch_size)``) of the :data:`UPDATE_MODELS` and their ratios.
+
+    All models train on buffers of ``filled`` transitions of the same random-image env; ours keep their frames
+    in ``storage_device``. Their steps alternate, so that a change in the machine's load during the measurement
+    weighs on all alike. A model a CPU run leaves out has ``{"skipped": why}`` as its figures, and the ratios
+    that need it are absent. On CUDA at least :data:`CUDA_WARMUP_STEPS` steps warm up, and the figures hold
+    the peak GPU memory allocated while the models were built and trained.
     """
+    cuda = device.type == "cuda"
+    if cuda:
+        warmup = max(warmup, CUDA_WARMUP_STEPS)
+        th.cuda.reset_peak_memory_stats(device)
+    results: dict[str, Any] = {}
     models: dict[str, SAC] = {}
-    for algo, cls in (("GAARASAC", GAARASAC), ("SAC", SAC)):
-        model = cls(
+    for spec in UPDATE_MODELS:
+        if spec.cpu_skip is not None and not cuda:
+            continue
+        ours_kwargs: dict[str, Any] = dict(
+            policy_kwargs=dict(conv_dtype=conv_dtype),
+            replay_buffer_kwargs=dict(storage_device=storage_device),
+            cuda_graphs=spec.cuda_graphs,
+        )
+        model = spec.algo(
             "CnnPolicy",
             stacked_random_env(seed),
             buffer_size=filled + 1,
@@ -185,35 +285,46 @@ def bench_updates(
             batch_size=batch_size,
             seed=seed,
             device=device,
-            policy_kwargs=dict(conv_dtype=conv_dtype) if cls is GAARASAC else None,
+            **(ours_kwargs if spec.ours else {}),
         )
         model.learn(total_timesteps=filled)  # random actions only: SB3 trains once num_timesteps > learning_starts
-        models[algo] = model
-    durations: dict[str, list[float]] = {algo: [] for algo in models}
-    page_faults: dict[str, list[int]] = {algo: [] for algo in models}
+        models[spec.key] = model
+    durations: dict[str, list[float]] = {key: [] for key in models}
+    page_faults: dict[str, list[int]] = {key: [] for key in models}
     for step in range(warmup + steps):
-        for algo, model in models.items():
+        for key, model in models.items():
             _synchronize(model.device)
             faults = _minor_page_faults()
             start = time.perf_counter()
             model.train(gradient_steps=1, batch_size=batch_size)
             _synchronize(model.device)
             if step >= warmup:
-                durations[algo].append(time.perf_counter() - start)
-                page_faults[algo].append(_minor_page_faults() - faults)
-    results: dict[str, Any] = {
-        algo: {
+                durations[key].append(time.perf_counter() - start)
+                page_faults[key].append(_minor_page_faults() - faults)
+    for spec in UPDATE_MODELS:
+        if spec.key not in models:
+            results[spec.key] = {"skipped": spec.cpu_skip}
+            continue
+        model = models[spec.key]
+        figures: dict[str, Any] = {
             "policy": type(model.policy).__name__,
             "parameters": sum(p.numel() for p in model.policy.parameters()),
-            "median_s": statistics.median(durations[algo]),
-            "min_s": min(durations[algo]),
+            "median_s": statistics.median(durations[spec.key]),
+            "min_s": min(durations[spec.key]),
             "repeats": steps,
-            "median_minor_page_faults": statistics.median(page_faults[algo]),
+            "median_minor_page_faults": statistics.median(page_faults[spec.key]),
         }
-        for algo, model in models.items()
-    }
-    results["GAARASAC"]["conv_dtype"] = conv_dtype
-    results["ratio"] = results["GAARASAC"]["median_s"] / results["SAC"]["median_s"]
+        if isinstance(model, GAARASAC):
+            figures.update(
+                conv_dtype=conv_dtype, cuda_graphs=spec.cuda_graphs, storage_device=_storage_name(model.replay_buffer)
+            )
+        results[spec.key] = figures
+    for key, (numerator, denominator) in UPDATE_RATIOS.items():
+        if numerator in models and denominator in models:
+            results[key] = results[numerator]["median_s"] / results[denominator]["median_s"]
+    results["warmup"] = warmup
+    if cuda:
+        results["peak_gpu_memory_bytes"] = th.cuda.max_memory_allocated(device)
     return results
 
 
@@ -242,8 +353,14 @@ def make_dmc_env() -> tuple[VecEnv, int]:
     return venv, default_action_repeat("cheetah")
 
 
-def bench_env_steps(random_steps: int, train_steps: int, device: th.device) -> dict[str, Any]:
-    """Environment steps per second (after action repeat) of GAARASAC on dmc-cheetah-run."""
+def bench_env_steps(
+    random_steps: int, train_steps: int, device: th.device, storage_device: str | None = None, cuda_graphs: bool = False
+) -> dict[str, Any]:
+    """Environment steps per second (after action repeat) of GAARASAC on dmc-cheetah-run.
+
+    The model keeps its frames in ``storage_device`` and takes the fast path with ``cuda_graphs``. Each phase
+    ends with a device synchronisation, so that the updates it queued count in its time.
+    """
     try:
         venv, action_repeat = make_dmc_env()
     except Exception as error:  # no dm_control, no OpenGL, or the env package missing: say why and go on
@@ -255,15 +372,22 @@ def bench_env_steps(random_steps: int, train_steps: int, device: th.device) -> d
         learning_starts=random_steps,
         device=device,
         seed=0,
+        replay_buffer_kwargs=dict(storage_device=storage_device),
+        cuda_graphs=cuda_graphs,
     )
+    _synchronize(device)
     start = time.perf_counter()
     model.learn(total_timesteps=random_steps)
+    _synchronize(device)
     collect_s = time.perf_counter() - start
     start = time.perf_counter()
     model.learn(total_timesteps=train_steps, reset_num_timesteps=False)
+    _synchronize(device)
     train_s = time.perf_counter() - start
     venv.close()
     return {
+        "cuda_graphs": cuda_graphs,
+        "storage_device": _storage_name(model.replay_buffer),
         "env_id": DMC_ENV_ID,
         "action_repeat": action_repeat,
         "random_agent_steps": random_steps,
@@ -274,8 +398,9 @@ def bench_env_steps(random_steps: int, train_steps: int, device: th.device) -> d
     }
 
 
-def machine() -> dict[str, Any]:
-    return {
+def machine(device: th.device) -> dict[str, Any]:
+    """What the figures depend on besides the code: the machine, the libraries and, on CUDA, the GPU."""
+    facts: dict[str, Any] = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
@@ -285,6 +410,24 @@ def machine() -> dict[str, Any]:
         "numpy": np.__version__,
         "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "malloc_environment": {name: value for name, value in os.environ.items() if name.startswith("MALLOC_")},
+    }
+    if device.type == "cuda":
+        facts["gpu"] = gpu_facts(device)
+    return facts
+
+
+def gpu_facts(device: th.device) -> dict[str, Any]:
+    """The GPU and the libraries behind its figures; TF32 changes the speed and the float32 results of
+    convolutions (cuDNN) and matrix products, so whether it is allowed belongs next to any GPU timing."""
+    properties = th.cuda.get_device_properties(device)
+    return {
+        "name": th.cuda.get_device_name(device),
+        "memory_bytes": properties.total_memory,
+        "multiprocessors": properties.multi_processor_count,
+        "cuda": th.version.cuda,
+        "cudnn": th.backends.cudnn.version(),
+        "tf32_cudnn": th.backends.cudnn.allow_tf32,
+        "tf32_matmul": th.backends.cuda.matmul.allow_tf32,
     }
 
 
@@ -301,14 +444,33 @@ def _conv_dtype_argument(figures: dict[str, Any]) -> str:
     return "" if conv_dtype == "float32" else f", conv_dtype={conv_dtype!r}"
 
 
-def report(results: dict[str, Any]) -> str:
-    replay, update, env = results["replay"], results["update"], results["env_steps"]
-    ours, sb3 = update["GAARASAC"], update["SAC"]
+def _row(label: str, value: str) -> str:
+    """One line of a table: the label padded to the figures' column."""
+    return f"  {label}".ljust(33) + " " + value
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _header_lines(results: dict[str, Any]) -> list[str]:
+    facts = results["machine"]
     lines = [
-        f"sb3-gaara benchmark ({results['device']}; {results['machine']['cpu_count']} CPUs, "
-        f"{results['machine']['torch_threads']} torch threads, load {results['machine']['load_average_1min']})",
-        f"observation 9x100x100 uint8 (3 stacked RGB frames), crops {IMAGE_SIZE} px, batch {replay['batch_size']}",
-        "",
+        f"sb3-gaara benchmark ({results['device']}; {facts['cpu_count']} CPUs, "
+        f"{facts['torch_threads']} torch threads, load {facts['load_average_1min']})",
+    ]
+    if "gpu" in facts:
+        gpu = facts["gpu"]
+        lines.append(
+            f"GPU {gpu['name']} ({gpu['memory_bytes'] / 2**30:.1f} GiB), CUDA {gpu['cuda']}, cuDNN {gpu['cudnn']}, "
+            f"TF32 allowed: cuDNN {_yes(gpu['tf32_cudnn'])}, matmul {_yes(gpu['tf32_matmul'])}"
+        )
+    lines.append(f"observation 9x100x100 uint8 (3 stacked RGB frames), crops {IMAGE_SIZE} px, batch {results['batch_size']}")
+    return lines
+
+
+def _replay_lines(replay: dict[str, Any]) -> list[str]:
+    return [
         "replay memory per transition (steady state)",
         f"  AugmentedPixelReplayBuffer      {replay['ours_bytes_per_transition'] / 1e3:8.1f} KB",
         f"  SB3 ReplayBuffer                {replay['sb3_bytes_per_transition'] / 1e3:8.1f} KB  "
@@ -317,23 +479,78 @@ def report(results: dict[str, Any]) -> str:
         f"sample, batch {replay['batch_size']}, center + random crops (storage: {replay['storage_device']})",
         f"  AugmentedPixelReplayBuffer      {_ms(replay['ours_sample'])}",
         f"  SB3 sample + sb3_gaara.crops    {_ms(replay['sb3_sample_and_crop'])}",
-        f"gradient step, batch {replay['batch_size']} (model.train)",
-        f"  GAARASAC('CnnPolicy'{_conv_dtype_argument(ours)})".ljust(33) + " " + _s(ours),
-        f"  SB3 SAC('CnnPolicy')            {_s(sb3)}",
-        f"  ratio GAARASAC / SAC            {update['ratio']:8.2f}x  "
-        f"(target <= {TARGET_UPDATE_RATIO}x; the paper's reference code: {REFERENCE_UPDATE_RATIO}x)",
-        f"  minor page faults per update    {ours['median_minor_page_faults']:8.0f} GAARASAC, "
-        f"{sb3['median_minor_page_faults']:.0f} SAC (median)",
-        f"end to end on {DMC_ENV_ID} (environment steps after action repeat)",
     ]
+
+
+def _update_lines(update: dict[str, Any], batch_size: int, cuda: bool) -> list[str]:
+    """Update times in ms on CUDA (a few ms each), in s on a CPU; the ratios with their targets."""
+    timing = _ms if cuda else _s
+    lines = [f"gradient step, batch {batch_size} (model.train)"]
+    for spec in UPDATE_MODELS:
+        figures = update.get(spec.key)
+        if figures is not None:
+            lines.append(_row(spec.label(figures), figures["skipped"] if "skipped" in figures else timing(figures)))
+    eager_note = (
+        "eager update" if cuda else f"target <= {TARGET_UPDATE_RATIO}x; the paper's reference code: {REFERENCE_UPDATE_RATIO}x"
+    )
+    ratios = (
+        ("ratio", "ratio GAARASAC / SAC", eager_note),
+        (
+            "ratio_cuda_graphs",
+            "ratio fast GAARASAC / SAC",
+            f"fast = cuda_graphs=True; target <= {TARGET_CUDA_GRAPHS_UPDATE_RATIO}x on one H100",
+        ),
+        ("speedup_cuda_graphs", "speed-up of fast GAARASAC", "eager time / fast time"),
+        ("speedup_cuda_graphs_sacae", "speed-up of fast SACAE", "eager time / fast time"),
+    )
+    lines += [_row(label, f"{update[key]:8.2f}x  ({note})") for key, label, note in ratios if key in update]
+    ours, sb3 = update["GAARASAC"], update["SAC"]
+    lines.append(
+        _row(
+            "minor page faults per update",
+            f"{ours['median_minor_page_faults']:8.0f} GAARASAC, {sb3['median_minor_page_faults']:.0f} SAC (median)",
+        )
+    )
+    if "peak_gpu_memory_bytes" in update:
+        lines.append(
+            _row("peak GPU memory, all models", f"{update['peak_gpu_memory_bytes'] / 2**20:8.1f} MiB (max_memory_allocated)")
+        )
+    return lines
+
+
+def _env_run_lines(env: dict[str, Any], indent: str = "  ", target: str = "") -> list[str]:
     if "skipped" in env:
-        lines.append(f"  skipped: {env['skipped']}")
-    else:
-        collect, train = env["collect_env_steps_per_s"], env["train_env_steps_per_s"]
-        lines += [
-            f"  random warm-up ({env['random_agent_steps']} agent steps)   {collect:8.1f} env steps/s",
-            f"  training ({env['train_agent_steps']} agent steps, 1 update each) {train:6.2f} env steps/s",
-        ]
+        return [f"{indent}skipped: {env['skipped']}"]
+    collect, train = env["collect_env_steps_per_s"], env["train_env_steps_per_s"]
+    return [
+        f"{indent}random warm-up ({env['random_agent_steps']} agent steps)   {collect:8.1f} env steps/s",
+        f"{indent}training ({env['train_agent_steps']} agent steps, 1 update each) {train:6.2f} env steps/s{target}",
+    ]
+
+
+def _env_lines(eager: dict[str, Any], fast: dict[str, Any] | None) -> list[str]:
+    """The eager run's figures as on a CPU; where the fast path ran, both runs under a heading each."""
+    lines = [f"end to end on {DMC_ENV_ID} (environment steps after action repeat)"]
+    if fast is None or "skipped" in fast:
+        lines += _env_run_lines(eager)
+        if fast is not None:
+            lines.append(f"  with cuda_graphs=True: {fast['skipped']}")
+        return lines
+    target = f"  (target >= {TARGET_CUDA_ENV_STEPS_PER_S} on one GPU)"
+    lines += [f"  eager update (frames in {eager.get('storage_device', '?')})", *_env_run_lines(eager, indent="    ")]
+    lines += [f"  fast path, cuda_graphs=True (frames in {fast['storage_device']})"]
+    return lines + _env_run_lines(fast, indent="    ", target=target)
+
+
+def report(results: dict[str, Any]) -> str:
+    """The figures as a table, section by section (only those measured); the numbers come from ``results`` alone."""
+    lines = [*_header_lines(results), ""]
+    if "replay" in results:
+        lines += _replay_lines(results["replay"])
+    if "update" in results:
+        lines += _update_lines(results["update"], results["batch_size"], cuda=results["device"].startswith("cuda"))
+    if "env_steps" in results:
+        lines += _env_lines(results["env_steps"], results.get("env_steps_cuda_graphs"))
     return "\n".join(lines)
 
 
@@ -344,7 +561,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--storage-device",
         default=None,
-        help="where the replay frames live: omitted = host memory on a CPU run, the training device on a CUDA run",
+        help="where our models' replay frames live: omitted = host memory on a CPU run, the training device on a CUDA run",
     )
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (about a minute on a 2-core CPU)")
     parser.add_argument("--batch-size", type=int, default=128)
@@ -354,26 +571,57 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         choices=["float32", "bfloat16"],
         help="GAARAPolicy's conv_dtype in the update figures (bfloat16: mixed-precision convolutions)",
     )
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=SECTIONS,
+        default=list(SECTIONS),
+        help="measure only these parts: replay memory and sampling, update times, end-to-end env steps (default: all)",
+    )
     args = parser.parse_args(argv)
 
     device = th.device(args.device)
-    if device.type == "cuda" and not th.cuda.is_available():
+    cuda = device.type == "cuda"
+    if cuda and not th.cuda.is_available():
         parser.error("--device cuda, but torch sees no CUDA device")
-    storage_device = args.storage_device or ("auto" if device.type == "cuda" else None)
+    storage_device = args.storage_device or ("auto" if cuda else None)
     quick = args.quick
-    results: dict[str, Any] = {"device": str(device), "quick": quick, "machine": machine()}
-    results["replay"] = bench_replay(
-        buffer_size=1_000 if quick else 5_000,
-        batch_size=args.batch_size,
-        repeats=50 if quick else 200,
-        device=device,
-        storage_device=storage_device,
-    )
-    steps, warmup = (4, 1) if quick else (25, 3)
-    results["update"] = bench_updates(
-        args.batch_size, steps=steps, warmup=warmup, filled=300, device=device, conv_dtype=args.conv_dtype
-    )
-    results["env_steps"] = bench_env_steps(random_steps=100 if quick else 1000, train_steps=4 if quick else 20, device=device)
+    counts = COUNTS[cuda, quick]
+    sections = [section for section in SECTIONS if section in args.sections]
+    results: dict[str, Any] = {
+        "device": str(device),
+        "quick": quick,
+        "sections": sections,
+        "batch_size": args.batch_size,
+        "machine": machine(device),
+    }
+    if "replay" in sections:
+        results["replay"] = bench_replay(
+            buffer_size=1_000 if quick else 5_000,
+            batch_size=args.batch_size,
+            repeats=50 if quick else 200,
+            device=device,
+            storage_device=storage_device,
+        )
+    if "update" in sections:
+        results["update"] = bench_updates(
+            args.batch_size,
+            steps=counts.update_steps,
+            warmup=counts.update_warmup,
+            filled=300,
+            device=device,
+            conv_dtype=args.conv_dtype,
+            storage_device=storage_device,
+        )
+    if "env" in sections:
+
+        def env_run(cuda_graphs: bool) -> dict[str, Any]:
+            return bench_env_steps(
+                counts.random_agent_steps, counts.train_agent_steps, device, storage_device, cuda_graphs=cuda_graphs
+            )
+
+        results["env_steps"] = env_run(cuda_graphs=False)
+        results["env_steps_cuda_graphs"] = env_run(cuda_graphs=True) if cuda else {"skipped": CUDA_ONLY}
     print(report(results))
     if args.json:
         with open(args.json, "w") as file:

@@ -45,6 +45,23 @@ FRAME_MARGIN = 0.02
 FRAME_GROWTH = 1.25
 
 
+class SampledTransitions(NamedTuple):
+    """The host-side part of a sample: which frames, and the transitions' small arrays (numpy, no images).
+
+    :param obs_index: ``(B, frame_stack)`` frame slots of the observations, oldest first
+    :param next_obs_index: the same for the next observations
+    :param actions: ``(B, action_dim)``
+    :param dones: ``(B, 1)``, ``done * (1 - timeout)`` (SB3's ``handle_timeout_termination``)
+    :param rewards: ``(B, 1)``, normalized like SB3's when a ``VecNormalize`` is given
+    """
+
+    obs_index: np.ndarray
+    next_obs_index: np.ndarray
+    actions: np.ndarray
+    dones: np.ndarray
+    rewards: np.ndarray
+
+
 class AugmentedReplayBufferSamples(NamedTuple):
     """SB3's ``ReplayBufferSamples`` plus the two views of the contrastive pair.
 
@@ -532,56 +549,92 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
             stacks.append(frames.reshape(len(index), *self.obs_shape))
         return stacks[0], stacks[1]
 
+    def sample(self, batch_size: int, env: VecNormalize | None = None) -> AugmentedReplayBufferSamples:  # type: ignore[override]
+        """SB3's ``sample``, cropped: :meth:`sample_transitions` draws the transitions, :meth:`crop` the views."""
+        return self.crop(self.sample_transitions(batch_size, env))
+
+    def sample_transitions(self, batch_size: int, env: VecNormalize | None = None) -> SampledTransitions:
+        """Draw ``batch_size`` transitions with SB3's ``ReplayBuffer.sample`` (the same ``np.random`` calls) and
+        return their host-side part: frame slots, actions, rewards and dones, no images.
+
+        Split from :meth:`crop` so that a CUDA-graph update copies these few bytes into its static inputs and
+        crops inside the graph (:class:`sb3_gaara.cuda_graphs.GraphedGradientStep`).
+        """
+        return super().sample(batch_size, env)  # type: ignore[return-value]  # our _get_samples below
+
     def _get_samples(  # type: ignore[override]
         self, batch_inds: np.ndarray, env: VecNormalize | None = None
-    ) -> AugmentedReplayBufferSamples:
+    ) -> SampledTransitions:
         # Same draw of env indices as SB3's ReplayBuffer._get_samples, so both return the same transitions.
         env_indices = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
         if env is not None and env.norm_obs:
             raise ValueError("VecNormalize(norm_obs=True) would turn uint8 images into floats: use norm_obs=False.")
-        return self._augment(
-            self.obs_frame_index[batch_inds, env_indices],
-            self._next_frame_index(batch_inds, env_indices),
-            actions=self.to_torch(self.actions[batch_inds, env_indices, :]),
-            dones=self.to_torch(
-                (self.dones[batch_inds, env_indices] * (1 - self.timeouts[batch_inds, env_indices])).reshape(-1, 1)
-            ),
-            rewards=self.to_torch(self._normalize_reward(self.rewards[batch_inds, env_indices].reshape(-1, 1), env)),
+        return SampledTransitions(
+            obs_index=self.obs_frame_index[batch_inds, env_indices],
+            next_obs_index=self._next_frame_index(batch_inds, env_indices),
+            actions=self.actions[batch_inds, env_indices, :],
+            dones=(self.dones[batch_inds, env_indices] * (1 - self.timeouts[batch_inds, env_indices])).reshape(-1, 1),
+            rewards=self._normalize_reward(self.rewards[batch_inds, env_indices].reshape(-1, 1), env),
         )
 
-    def _augment(
+    def crop(self, transitions: SampledTransitions) -> AugmentedReplayBufferSamples:
+        """The sample of ``transitions``: their small arrays moved to ``device``, their views cropped out of the
+        frame store on the storage device."""
+        obs_index, next_obs_index = transitions.obs_index, transitions.next_obs_index
+        if np.array_equal(next_obs_index[:, :-1], obs_index[:, 1:]):
+            # Stacked frames: the next observation is the observation shifted by one frame, so the two center
+            # crops are overlapping views of frame_stack + 1 windows instead of 2 * frame_stack.
+            stack_index, next_first = np.concatenate([obs_index, next_obs_index[:, -1:]], axis=1), 1
+        else:
+            stack_index, next_first = np.concatenate([obs_index, next_obs_index], axis=1), obs_index.shape[1]
+        if self.storage_device is not None:
+            stack_index = th.as_tensor(stack_index, dtype=th.long, device=self.storage_device)  # type: ignore[assignment]
+        return self.crop_views(
+            stack_index,
+            next_first,
+            actions=self.to_torch(transitions.actions),
+            dones=self.to_torch(transitions.dones),
+            rewards=self.to_torch(transitions.rewards),
+        )
+
+    def crop_views(
         self,
-        obs_index: np.ndarray,
-        next_obs_index: np.ndarray,
+        stack_index: np.ndarray | th.Tensor,
+        next_first: int,
         actions: th.Tensor,
         dones: th.Tensor,
         rewards: th.Tensor,
     ) -> AugmentedReplayBufferSamples:
         """Crop the sampled stacks out of the frame store, on the storage device, into the sampled views.
 
-        :param obs_index: ``(B, frame_stack)`` slots of the observations' frames, oldest first
-        :param next_obs_index: the same for the next observations
+        Everything here runs on tensors already on their devices, without a host round trip, so that a CUDA
+        graph can hold it.
+
+        :param stack_index: ``(B, n)`` slots of the frames to crop, oldest first: the observation's
+            ``frame_stack`` frames, then the next observation's from column ``next_first`` on (numpy for a
+            host store, a long tensor on the storage device otherwise)
+        :param next_first: column of ``stack_index`` where the next observation's frames begin
         """
-        batch_size, stack = obs_index.shape
+        batch_size, n_stack = stack_index.shape
+        stack = self.frame_stack
         _, height, width = self.frame_shape
         size = self.image_size
-        if np.array_equal(next_obs_index[:, :-1], obs_index[:, 1:]):
-            # Stacked frames: the next observation is the observation shifted by one frame, so the two center
-            # crops are overlapping views of frame_stack + 1 windows instead of 2 * frame_stack.
-            stack_index, next_first = np.concatenate([obs_index, next_obs_index[:, -1:]], axis=1), 1
-        else:
-            stack_index, next_first = np.concatenate([obs_index, next_obs_index], axis=1), stack
         device = th.device("cpu") if self.storage_device is None else self.storage_device
+        obs_index = stack_index[:, :stack]
         center = center_offset(height, size) * width + center_offset(width, size)
         top, left = random_crop_offsets(batch_size, height, width, size, device=device)
         index = [stack_index, obs_index]
-        start = [th.full(stack_index.shape, center, device=device), (top * width + left)[:, None].expand(-1, stack)]
+        start = [th.full((batch_size, n_stack), center, device=device), (top * width + left)[:, None].expand(-1, stack)]
         if self.anchor_crop == "random":
             # §5.2: the anchor is a second, independent random crop.
             top, left = random_crop_offsets(batch_size, height, width, size, device=device)
             index.append(obs_index)
             start.append((top * width + left)[:, None].expand(-1, stack))
-        windows = self._gather_windows(np.concatenate(index, axis=1), th.cat(start, dim=1)).to(self.device)
+        if isinstance(stack_index, th.Tensor):
+            all_index: np.ndarray | th.Tensor = th.cat(index, dim=1)  # type: ignore[arg-type]
+        else:
+            all_index = np.concatenate(index, axis=1)
+        windows = self._gather_windows(all_index, th.cat(start, dim=1)).to(self.device)
 
         def window_view(first: int) -> th.Tensor:
             """``(B, frame_stack * c, size, size)`` view of the ``frame_stack`` windows from ``first`` on."""
@@ -593,7 +646,6 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
             )
 
         observations = window_view(0)
-        n_stack = stack_index.shape[1]
         return AugmentedReplayBufferSamples(
             observations=observations,
             actions=actions,
@@ -604,7 +656,7 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
             obs_pos=window_view(n_stack),
         )
 
-    def _gather_windows(self, index: np.ndarray, start: th.Tensor) -> th.Tensor:
+    def _gather_windows(self, index: np.ndarray | th.Tensor, start: th.Tensor) -> th.Tensor:
         """Gather crop windows of frames, one contiguous copy per window and channel.
 
         The ``size x size`` crop at (top, left) of an ``H x W`` channel is contained in the contiguous run of
@@ -613,7 +665,8 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
         gather of whole runs (memcpy-speed, where per-pixel gathers are several times slower). The caller
         views each run as ``size`` rows of stride ``W``; the ``W - size`` bytes after each row are unused.
 
-        :param index: ``(B, n)`` slots of the frames to crop
+        :param index: ``(B, n)`` slots of the frames to crop (numpy for a host store, else a long tensor on the
+            storage device)
         :param start: ``(B, n)`` offsets ``top * W + left`` of the crops, on the storage device
         :return: ``(B, n, c, (size - 1) * W + size)`` uint8 tensor on the storage device
         """
@@ -623,6 +676,7 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
         length = (size - 1) * width + size
         n_starts = (height - size) * width + (width - size) + 1
         if isinstance(self._frames, np.ndarray):
+            assert isinstance(index, np.ndarray)
             pixel, channel, slot = self._frames.strides[3], self._frames.strides[1], self._frames.strides[0]
             runs = as_strided(
                 self._frames, (slots, channels, n_starts, length), (slot, channel, pixel, pixel), writeable=False

@@ -7,11 +7,16 @@ also anneals the comparison weight). A variant is a different list of callbacks,
 
 Each callback owns its optimizer. The networks it trains (encoder, decoder, ``W``) live in the policy,
 so ``model.save`` keeps them with the policy and the optimizers with the callbacks.
+
+A callback is given the comparison weight ``c`` as an argument and never writes the model's state: the
+model anneals ``c`` after a step whose callback reports an applied annealing step. The weight is a float in
+the eager update and a device tensor inside a CUDA graph (:mod:`sb3_gaara.cuda_graphs`), whose value the
+host feeds in before each replay.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch as th
 import torch.nn.functional as F
@@ -19,7 +24,6 @@ from torch import nn
 
 from sb3_gaara.buffers import AugmentedReplayBufferSamples
 from sb3_gaara.losses import (
-    anneal_comparison_lambda,
     comparison_logits,
     info_nce_loss,
     preprocess_reconstruction_target,
@@ -43,6 +47,8 @@ class AuxiliaryLossCallback(nn.Module):
 
     #: key in ``model.auxiliary_losses`` and prefix of the logged metrics
     name: str = "auxiliary"
+    #: whether each applied step of this loss anneals the comparison weight (SAC+GAARA §4.4)
+    anneals: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -52,8 +58,14 @@ class AuxiliaryLossCallback(nn.Module):
         """Build the optimizer once the policy exists."""
         raise NotImplementedError
 
-    def on_gradient_step(self, model: GAARASAC, replay_data: AugmentedReplayBufferSamples) -> dict[str, th.Tensor]:
-        """Do one update on ``replay_data``; return the detached metrics to log."""
+    def on_gradient_step(
+        self, model: GAARASAC, replay_data: AugmentedReplayBufferSamples, comparison_lambda: float | th.Tensor
+    ) -> tuple[dict[str, th.Tensor], bool]:
+        """Do one update on ``replay_data`` with the comparison weight ``comparison_lambda``.
+
+        :return: the detached metrics to log, and whether the update was applied (``False`` only when
+            ``skip_nonfinite_updates`` dropped it)
+        """
         raise NotImplementedError
 
 
@@ -107,12 +119,6 @@ def _contrastive_loss(model: GAARASAC, replay_data: AugmentedReplayBufferSamples
     return info_nce_loss(comparison_logits(z_anchor, z_pos, _comparison_weight(policy)))
 
 
-def _anneal(model: GAARASAC) -> None:
-    model.comparison_lambda = anneal_comparison_lambda(
-        model.comparison_lambda, model.comparison_lambda_decay, model.comparison_lambda_min
-    )
-
-
 class ReconstructionLossCallback(AuxiliaryLossCallback):
     """SAC+AE's reconstruction step (ALGORITHM step 4a): encoder and decoder, one optimizer.
 
@@ -132,21 +138,24 @@ class ReconstructionLossCallback(AuxiliaryLossCallback):
             **policy.adam_kwargs(),
         )
 
-    def on_gradient_step(self, model: GAARASAC, replay_data: AugmentedReplayBufferSamples) -> dict[str, th.Tensor]:
+    def on_gradient_step(
+        self, model: GAARASAC, replay_data: AugmentedReplayBufferSamples, comparison_lambda: float | th.Tensor
+    ) -> tuple[dict[str, th.Tensor], bool]:
         assert self.optimizer is not None
         loss, _ = _reconstruction_loss(model, replay_data.observations)
-        model.optimize(loss, self.optimizer)
-        return {"reconstruction_loss": loss.detach()}
+        applied = model.optimize(loss, self.optimizer)
+        return {"reconstruction_loss": loss.detach()}, applied
 
 
 class ComparisonLossCallback(AuxiliaryLossCallback):
-    """GAARA's comparison step (4b) and annealing (4c): ``c * InfoNCE(z_a W z_pos^T)``.
+    """GAARA's comparison step (4b), ``c * InfoNCE(z_a W z_pos^T)``; the model anneals ``c`` after it (4c).
 
     The anchor goes through the online encoder with gradient, the positive through the EMA target
     encoder without (SAC+GAARA §4.2). One optimizer holds the encoder and ``W``.
     """
 
     name = "comparison"
+    anneals = True
 
     def init_callback(self, model: GAARASAC) -> None:
         policy = model.policy
@@ -158,13 +167,14 @@ class ComparisonLossCallback(AuxiliaryLossCallback):
             **policy.adam_kwargs(),
         )
 
-    def on_gradient_step(self, model: GAARASAC, replay_data: AugmentedReplayBufferSamples) -> dict[str, th.Tensor]:
+    def on_gradient_step(
+        self, model: GAARASAC, replay_data: AugmentedReplayBufferSamples, comparison_lambda: float | th.Tensor
+    ) -> tuple[dict[str, th.Tensor], bool]:
         assert self.optimizer is not None
         contrastive = _contrastive_loss(model, replay_data)
-        loss = model.comparison_lambda * contrastive
-        if model.optimize(loss, self.optimizer):
-            _anneal(model)
-        return {"comparison_loss": loss.detach(), "contrastive_loss": contrastive.detach()}
+        loss = comparison_lambda * contrastive
+        applied = model.optimize(loss, self.optimizer)
+        return {"comparison_loss": loss.detach(), "contrastive_loss": contrastive.detach()}, applied
 
 
 class JointLossCallback(AuxiliaryLossCallback):
@@ -174,6 +184,7 @@ class JointLossCallback(AuxiliaryLossCallback):
     """
 
     name = "joint"
+    anneals = True
 
     def init_callback(self, model: GAARASAC) -> None:
         policy = model.policy
@@ -186,19 +197,21 @@ class JointLossCallback(AuxiliaryLossCallback):
             **policy.adam_kwargs(),
         )
 
-    def on_gradient_step(self, model: GAARASAC, replay_data: AugmentedReplayBufferSamples) -> dict[str, th.Tensor]:
+    def on_gradient_step(
+        self, model: GAARASAC, replay_data: AugmentedReplayBufferSamples, comparison_lambda: float | th.Tensor
+    ) -> tuple[dict[str, th.Tensor], bool]:
         assert self.optimizer is not None
         reconstruction, _ = _reconstruction_loss(model, replay_data.observations)
         contrastive = _contrastive_loss(model, replay_data)
-        comparison = model.comparison_lambda * contrastive
+        comparison = comparison_lambda * contrastive
         loss = reconstruction + comparison
-        if model.optimize(loss, self.optimizer):
-            _anneal(model)
-        return {
+        applied = model.optimize(loss, self.optimizer)
+        metrics = {
             "reconstruction_loss": reconstruction.detach(),
             "comparison_loss": comparison.detach(),
             "contrastive_loss": contrastive.detach(),
         }
+        return metrics, applied
 
 
 class DecoderDiscriminatorLossCallback(AuxiliaryLossCallback):
@@ -209,13 +222,16 @@ class DecoderDiscriminatorLossCallback(AuxiliaryLossCallback):
     """
 
     name = "decoder_discriminator"
+    anneals = True
 
     def init_callback(self, model: GAARASAC) -> None:
         self.optimizer = th.optim.Adam(
             model.policy.critic_encoder.parameters(), lr=model.encoder_lr, **model.policy.adam_kwargs()
         )
 
-    def on_gradient_step(self, model: GAARASAC, replay_data: AugmentedReplayBufferSamples) -> dict[str, th.Tensor]:
+    def on_gradient_step(
+        self, model: GAARASAC, replay_data: AugmentedReplayBufferSamples, comparison_lambda: float | th.Tensor
+    ) -> tuple[dict[str, th.Tensor], bool]:
         assert self.optimizer is not None
         policy = model.policy
         decoder = _decoder(policy)
@@ -227,7 +243,6 @@ class DecoderDiscriminatorLossCallback(AuxiliaryLossCallback):
             distance = F.mse_loss(decoder(z_anchor), decoded_pos)
         finally:
             decoder.requires_grad_(True)
-        loss = model.comparison_lambda * distance
-        if model.optimize(loss, self.optimizer):
-            _anneal(model)
-        return {"comparison_loss": loss.detach(), "decoder_distance": distance.detach()}
+        loss = comparison_lambda * distance
+        applied = model.optimize(loss, self.optimizer)
+        return {"comparison_loss": loss.detach(), "decoder_distance": distance.detach()}, applied

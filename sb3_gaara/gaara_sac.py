@@ -10,7 +10,7 @@ import os
 import pathlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import numpy as np
 import torch as th
@@ -32,6 +32,8 @@ from sb3_gaara.callbacks import (
     JointLossCallback,
     ReconstructionLossCallback,
 )
+from sb3_gaara.cuda_graphs import GraphedGradientStep
+from sb3_gaara.losses import anneal_comparison_lambda
 from sb3_gaara.policies import CnnPolicy, GAARAActor, GAARACritic, GAARAPolicy
 from sb3_gaara.preprocessing import check_pixel_observation_space
 
@@ -80,6 +82,17 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
+class UpdatePhase(NamedTuple):
+    """Which parts of the update one gradient step runs, besides the critic (see ``GAARASAC.update_phase``)."""
+
+    #: the actor and the temperature (every ``actor_update_freq`` steps)
+    actor: bool
+    #: the EMA targets (every ``target_update_interval`` steps)
+    targets: bool
+    #: the auxiliary losses (every ``decoder_update_freq`` steps, when the variant has any)
+    auxiliary: bool
+
+
 class GAARASAC(SAC):
     """SAC+GAARA (Chen & Gong): SAC from pixels with a reconstruction decoder and an annealed comparison loss.
 
@@ -118,6 +131,11 @@ class GAARASAC(SAC):
         naming the loss and the update; with ``True`` an update whose loss or gradient is not finite is
         skipped instead, counted in ``model.skipped_updates`` and logged as ``train/skipped_updates``
         (this costs one device synchronisation per loss)
+    :param cuda_graphs: on a CUDA device, keep the replay frames on the GPU (``storage_device`` defaults to the
+        model's device) and replay each gradient step as a CUDA graph (:mod:`sb3_gaara.cuda_graphs`): the same
+        update, one launch instead of about a thousand kernels. Needs the fused optimizers (the default) and
+        ``skip_nonfinite_updates=False``; learning-rate schedules work but recapture at each change. On other
+        devices it changes nothing: the eager update runs.
     The remaining parameters are SB3's ``SAC``'s.
     """
 
@@ -174,6 +192,7 @@ class GAARASAC(SAC):
         comparison_lr: float = 1e-3,
         ent_coef_lr: float = 1e-4,
         skip_nonfinite_updates: bool = False,
+        cuda_graphs: bool = False,
         _init_setup_model: bool = True,
     ) -> None:
         variant = self.default_variant if variant is None else variant
@@ -205,6 +224,7 @@ class GAARASAC(SAC):
         self.ent_coef_lr = ent_coef_lr
         self.skip_nonfinite_updates = skip_nonfinite_updates
         self.skipped_updates = 0
+        self.cuda_graphs = cuda_graphs
         self._check_hyperparameters(comparison_lambda)
         super().__init__(
             policy,
@@ -279,10 +299,14 @@ class GAARASAC(SAC):
             raise ValueError(f"target_update_interval must be a positive integer, got {self.target_update_interval}.")
         if self.replay_buffer_class is None:
             self.replay_buffer_class = AugmentedPixelReplayBuffer
+        graphs = self._uses_cuda_graphs()
+        if graphs:
+            self._check_cuda_graph_settings()
         if issubclass(self.replay_buffer_class, AugmentedPixelReplayBuffer):
             self.replay_buffer_kwargs = {
                 "image_size": self.image_size,
                 "anchor_crop": variant.anchor_crop,
+                **({"storage_device": "auto"} if graphs else {}),
                 **self.replay_buffer_kwargs,
             }
         self.policy_kwargs = {
@@ -316,6 +340,67 @@ class GAARASAC(SAC):
         self._q_target_parameters = [p for q_net in self.critic_target.q_networks for p in q_net.parameters()]
         self._encoder_parameters = list(self.policy.critic_encoder.parameters())
         self._encoder_target_parameters = list(self.policy.target_encoder.parameters())
+        self._graphed_step: GraphedGradientStep | None = None
+        if graphs:
+            self._graphed_step = GraphedGradientStep(self)
+
+    def _uses_cuda_graphs(self) -> bool:
+        """Whether the update runs as CUDA graphs: ``cuda_graphs`` on a CUDA device."""
+        return bool(self.cuda_graphs) and self.device.type == "cuda"
+
+    def _check_cuda_graph_settings(self) -> None:
+        """Reject settings a CUDA graph cannot hold, naming the fix."""
+        if self.skip_nonfinite_updates:
+            raise ValueError(
+                "skip_nonfinite_updates=True reads every loss on the host before applying it, which a CUDA graph cannot "
+                "do: use cuda_graphs=False with it, or keep the default skip_nonfinite_updates=False (training then stops "
+                "with an error at the first non-finite loss)."
+            )
+        if not self.policy_kwargs.get("fused_optimizers", True):
+            raise ValueError(
+                "cuda_graphs=True needs the fused Adam optimizers (policy_kwargs fused_optimizers=True, the default): "
+                "the unfused ones compute differently when made capturable. Drop fused_optimizers=False."
+            )
+        assert self.replay_buffer_class is not None
+        if not issubclass(self.replay_buffer_class, AugmentedPixelReplayBuffer):
+            raise ValueError(
+                f"cuda_graphs=True samples through AugmentedPixelReplayBuffer.sample_transitions, but replay_buffer_class is "
+                f"{self.replay_buffer_class.__name__}: subclass AugmentedPixelReplayBuffer, or use cuda_graphs=False."
+            )
+        storage = self.replay_buffer_kwargs.get("storage_device", "auto")
+        if storage is None or (storage != "auto" and th.device(storage).type != self.device.type):
+            raise ValueError(
+                f"cuda_graphs=True crops on the GPU from frames kept there, but replay_buffer_kwargs sets "
+                f"storage_device={storage!r}: remove it (the default is the model's device) or set it to 'auto'."
+            )
+
+    def optimizers(self) -> list[th.optim.Optimizer]:
+        """Every optimizer of the model: actor, critic, temperature (if learned) and the auxiliary losses'."""
+        optimizers = [self.actor.optimizer, self.critic.optimizer]
+        if self.ent_coef_optimizer is not None:
+            optimizers.append(self.ent_coef_optimizer)
+        for callback in self.auxiliary_losses.values():
+            assert isinstance(callback, AuxiliaryLossCallback) and callback.optimizer is not None
+            optimizers.append(callback.optimizer)
+        return optimizers
+
+    def update_phase(self, step: int) -> UpdatePhase:
+        """The parts of the update that gradient step number ``step`` (``model._n_updates``, counted from 0) runs.
+
+        The counter is global, so the cadence stays in phase across ``learn()`` calls and loads.
+        """
+        return UpdatePhase(
+            actor=step % self.actor_update_freq == 0,
+            targets=step % self.target_update_interval == 0,
+            auxiliary=step % self.decoder_update_freq == 0 and len(self.auxiliary_losses) > 0,
+        )
+
+    def set_parameters(self, *args: Any, **kwargs: Any) -> None:
+        """SB3's ``set_parameters``; captured graphs are dropped: they hold the optimizer states it replaces."""
+        super().set_parameters(*args, **kwargs)
+        if getattr(self, "_graphed_step", None) is not None:
+            assert self._graphed_step is not None
+            self._graphed_step.reset()
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         # Adapted from SB3 2.7 SAC.train: same line order, with SAC+AE's update cadence, the detached
@@ -331,9 +416,18 @@ class GAARASAC(SAC):
 
         try:
             for _ in range(gradient_steps):
-                replay_data: AugmentedReplayBufferSamples = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[assignment]
-                with self.policy.scaled_image_cache():
-                    self._gradient_step(replay_data, record)
+                if self._graphed_step is None:
+                    replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+                    with self.policy.scaled_image_cache():
+                        anneal = self._gradient_step(replay_data, record, self.comparison_lambda)
+                else:
+                    transitions = self.replay_buffer.sample_transitions(batch_size, env=self._vec_normalize_env)
+                    anneal = self._graphed_step.step(transitions, self.comparison_lambda, record)
+                if anneal:
+                    # SAC+GAARA §4.4: the weight drops after each applied comparison step, down to its floor.
+                    self.comparison_lambda = anneal_comparison_lambda(
+                        self.comparison_lambda, self.comparison_lambda_decay, self.comparison_lambda_min
+                    )
                 self._n_updates += 1
         except ValueError as error:
             # With gradient_steps > 1 a non-finite update is applied before the check below, and the next step's
@@ -342,9 +436,18 @@ class GAARASAC(SAC):
             raise
         self._log_and_check(metrics)
 
-    def _gradient_step(self, replay_data: AugmentedReplayBufferSamples, record: Callable[[str, th.Tensor], None]) -> None:
-        """One update on one batch: critic, actor and temperature, EMA targets, auxiliary losses (class docstring)."""
-        step = self._n_updates  # global counter: the cadence stays in phase across learn() calls and loads
+    def _gradient_step(
+        self,
+        replay_data: AugmentedReplayBufferSamples,
+        record: Callable[[str, th.Tensor], None],
+        comparison_lambda: float | th.Tensor,
+    ) -> bool:
+        """One update on one batch: critic, actor and temperature, EMA targets, auxiliary losses (class docstring).
+
+        :param comparison_lambda: the comparison weight ``c`` of this step (a device tensor inside a CUDA graph)
+        :return: whether ``c`` anneals after this step (a comparison step was applied)
+        """
+        phase = self.update_phase(self._n_updates)
         policy = self.policy
         ent_coef = th.exp(self.log_ent_coef.detach()) if self.log_ent_coef is not None else self.ent_coef_tensor
         record("ent_coef", ent_coef)
@@ -366,8 +469,8 @@ class GAARASAC(SAC):
 
         # 2. Actor and temperature. One conv pass serves both the actor's head and the critic's: the actor
         # sees its tied convolutions detached, and Q(s, pi(s)) must not move the critic's encoder either.
-        if step % self.actor_update_freq == 0:
-            if step % self.decoder_update_freq == 0 and len(self.auxiliary_losses) > 0:
+        if phase.actor:
+            if phase.auxiliary:
                 # With gradient: the auxiliary loss that follows reuses these features and their graph.
                 conv_features = policy.share_conv_features(replay_data.observations).detach()
             else:
@@ -393,16 +496,20 @@ class GAARASAC(SAC):
                 self.optimize(ent_coef_loss, self.ent_coef_optimizer)
 
         # 3. EMA targets: Q heads with tau, encoder with encoder_tau.
-        if step % self.target_update_interval == 0:
+        if phase.targets:
             polyak_update(self._q_parameters, self._q_target_parameters, self.tau)
             polyak_update(self._encoder_parameters, self._encoder_target_parameters, self.encoder_tau)
 
-        # 4. Auxiliary losses, in order (reconstruction, then comparison + annealing).
-        if step % self.decoder_update_freq == 0:
+        # 4. Auxiliary losses, in order (reconstruction, then comparison); the caller anneals c.
+        anneal = False
+        if phase.auxiliary:
             for callback in self.auxiliary_losses.values():
                 assert isinstance(callback, AuxiliaryLossCallback)
-                for name, value in callback.on_gradient_step(self, replay_data).items():
+                values, applied = callback.on_gradient_step(self, replay_data, comparison_lambda)
+                for name, value in values.items():
                     record(name, value)
+                anneal = anneal or (applied and callback.anneals)
+        return anneal
 
     def optimize(self, loss: th.Tensor, optimizer: th.optim.Optimizer) -> bool:
         """Apply ``loss`` with ``optimizer`` (zero_grad, backward, step): the one place every loss of the model,
@@ -435,17 +542,22 @@ class GAARASAC(SAC):
         """
         means = {}
         first_bad: tuple[int, str, float] | None = None
-        for name, values in metrics.items():
-            updates = th.tensor([update for update, _ in values])
-            stacked = th.stack([v.reshape(()) for _, v in values]).float().cpu()
+        # Every value of every metric in one transfer: one synchronisation on a GPU.
+        values = [value.reshape(()).float() for recorded in metrics.values() for _, value in recorded]
+        every_value = th.stack(values).cpu() if values else th.empty(0)
+        offset = 0
+        for name, recorded in metrics.items():
+            updates = [update for update, _ in recorded]
+            stacked = every_value[offset : offset + len(recorded)]
+            offset += len(recorded)
             finite = th.isfinite(stacked)
             if self.skip_nonfinite_updates:
                 # Skipped updates were not applied; the logged mean is over the applied ones.
                 stacked = stacked[finite] if bool(finite.any()) else stacked
             elif not bool(finite.all()):
                 index = int((~finite).nonzero()[0])
-                if first_bad is None or int(updates[index]) < first_bad[0]:  # ties: the loss computed first
-                    first_bad = (int(updates[index]), name, stacked[index].item())
+                if first_bad is None or updates[index] < first_bad[0]:  # ties: the loss computed first
+                    first_bad = (updates[index], name, stacked[index].item())
             means[name] = float(stacked.mean())
         if first_bad is not None:
             update, name, value = first_bad
@@ -455,14 +567,13 @@ class GAARASAC(SAC):
                 "lower the learning rates, check the rewards and observations for NaN/inf, or resume from the last "
                 "checkpoint."
             ) from error
-        for module_name, module in (("policy", self.policy), ("auxiliary_losses", self.auxiliary_losses)):
-            bad = next((n for n, p in module.named_parameters() if not bool(th.isfinite(p).all())), None)
-            if bad is not None:
-                raise FloatingPointError(
-                    f"Parameter {module_name}.{bad} is no longer finite after update #{self._n_updates} "
-                    f"({self.num_timesteps} environment steps of the agent), although every loss was finite: the "
-                    "gradients overflowed. Lower the learning rates or resume from the last checkpoint."
-                ) from error
+        bad = self._first_nonfinite_parameter()
+        if bad is not None:
+            raise FloatingPointError(
+                f"Parameter {bad} is no longer finite after update #{self._n_updates} "
+                f"({self.num_timesteps} environment steps of the agent), although every loss was finite: the "
+                "gradients overflowed. Lower the learning rates or resume from the last checkpoint."
+            ) from error
         if error is not None:
             return
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
@@ -472,6 +583,20 @@ class GAARASAC(SAC):
             self.logger.record(f"train/{name}", value)
         if self.auxiliary_losses:
             self.logger.record("train/comparison_lambda", self.comparison_lambda)
+
+    def _first_nonfinite_parameter(self) -> str | None:
+        """Name of the first parameter holding a NaN or an infinity (``policy.<name>``, ...), or ``None``."""
+        modules = {"policy": self.policy, "auxiliary_losses": self.auxiliary_losses}
+        if self.device.type != "cpu":
+            # One check, one synchronisation, for all of them; the names are searched only when one is bad.
+            every = th.cat([param.detach().reshape(-1) for module in modules.values() for param in module.parameters()])
+            if bool(th.isfinite(every).all()):
+                return None
+        for module_name, module in modules.items():
+            bad = next((name for name, param in module.named_parameters() if not bool(th.isfinite(param).all())), None)
+            if bad is not None:
+                return f"{module_name}.{bad}"
+        return None
 
     def learn(
         self: SelfGAARASAC,
@@ -499,6 +624,7 @@ class GAARASAC(SAC):
             "_q_target_parameters",
             "_encoder_parameters",
             "_encoder_target_parameters",
+            "_graphed_step",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:

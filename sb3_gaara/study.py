@@ -11,14 +11,17 @@ separate env every 10k *environment* steps). The study then writes, under ``--ou
   curves (``--reference``, DrQ's ``dmc_planet_bench.csv``), the published 100k/500k scores and a
   random policy drawn beside;
 * ``results.md``: scores at 100k and 500k environment steps (mean +- std over seeds) next to the
-  published numbers (DrQ paper, Table 1; embedded below, the repository's reference folder is not shipped).
+  published numbers (DrQ paper, Table 1; embedded below, the repository's reference folder is not shipped),
+  then each run's last evaluation, wall time and device, so that runs cut short by ``--time-limit`` say
+  how far they got.
 
 Runs are resumable: each run directory (``runs/<task>/<agent>/seed_<seed>``) holds its curve, a
 checkpoint (model + replay buffer, written then renamed) every ``--checkpoint-every`` environment steps
-and when stopped (``--time-limit``, SIGTERM, Ctrl-C), and ``done.json`` once finished. Running the same
-command again skips finished runs and continues interrupted ones from their checkpoint, so a study can
-be spread over short GPU slices. A resumed run restarts its current episode and does not replay the
-random-number streams, so it is statistically, not bitwise, the run it would have been.
+and when stopped (``--time-limit``, unless ``--no-checkpoint-at-deadline``; SIGTERM, Ctrl-C), and
+``done.json`` once finished. Running the same command again skips finished runs and continues
+interrupted ones from their checkpoint, so a study can be spread over short GPU slices. A resumed run
+restarts its current episode and does not replay the random-number streams, so it is statistically,
+not bitwise, the run it would have been.
 """
 
 from __future__ import annotations
@@ -138,7 +141,10 @@ _MISSING = "\u2013"
 RANDOM_AGENT = "random"
 RANDOM_LABEL = "Random"
 
-#: ``--preset``: the grid as ``(tasks, agents)`` blocks; settings the preset changes unless given.
+#: ``--preset``: the grid as ``(tasks, agents)`` blocks; settings the preset changes unless given. Besides the
+#: grid's settings (``seeds``, ``env_steps``, ``eval_every``, ``eval_episodes``, ``checkpoint_every``,
+#: ``milestones``), a preset may default the run-time settings of :data:`RUNTIME_DEFAULTS` and add
+#: ``model_kwargs`` (``GAARASAC`` arguments of every run); explicit flags win over all of them.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "grid": [(PAPER_TASKS, MAIN_AGENTS), (("cheetah_run",), ABLATION_AGENTS)],
@@ -155,7 +161,34 @@ PRESETS: dict[str, dict[str, Any]] = {
         "checkpoint_every": 2_500,
         "milestones": [2_500, 5_000],
     },
+    # One job of ~9 minutes on one H100 that keeps nothing but curves.csv, the PNG and results.md: every run
+    # side by side on the GPU (4 training runs + the random baseline), stopped at the time limit without the
+    # checkpoints (model + ~750 MB replay buffer per run) that only a later slice could use.
+    "gpu-10min": {
+        "grid": [(("cheetah_run",), ("gaara", "sac_ae"))],
+        "seeds": [0, 1],
+        "env_steps": 100_000,
+        "eval_every": 10_000,
+        "eval_episodes": 10,
+        "checkpoint_every": 1_000_000,
+        "checkpoint_at_deadline": False,
+        "workers": 5,
+        "device": "cuda",
+        # Leaves ~30 s of the 9 minutes for an evaluation begun just before the limit (it runs to its end),
+        # the workers' exit and the reports.
+        "time_limit": 510,
+        "model_kwargs": {"cuda_graphs": True},
+    },
 }
+
+#: Run-time settings and their values without a preset or flag (``time_limit`` None: no limit).
+RUNTIME_DEFAULTS: dict[str, Any] = {"workers": 1, "device": "auto", "time_limit": None, "checkpoint_at_deadline": True}
+
+#: ``GAARASAC`` arguments that change how fast a run computes, not what it computes (``cuda_graphs``: the
+#: same update captured as CUDA graphs, eager on a CPU with identical results). Like ``device``, they are
+#: left out of a run's identity, so a run checkpointed on a GPU can resume on a CPU, and they are given
+#: again when a run resumes (the checkpoint's own value would win otherwise).
+SPEED_ONLY_MODEL_KWARGS = frozenset({"cuda_graphs"})
 
 
 @dataclass(frozen=True)
@@ -225,10 +258,15 @@ class RunConfig:
     deadline: float | None = None
     threads: int | None = None
     verbose: int = 0
+    #: ``GAARASAC`` arguments of every run of the study, applied over the task's and the agent's
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    #: ``False``: a run stopped by ``deadline`` just stops (curve written, no model or replay buffer saved)
+    checkpoint_at_deadline: bool = True
 
     def identity(self) -> dict[str, Any]:
-        """Settings that must match to resume a run (everything but its length, device and deadline)."""
-        return {
+        """Settings that must match to resume a run (everything but its length, device, deadline and the
+        :data:`SPEED_ONLY_MODEL_KWARGS`)."""
+        identity = {
             "task": dataclasses.asdict(self.task),
             "agent": self.agent,
             "agent_spec": dataclasses.asdict(AGENTS[self.agent]) if self.agent in AGENTS else None,
@@ -237,6 +275,10 @@ class RunConfig:
             "eval_episodes": self.eval_episodes,
             "buffer_size": self.buffer_size,
         }
+        model_kwargs = {key: value for key, value in self.model_kwargs.items() if key not in SPEED_ONLY_MODEL_KWARGS}
+        if model_kwargs:  # only then: the config.json of runs without extra arguments stays as it was, resumable
+            identity["model_kwargs"] = model_kwargs
+        return identity
 
 
 def run_directory(out: str | os.PathLike, task: str, agent: str, seed: int | None = None) -> Path:
@@ -325,6 +367,38 @@ def make_train_env(task: TaskSpec, seed: int, eval_env: bool = False) -> Any:
     return make_eval_env(task.env_id, dict(task.env_kwargs), task.frame_stack, seed + 10_000 if eval_env else seed)
 
 
+def describe_device(device: Any) -> str:
+    """``"cuda (NVIDIA H100 80GB HBM3)"`` or ``"cpu (16 cores)"``: what a reader needs to judge a run's speed."""
+    import torch as th
+
+    device = th.device(device)
+    if device.type == "cuda":
+        return f"{device} ({th.cuda.get_device_name(device)})"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return f"{device} ({_count(cores, 'core')})"
+
+
+def check_device(device: str) -> None:
+    """Fail before any run starts if ``device`` cannot be used, rather than in every worker after minutes of setup."""
+    import torch as th
+
+    if device == "auto":  # SB3's word for "cuda if torch sees one, else cpu": always usable
+        return
+    try:
+        wanted = th.device(device)
+    except RuntimeError as error:
+        raise SystemExit(f"--device {device!r} is not a torch device ({error}); use auto, cpu or cuda.") from error
+    if wanted.type != "cuda":
+        return
+    count = th.cuda.device_count() if th.cuda.is_available() else 0
+    if count == 0 or (wanted.index is not None and wanted.index >= count):
+        raise SystemExit(
+            f"--device {device} was asked (by a flag or the preset), but torch {th.__version__} sees "
+            f"{_count(count, 'CUDA device')} (built for CUDA {th.version.cuda}). Run on a machine with an NVIDIA GPU "
+            "and a CUDA build of torch, or pass --device cpu (or --device auto) to run the same grid on the CPU."
+        )
+
+
 class _RandomPolicy:
     """Uniform random actions, with ``predict``'s signature so that SB3's ``evaluate_policy`` can run it."""
 
@@ -370,16 +444,21 @@ def _checkpoint_callback_class() -> type:
     from stable_baselines3.common.callbacks import BaseCallback
 
     class StudyCheckpointCallback(BaseCallback):
-        """Checkpoint every ``every`` environment steps; checkpoint and stop at the deadline or on SIGTERM."""
+        """Checkpoint every ``every`` environment steps; checkpoint and stop on SIGTERM, and at the deadline
+        (there without the checkpoint if not ``save_at_deadline``: a one-shot job could not use it)."""
 
-        def __init__(self, save: Any, action_repeat: int, every: int, deadline: float | None) -> None:
+        def __init__(
+            self, save: Any, action_repeat: int, every: int, deadline: float | None, save_at_deadline: bool = True
+        ) -> None:
             super().__init__()
             self.save = save
             self.action_repeat = action_repeat
             self.every = every
             self.deadline = deadline
+            self.save_at_deadline = save_at_deadline
             self.next_save = 0
             self.stopped = False
+            self.saved_at_stop = False
 
         def _on_training_start(self) -> None:
             env_steps = self.num_timesteps * self.action_repeat
@@ -389,7 +468,9 @@ def _checkpoint_callback_class() -> type:
             env_steps = self.num_timesteps * self.action_repeat
             out_of_time = self.deadline is not None and time.time() >= self.deadline
             if _stop_requested or out_of_time:
-                self.save()
+                if _stop_requested or self.save_at_deadline:
+                    self.save()
+                    self.saved_at_stop = True
                 self.stopped = True
                 return False
             if env_steps >= self.next_save:
@@ -404,7 +485,9 @@ def run_training(config: RunConfig) -> str:
     """Train and evaluate one run, resuming from its checkpoint; return ``"done"``, ``"skipped"`` or ``"stopped"``.
 
     ``"stopped"``: the deadline passed or a stop was requested; the run saved a checkpoint and resumes
-    when called again.
+    when called again. Without ``config.checkpoint_at_deadline``, a run stopped by the deadline saves
+    only its curve and ``stopped.json`` (steps, wall time, device), and starts again from its last
+    checkpoint, if any, or from scratch.
     """
     import torch as th
     from stable_baselines3.common.callbacks import BaseCallback, CallbackList
@@ -426,6 +509,7 @@ def run_training(config: RunConfig) -> str:
     if config.deadline is not None and time.time() >= config.deadline:
         return "stopped"
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "stopped.json").unlink(missing_ok=True)  # the timing of an earlier session, no longer the latest
     identity = config.identity()
     stored = _read_json(run_dir / "config.json")
     if stored is not None and stored != json.loads(json.dumps(identity)):
@@ -448,7 +532,8 @@ def run_training(config: RunConfig) -> str:
     wall_time = 0.0
     if pointer is not None:
         checkpoint = run_dir / pointer["dir"]
-        model = GAARASAC.load(checkpoint / "model.zip", env=env, device=config.device)
+        speed_kwargs = {key: value for key, value in config.model_kwargs.items() if key in SPEED_ONLY_MODEL_KWARGS}
+        model = GAARASAC.load(checkpoint / "model.zip", env=env, device=config.device, **speed_kwargs)
         model.load_replay_buffer(checkpoint / "replay_buffer.pkl")
         wall_time = float(pointer["wall_time_s"])
         history = [
@@ -458,12 +543,13 @@ def run_training(config: RunConfig) -> str:
         ]
     else:
         # Deep copies: SB3 edits policy_kwargs in place, which would change the task's settings for later runs.
-        model_kwargs = copy.deepcopy({**task.model_kwargs, **agent.kwargs})
+        model_kwargs = copy.deepcopy({**task.model_kwargs, **agent.kwargs, **config.model_kwargs})
         if config.buffer_size is not None:
             model_kwargs["buffer_size"] = config.buffer_size
         # A buffer longer than the run only costs memory (and checkpoint size: SB3 pickles it whole).
         model_kwargs["buffer_size"] = min(model_kwargs.get("buffer_size", 100_000), agent_steps)
         model = GAARASAC("CnnPolicy", env, variant=agent.variant, seed=config.seed, device=config.device, **model_kwargs)
+    device = describe_device(model.device)
     session = len(list((run_dir / "logs").glob("session_*"))) if (run_dir / "logs").exists() else 0
     formats = ["csv", "stdout"] if config.verbose >= 1 else ["csv"]
     model.set_logger(configure(str(run_dir / "logs" / f"session_{session}"), formats))
@@ -476,6 +562,16 @@ def run_training(config: RunConfig) -> str:
             write_curve()
             return True
 
+    def timing() -> dict[str, Any]:
+        """Where the run is and how long it took (over all its sessions), for the run's json files."""
+        elapsed = wall_time + time.time() - started
+        return {
+            "env_steps": model.num_timesteps * action_repeat,
+            "num_timesteps": model.num_timesteps,
+            "wall_time_s": elapsed,
+            "device": device,
+        }
+
     def save_checkpoint() -> None:
         env_steps = model.num_timesteps * action_repeat
         name = f"ckpt_{env_steps:09d}"
@@ -487,11 +583,7 @@ def run_training(config: RunConfig) -> str:
         shutil.rmtree(run_dir / name, ignore_errors=True)
         os.replace(tmp, run_dir / name)
         write_curve()
-        elapsed = wall_time + time.time() - started
-        _write_json(
-            run_dir / "checkpoint.json",
-            {"dir": name, "env_steps": env_steps, "num_timesteps": model.num_timesteps, "wall_time_s": elapsed},
-        )
+        _write_json(run_dir / "checkpoint.json", {"dir": name, **timing()})
         for old in run_dir.glob("ckpt_*"):
             if old.name != name:
                 shutil.rmtree(old, ignore_errors=True)
@@ -506,7 +598,7 @@ def run_training(config: RunConfig) -> str:
         verbose=config.verbose,
     )
     checkpoint_callback = _checkpoint_callback_class()(
-        save_checkpoint, action_repeat, config.checkpoint_every, config.deadline
+        save_checkpoint, action_repeat, config.checkpoint_every, config.deadline, config.checkpoint_at_deadline
     )
     started = time.time()
     remaining = agent_steps - model.num_timesteps
@@ -519,17 +611,16 @@ def run_training(config: RunConfig) -> str:
     env.close()
     eval_env.close()
     if checkpoint_callback.stopped:
+        if not checkpoint_callback.saved_at_stop:
+            write_curve()  # every evaluation is written already; this covers a stop before the first one
+            _write_json(run_dir / "stopped.json", timing())
         return "stopped"
     if not eval_callback.history or eval_callback.history[-1].env_steps < config.env_steps:
         # The last agent step may fall short of the next evaluation (env_steps not a multiple of eval_every).
         eval_callback.evaluate(during_rollout=False)
     write_curve()
     model.save(run_dir / "final_model.zip")
-    elapsed = wall_time + time.time() - started
-    _write_json(
-        run_dir / "done.json",
-        {"env_steps": model.num_timesteps * action_repeat, "num_timesteps": model.num_timesteps, "wall_time_s": elapsed},
-    )
+    _write_json(run_dir / "done.json", timing())
     # The replay buffer is only needed to resume; a finished run keeps its final model and curve.
     (run_dir / "checkpoint.json").unlink(missing_ok=True)
     for old in run_dir.glob("ckpt_*"):
@@ -671,6 +762,29 @@ def collect_random_baselines(out: str | os.PathLike) -> dict[str, tuple[float, f
     return baselines
 
 
+#: The settings of the last command that ran runs under ``--out`` (:func:`describe_settings` in ``results.md``).
+STUDY_FILE = "study.json"
+
+#: A run's files that hold its timing, latest state first.
+_TIMING_FILES = ("done.json", "stopped.json", "checkpoint.json")
+
+
+def collect_run_timings(out: str | os.PathLike) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """``{(env, agent label, seed): {"env_steps", "wall_time_s", "device", ...}}`` of the runs under ``<out>/runs``.
+
+    From the run's latest state: ``done.json`` (finished), ``stopped.json`` (stopped by the deadline without
+    a checkpoint) or ``checkpoint.json`` (stopped or interrupted after a checkpoint).
+    """
+    timings = {}
+    for run_dir in sorted(Path(out).glob("runs/*/*/seed_*")):
+        data = next((d for d in map(_read_json, (run_dir / n for n in _TIMING_FILES)) if d is not None), None)
+        if data is None or "wall_time_s" not in data:
+            continue
+        agent = AGENTS[run_dir.parent.name].label if run_dir.parent.name in AGENTS else run_dir.parent.name
+        timings[(run_dir.parent.parent.name, agent, int(run_dir.name.removeprefix("seed_")))] = data
+    return timings
+
+
 def aggregate_curves(rows: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], list[tuple[int, float, float, int]]]:
     """``{(env, agent): [(step, mean, std, n_seeds), ...]}``: mean and (population) std over seeds at each step."""
     grouped: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -725,11 +839,17 @@ def results_markdown(
     random_baselines: Mapping[str, tuple[float, float]] | None = None,
     n_seeds: int | None = None,
     eval_episodes: int = 10,
+    timings: Mapping[tuple[str, str, int], Mapping[str, Any]] | None = None,
+    max_step: int | None = None,
+    settings_line: str | None = None,
 ) -> str:
-    """Markdown tables of our scores (mean±std over seeds) at each milestone next to the published ones.
+    """Markdown tables of our scores (mean±std over seeds) at each milestone next to the published ones, then
+    where each run got (:func:`last_evaluation_markdown`).
 
     :param agents: our agent labels, in column order (default: as found in ``rows``)
     :param n_seeds: seeds per run; a cell averaging fewer shows ``(n=k)``
+    :param timings: :func:`collect_run_timings`; ``max_step``: the runs' planned length; ``settings_line``:
+        :func:`describe_settings` of the study
     """
     agents = list(agents) if agents is not None else sorted({row["agent"] for row in rows})
     tasks = sorted({row["env"] for row in rows} | set(random_baselines or {}))
@@ -773,7 +893,62 @@ def results_markdown(
                 cells += [format_score(*task_scores[a]) if a in task_scores else _MISSING for a in PUBLISHED_AGENTS]
             lines.append(f"| {task} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += last_evaluation_markdown(rows, agents, timings or {}, max_step, settings_line)
     return "\n".join(lines)
+
+
+def last_evaluation_markdown(
+    rows: Sequence[Mapping[str, Any]],
+    agents: Sequence[str],
+    timings: Mapping[tuple[str, str, int], Mapping[str, Any]],
+    max_step: int | None = None,
+    settings_line: str | None = None,
+) -> list[str]:
+    """Lines of ``results.md`` that say where the runs got: a run stopped by the time limit misses the later
+    milestones, and a reader should see how far it came, what it scored there and how fast it went."""
+    by_run: dict[tuple[str, str], dict[int, Mapping[str, Any]]] = defaultdict(dict)
+    for row in rows:
+        latest = by_run[(row["env"], row["agent"])].get(row["seed"])
+        if latest is None or row["step"] > latest["step"]:
+            by_run[(row["env"], row["agent"])][row["seed"]] = row
+    if not by_run:
+        return []
+    planned = f" (planned: {_format_steps(max_step)})" if max_step else ""
+    lines = [
+        "## Last evaluation of each run",
+        "",
+        f"Environment steps of each seed's last evaluation{planned}, the return there (mean ± std over seeds), "
+        "and each run's wall time (training and evaluations, summed over resumed sessions; "
+        "env steps/s: mean over seeds).",
+        "",
+        "| task | agent | seeds | last evaluation (env steps) | return | wall time (s) | env steps/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    order = {agent: i for i, agent in enumerate(agents)}
+    for env, agent in sorted(by_run, key=lambda key: (key[0], order.get(key[1], len(order)), key[1])):
+        seeds = sorted(by_run[(env, agent)])
+        last = [by_run[(env, agent)][seed] for seed in seeds]
+        rewards = [float(row["episode_reward"]) for row in last]
+        runs = [timings.get((env, agent, seed)) for seed in seeds]
+        walls = [_MISSING if run is None else f"{run['wall_time_s']:.0f}" for run in runs]
+        speeds = [run["env_steps"] / run["wall_time_s"] for run in runs if run is not None and run["wall_time_s"] > 0]
+        cells = [
+            ", ".join(map(str, seeds)),
+            ", ".join(_format_steps(row["step"]) for row in last),
+            format_score(float(np.mean(rewards)), float(np.std(rewards))),
+            ", ".join(walls),
+            f"{np.mean(speeds):.0f}" if speeds else _MISSING,
+        ]
+        lines.append(f"| {env} | {agent} | " + " | ".join(cells) + " |")
+    lines.append("")
+    devices = sorted({str(run["device"]) for run in timings.values() if run.get("device")})
+    if devices:
+        lines.append("Device: " + "; ".join(devices) + ".")
+    if settings_line:
+        lines.append(f"Study: {settings_line}.")
+    if devices or settings_line:
+        lines.append("")
+    return lines
 
 
 def _count(n: int, noun: str) -> str:
@@ -781,7 +956,7 @@ def _count(n: int, noun: str) -> str:
 
 
 def _format_steps(steps: int) -> str:
-    if steps % 1_000_000 == 0:
+    if steps and steps % 1_000_000 == 0:
         return f"{steps // 1_000_000}M"
     if steps >= 1000 and steps % 100 == 0:
         return f"{steps / 1000:g}k"
@@ -901,7 +1076,8 @@ def write_reports(
     max_step: int | None = None,
     eval_episodes: int = 10,
 ) -> dict[str, Path]:
-    """Write ``curves.csv``, ``<task>.png`` and ``results.md`` from the run directories under ``out``."""
+    """Write ``curves.csv``, ``<task>.png`` and ``results.md`` from the run directories under ``out`` (and
+    the settings of the last command that ran them, ``study.json``)."""
     out = Path(out)
     rows = collect_curves(out)
     write_curve_csv(out / "curves.csv", rows)
@@ -917,7 +1093,13 @@ def write_reports(
         path = out / f"{task}.png"
         plot_task(task, task_curves, path, task_reference, published, baselines.get(task), max_step, eval_episodes)
         written[task] = path
-    (out / "results.md").write_text(results_markdown(rows, milestones, eval_every, labels, baselines, n_seeds, eval_episodes))
+    timings = collect_run_timings(out)
+    study = _read_json(out / STUDY_FILE)
+    settings_line = describe_settings(study["settings"]) if study is not None else None
+    results = results_markdown(
+        rows, milestones, eval_every, labels, baselines, n_seeds, eval_episodes, timings, max_step, settings_line
+    )
+    (out / "results.md").write_text(results)
     written["results"] = out / "results.md"
     return written
 
@@ -952,10 +1134,23 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--checkpoint-every", type=int, help="checkpoint every this many environment steps (50000)")
     parser.add_argument("--milestones", nargs="+", type=int, help="environment steps of the results table (100000 500000)")
     parser.add_argument("--buffer-size", type=int, help="replay capacity in agent steps (default: 100k, capped by the run)")
-    parser.add_argument("--workers", type=int, default=1, help="runs in parallel, one process each (1: in this process)")
+    parser.add_argument("--workers", type=int, help="runs in parallel, one process each (default 1: in this process)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (1: fastest for small CPU nets)")
-    parser.add_argument("--device", default="auto", help="torch device of the runs (auto, cpu, cuda)")
-    parser.add_argument("--time-limit", type=float, help="seconds; runs checkpoint and stop after it, rerun to resume")
+    parser.add_argument("--device", help="torch device of the runs (auto, cpu, cuda; default auto)")
+    parser.add_argument(
+        "--time-limit", type=float, help="seconds; runs checkpoint and stop after it, rerun to resume (0: no limit)"
+    )
+    parser.add_argument(
+        "--checkpoint-at-deadline",
+        action=argparse.BooleanOptionalAction,
+        help="whether a run stopped by --time-limit saves model and replay buffer to resume (default: yes); "
+        "without, it keeps only its curve",
+    )
+    parser.add_argument(
+        "--cuda-graphs",
+        action=argparse.BooleanOptionalAction,
+        help="GAARASAC(cuda_graphs=...): the update as CUDA graphs on a GPU, same results (default: off)",
+    )
     parser.add_argument("--reference", help="reference curves CSV (DrQ's dmc_planet_bench.csv); default: found nearby")
     parser.add_argument("--out", default="study", help="output directory (default: ./study)")
     parser.add_argument("--report-only", action="store_true", help="only rewrite curves.csv, PNGs and results.md")
@@ -992,6 +1187,13 @@ def build_grid(args: argparse.Namespace) -> tuple[list[tuple[str, str]], dict[st
         "eval_episodes": args.eval_episodes or preset.get("eval_episodes", 10),
     }
     settings["checkpoint_every"] = args.checkpoint_every or preset.get("checkpoint_every", 50_000)
+    for key, default in RUNTIME_DEFAULTS.items():
+        value = getattr(args, key)  # None: not given (0 is a value: --time-limit 0 lifts a preset's limit)
+        settings[key] = value if value is not None else preset.get(key, default)
+    model_kwargs = dict(preset.get("model_kwargs", {}))
+    if args.cuda_graphs is not None:
+        model_kwargs["cuda_graphs"] = args.cuda_graphs
+    settings["model_kwargs"] = model_kwargs
     if args.milestones:
         milestones = args.milestones
     else:
@@ -1002,20 +1204,40 @@ def build_grid(args: argparse.Namespace) -> tuple[list[tuple[str, str]], dict[st
     for key in ("env_steps", "eval_every", "eval_episodes", "checkpoint_every"):
         if settings[key] < 1:
             raise SystemExit(f"--{key.replace('_', '-')} must be positive, got {settings[key]}.")
+    if settings["time_limit"] is not None and settings["time_limit"] < 0:
+        raise SystemExit(f"--time-limit must be positive (0: no limit), got {settings['time_limit']}.")
     return pairs, settings
+
+
+def describe_settings(settings: Mapping[str, Any]) -> str:
+    """One line of the settings that explain a study's speed and what its runs keep; printed and in ``results.md``."""
+    limit = settings.get("time_limit")
+    at_deadline = "checkpoint" if settings.get("checkpoint_at_deadline", True) else "no checkpoint"
+    parts = [
+        f"device {settings.get('device', 'auto')}",
+        f"{_count(settings.get('workers', 1), 'worker')}",
+        f"time limit {limit:g} s ({at_deadline} at the limit)" if limit else "no time limit",
+        f"checkpoints every {_format_steps(settings['checkpoint_every'])} env steps",
+    ]
+    if settings.get("model_kwargs"):
+        parts.append("GAARASAC " + ", ".join(f"{key}={value!r}" for key, value in settings["model_kwargs"].items()))
+    return "; ".join(parts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     pairs, settings = build_grid(args)
+    # The limit counts from here: the whole command, setup and reports included, has to fit a job's slot.
+    started = time.time()
+    deadline = started + settings["time_limit"] if settings["time_limit"] else None
+    if not args.report_only:
+        check_device(settings["device"])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    deadline = time.time() + args.time_limit if args.time_limit else None
     threads = args.threads
     tasks = {name: resolve_task(name) for name in dict.fromkeys(task for task, _ in pairs)}
     labels = list(dict.fromkeys(AGENTS[agent].label for _, agent in pairs))
     counts: dict[str, int] = {}
-    started = time.time()
     if not args.report_only:
         jobs: list[tuple[str, Any]] = []
         if args.random_episodes > 0:
@@ -1033,18 +1255,29 @@ def main(argv: Sequence[str] | None = None) -> int:
                     eval_episodes=settings["eval_episodes"],
                     checkpoint_every=settings["checkpoint_every"],
                     run_dir=str(run_directory(out, task.name, agent, seed)),
-                    device=args.device,
+                    device=settings["device"],
                     buffer_size=args.buffer_size,
                     deadline=deadline,
                     threads=threads,
                     verbose=args.verbose,
+                    model_kwargs=settings["model_kwargs"],
+                    checkpoint_at_deadline=settings["checkpoint_at_deadline"],
                 )
                 jobs.append(("train", config))
         _log(
             f"[study] {len(jobs) - n_baselines} runs ({len(pairs)} task x agent pairs x {len(settings['seeds'])} seeds) "
-            f"+ {n_baselines} random baselines, {args.workers} worker(s), {threads} torch thread(s) each, out={out}"
+            f"+ {n_baselines} random baselines, {threads} torch thread(s) per run, out={out}"
         )
-        counts = run_jobs(jobs, str(out), args.workers)
+        _log(
+            f"[study] tasks {' '.join(tasks)}; agents {' '.join(dict.fromkeys(agent for _, agent in pairs))}; "
+            f"seeds {' '.join(map(str, settings['seeds']))}; {_format_steps(settings['env_steps'])} env steps, "
+            f"evaluated every {_format_steps(settings['eval_every'])} over {_count(settings['eval_episodes'], 'episode')}; "
+            f"milestones {' '.join(_format_steps(m) for m in settings['milestones'])}"
+        )
+        _log(f"[study] {describe_settings(settings)}")
+        # For results.md, also when --report-only rewrites it later with other (or no) flags.
+        _write_json(out / STUDY_FILE, {"settings": settings})
+        counts = run_jobs(jobs, str(out), settings["workers"])
     reference = args.reference or default_reference_path()
     written = write_reports(
         out,
@@ -1059,7 +1292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"[study] {dict(counts)} in {time.time() - started:.0f} s; wrote " + ", ".join(str(p) for p in written.values()))
     unfinished = counts.get("stopped", 0) + counts.get("not started", 0)
     if unfinished:
-        print(f"[study] {unfinished} run(s) unfinished: run the same command again to resume them.")
+        note = "" if settings["checkpoint_at_deadline"] else " (those stopped without a checkpoint start over)"
+        print(f"[study] {unfinished} run(s) unfinished: run the same command again to resume them{note}.")
     failed = sum(n for status, n in counts.items() if status.startswith("failed"))
     # 3: nothing failed but runs remain, so a driver can repeat the command until it returns 0.
     return 1 if failed else 3 if unfinished else 0

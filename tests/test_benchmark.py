@@ -31,12 +31,28 @@ def test_update_figures_time_both_models_and_divide_their_medians():
     for figures in (ours, sb3):
         assert 0 < figures["min_s"] <= figures["median_s"]
         assert figures["median_minor_page_faults"] >= 0
+    assert (ours["cuda_graphs"], ours["storage_device"]) == (False, "host (numpy)")
+    assert update["warmup"] == 1
 
 
-def test_report_prints_the_measured_figures():
-    timing = {"median_s": 0.002, "min_s": 0.001}
-    results = {
+def test_a_cpu_run_leaves_the_fast_path_and_sacae_out_and_says_why():
+    update = benchmark.bench_updates(batch_size=4, steps=1, warmup=0, filled=20, device=CPU)
+    assert list(update)[:5] == ["GAARASAC", "GAARASAC_cuda_graphs", "SACAE", "SACAE_cuda_graphs", "SAC"]
+    assert update["GAARASAC_cuda_graphs"] == update["SACAE_cuda_graphs"] == {"skipped": benchmark.CUDA_ONLY}
+    assert update["SACAE"]["skipped"].startswith("CUDA only")
+    for key in ("ratio_cuda_graphs", "speedup_cuda_graphs", "speedup_cuda_graphs_sacae", "peak_gpu_memory_bytes"):
+        assert key not in update
+    assert "gpu" not in benchmark.machine(CPU)
+
+
+CPU_TIMING = {"median_s": 0.002, "min_s": 0.001}
+
+
+def cpu_results() -> dict:
+    """A CPU run's figures, as main() puts them together."""
+    return {
         "device": "cpu",
+        "batch_size": 128,
         "machine": {"cpu_count": 2, "torch_threads": 2, "load_average_1min": 0.5},
         "replay": {
             "batch_size": 128,
@@ -44,16 +60,24 @@ def test_report_prints_the_measured_figures():
             "sb3_bytes_per_transition": 180_036.0,
             "frame_bytes": 30_000,
             "storage_device": "host (numpy)",
-            "ours_sample": timing,
-            "sb3_sample_and_crop": timing,
+            "ours_sample": CPU_TIMING,
+            "sb3_sample_and_crop": CPU_TIMING,
         },
         "update": {
             "GAARASAC": {"median_s": 1.0, "min_s": 0.9, "median_minor_page_faults": 1234},
+            "GAARASAC_cuda_graphs": {"skipped": benchmark.CUDA_ONLY},
+            "SACAE": {"skipped": "CUDA only (left out on a CPU to keep the benchmark short)"},
+            "SACAE_cuda_graphs": {"skipped": benchmark.CUDA_ONLY},
             "SAC": {"median_s": 0.4, "min_s": 0.3, "median_minor_page_faults": 567},
             "ratio": 2.5,
         },
         "env_steps": {"skipped": "no OpenGL"},
+        "env_steps_cuda_graphs": {"skipped": benchmark.CUDA_ONLY},
     }
+
+
+def test_report_prints_the_measured_figures():
+    results = cpu_results()
     text = benchmark.report(results)
     assert "  GAARASAC('CnnPolicy')              1.000 s  (min 0.900)" in text
     assert "30.2 KB" in text and "180.0 KB  (6.0x ours)" in text
@@ -62,6 +86,123 @@ def test_report_prints_the_measured_figures():
     assert "skipped: no OpenGL" in text
     results["update"]["GAARASAC"]["conv_dtype"] = "bfloat16"
     assert "  GAARASAC('CnnPolicy', conv_dtype='bfloat16')    1.000 s" in benchmark.report(results)
+
+
+def test_a_cpu_report_marks_the_fast_path_cuda_only():
+    lines = benchmark.report(cpu_results()).splitlines()
+    assert lines[lines.index("gradient step, batch 128 (model.train)") :] == [
+        "gradient step, batch 128 (model.train)",
+        "  GAARASAC('CnnPolicy')              1.000 s  (min 0.900)",
+        "  GAARASAC + cuda_graphs=True     CUDA only (on a CPU, cuda_graphs=True runs the eager update)",
+        "  SACAE('CnnPolicy')              CUDA only (left out on a CPU to keep the benchmark short)",
+        "  SACAE + cuda_graphs=True        CUDA only (on a CPU, cuda_graphs=True runs the eager update)",
+        "  SB3 SAC('CnnPolicy')               0.400 s  (min 0.300)",
+        "  ratio GAARASAC / SAC                2.50x  (target <= 2.2x; the paper's reference code: 3.3x)",
+        "  minor page faults per update        1234 GAARASAC, 567 SAC (median)",
+        "end to end on dmc-cheetah-run (environment steps after action repeat)",
+        "  skipped: no OpenGL",
+        "  with cuda_graphs=True: CUDA only (on a CPU, cuda_graphs=True runs the eager update)",
+    ]
+
+
+def env_figures(cuda_graphs: bool, train_env_steps_per_s: float) -> dict:
+    return {
+        "cuda_graphs": cuda_graphs,
+        "storage_device": "cuda:0",
+        "env_id": "dmc-cheetah-run",
+        "action_repeat": 4,
+        "random_agent_steps": 1000,
+        "collect_env_steps_per_s": 2500.0,
+        "train_agent_steps": 1000,
+        "gradient_steps": 1000,
+        "train_env_steps_per_s": train_env_steps_per_s,
+    }
+
+
+def test_a_cuda_report_prints_the_fast_path_its_ratios_targets_and_the_gpu():
+    def timing(median_ms: float) -> dict:
+        return {"median_s": median_ms / 1e3, "min_s": median_ms / 2e3, "median_minor_page_faults": 10}
+
+    results = {
+        "device": "cuda",
+        "batch_size": 128,
+        "machine": {
+            "cpu_count": 16,
+            "torch_threads": 16,
+            "load_average_1min": 1.0,
+            "gpu": {
+                "name": "NVIDIA H100 80GB HBM3",
+                "memory_bytes": 80 * 2**30,
+                "multiprocessors": 132,
+                "cuda": "13.0",
+                "cudnn": 91300,
+                "tf32_cudnn": True,
+                "tf32_matmul": False,
+            },
+        },
+        "update": {
+            "GAARASAC": timing(16.0),
+            "GAARASAC_cuda_graphs": timing(4.0),
+            "SACAE": timing(12.0),
+            "SACAE_cuda_graphs": timing(3.0),
+            "SAC": timing(5.0),
+            "ratio": 3.2,
+            "ratio_cuda_graphs": 0.8,
+            "speedup_cuda_graphs": 4.0,
+            "speedup_cuda_graphs_sacae": 4.0,
+            "peak_gpu_memory_bytes": 1536 * 2**20,
+        },
+        "env_steps": env_figures(False, 150.0),
+        "env_steps_cuda_graphs": env_figures(True, 350.0),
+    }
+    assert benchmark.report(results).splitlines() == [
+        "sb3-gaara benchmark (cuda; 16 CPUs, 16 torch threads, load 1.0)",
+        "GPU NVIDIA H100 80GB HBM3 (80.0 GiB), CUDA 13.0, cuDNN 91300, TF32 allowed: cuDNN yes, matmul no",
+        "observation 9x100x100 uint8 (3 stacked RGB frames), crops 84 px, batch 128",
+        "",
+        "gradient step, batch 128 (model.train)",
+        "  GAARASAC('CnnPolicy')              16.00 ms (min 8.00)",
+        "  GAARASAC + cuda_graphs=True         4.00 ms (min 2.00)",
+        "  SACAE('CnnPolicy')                 12.00 ms (min 6.00)",
+        "  SACAE + cuda_graphs=True            3.00 ms (min 1.50)",
+        "  SB3 SAC('CnnPolicy')                5.00 ms (min 2.50)",
+        "  ratio GAARASAC / SAC                3.20x  (eager update)",
+        "  ratio fast GAARASAC / SAC           0.80x  (fast = cuda_graphs=True; target <= 1.0x on one H100)",
+        "  speed-up of fast GAARASAC           4.00x  (eager time / fast time)",
+        "  speed-up of fast SACAE              4.00x  (eager time / fast time)",
+        "  minor page faults per update          10 GAARASAC, 10 SAC (median)",
+        "  peak GPU memory, all models       1536.0 MiB (max_memory_allocated)",
+        "end to end on dmc-cheetah-run (environment steps after action repeat)",
+        "  eager update (frames in cuda:0)",
+        "    random warm-up (1000 agent steps)     2500.0 env steps/s",
+        "    training (1000 agent steps, 1 update each) 150.00 env steps/s",
+        "  fast path, cuda_graphs=True (frames in cuda:0)",
+        "    random warm-up (1000 agent steps)     2500.0 env steps/s",
+        "    training (1000 agent steps, 1 update each) 350.00 env steps/s  (target >= 300 on one GPU)",
+    ]
+
+
+def test_sections_measure_only_the_parts_asked_for(monkeypatch, capsys):
+    calls = []
+
+    def fake(name: str, figures: dict):
+        def measure(*args, **kwargs):
+            calls.append((name, args, kwargs))
+            return figures
+
+        return measure
+
+    monkeypatch.setattr(benchmark, "bench_replay", fake("replay", {}))
+    monkeypatch.setattr(benchmark, "bench_updates", fake("update", {}))
+    monkeypatch.setattr(benchmark, "bench_env_steps", fake("env", {"skipped": "no OpenGL"}))
+    results = benchmark.main(["--quick", "--device", "cpu", "--sections", "env"])
+    # One eager run with the CPU's small counts, host frames; the fast path is CUDA only.
+    assert calls == [("env", (100, 4, CPU, None), {"cuda_graphs": False})]
+    assert results["sections"] == ["env"] and "replay" not in results and "update" not in results
+    assert results["env_steps_cuda_graphs"] == {"skipped": benchmark.CUDA_ONLY}
+    assert "with cuda_graphs=True: CUDA only" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        benchmark.main(["--sections", "nothing"])
 
 
 def test_update_figures_of_bfloat16_convolutions():
@@ -76,4 +217,7 @@ def test_quick_benchmark_writes_its_figures_as_json(tmp_path, capsys):
     assert json.loads(path.read_text()) == json.loads(json.dumps(results))
     assert results["update"]["ratio"] > 0
     assert "env_id" in results["env_steps"], results["env_steps"]
+    assert results["update"]["GAARASAC_cuda_graphs"] == {"skipped": benchmark.CUDA_ONLY}
+    assert "ratio_cuda_graphs" not in results["update"] and "gpu" not in results["machine"]
+    assert results["env_steps_cuda_graphs"] == {"skipped": benchmark.CUDA_ONLY}
     assert "figures written to" in capsys.readouterr().out

@@ -202,6 +202,28 @@ def test_crops_match_sb3_sample(anchor_crop):
     assert (sample.obs_anchor is sample.observations) == (anchor_crop == "center")
 
 
+@pytest.mark.parametrize("anchor_crop", ["center", "random"])
+def test_cropping_every_frame_column_gives_the_sample(anchor_crop):
+    """The CUDA-graph route (``sample_transitions``, then ``crop_views`` of the observations' and the next
+    observations' slots side by side, a static shape) returns ``sample()`` bit for bit, seeded alike."""
+    venv = make_vec_env(2, 3)
+    ours, _ = make_pair(venv.observation_space, 20, 2, anchor_crop=anchor_crop, storage_device="cpu")
+    for transition in transitions(venv, 30):
+        ours.add(*transition)
+    np.random.seed(5)
+    th.manual_seed(5)
+    expected = ours.sample(16)
+    np.random.seed(5)
+    th.manual_seed(5)
+    drawn = ours.sample_transitions(16)
+    index = th.as_tensor(np.concatenate([drawn.obs_index, drawn.next_obs_index], axis=1), dtype=th.long)
+    small = [th.as_tensor(array) for array in (drawn.actions, drawn.dones, drawn.rewards)]
+    got = ours.crop_views(index, 3, *small)
+    for name in ("observations", "next_observations", "obs_anchor", "obs_pos", "actions", "dones", "rewards"):
+        assert th.equal(getattr(got, name), getattr(expected, name)), name
+    assert (got.obs_anchor is got.observations) == (anchor_crop == "center")
+
+
 @pytest.mark.parametrize("storage_device", [None, "cpu"])
 def test_arbitrary_add_data(storage_device):
     """No stacking relation at all: random stacks, some frames copied across positions, transitions and envs."""

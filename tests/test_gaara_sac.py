@@ -171,10 +171,11 @@ def test_each_auxiliary_step_trains_the_encoder_and_its_own_modules(filled_model
     moves_decoder, moves_w = CALLBACK_TARGETS[(variant, name)]
     model = filled_model(variant=variant)
     replay_data = model.replay_buffer.sample(BATCH_SIZE)
-    before = snapshot(model)
-    metrics = model.auxiliary_losses[name].on_gradient_step(model, replay_data)
+    before, weight = snapshot(model), model.comparison_lambda
+    metrics, applied = model.auxiliary_losses[name].on_gradient_step(model, replay_data, weight)
     after = snapshot(model)
-    assert metrics and all(th.isfinite(v) for v in metrics.values())
+    assert applied and metrics and all(th.isfinite(v) for v in metrics.values())
+    assert model.comparison_lambda == weight  # a callback never writes the model's state: the model anneals
     assert_moved(before, after, CONVS)
     assert_moved(before, after, CRITIC_ENCODER_HEAD)
     if model.policy.decoder is not None:

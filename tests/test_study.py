@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
@@ -20,10 +22,12 @@ from sb3_gaara.study import (
     RunConfig,
     aggregate_curves,
     build_grid,
+    collect_run_timings,
     format_score,
     read_curve_csv,
     resolve_task,
     results_markdown,
+    run_directory,
     run_training,
     score_at,
     write_curve_csv,
@@ -161,6 +165,43 @@ def test_results_markdown() -> None:
     assert "| 5k env steps | GAARA (ours) |" in table and "DrQ" not in table.split("\n\n", 2)[-1]
 
 
+def test_results_markdown_says_where_time_limited_runs_got() -> None:
+    rows = [
+        *(_row(step, reward, seed=0) for step, reward in [(0, 1.0), (10_000, 120.0), (20_000, 250.0)]),
+        *(_row(step, reward, seed=1) for step, reward in [(0, 2.0), (10_000, 150.0)]),
+        _row(0, 3.0, seed=0, agent="SAC+AE"),
+        _row(100_000, 300.0, seed=0, agent="SAC+AE"),
+        _row(0, 4.0, seed=1, agent="SAC+AE"),  # a run without a timing file: killed before it wrote one
+    ]
+    h100 = "cuda (NVIDIA H100 80GB HBM3)"
+    timings = {
+        ("cheetah_run", "GAARA", 0): {"env_steps": 20_400, "wall_time_s": 504.4, "device": h100},
+        ("cheetah_run", "GAARA", 1): {"env_steps": 12_000, "wall_time_s": 505.6, "device": h100},
+        ("cheetah_run", "SAC+AE", 0): {"env_steps": 100_000, "wall_time_s": 400.0, "device": h100},
+    }
+    table = results_markdown(
+        rows, [100_000], 10_000, ["GAARA", "SAC+AE"], None, 2, 10, timings, 100_000, "device cuda; 5 workers"
+    )
+    published = "344±67 | 307±48 | 240±38 | 391±47 | 165±123 | 228±95"
+    assert f"| cheetah_run | \u2013 | 300±0 (n=1) | {published} |" in table.splitlines()  # 100k: GAARA never got there
+    assert table.split("## Last evaluation of each run\n", 1)[1] == (
+        "\n"
+        "Environment steps of each seed's last evaluation (planned: 100k), the return there (mean ± std over seeds), "
+        "and each run's wall time (training and evaluations, summed over resumed sessions; env steps/s: mean over seeds).\n"
+        "\n"
+        "| task | agent | seeds | last evaluation (env steps) | return | wall time (s) | env steps/s |\n"
+        "|---|---|---|---|---|---|---|\n"
+        "| cheetah_run | GAARA | 0, 1 | 20k, 10k | 200±50 | 504, 506 | 32 |\n"
+        "| cheetah_run | SAC+AE | 0, 1 | 100k, 0 | 152±148 | 400, \u2013 | 250 |\n"
+        "\n"
+        "Device: cuda (NVIDIA H100 80GB HBM3).\n"
+        "Study: device cuda; 5 workers.\n"
+    )
+    # Without timings or settings, the table is still there and the device and study lines are not.
+    table = results_markdown(rows[:3], [100_000], 10_000, ["GAARA"])
+    assert table.endswith("| cheetah_run | GAARA | 0 | 20k | 250±0 | \u2013 | \u2013 |\n")
+
+
 def test_plot_writes_png(tmp_path) -> None:
     ours = {"GAARA": [(0, 0.0, 0.0, 2), (10_000, 100.0, 10.0, 2)]}
     reference = {"DrQ": [(0, 0.0, 0.0, 10), (8000, 200.0, 20.0, 10), (200_000, 500.0, 20.0, 10)]}
@@ -191,6 +232,104 @@ def test_build_grid_presets_and_flags() -> None:
     assert settings["milestones"] == [100_000, 500_000]
     with pytest.raises(SystemExit):
         build_grid(study._parse_args(["--variants", "dreamer"]))
+
+
+def test_gpu_10min_preset_and_flags_over_it() -> None:
+    pairs, settings = build_grid(study._parse_args(["--preset", "gpu-10min"]))
+    assert pairs == [("cheetah_run", "gaara"), ("cheetah_run", "sac_ae")]
+    assert settings["seeds"] == [0, 1] and settings["env_steps"] == 100_000 and settings["milestones"] == [100_000]
+    assert settings["eval_every"] == 10_000 and settings["eval_episodes"] == 10
+    assert settings["workers"] == 5  # 4 training runs and the random baseline side by side
+    assert settings["device"] == "cuda" and settings["model_kwargs"] == {"cuda_graphs": True}
+    assert settings["time_limit"] == 510 and settings["checkpoint_at_deadline"] is False
+    assert settings["checkpoint_every"] > settings["env_steps"]  # no checkpoint during a run
+    # Explicit flags win, including those that switch a preset's setting off.
+    argv = ["--preset", "gpu-10min", "--device", "cpu", "--workers", "1", "--time-limit", "0", "--checkpoint-at-deadline"]
+    argv += ["--no-cuda-graphs", "--checkpoint-every", "500", "--env-steps", "80", "--eval-every", "40"]
+    pairs, settings = build_grid(study._parse_args(argv))
+    assert pairs == [("cheetah_run", "gaara"), ("cheetah_run", "sac_ae")]
+    assert (settings["device"], settings["workers"], settings["time_limit"]) == ("cpu", 1, 0)
+    assert settings["checkpoint_at_deadline"] is True and settings["model_kwargs"] == {"cuda_graphs": False}
+    assert (settings["checkpoint_every"], settings["env_steps"], settings["eval_every"]) == (500, 80, 40)
+    assert study.PRESETS["gpu-10min"]["model_kwargs"] == {"cuda_graphs": True}  # the flag did not edit the preset
+    # Without a preset: the defaults of before, and --cuda-graphs alone.
+    _, settings = build_grid(study._parse_args(["--tasks", "cheetah_run", "--cuda-graphs"]))
+    assert (settings["device"], settings["workers"], settings["time_limit"]) == ("auto", 1, None)
+    assert settings["checkpoint_at_deadline"] is True and settings["model_kwargs"] == {"cuda_graphs": True}
+    _, settings = build_grid(study._parse_args(["--tasks", "cheetah_run"]))
+    assert settings["model_kwargs"] == {}
+    with pytest.raises(SystemExit, match="time-limit"):
+        build_grid(study._parse_args(["--time-limit", "-5"]))
+
+
+def test_gpu_10min_preset_runs_its_grid_with_its_settings(tmp_path, monkeypatch, capsys) -> None:
+    jobs: list = []
+
+    def fake_run_jobs(planned, out, workers):
+        jobs.extend(planned)
+        assert workers == 5
+        return {"done": 1, "stopped": 4}
+
+    monkeypatch.setattr(study, "run_jobs", fake_run_jobs)
+    before = time.time()
+    assert study.main(["--preset", "gpu-10min", "--device", "cpu", "--out", str(tmp_path)]) == 3
+    assert [kind for kind, _ in jobs] == ["random", "train", "train", "train", "train"]
+    configs = [config for kind, config in jobs if kind == "train"]
+    assert [(c.task.name, c.agent, c.seed) for c in configs] == [
+        ("cheetah_run", "gaara", 0),
+        ("cheetah_run", "sac_ae", 0),
+        ("cheetah_run", "gaara", 1),
+        ("cheetah_run", "sac_ae", 1),
+    ]
+    for config in configs:
+        assert config.device == "cpu" and config.model_kwargs == {"cuda_graphs": True}
+        assert not config.checkpoint_at_deadline and config.checkpoint_every > config.env_steps == 100_000
+        assert (config.eval_every, config.eval_episodes) == (10_000, 10)
+        assert config.deadline is not None and before + 510 <= config.deadline <= time.time() + 510
+    printed = capsys.readouterr().out
+    assert "tasks cheetah_run; agents gaara sac_ae; seeds 0 1; 100k env steps, evaluated every 10k over 10 episodes" in printed
+    settings = "device cpu; 5 workers; time limit 510 s (no checkpoint at the limit); checkpoints every 1M env steps"
+    assert f"[study] {settings}; GAARASAC cuda_graphs=True\n" in printed
+    assert "start over" in printed
+
+
+def test_cuda_asked_without_cuda_fails_before_any_run(tmp_path, monkeypatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(study, "run_jobs", lambda *args: pytest.fail("a run started"))
+    out = tmp_path / "study"
+    with pytest.raises(SystemExit, match=r"--device cuda was asked .* sees 0 CUDA devices .* pass --device cpu"):
+        study.main(["--preset", "gpu-10min", "--out", str(out)])
+    with pytest.raises(SystemExit, match="sees 0 CUDA devices"):
+        study.main(["--cpu-scale", "--device", "cuda:0", "--out", str(out)])
+    assert not out.exists()
+    with pytest.raises(SystemExit, match="not a torch device"):
+        study.check_device("gpu")
+    study.check_device("cpu")
+    study.check_device("auto")  # the default: cpu here, SB3 decides
+
+
+def test_gpu_10min_preset_grid_on_the_cpu(tmp_path) -> None:
+    """The preset's settings end to end at CPU scale: PixelReach, tiny budgets, cuda_graphs=True on the CPU."""
+    argv = ["--preset", "gpu-10min", "--tasks", "pixel_reach", "--variants", "gaara", "sac_ae", "--device", "cpu"]
+    argv += ["--workers", "1", "--env-steps", "80", "--eval-every", "40", "--eval-episodes", "1", "--random-episodes", "1"]
+    assert study.main([*argv, "--out", str(tmp_path)]) == 0
+    table = (tmp_path / "results.md").read_text()
+    score = r"-?[\d.]+±[\d.]+"
+    for agent in ("GAARA", "SAC+AE"):
+        row = rf"^\| pixel_reach \| {re.escape(agent)} \| 0, 1 \| 80, 80 \| {score} \| \d+, \d+ \| \d+ \|$"
+        assert re.search(row, table, re.M)
+    assert re.search(r"^Device: cpu \(\d+ cores?\)\.$", table, re.M)
+    settings = "device cpu; 1 worker; time limit 510 s (no checkpoint at the limit); checkpoints every 1M env steps"
+    assert f"\nStudy: {settings}; GAARASAC cuda_graphs=True.\n" in table
+    # --report-only without the flags: results.md still names the settings of the command that ran the runs.
+    (tmp_path / "results.md").unlink()
+    assert study.main(["--report-only", "--out", str(tmp_path)]) == 0
+    assert f"\nStudy: {settings}; GAARASAC cuda_graphs=True.\n" in (tmp_path / "results.md").read_text()
+    assert not list(tmp_path.rglob("replay_buffer.pkl"))
+    config = json.loads((run_directory(tmp_path, "pixel_reach", "gaara", 0) / "config.json").read_text())
+    assert "model_kwargs" not in config  # cuda_graphs is a speed option, not part of the run's identity
 
 
 def test_resolve_task() -> None:
@@ -263,6 +402,55 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch) -> N
     assert not (run_dir / "checkpoint.json").exists() and not list(run_dir.glob("ckpt_*"))
     assert (run_dir / "final_model.zip").exists()
     assert run_training(config) == "skipped"
+
+
+def test_model_kwargs_are_part_of_a_runs_identity_but_cuda_graphs_is_not(tmp_path) -> None:
+    config = _config(tmp_path)
+    assert _config(tmp_path, model_kwargs={"cuda_graphs": True}).identity() == config.identity()
+    assert _config(tmp_path, model_kwargs={"batch_size": 16}).identity() == {
+        **config.identity(),
+        "model_kwargs": {"batch_size": 16},
+    }
+    Path(config.run_dir).mkdir()
+    (Path(config.run_dir) / "config.json").write_text(json.dumps(config.identity()))
+    with pytest.raises(ValueError, match="other settings"):
+        run_training(_config(tmp_path, model_kwargs={"batch_size": 16, "cuda_graphs": True}))
+
+
+@pytest.mark.parametrize("checkpoint_at_deadline", [False, True])
+def test_run_stopped_by_the_deadline(tmp_path, monkeypatch, checkpoint_at_deadline) -> None:
+    """Without checkpoint_at_deadline, a run stopped by the time limit keeps its curve and timing, no replay buffer."""
+    run_dir = run_directory(tmp_path, "pixel_reach", "gaara", 0)
+    config = _config(
+        tmp_path, run_dir=str(run_dir), deadline=time.time() + 3600, checkpoint_at_deadline=checkpoint_at_deadline
+    )
+    # The study's clock jumps past the deadline during the evaluation at 40 environment steps.
+    offset = [0.0]
+    monkeypatch.setattr(study, "time", SimpleNamespace(time=lambda: time.time() + offset[0], sleep=time.sleep))
+    write_history = study._write_history
+
+    def deadline_after_40(path, history, *args):
+        write_history(path, history, *args)
+        if history[-1].env_steps >= 40:
+            offset[0] = 7200.0
+
+    monkeypatch.setattr(study, "_write_history", deadline_after_40)
+    assert run_training(config) == "stopped"
+    assert [row["step"] for row in read_curve_csv(run_dir / "curve.csv")] == [0, 40]
+    timing = collect_run_timings(tmp_path)[("pixel_reach", "GAARA", 0)]
+    assert timing["env_steps"] == 40 and timing["num_timesteps"] == 20 and timing["device"].startswith("cpu (")
+    if checkpoint_at_deadline:  # the default: resumable
+        assert len(list(run_dir.rglob("replay_buffer.pkl"))) == 1 and (run_dir / "checkpoint.json").exists()
+        assert not (run_dir / "stopped.json").exists()
+        return
+    assert not list(run_dir.rglob("replay_buffer.pkl")) and not list(run_dir.rglob("*.zip"))
+    assert not (run_dir / "checkpoint.json").exists() and not list(run_dir.glob("ckpt_*"))
+    assert json.loads((run_dir / "stopped.json").read_text()) == timing
+    # Run again without a limit: it starts over and finishes; its timing is then done.json's.
+    assert run_training(dataclasses.replace(config, deadline=None)) == "done"
+    assert not (run_dir / "stopped.json").exists()
+    assert [row["step"] for row in read_curve_csv(run_dir / "curve.csv")] == [0, 40, 80, 120]
+    assert collect_run_timings(tmp_path)[("pixel_reach", "GAARA", 0)]["env_steps"] == 120
 
 
 # ------------------------------------------------------------------------------------------ end to end

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The whole GPU check in one command, sized for one job of at most 10 minutes on one GPU:
+#   1. the CUDA tests of the graph-captured update (tests/test_cuda_graphs.py: capture, replay without a
+#      synchronisation, the same update as the eager one);
+#   2. python -m sb3_gaara.benchmark --device cuda: update times (GAARASAC eager and CUDA graphs, SACAE, SB3's SAC),
+#      environment steps per second on dmc-cheetah-run with rendering on the GPU;
+#   3. python -m sb3_gaara.study --preset gpu-10min, limited to the time left of the budget (with
+#      --no-cuda-graphs if step 1 failed, so that the study still runs).
+# What a reader needs comes out small, in OUT_DIR: log.txt, tests.txt, benchmark.txt, benchmark.json, results.md,
+# curves.csv and the task's PNG (the study's run directories stay in STUDY_DIR).
+#
+# Usage: scripts/gpu_check.sh OUT_DIR [BUDGET_SECONDS (540)]
+# Environment: PYTHON (python3), STUDY_DIR (OUT_DIR/../gpu_study), STUDY_ARGS and BENCH_ARGS (extra flags),
+#   STAGES ("tests bench study"). Tiny CPU rehearsal of the script (a minute or two):
+#   STAGES="bench study" BENCH_ARGS="--device cpu --quick" STUDY_ARGS="--device cpu --tasks pixel_reach
+#     --env-steps 400 --eval-every 200 --eval-episodes 2 --random-episodes 2" scripts/gpu_check.sh /tmp/check 300
+set -uo pipefail
+out=${1:?usage: scripts/gpu_check.sh OUT_DIR [BUDGET_SECONDS]}
+budget=${2:-540}
+python=${PYTHON:-python3}
+stages=${STAGES:-tests bench study}
+study_dir=${STUDY_DIR:-$out/../gpu_study}
+export MUJOCO_GL=${MUJOCO_GL:-egl} PYTHONUNBUFFERED=1
+start=$(date +%s)
+mkdir -p "$out" "$study_dir"
+log="$out/log.txt"
+say() { echo "[gpu_check $(($(date +%s) - start)) s] $*" | tee -a "$log"; }
+
+say "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (+ local changes)'), budget ${budget} s, stages: $stages"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee -a "$log"
+$python -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())" 2>&1 | tee -a "$log"
+
+graphs_ok=1
+for stage in $stages; do
+  case $stage in
+    tests)
+      say "CUDA tests"
+      timeout 120 $python -m pytest -q -p no:cacheprovider tests/test_cuda_graphs.py >"$out/tests.txt" 2>&1
+      status=$?
+      tail -n 3 "$out/tests.txt" | tee -a "$log"
+      if [ $status -ne 0 ]; then graphs_ok=0; say "CUDA tests failed (exit $status): the study runs without CUDA graphs"; fi
+      ;;
+    bench)
+      say "benchmark"
+      # shellcheck disable=SC2086
+      timeout 240 $python -m sb3_gaara.benchmark --device cuda --json "$out/benchmark.json" ${BENCH_ARGS:-} >"$out/benchmark.txt" 2>&1
+      say "benchmark exit $?"
+      tail -n 40 "$out/benchmark.txt" >>"$log"
+      ;;
+    study)
+      # What is left of the budget, less a margin for the report and for the workers to stop.
+      left=$((budget - ($(date +%s) - start) - 45))
+      if [ $left -lt 60 ]; then say "only ${left} s left: no study"; continue; fi
+      extra=""
+      [ $graphs_ok -eq 1 ] || extra="--no-cuda-graphs"
+      reference=""
+      for candidate in shared/reference/drq_planet_bench.csv ../shared/reference/drq_planet_bench.csv .device/drq_planet_bench.csv; do
+        [ -f "$candidate" ] && reference="--reference $candidate" && break
+      done
+      say "study, time limit ${left} s $extra"
+      # shellcheck disable=SC2086
+      $python -m sb3_gaara.study --preset gpu-10min --time-limit "$left" --out "$study_dir" $reference $extra ${STUDY_ARGS:-} \
+        >"$out/study.txt" 2>&1
+      say "study exit $?"
+      tail -n 20 "$out/study.txt" >>"$log"
+      cp "$study_dir"/results.md "$study_dir"/curves.csv "$out"/ 2>/dev/null
+      cp "$study_dir"/*.png "$out"/ 2>/dev/null
+      rm -f "$out/study.txt"  # its tail is in log.txt: at most 8 files come back from a GPU job
+      ;;
+    *) say "unknown stage $stage" ;;
+  esac
+done
+say "done"
