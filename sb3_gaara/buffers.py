@@ -518,6 +518,16 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
             self._write_frames(np.arange(len(frames)), frames)
             self._frame_refs[: len(refs)] = refs
 
+    def move_frames(self, storage_device: th.device | str | None) -> None:
+        """Keep the frames in ``storage_device`` from now on (a torch device, ``"auto"`` for ``device``, or ``None``
+        for host memory), moving the stored ones there: e.g. a replay buffer saved by a CPU run, loaded by a
+        ``cuda_graphs=True`` model that crops on the GPU. The same path as a save and a load."""
+        state = self.__getstate__()
+        state["storage_device"] = (
+            None if storage_device is None else self.device if storage_device == "auto" else storage_device
+        )
+        self.__setstate__(state)
+
     # ------------------------------------------------------------------------------------------ sampling
 
     def _next_frame_index(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> np.ndarray:

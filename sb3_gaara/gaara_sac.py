@@ -663,6 +663,14 @@ class GAARASAC(SAC):
         with _atomic_file(destination) as file:
             super().save_replay_buffer(file)
 
+    def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
+        """SB3's ``load_replay_buffer``; with CUDA graphs the frames move to the model's device if saved elsewhere."""
+        super().load_replay_buffer(path, truncate_last_traj)
+        buffer = self.replay_buffer
+        if self._graphed_step is not None and isinstance(buffer, AugmentedPixelReplayBuffer):
+            if buffer.storage_device is None or buffer.storage_device.type != self.device.type:
+                buffer.move_frames(self.device)
+
     @classmethod
     def load(  # type: ignore[override]
         cls: type[SelfGAARASAC],

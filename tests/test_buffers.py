@@ -319,6 +319,27 @@ def test_save_load_round_trip(tmp_path, storage_device):
     assert loaded._n_frame_slots == ours._n_frame_slots
 
 
+def test_move_frames_keeps_every_stack_and_the_frame_reuse():
+    venv = make_vec_env(2, 3)
+    moved, reference = make_pair(venv.observation_space, 16, 2)
+    unmoved, _ = make_pair(venv.observation_space, 16, 2)
+    steps = transitions(venv, 40)
+    for transition in [next(steps) for _ in range(20)]:
+        for buffer in (moved, unmoved, reference):
+            buffer.add(*transition)
+    for storage_device in ("cpu", None, "auto"):
+        moved.move_frames(storage_device)
+        assert isinstance(moved._frames, np.ndarray) == (storage_device is None)
+        assert_same_storage(moved, reference)
+    for transition in steps:
+        for buffer in (moved, unmoved, reference):
+            buffer.add(*transition)
+        # The same slots are taken and freed as in a buffer that never moved: frames are still stored once.
+        assert moved._n_frame_slots == unmoved._n_frame_slots and list(moved._free_slots) == list(unmoved._free_slots)
+    assert_same_storage(moved, reference)
+    assert_slots_consistent(moved)
+
+
 def test_reset_empties_the_buffer():
     venv = make_vec_env(1, 3)
     ours, reference = make_pair(venv.observation_space, 10)

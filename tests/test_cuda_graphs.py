@@ -140,6 +140,20 @@ def test_set_parameters_drops_the_graphs(tmp_path):
     assert runner._static is None and runner._signature is None
 
 
+def test_a_host_replay_buffer_loaded_for_graphs_moves_to_the_model_device(tmp_path):
+    host = build(graph_ready=False, replay_buffer_kwargs={"storage_device": None})
+    host.save_replay_buffer(tmp_path / "buffer.pkl")
+    model = build(graph_ready=True)
+    model.load_replay_buffer(tmp_path / "buffer.pkl")
+    buffer = model.replay_buffer
+    assert isinstance(buffer._frames, th.Tensor) and buffer.storage_device == th.device("cpu")
+    positions, envs = np.arange(buffer.size()), np.zeros(buffer.size(), dtype=int)
+    for got, expected in zip(buffer.get_stacks(positions, envs), host.replay_buffer.get_stacks(positions, envs), strict=True):
+        np.testing.assert_array_equal(got, expected)
+    model.train(gradient_steps=2, batch_size=BATCH_SIZE)
+    assert model._n_updates == 2
+
+
 # ---------------------------------------------------------------------------------------------- on a GPU
 
 
