@@ -19,7 +19,7 @@ from stable_baselines3.common.vec_env import VecFrameStack
 
 import sb3_gaara  # noqa: F401  (registers the dmc-* environments)
 from sb3_gaara import GAARASAC
-from sb3_gaara.crops import center_crop
+from sb3_gaara.common.crops import center_crop
 
 
 def collect_observations(model: GAARASAC, env_id: str, rows: int, spacing: int, seed: int) -> np.ndarray:

@@ -1,20 +1,38 @@
 """sb3-gaara: SAC+GAARA, SAC+AE and contrastive pixel SAC for Stable-Baselines3 and the RL Zoo."""
 
+import importlib
 import os
+import sys
 
-from sb3_gaara.buffers import AugmentedPixelReplayBuffer, AugmentedReplayBufferSamples
-from sb3_gaara.callbacks import (
+from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer, AugmentedReplayBufferSamples
+from sb3_gaara.common.torch_layers import ComparisonModule, PixelDecoder, PixelEncoder
+from sb3_gaara.envs import register_dmc_envs
+from sb3_gaara.envs.pixel_reach import register_pixel_reach
+from sb3_gaara.gaara.auxiliary_losses import (
     AuxiliaryLossCallback,
     ComparisonLossCallback,
     DecoderDiscriminatorLossCallback,
     JointLossCallback,
     ReconstructionLossCallback,
 )
-from sb3_gaara.envs import register_dmc_envs
-from sb3_gaara.envs.pixel_reach import register_pixel_reach
-from sb3_gaara.gaara_sac import CURLSAC, GAARASAC, SACAE, VARIANTS
-from sb3_gaara.policies import CnnPolicy, GAARAPolicy
-from sb3_gaara.torch_layers import ComparisonModule, PixelDecoder, PixelEncoder
+from sb3_gaara.gaara.gaara_sac import CURLSAC, GAARASAC, SACAE, VARIANTS
+from sb3_gaara.gaara.policies import CnnPolicy, GAARAPolicy
+
+#: Module paths of sb3-gaara 0.1, where each module now lives. Saved models and replay buffers pickle the
+#: paths of their classes, and users import them: the old paths stay importable as the same modules.
+MOVED_MODULES = {
+    "buffers": "sb3_gaara.common.buffers",
+    "crops": "sb3_gaara.common.crops",
+    "cuda_graphs": "sb3_gaara.common.cuda_graphs",
+    "losses": "sb3_gaara.common.losses",
+    "preprocessing": "sb3_gaara.common.preprocessing",
+    "torch_layers": "sb3_gaara.common.torch_layers",
+    "callbacks": "sb3_gaara.gaara.auxiliary_losses",
+    "gaara_sac": "sb3_gaara.gaara.gaara_sac",
+    "policies": "sb3_gaara.gaara.policies",
+}
+for _old, _new in MOVED_MODULES.items():
+    globals()[_old] = sys.modules.setdefault(f"{__name__}.{_old}", importlib.import_module(_new))
 
 # Registration records entry-point strings only: dm_control and MuJoCo load when an env is made.
 register_dmc_envs()

@@ -4,7 +4,7 @@
 [--sections replay update env]`` measures, in one process on one machine, with 3 stacked ``3 x 100 x 100`` frames
 (``9 x 100 x 100`` observations) and 84 px crops:
 
-* replay bytes per transition of :class:`~sb3_gaara.buffers.AugmentedPixelReplayBuffer` in steady state
+* replay bytes per transition of :class:`~sb3_gaara.common.buffers.AugmentedPixelReplayBuffer` in steady state
   (full, after wrapping) and of SB3's ``ReplayBuffer`` for the same spaces;
 * the time to sample a batch with both crops, and SB3's sample followed by the same crops;
 * the time of one gradient step (``model.train(gradient_steps=1, batch_size=128)``) of ``GAARASAC("CnnPolicy")``
@@ -41,9 +41,9 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack
 
-from sb3_gaara.buffers import AugmentedPixelReplayBuffer
-from sb3_gaara.crops import center_crop, crop, random_crop_offsets
-from sb3_gaara.gaara_sac import GAARASAC, SACAE
+from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer
+from sb3_gaara.common.crops import center_crop, crop, random_crop_offsets
+from sb3_gaara.gaara.gaara_sac import GAARASAC, SACAE
 
 FRAME_SHAPE = (3, 100, 100)
 FRAME_STACK = 3
@@ -478,7 +478,7 @@ def _replay_lines(replay: dict[str, Any]) -> list[str]:
         f"  one frame                       {replay['frame_bytes'] / 1e3:8.1f} KB",
         f"sample, batch {replay['batch_size']}, center + random crops (storage: {replay['storage_device']})",
         f"  AugmentedPixelReplayBuffer      {_ms(replay['ours_sample'])}",
-        f"  SB3 sample + sb3_gaara.crops    {_ms(replay['sb3_sample_and_crop'])}",
+        f"  SB3 sample + sb3_gaara.common.crops    {_ms(replay['sb3_sample_and_crop'])}",
     ]
 
 

@@ -26,6 +26,10 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, sync_envs_normalization
 
+from sb3_gaara.common.env_steps import env_steps, get_action_repeat
+
+__all__ = ["EnvStepEvalCallback", "Evaluation", "get_action_repeat", "make_eval_env"]
+
 
 class Evaluation(NamedTuple):
     """One evaluation of the policy.
@@ -40,25 +44,6 @@ class Evaluation(NamedTuple):
     mean_reward: float
     std_reward: float
     training_episodes: int
-
-
-def get_action_repeat(env: gym.Env | VecEnv) -> int:
-    """Simulator steps per agent step of ``env``: its ``action_repeat`` attribute, or 1 if it has none.
-
-    Looks through gymnasium and SB3 wrappers (e.g. ``VecFrameStack`` over ``make_vec_env``) and checks
-    that every sub-environment of a ``VecEnv`` agrees.
-    """
-    if isinstance(env, VecEnv):
-        if not env.has_attr("action_repeat"):
-            return 1
-        values = {int(value) for value in env.get_attr("action_repeat")}
-        if len(values) != 1:
-            raise ValueError(f"The sub-environments use different action repeats {sorted(values)}; env steps are ambiguous.")
-        return values.pop()
-    try:
-        return int(env.get_wrapper_attr("action_repeat"))
-    except AttributeError:
-        return 1
 
 
 def make_eval_env(
@@ -157,7 +142,7 @@ class EnvStepEvalCallback(EvalCallback):
     def env_steps(self) -> int:
         """Environment steps of training so far: agent steps (over all parallel envs) times the action repeat."""
         assert self.action_repeat is not None, "The callback is not initialised yet."
-        return self.num_timesteps * self.action_repeat
+        return env_steps(self.num_timesteps, self.action_repeat)
 
     def _init_callback(self) -> None:
         super()._init_callback()

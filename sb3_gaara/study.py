@@ -494,7 +494,7 @@ def run_training(config: RunConfig) -> str:
     from stable_baselines3.common.logger import configure
 
     from sb3_gaara.evaluation import EnvStepEvalCallback, Evaluation, get_action_repeat
-    from sb3_gaara.gaara_sac import GAARASAC
+    from sb3_gaara.gaara.gaara_sac import GAARASAC
 
     run_dir = Path(config.run_dir)
     done = _read_json(run_dir / "done.json")

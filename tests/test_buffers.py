@@ -14,8 +14,8 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
 from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecNormalize
 
-from sb3_gaara.buffers import ZERO_SLOT, AugmentedPixelReplayBuffer, AugmentedReplayBufferSamples
-from sb3_gaara.crops import center_crop, crop, random_crop_offsets
+from sb3_gaara.common.buffers import ZERO_SLOT, AugmentedPixelReplayBuffer, AugmentedReplayBufferSamples
+from sb3_gaara.common.crops import center_crop, crop, random_crop_offsets
 
 FRAME_SHAPE = (3, 12, 12)
 IMAGE_SIZE = 8
@@ -101,7 +101,7 @@ def make_pair(
 
 
 def assert_same_sample(ours: AugmentedPixelReplayBuffer, reference: ReplayBuffer, seed: int, batch_size: int = 16) -> None:
-    """Seeded alike, our sample is SB3's sample cropped by ``sb3_gaara.crops``, bit for bit."""
+    """Seeded alike, our sample is SB3's sample cropped by ``sb3_gaara.common.crops``, bit for bit."""
     np.random.seed(seed)
     th.manual_seed(seed)
     sample = ours.sample(batch_size)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch as th
 
-from sb3_gaara.crops import center_crop, center_offset, crop, random_crop, random_crop_offsets
+from sb3_gaara.common.crops import center_crop, center_offset, crop, random_crop, random_crop_offsets
 
 
 def test_center_offset_of_the_paper():

@@ -16,8 +16,8 @@ from conftest import BATCH_SIZE, FakeImageEnv, RecordingLogger, assert_same, tin
 from stable_baselines3.common.buffers import ReplayBuffer
 
 from sb3_gaara import GAARASAC
-from sb3_gaara.cuda_graphs import GraphedGradientStep
-from sb3_gaara.gaara_sac import VARIANTS, UpdatePhase
+from sb3_gaara.common.cuda_graphs import GraphedGradientStep
+from sb3_gaara.gaara.gaara_sac import VARIANTS, UpdatePhase
 
 cuda = pytest.mark.skipif(not th.cuda.is_available(), reason="needs a CUDA device")
 

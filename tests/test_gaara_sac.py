@@ -10,10 +10,10 @@ import torch as th
 from conftest import assert_same
 from gymnasium import spaces
 
-import sb3_gaara.callbacks as callbacks_module
-import sb3_gaara.gaara_sac as gaara_sac_module
+import sb3_gaara.gaara.auxiliary_losses as callbacks_module
+import sb3_gaara.gaara.gaara_sac as gaara_sac_module
 from sb3_gaara import CURLSAC, GAARASAC, SACAE, VARIANTS
-from sb3_gaara.crops import center_crop
+from sb3_gaara.common.crops import center_crop
 
 # The tiny models of conftest.py crop 6 x 20 x 20 observations to 16 px and train on batches of 8
 # after 10 random steps.

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch as th
 
-from sb3_gaara.losses import (
+from sb3_gaara.common.losses import (
     anneal_comparison_lambda,
     comparison_logits,
     info_nce_loss,

@@ -26,10 +26,10 @@ import torch as th
 from conftest import BATCH_SIZE, LEARNING_STARTS, OBS_SHAPE, RecordingLogger, assert_same
 from gymnasium import spaces
 
-import sb3_gaara.callbacks as callbacks_module
+import sb3_gaara.gaara.auxiliary_losses as callbacks_module
 from sb3_gaara import GAARASAC, AugmentedPixelReplayBuffer
-from sb3_gaara.buffers import ZERO_SLOT
-from sb3_gaara.losses import anneal_comparison_lambda
+from sb3_gaara.common.buffers import ZERO_SLOT
+from sb3_gaara.common.losses import anneal_comparison_lambda
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent

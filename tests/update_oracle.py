@@ -29,9 +29,9 @@ import numpy as np
 import torch as th
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import FakeImageEnv, RecordingLogger, tiny_kwargs  # noqa: E402
+from conftest import FakeImageEnv, RecordingLogger, tiny_kwargs
 
-from sb3_gaara import GAARASAC, VARIANTS  # noqa: E402
+from sb3_gaara import GAARASAC, VARIANTS
 
 ORACLE_PATH = Path(__file__).resolve().parent / "data" / "update_oracle.json"
 #: updates inside ``learn()``, then in one ``train()`` call

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from sb3_gaara.envs import register_dmc_envs
 
 if TYPE_CHECKING:
-    from sb3_gaara.gaara_sac import GAARASAC
+    from sb3_gaara.gaara.gaara_sac import GAARASAC
 
 #: rl-zoo3 ``--algo`` name -> class exported by ``sb3_gaara``.
 ZOO_ALGORITHMS: dict[str, str] = {"gaara_sac": "GAARASAC", "sac_ae": "SACAE", "curl_sac": "CURLSAC"}

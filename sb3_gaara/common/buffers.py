@@ -10,12 +10,8 @@ cropped, from per-transition frame indices when it samples.
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
 import warnings
 from collections import deque
-from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -27,8 +23,9 @@ from stable_baselines3.common.preprocessing import is_image_space_channels_first
 from stable_baselines3.common.utils import get_device
 from stable_baselines3.common.vec_env import VecNormalize
 
-from sb3_gaara.crops import center_offset, random_crop_offsets
-from sb3_gaara.preprocessing import check_pixel_observation_space
+from sb3_gaara.common.crops import center_offset, random_crop_offsets
+from sb3_gaara.common.durability import deferred_keyboard_interrupt
+from sb3_gaara.common.preprocessing import check_pixel_observation_space
 
 try:  # Check the memory the frames will need, as SB3's ReplayBuffer does
     import psutil
@@ -69,7 +66,7 @@ class AugmentedReplayBufferSamples(NamedTuple):
     random crop instead for the §5.2 ``anchor_crop="random"`` ablation); ``obs_pos`` is a random crop
     of the same observation. Images stay uint8: the policy scales them, which keeps batches small.
     The image fields are strided views into one gathered block of crop windows (like
-    :func:`sb3_gaara.crops.center_crop`, they are not contiguous): use ``reshape``, not ``view``.
+    :func:`sb3_gaara.common.crops.center_crop`, they are not contiguous): use ``reshape``, not ``view``.
     """
 
     observations: th.Tensor
@@ -81,29 +78,6 @@ class AugmentedReplayBufferSamples(NamedTuple):
     obs_pos: th.Tensor
     # SB3's n-step field, kept so that code written for ReplayBufferSamples reads this tuple too.
     discounts: th.Tensor | None = None
-
-
-@contextlib.contextmanager
-def _deferred_keyboard_interrupt() -> Iterator[None]:
-    """Hold a SIGINT (Ctrl-C) that arrives inside the block and deliver it to the previous handler when it ends.
-
-    Python runs signal handlers in the main thread only, and only there may they be changed; elsewhere, or when
-    the handler was not installed from Python, the block runs unprotected.
-    """
-    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
-    if previous is None:
-        yield
-        return
-    received: list[tuple[int, Any]] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: received.append((signum, frame)))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received and callable(previous):
-            previous(*received[0])  # Python's default handler raises KeyboardInterrupt here
-        elif received and previous == signal.SIG_DFL:
-            signal.raise_signal(signal.SIGINT)
 
 
 def infer_frame_stack(channels: int) -> int:
@@ -158,7 +132,7 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
     **Sampling.** ``sample()`` draws ``batch_inds`` and ``env_indices`` with exactly the ``np.random``
     calls of SB3's ``ReplayBuffer`` (``optimize_memory_usage`` included), then the crop offsets with
     ``th.randint`` on the storage device: seeded alike, it returns SB3's sample cropped by
-    :mod:`sb3_gaara.crops`. Crop windows are gathered straight from the frame store, with no Python loop
+    :mod:`sb3_gaara.common.crops`. Crop windows are gathered straight from the frame store, with no Python loop
     over samples and no full-size stack ever built (see :meth:`_gather_windows`); the image fields of the
     sample are strided views of the gathered windows.
 
@@ -300,7 +274,7 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
 
     # A Ctrl-C between the reference-count updates below would free slots that live transitions still use, and
     # rl-zoo3 saves the buffer after a Ctrl-C to resume from it: the interrupt waits until the add is done.
-    @_deferred_keyboard_interrupt()
+    @deferred_keyboard_interrupt
     def add(
         self,
         obs: np.ndarray,
@@ -568,7 +542,7 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
         return their host-side part: frame slots, actions, rewards and dones, no images.
 
         Split from :meth:`crop` so that a CUDA-graph update copies these few bytes into its static inputs and
-        crops inside the graph (:class:`sb3_gaara.cuda_graphs.GraphedGradientStep`).
+        crops inside the graph (:class:`sb3_gaara.common.cuda_graphs.GraphedGradientStep`).
         """
         return super().sample(batch_size, env)  # type: ignore[return-value]  # our _get_samples below
 

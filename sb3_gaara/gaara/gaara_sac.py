@@ -4,11 +4,9 @@ contrastive comparison loss (Chen & Gong, "SAC+GAARA"), on Stable-Baselines3's S
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 import pathlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
@@ -24,18 +22,19 @@ from stable_baselines3.common.utils import polyak_update
 from stable_baselines3.sac import SAC
 from torch import nn
 
-from sb3_gaara.buffers import AugmentedPixelReplayBuffer, AugmentedReplayBufferSamples
-from sb3_gaara.callbacks import (
+from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer, AugmentedReplayBufferSamples
+from sb3_gaara.common.cuda_graphs import GraphedGradientStep
+from sb3_gaara.common.durability import atomic_file
+from sb3_gaara.common.losses import anneal_comparison_lambda
+from sb3_gaara.common.preprocessing import check_pixel_observation_space
+from sb3_gaara.gaara.auxiliary_losses import (
     AuxiliaryLossCallback,
     ComparisonLossCallback,
     DecoderDiscriminatorLossCallback,
     JointLossCallback,
     ReconstructionLossCallback,
 )
-from sb3_gaara.cuda_graphs import GraphedGradientStep
-from sb3_gaara.losses import anneal_comparison_lambda
-from sb3_gaara.policies import CnnPolicy, GAARAActor, GAARACritic, GAARAPolicy
-from sb3_gaara.preprocessing import check_pixel_observation_space
+from sb3_gaara.gaara.policies import CnnPolicy, GAARAActor, GAARACritic, GAARAPolicy
 
 SelfGAARASAC = TypeVar("SelfGAARASAC", bound="GAARASAC")
 
@@ -132,7 +131,7 @@ class GAARASAC(SAC):
         skipped instead, counted in ``model.skipped_updates`` and logged as ``train/skipped_updates``
         (this costs one device synchronisation per loss)
     :param cuda_graphs: on a CUDA device, keep the replay frames on the GPU (``storage_device`` defaults to the
-        model's device) and replay each gradient step as a CUDA graph (:mod:`sb3_gaara.cuda_graphs`): the same
+        model's device) and replay each gradient step as a CUDA graph (:mod:`sb3_gaara.common.cuda_graphs`): the same
         update, one launch instead of about a thousand kernels. Needs the fused optimizers (the default) and
         ``skip_nonfinite_updates=False``; learning-rate schedules work but recapture at each change. On other
         devices it changes nothing: the eager update runs.
@@ -649,7 +648,7 @@ class GAARASAC(SAC):
         destination = pathlib.Path(path)
         if destination.suffix == "":
             destination = destination.with_suffix(".zip")  # SB3 appends .zip to a bare name, so do we
-        with _atomic_file(destination) as file:
+        with atomic_file(destination) as file:
             super().save(file, exclude=exclude, include=include)
 
     def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
@@ -660,7 +659,7 @@ class GAARASAC(SAC):
         destination = pathlib.Path(path)
         if destination.suffix == "":
             destination = destination.with_suffix(".pkl")
-        with _atomic_file(destination) as file:
+        with atomic_file(destination) as file:
             super().save_replay_buffer(file)
 
     def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
@@ -707,41 +706,6 @@ class GAARASAC(SAC):
                 "same size and stacks as many frames as during training (e.g. VecFrameStack(env, n_stack=3) for "
                 "9-channel RGB stacks), or train a new model for this env."
             ) from error
-
-
-@contextlib.contextmanager
-def _atomic_file(destination: pathlib.Path) -> Iterator[io.BufferedWriter]:
-    """Binary file that replaces ``destination`` only once fully written and flushed to disk."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporary_files(destination)
-    tmp = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as file:
-            yield file
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, destination)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _remove_stale_temporary_files(destination: pathlib.Path) -> None:
-    """Delete the temporary files of saves to ``destination`` whose process no longer runs.
-
-    A save killed mid-write leaves its ``.NAME.PID.tmp`` behind; for a replay buffer that is gigabytes, and
-    a job pre-empted again and again would fill the disk.
-    """
-    for stale in destination.parent.glob(f".{destination.name}.*.tmp"):
-        pid_text = stale.name[len(destination.name) + 2 : -len(".tmp")]
-        if not pid_text.isdigit() or int(pid_text) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid_text), 0)
-        except ProcessLookupError:
-            stale.unlink(missing_ok=True)
-        except PermissionError:
-            pass  # a live process of another user
 
 
 def _is_finite(loss: th.Tensor, optimizer: th.optim.Optimizer) -> bool:

@@ -14,7 +14,7 @@ from stable_baselines3.common.type_aliases import Schedule
 from stable_baselines3.sac.policies import Actor, SACPolicy
 from torch import nn
 
-from sb3_gaara.torch_layers import ComparisonModule, PixelDecoder, PixelEncoder, weight_init
+from sb3_gaara.common.torch_layers import ComparisonModule, PixelDecoder, PixelEncoder, weight_init
 
 #: ``conv_dtype`` names of :class:`GAARAPolicy` and the autocast dtype of each (``None``: no autocast)
 CONV_DTYPES: dict[str, th.dtype | None] = {"float32": None, "bfloat16": th.bfloat16}

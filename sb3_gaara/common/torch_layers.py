@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from sb3_gaara.crops import center_crop
-from sb3_gaara.losses import comparison_logits
+from sb3_gaara.common.crops import center_crop
+from sb3_gaara.common.losses import comparison_logits
 
 
 def weight_init(module: nn.Module) -> None:
@@ -195,7 +195,7 @@ class ComparisonModule(nn.Module):
     """The comparison module of SAC+GAARA §4.2: a learnable bilinear similarity ``q^T W k``.
 
     ``W`` starts uniform in ``[0, 1)``, as in CURL; the logits are computed by
-    :func:`sb3_gaara.losses.comparison_logits`.
+    :func:`sb3_gaara.common.losses.comparison_logits`.
     """
 
     def __init__(self, features_dim: int = 50) -> None:

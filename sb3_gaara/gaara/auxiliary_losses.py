@@ -10,7 +10,7 @@ so ``model.save`` keeps them with the policy and the optimizers with the callbac
 
 A callback is given the comparison weight ``c`` as an argument and never writes the model's state: the
 model anneals ``c`` after a step whose callback reports an applied annealing step. The weight is a float in
-the eager update and a device tensor inside a CUDA graph (:mod:`sb3_gaara.cuda_graphs`), whose value the
+the eager update and a device tensor inside a CUDA graph (:mod:`sb3_gaara.common.cuda_graphs`), whose value the
 host feeds in before each replay.
 """
 
@@ -22,8 +22,8 @@ import torch as th
 import torch.nn.functional as F
 from torch import nn
 
-from sb3_gaara.buffers import AugmentedReplayBufferSamples
-from sb3_gaara.losses import (
+from sb3_gaara.common.buffers import AugmentedReplayBufferSamples
+from sb3_gaara.common.losses import (
     comparison_logits,
     info_nce_loss,
     preprocess_reconstruction_target,
@@ -31,9 +31,9 @@ from sb3_gaara.losses import (
 )
 
 if TYPE_CHECKING:
-    from sb3_gaara.gaara_sac import GAARASAC
-    from sb3_gaara.policies import GAARAPolicy
-    from sb3_gaara.torch_layers import PixelDecoder
+    from sb3_gaara.common.torch_layers import PixelDecoder
+    from sb3_gaara.gaara.gaara_sac import GAARASAC
+    from sb3_gaara.gaara.policies import GAARAPolicy
 
 
 class AuxiliaryLossCallback(nn.Module):

@@ -8,11 +8,12 @@ with a single launch.
 A graph replays fixed kernels on fixed memory, so :class:`GraphedGradientStep` splits each update in two:
 
 * **on the host**, what must be drawn there to stay identical to the eager update: the replay buffer draws
-  the transitions with SB3's ``np.random`` calls (:meth:`~sb3_gaara.buffers.AugmentedPixelReplayBuffer.sample_transitions`),
-  and their frame slots, actions, rewards and dones, with the current comparison weight, are copied into
-  static device tensors (two small asynchronous copies from pinned memory, no synchronisation);
+  the transitions with SB3's ``np.random`` calls
+  (:meth:`~sb3_gaara.common.buffers.AugmentedPixelReplayBuffer.sample_transitions`), and their frame slots,
+  actions, rewards and dones, with the current comparison weight, are copied into static device tensors
+  (two small asynchronous copies from pinned memory, no synchronisation);
 * **in the graph**, everything else, in the eager order: the crops gathered from the frame store on the GPU
-  (:meth:`~sb3_gaara.buffers.AugmentedPixelReplayBuffer.crop_views`, random offsets drawn by ``th.randint``
+  (:meth:`~sb3_gaara.common.buffers.AugmentedPixelReplayBuffer.crop_views`, random offsets drawn by ``th.randint``
   on the device), then ``GAARASAC._gradient_step`` itself, the very code of the eager update.
 
 The update's cadence (actor and temperature, EMA targets, auxiliary losses, each on its own period) makes
@@ -39,10 +40,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch as th
 
-from sb3_gaara.buffers import SampledTransitions
+from sb3_gaara.common.buffers import SampledTransitions
 
 if TYPE_CHECKING:
-    from sb3_gaara.gaara_sac import GAARASAC, UpdatePhase
+    from sb3_gaara.gaara.gaara_sac import GAARASAC, UpdatePhase
 
 
 @contextlib.contextmanager

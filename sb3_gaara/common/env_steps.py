@@ -1,0 +1,35 @@
+"""Environment steps: the papers' x-axis, counted in one place.
+
+SAC+AE, CURL, DrQ and SAC+GAARA count *environment steps*: simulator steps after action repeat. SB3 and
+the RL Zoo count *agent steps* (``model.num_timesteps``, one per ``env.step`` call and parallel env). On
+cheetah-run (action repeat 4), 100k environment steps are 25k agent steps.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+from stable_baselines3.common.vec_env import VecEnv
+
+
+def env_steps(num_timesteps: int, action_repeat: int) -> int:
+    """Environment steps of ``num_timesteps`` agent steps (SB3's count, every parallel env included)."""
+    return num_timesteps * action_repeat
+
+
+def get_action_repeat(env: gym.Env | VecEnv) -> int:
+    """Simulator steps per agent step of ``env``: its ``action_repeat`` attribute, or 1 if it has none.
+
+    Looks through gymnasium and SB3 wrappers (e.g. ``VecFrameStack`` over ``make_vec_env``) and checks
+    that every sub-environment of a ``VecEnv`` agrees.
+    """
+    if isinstance(env, VecEnv):
+        if not env.has_attr("action_repeat"):
+            return 1
+        values = {int(value) for value in env.get_attr("action_repeat")}
+        if len(values) != 1:
+            raise ValueError(f"The sub-environments use different action repeats {sorted(values)}; env steps are ambiguous.")
+        return values.pop()
+    try:
+        return int(env.get_wrapper_attr("action_repeat"))
+    except AttributeError:
+        return 1
