@@ -17,7 +17,8 @@ from stable_baselines3.common.buffers import ReplayBuffer
 
 from sb3_gaara import GAARASAC
 from sb3_gaara.common.cuda_graphs import GraphedGradientStep
-from sb3_gaara.gaara.gaara_sac import VARIANTS, UpdatePhase
+from sb3_gaara.gaara.gaara_sac import UpdatePhase
+from sb3_gaara.gaara.variants import VARIANTS
 
 cuda = pytest.mark.skipif(not th.cuda.is_available(), reason="needs a CUDA device")
 

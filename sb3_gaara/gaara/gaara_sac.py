@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import pathlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import numpy as np
@@ -27,58 +26,11 @@ from sb3_gaara.common.cuda_graphs import GraphedGradientStep
 from sb3_gaara.common.durability import atomic_file
 from sb3_gaara.common.losses import anneal_comparison_lambda
 from sb3_gaara.common.preprocessing import check_pixel_observation_space
-from sb3_gaara.gaara.auxiliary_losses import (
-    AuxiliaryLossCallback,
-    ComparisonLossCallback,
-    DecoderDiscriminatorLossCallback,
-    JointLossCallback,
-    ReconstructionLossCallback,
-)
+from sb3_gaara.gaara.auxiliary_losses import AuxiliaryLossCallback
 from sb3_gaara.gaara.policies import CnnPolicy, GAARAActor, GAARACritic, GAARAPolicy
+from sb3_gaara.gaara.variants import VARIANTS
 
 SelfGAARASAC = TypeVar("SelfGAARASAC", bound="GAARASAC")
-
-
-@dataclass(frozen=True)
-class Variant:
-    """What one named variant trains the encoder with.
-
-    :param auxiliary_losses: the callbacks run after the SAC updates, in order
-    :param use_decoder: whether the policy builds the pixel decoder
-    :param use_comparison: whether the policy builds the bilinear ``W``
-    :param anchor_crop: crop of the contrastive anchor, ``"center"`` or ``"random"``
-    :param source: where the variant comes from
-    """
-
-    auxiliary_losses: tuple[type[AuxiliaryLossCallback], ...]
-    use_decoder: bool
-    use_comparison: bool
-    anchor_crop: str
-    source: str
-
-
-VARIANTS: dict[str, Variant] = {
-    "gaara": Variant(
-        (ReconstructionLossCallback, ComparisonLossCallback), True, True, "center", "SAC+GAARA §4, Algorithm 1 (default)"
-    ),
-    "sac_ae": Variant(
-        (ReconstructionLossCallback,), True, False, "center", "SAC+AE (Yarats et al. 2019): reconstruction only"
-    ),
-    "contrastive": Variant(
-        (ComparisonLossCallback,), False, True, "center", "CURL-like: comparison loss only, no decoder (SAC+GAARA baseline)"
-    ),
-    "joint": Variant((JointLossCallback,), True, True, "center", "SAC+GAARA §5.1: one joint reconstruction+comparison step"),
-    "random_anchor": Variant(
-        (ReconstructionLossCallback, ComparisonLossCallback), True, True, "random", "SAC+GAARA §5.2: random-crop anchor"
-    ),
-    "decoder_discriminator": Variant(
-        (ReconstructionLossCallback, DecoderDiscriminatorLossCallback),
-        True,
-        False,
-        "center",
-        "SAC+GAARA §5.3: decoder as discriminator (collapses in the paper)",
-    ),
-}
 
 
 class UpdatePhase(NamedTuple):
@@ -141,6 +93,8 @@ class GAARASAC(SAC):
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"CnnPolicy": CnnPolicy, "GAARAPolicy": GAARAPolicy}
     #: variant a bare constructor trains; subclasses (``SACAE``, ``CURLSAC``) change it
     default_variant: ClassVar[str] = "gaara"
+    #: ``--algo`` name in the RL Zoo
+    zoo_name: ClassVar[str] = "gaara_sac"
     policy: GAARAPolicy
     actor: GAARAActor
     critic: GAARACritic
@@ -212,9 +166,8 @@ class GAARASAC(SAC):
         self.decoder_update_freq = decoder_update_freq
         self.decoder_latent_lambda = decoder_latent_lambda
         self.decoder_weight_lambda = decoder_weight_lambda
-        self.comparison_lambda = (
-            comparison_lambda if VARIANTS[variant].auxiliary_losses != (ReconstructionLossCallback,) else 0.0
-        )
+        # A variant without an annealed comparison weight keeps c = 0 (it has no comparison loss to weight).
+        self.comparison_lambda = comparison_lambda if VARIANTS[variant].anneals else 0.0
         self.comparison_lambda_min = comparison_lambda_min
         self.comparison_lambda_decay = comparison_lambda_decay
         self.encoder_lr = encoder_lr
@@ -730,6 +683,7 @@ class SACAE(GAARASAC):
     """
 
     default_variant: ClassVar[str] = "sac_ae"
+    zoo_name: ClassVar[str] = "sac_ae"
 
 
 class CURLSAC(GAARASAC):
@@ -740,3 +694,8 @@ class CURLSAC(GAARASAC):
     """
 
     default_variant: ClassVar[str] = "contrastive"
+    zoo_name: ClassVar[str] = "curl_sac"
+
+
+#: The algorithms of the family, each registered in the RL Zoo under its ``zoo_name``.
+ALGORITHMS: tuple[type[GAARASAC], ...] = (GAARASAC, SACAE, CURLSAC)
