@@ -155,7 +155,7 @@ def test_auxiliary_update_trains_encoder_decoder_and_W_only(filled_model, monkey
     assert_still(before, after, Q_HEADS + ACTOR_OWN + TARGET)
 
 
-# What each auxiliary step alone trains: (variant, callback) -> (moves the decoder?, moves W?)
+# What each auxiliary step alone trains: (variant, loss) -> (moves the decoder?, moves W?)
 CALLBACK_TARGETS = {
     ("sac_ae", "reconstruction"): (True, False),
     ("gaara", "reconstruction"): (True, False),
@@ -171,11 +171,16 @@ def test_each_auxiliary_step_trains_the_encoder_and_its_own_modules(filled_model
     moves_decoder, moves_w = CALLBACK_TARGETS[(variant, name)]
     model = filled_model(variant=variant)
     replay_data = model.replay_buffer.sample(BATCH_SIZE)
+    batch = model._auxiliary_batch(replay_data, model.policy.scale_images(replay_data.observations), conv_features=None)
     before, weight = snapshot(model), model.comparison_lambda
-    metrics, applied = model.auxiliary_losses[name].on_gradient_step(model, replay_data, weight)
+    auxiliary = model.auxiliary_losses[name]
+    loss, metrics = auxiliary(model.policy, batch, weight)
+    unchanged = snapshot(model)
+    assert all(th.equal(before[key], unchanged[key]) for key in before)  # a loss computes, it writes nothing
+    assert model.comparison_lambda == weight
+    assert model.optimize(loss, auxiliary.optimizer)
     after = snapshot(model)
-    assert applied and metrics and all(th.isfinite(v) for v in metrics.values())
-    assert model.comparison_lambda == weight  # a callback never writes the model's state: the model anneals
+    assert metrics and all(th.isfinite(v) for v in metrics.values())
     assert_moved(before, after, CONVS)
     assert_moved(before, after, CRITIC_ENCODER_HEAD)
     if model.policy.decoder is not None:
@@ -208,13 +213,11 @@ def test_actor_update_and_auxiliary_loss_share_one_conv_pass(filled_model):
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_shared_conv_features_give_the_update_of_a_fresh_pass(filled_model, monkeypatch, variant):
+def test_reusing_the_conv_features_gives_the_update_of_a_fresh_pass(filled_model, monkeypatch, variant):
     shared, fresh = filled_model(variant=variant), filled_model(variant=variant)
-    policy = fresh.policy
-    # Without the sharing every encode computes its own conv features, as in the paper's code.
-    monkeypatch.setattr(
-        policy, "share_conv_features", lambda obs: policy.critic_encoder.forward_conv(policy.scale_images(obs))
-    )
+    # Without the reuse every auxiliary loss computes its own conv features, as in the paper's code.
+    build_batch = fresh._auxiliary_batch
+    monkeypatch.setattr(fresh, "_auxiliary_batch", lambda *args: build_batch(*args)._replace(conv_features=None))
     for model in (shared, fresh):
         th.manual_seed(7)
         np.random.seed(7)
@@ -224,35 +227,22 @@ def test_shared_conv_features_give_the_update_of_a_fresh_pass(filled_model, monk
         assert th.equal(tensor, fresh_state[name]), name
 
 
-def test_shared_conv_features_serve_one_encode_and_never_outlive_a_conv_update(filled_model):
-    model = filled_model()
-    policy = model.policy
-    passes = count_conv_passes(model)
-    obs = model.replay_buffer.sample(BATCH_SIZE).observations
-    other = model.replay_buffer.sample(BATCH_SIZE).observations
-    with policy.scaled_image_cache():
-        policy.share_conv_features(obs)
-        policy.encode(obs)
-        assert len(passes) == 1  # served by the shared features
-        policy.encode(obs)
-        assert len(passes) == 2  # they serve once
-        # The actor's optimizer holds no convolution: shared features survive its step.
-        features = policy.share_conv_features(obs).detach()
-        actions, _ = model.actor.action_log_prob_from_features(model.actor.features_extractor.forward_head(features))
-        model.optimize(actions.pow(2).mean(), model.actor.optimizer)
-        policy.encode(obs)
-        assert len(passes) == 3
-        # The critic's optimizer moves the convolutions: shared features computed before are dropped.
-        policy.share_conv_features(obs)
-        model.optimize(policy.encode(other).pow(2).mean(), model.critic.optimizer)
-        assert len(passes) == 5
-        latent = policy.encode(obs)
-        assert len(passes) == 6
-        assert th.equal(latent, policy.critic_encoder(policy.scale_images(obs)))
-    # Outside a gradient step nothing is kept.
-    policy.share_conv_features(obs)
-    policy.encode(obs)
-    assert len(passes) == 9
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_only_the_first_auxiliary_loss_gets_the_conv_features(filled_model, monkeypatch, variant):
+    model = filled_model(variant=variant)
+    received: list[tuple[int, str, bool]] = []
+    for name, auxiliary in model.auxiliary_losses.items():
+
+        def spy(policy, batch, weight, name=name, forward=auxiliary.forward):
+            received.append((model._n_updates, name, batch.conv_features is not None))
+            if batch.conv_features is not None:  # the conv maps of the scaled observations, by the current convs
+                assert th.equal(batch.conv_features, policy.critic_encoder.forward_conv(batch.scaled))
+            return forward(policy, batch, weight)
+
+        monkeypatch.setattr(auxiliary, "forward", spy)
+    model.train(gradient_steps=2, batch_size=BATCH_SIZE)
+    names = list(model.auxiliary_losses)
+    assert received == [(update, name, i == 0) for update in (0, 1) for i, name in enumerate(names)]
 
 
 def test_reconstruction_target_has_the_layout_of_the_decoder_output(filled_model, monkeypatch):
@@ -385,8 +375,8 @@ def test_update_cadence_follows_the_global_update_counter(filled_model, monkeypa
     monkeypatch.setattr(model.actor.optimizer, "step", counting("actor", model.actor.optimizer.step))
     monkeypatch.setattr(model.ent_coef_optimizer, "step", counting("ent_coef", model.ent_coef_optimizer.step))
     monkeypatch.setattr(gaara_sac_module, "polyak_update", counting("polyak", gaara_sac_module.polyak_update))
-    for name, callback in model.auxiliary_losses.items():
-        monkeypatch.setattr(callback, "on_gradient_step", counting(name, callback.on_gradient_step))
+    for name, auxiliary in model.auxiliary_losses.items():
+        monkeypatch.setattr(auxiliary, "forward", counting(name, auxiliary.forward))
 
     model.train(gradient_steps=7, batch_size=BATCH_SIZE)  # updates 0 .. 6
     model.train(gradient_steps=3, batch_size=BATCH_SIZE)  # updates 7 .. 9: the phase carries over

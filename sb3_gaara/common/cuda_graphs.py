@@ -165,8 +165,7 @@ class GraphedGradientStep:
         def record(name: str, value: th.Tensor) -> None:
             metrics[name] = value.detach()
 
-        with model.policy.scaled_image_cache():
-            anneal = model._gradient_step(replay_data, record, comparison_lambda)
+        anneal = model._gradient_step(replay_data, record, comparison_lambda)
         return metrics, anneal
 
     def step(

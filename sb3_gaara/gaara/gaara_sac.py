@@ -26,7 +26,7 @@ from sb3_gaara.common.cuda_graphs import GraphedGradientStep
 from sb3_gaara.common.durability import atomic_file
 from sb3_gaara.common.losses import anneal_comparison_lambda
 from sb3_gaara.common.preprocessing import check_pixel_observation_space
-from sb3_gaara.gaara.auxiliary_losses import AuxiliaryLossCallback
+from sb3_gaara.gaara.auxiliary_losses import AuxiliaryBatch, AuxiliaryLoss, AuxiliarySettings
 from sb3_gaara.gaara.policies import CnnPolicy, GAARAActor, GAARACritic, GAARAPolicy
 from sb3_gaara.gaara.variants import VARIANTS
 
@@ -282,11 +282,16 @@ class GAARASAC(SAC):
                 betas=(0.5, 0.999),
                 **self.policy.adam_kwargs(),
             )
-        self.auxiliary_losses = nn.ModuleDict()
-        for callback_class in variant.auxiliary_losses:
-            callback = callback_class()
-            callback.init_callback(self)
-            self.auxiliary_losses[callback.name] = callback
+        settings = AuxiliarySettings(
+            encoder_lr=self.encoder_lr,
+            decoder_lr=self.decoder_lr,
+            comparison_lr=self.comparison_lr,
+            decoder_latent_lambda=self.decoder_latent_lambda,
+            decoder_weight_lambda=self.decoder_weight_lambda,
+        )
+        self.auxiliary_losses = nn.ModuleDict(
+            {loss_class.name: loss_class(self.policy, settings) for loss_class in variant.auxiliary_losses}
+        )
         # ContinuousCritic keeps its Q heads in a plain list (each also registered as a submodule).
         self._q_parameters = [p for q_net in self.critic.q_networks for p in q_net.parameters()]
         self._q_target_parameters = [p for q_net in self.critic_target.q_networks for p in q_net.parameters()]
@@ -331,10 +336,13 @@ class GAARASAC(SAC):
         optimizers = [self.actor.optimizer, self.critic.optimizer]
         if self.ent_coef_optimizer is not None:
             optimizers.append(self.ent_coef_optimizer)
-        for callback in self.auxiliary_losses.values():
-            assert isinstance(callback, AuxiliaryLossCallback) and callback.optimizer is not None
-            optimizers.append(callback.optimizer)
-        return optimizers
+        return optimizers + [auxiliary.optimizer for auxiliary in self._auxiliary_losses()]
+
+    def _auxiliary_losses(self) -> list[AuxiliaryLoss]:
+        """The variant's auxiliary losses, in the order they are applied."""
+        losses = list(self.auxiliary_losses.values())
+        assert all(isinstance(loss, AuxiliaryLoss) for loss in losses)
+        return losses  # type: ignore[return-value]
 
     def update_phase(self, step: int) -> UpdatePhase:
         """The parts of the update that gradient step number ``step`` (``model._n_updates``, counted from 0) runs.
@@ -370,8 +378,7 @@ class GAARASAC(SAC):
             for _ in range(gradient_steps):
                 if self._graphed_step is None:
                     replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
-                    with self.policy.scaled_image_cache():
-                        anneal = self._gradient_step(replay_data, record, self.comparison_lambda)
+                    anneal = self._gradient_step(replay_data, record, self.comparison_lambda)
                 else:
                     transitions = self.replay_buffer.sample_transitions(batch_size, env=self._vec_normalize_env)
                     anneal = self._graphed_step.step(transitions, self.comparison_lambda, record)
@@ -401,38 +408,47 @@ class GAARASAC(SAC):
         """
         phase = self.update_phase(self._n_updates)
         policy = self.policy
+        encoder = policy.critic_encoder
         ent_coef = th.exp(self.log_ent_coef.detach()) if self.log_ent_coef is not None else self.ent_coef_tensor
         record("ent_coef", ent_coef)
 
-        # 1. Critic: y = r + gamma (1 - d) (min Q_target(s', a') - alpha log pi(a'|s')), a' ~ pi(s').
+        # The images as floats in [0, 1], each converted once: the observations serve the critic, the actor and the
+        # auxiliary losses.
+        obs = policy.scale_images(replay_data.observations)
         with th.no_grad():
             next_obs = policy.scale_images(replay_data.next_observations)
+
+        # 1. Critic: y = r + gamma (1 - d) (min Q_target(s', a') - alpha log pi(a'|s')), a' ~ pi(s').
+        with th.no_grad():
             next_actions, next_log_prob = self.actor.action_log_prob_from_features(self.actor.features_extractor(next_obs))
             next_q_values = th.cat(self.critic_target.q_from_features(policy.target_encoder(next_obs), next_actions), dim=1)
             next_q_values, _ = th.min(next_q_values, dim=1, keepdim=True)
             next_q_values = next_q_values - ent_coef * next_log_prob.reshape(-1, 1)
             target_q_values = replay_data.rewards + (1 - replay_data.dones) * self.gamma * next_q_values
-        obs = policy.scale_images(replay_data.observations)
-        current_q_values = self.critic.q_from_features(policy.critic_encoder(obs), replay_data.actions)
+        current_q_values = self.critic.q_from_features(encoder(obs), replay_data.actions)
         critic_loss = sum(F.mse_loss(current_q, target_q_values) for current_q in current_q_values)
         assert isinstance(critic_loss, th.Tensor)
         record("critic_loss", critic_loss)
         self.optimize(critic_loss, self.critic.optimizer)
 
-        # 2. Actor and temperature. One conv pass serves both the actor's head and the critic's: the actor
-        # sees its tied convolutions detached, and Q(s, pi(s)) must not move the critic's encoder either.
+        # 2. The conv features of the observations after the critic's step, computed once. The actor step reads them
+        # detached; neither it nor the EMA moves the convolutions, so the first auxiliary loss reuses them, with the
+        # graph its backward needs.
+        conv_features = None
+        if phase.actor or phase.auxiliary:
+            with th.set_grad_enabled(phase.auxiliary):
+                conv_features = encoder.forward_conv(obs)
+
+        # 3. Actor and temperature. The actor sees its tied convolutions detached, and Q(s, pi(s)) must not move the
+        # critic's encoder either.
         if phase.actor:
-            if phase.auxiliary:
-                # With gradient: the auxiliary loss that follows reuses these features and their graph.
-                conv_features = policy.share_conv_features(replay_data.observations).detach()
-            else:
-                with th.no_grad():
-                    conv_features = policy.critic_encoder.forward_conv(obs)
+            assert conv_features is not None
+            features = conv_features.detach()
             with th.no_grad():
-                critic_features = policy.critic_encoder.forward_head(conv_features)
+                critic_features = encoder.forward_head(features)
             actor_encoder = self.actor.features_extractor
-            assert isinstance(actor_encoder, type(policy.critic_encoder))
-            actions_pi, log_prob = self.actor.action_log_prob_from_features(actor_encoder.forward_head(conv_features))
+            assert isinstance(actor_encoder, type(encoder))
+            actions_pi, log_prob = self.actor.action_log_prob_from_features(actor_encoder.forward_head(features))
             log_prob = log_prob.reshape(-1, 1)
             q_values_pi = th.cat(self.critic.q_from_features(critic_features, actions_pi), dim=1)
             min_qf_pi, _ = th.min(q_values_pi, dim=1, keepdim=True)
@@ -447,21 +463,37 @@ class GAARASAC(SAC):
                 record("ent_coef_loss", ent_coef_loss)
                 self.optimize(ent_coef_loss, self.ent_coef_optimizer)
 
-        # 3. EMA targets: Q heads with tau, encoder with encoder_tau.
+        # 4. EMA targets: Q heads with tau, encoder with encoder_tau.
         if phase.targets:
             polyak_update(self._q_parameters, self._q_target_parameters, self.tau)
             polyak_update(self._encoder_parameters, self._encoder_target_parameters, self.encoder_tau)
 
-        # 4. Auxiliary losses, in order (reconstruction, then comparison); the caller anneals c.
+        # 5. Auxiliary losses, in order (reconstruction, then comparison). Each step moves the encoder, so only the
+        # first loss gets the conv features of step 2. The caller anneals c.
         anneal = False
         if phase.auxiliary:
-            for callback in self.auxiliary_losses.values():
-                assert isinstance(callback, AuxiliaryLossCallback)
-                values, applied = callback.on_gradient_step(self, replay_data, comparison_lambda)
+            batch = self._auxiliary_batch(replay_data, obs, conv_features)
+            for auxiliary in self._auxiliary_losses():
+                loss, values = auxiliary(policy, batch, comparison_lambda)
+                applied = self.optimize(loss, auxiliary.optimizer)
                 for name, value in values.items():
                     record(name, value)
-                anneal = anneal or (applied and callback.anneals)
+                anneal = anneal or (applied and auxiliary.anneals)
+                batch = batch._replace(conv_features=None)
         return anneal
+
+    def _auxiliary_batch(
+        self, replay_data: AugmentedReplayBufferSamples, obs: th.Tensor, conv_features: th.Tensor | None
+    ) -> AuxiliaryBatch:
+        """The images the variant's auxiliary losses read, each view scaled once (see :class:`AuxiliaryBatch`)."""
+        views = {view for auxiliary in self._auxiliary_losses() for view in auxiliary.views}
+        anchor = positive = None
+        if "anchor" in views:
+            center = replay_data.obs_anchor is replay_data.observations
+            anchor = obs if center else self.policy.scale_images(replay_data.obs_anchor)
+        if "positive" in views:
+            positive = self.policy.scale_images(replay_data.obs_pos)
+        return AuxiliaryBatch(replay_data.observations, obs, anchor, positive, conv_features)
 
     def optimize(self, loss: th.Tensor, optimizer: th.optim.Optimizer) -> bool:
         """Apply ``loss`` with ``optimizer`` (zero_grad, backward, step): the one place every loss of the model,
@@ -470,8 +502,6 @@ class GAARASAC(SAC):
         With ``skip_nonfinite_updates`` a non-finite loss or gradient is not applied: its gradients are
         dropped, the skip is counted, and ``False`` is returned so that dependent steps (annealing) skip too.
         """
-        if self._updates_convolutions(optimizer):
-            self.policy.forget_conv_features()
         optimizer.zero_grad()
         loss.backward()
         if self.skip_nonfinite_updates and not _is_finite(loss, optimizer):
@@ -480,11 +510,6 @@ class GAARASAC(SAC):
             return False
         optimizer.step()
         return True
-
-    def _updates_convolutions(self, optimizer: th.optim.Optimizer) -> bool:
-        """Whether ``optimizer`` holds any of the critic's (tied) conv weights."""
-        conv_ids = {id(param) for param in self.policy.critic_encoder.convs.parameters()}
-        return any(id(param) in conv_ids for group in optimizer.param_groups for param in group["params"])
 
     def _log_and_check(self, metrics: dict[str, list[tuple[int, th.Tensor]]], error: Exception | None = None) -> None:
         """Log the mean of each metric; stop at the first non-finite loss or parameter, naming it and its update.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import torch as th
@@ -151,8 +149,6 @@ class GAARAPolicy(SACPolicy):
                 f"image_size={image_size}; set image_size only."
             )
         self.image_size = image_size
-        self._scaled_images: dict[int, tuple[th.Tensor, th.Tensor]] | None = None
-        self._shared_conv_features: dict[int, tuple[th.Tensor, th.Tensor]] | None = None
         self.log_std_min = log_std_min
         self.log_std_max = log_std_max
         self.use_decoder = use_decoder
@@ -250,63 +246,17 @@ class GAARAPolicy(SACPolicy):
     def scale_images(self, obs: th.Tensor) -> th.Tensor:
         """uint8 images to floats in ``[0, 1]``, as SB3's ``preprocess_obs`` does for image spaces.
 
-        The float copy is made directly in the encoders' memory format. Inside :meth:`scaled_image_cache`
-        each image tensor is scaled once: one gradient step reads the same observations in up to four
-        losses, and on the CPU the conversion costs about a tenth of the update.
+        The float copy is made directly in the encoders' memory format, so that the encoders need no second copy.
         """
-        cache = self._scaled_images
-        if cache is not None and id(obs) in cache and cache[id(obs)][0] is obs:
-            return cache[id(obs)][1]
         scaled = obs.to(dtype=th.float32, memory_format=self.critic_encoder.memory_format)
         if self.normalize_images:
             scaled = scaled.div_(255.0)
-        if cache is not None:
-            cache[id(obs)] = (obs, scaled)  # keeps obs alive, so its id cannot be reused within the step
         return scaled
 
-    @contextlib.contextmanager
-    def scaled_image_cache(self) -> Iterator[None]:
-        """Within this block (one gradient step), :meth:`scale_images` converts each image tensor once and
-        :meth:`share_conv_features` can hand conv features to the next :meth:`encode`."""
-        self._scaled_images = {}
-        self._shared_conv_features = {}
-        try:
-            yield
-        finally:
-            self._scaled_images = None
-            self._shared_conv_features = None
-
-    def share_conv_features(self, obs: th.Tensor) -> th.Tensor:
-        """Conv features of uint8 images by the critic's convolutions, with gradient, kept for the next
-        :meth:`encode` of the same tensor.
-
-        The actor step needs the conv features of the observations after the critic's update, and the
-        reconstruction (or anchor) loss that follows needs the very same ones: the actor step moves neither
-        the convolutions nor the critic's head. Computed here once, with the graph the auxiliary loss will
-        backpropagate through, they save one encoder pass on every actor update. The caller detaches them
-        for its own use; :meth:`forget_conv_features` drops them as soon as the convolutions may change.
-        """
-        conv_features = self.critic_encoder.forward_conv(self.scale_images(obs))
-        if self._shared_conv_features is not None and th.is_grad_enabled():
-            self._shared_conv_features[id(obs)] = (obs, conv_features)
-        return conv_features
-
-    def forget_conv_features(self) -> None:
-        """Drop the features kept by :meth:`share_conv_features` (called before any update of the convolutions)."""
-        if self._shared_conv_features:
-            self._shared_conv_features.clear()
-
     def encode(self, obs: th.Tensor, target: bool = False) -> th.Tensor:
-        """Latent code of uint8 images with the critic's (or the target critic's) encoder.
-
-        Conv features shared by :meth:`share_conv_features` are used once, then forgotten.
-        """
-        if target:
-            return self.target_encoder(self.scale_images(obs))
-        shared = self._shared_conv_features.pop(id(obs), None) if self._shared_conv_features else None
-        if shared is not None and shared[0] is obs:
-            return self.critic_encoder.forward_head(shared[1])
-        return self.critic_encoder(self.scale_images(obs))
+        """Latent code of uint8 images by the critic's (or with ``target``, the EMA target critic's) encoder."""
+        encoder = self.target_encoder if target else self.critic_encoder
+        return encoder(self.scale_images(obs))
 
     def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> GAARAActor:
         actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
