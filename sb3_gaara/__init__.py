@@ -9,10 +9,16 @@ from sb3_gaara.common.torch_layers import ComparisonModule, PixelDecoder, PixelE
 from sb3_gaara.envs import register_dmc_envs
 from sb3_gaara.envs.pixel_reach import register_pixel_reach
 from sb3_gaara.gaara.auxiliary_losses import (
+    AuxiliaryBatch,
+    AuxiliaryLoss,
     AuxiliaryLossCallback,
+    ComparisonLoss,
     ComparisonLossCallback,
+    DecoderDiscriminatorLoss,
     DecoderDiscriminatorLossCallback,
+    JointLoss,
     JointLossCallback,
+    ReconstructionLoss,
     ReconstructionLossCallback,
 )
 from sb3_gaara.gaara.gaara_sac import CURLSAC, GAARASAC, SACAE
@@ -49,14 +55,20 @@ __all__ = [
     "VARIANTS",
     "AugmentedPixelReplayBuffer",
     "AugmentedReplayBufferSamples",
+    "AuxiliaryBatch",
+    "AuxiliaryLoss",
     "AuxiliaryLossCallback",
     "CnnPolicy",
+    "ComparisonLoss",
     "ComparisonLossCallback",
     "ComparisonModule",
+    "DecoderDiscriminatorLoss",
     "DecoderDiscriminatorLossCallback",
     "GAARAPolicy",
+    "JointLoss",
     "JointLossCallback",
     "PixelDecoder",
     "PixelEncoder",
+    "ReconstructionLoss",
     "ReconstructionLossCallback",
 ]

@@ -363,8 +363,30 @@ class GAARASAC(SAC):
             self._graphed_step.reset()
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
-        # Adapted from SB3 2.7 SAC.train: same line order, with SAC+AE's update cadence, the detached
-        # actor encoder and the auxiliary-loss callbacks. The temperature's learning rate is not scheduled.
+        """``gradient_steps`` updates on batches of ``batch_size``: SB3's ``SAC.train`` loop, SAC+AE's update.
+
+        The loop is SB3 2.9's ``SAC.train``: training mode, the learning rates of the actor's and the critic's
+        optimizers from the schedule, one sample and one update per gradient step, ``_n_updates`` counted and the
+        losses logged under ``train/``. Each update (:meth:`_gradient_step`) is SAC+AE's, which SAC+GAARA's
+        Algorithm 1 builds on, and differs from SB3's on purpose:
+
+        * order: critic; then, every ``actor_update_freq`` steps, actor and temperature; then the EMA targets;
+          then the auxiliary losses. SB3 steps the temperature first, then the critic, then the actor.
+        * cadence: counted on the global ``_n_updates``, so that it stays in phase across ``train()`` calls and
+          loads; SB3 counts the EMA's interval within one call.
+        * critic loss: the sum of the two MSEs, without SB3's factor 0.5 (SAC+AE's).
+        * temperature: ``alpha * (-log pi - target_entropy)`` with ``alpha = exp(log_alpha)`` (SAC+AE's; SB3
+          differentiates ``log_alpha``), with its own Adam (``ent_coef_lr``, ``beta1 = 0.5``), not scheduled.
+        * the actor sees the critic's convolutions detached (SAC+AE §6), and ``Q(s, pi(s))`` reads the critic's
+          head on the same conv features without a gradient to the encoder.
+        * the actor's log-std is squashed by ``tanh`` into ``[-10, 2]`` (:class:`GAARAActor`) instead of clamped.
+        * the target uses ``gamma``: the frame-once buffer has no n-step returns (SB3 2.9's ``discounts``).
+        * the logged values are the means over the call; they and the parameters are checked for NaN/inf once
+          per call (:meth:`_log_and_check`), not read one by one with ``.item()``.
+
+        ``tests/test_sb3_guard.py`` fingerprints the SB3 functions this relies on: when an SB3 release changes one
+        of them, the test fails and this note must be checked against the new code.
+        """
         self.policy.set_training_mode(True)
         self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
 
