@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 import re
+import signal
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,9 +19,11 @@ import pytest
 from sb3_gaara import study
 from sb3_gaara.envs.pixel_reach import PIXEL_REACH_ID, PixelReachEnv, register_pixel_reach
 from sb3_gaara.study import (
+    AGENTS,
     CURVE_COLUMNS,
     PUBLISHED_SCORES,
     RunConfig,
+    StopRequest,
     aggregate_curves,
     build_grid,
     collect_run_timings,
@@ -28,10 +32,13 @@ from sb3_gaara.study import (
     resolve_task,
     results_markdown,
     run_directory,
+    run_jobs,
     run_training,
     score_at,
     write_curve_csv,
 )
+from sb3_gaara.study import cli as study_cli
+from sb3_gaara.study import run as study_run
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 
@@ -215,27 +222,25 @@ def test_plot_writes_png(tmp_path) -> None:
 
 
 def test_build_grid_presets_and_flags() -> None:
-    pairs, settings = build_grid(study._parse_args(["--cpu-scale"]))
+    pairs, settings = build_grid(study.parse_args(["--cpu-scale"]))
     assert pairs == [("pixel_reach", "gaara"), ("pixel_reach", "sac_ae"), ("pixel_reach", "contrastive")]
     assert settings["milestones"] == [2_500, 5_000] and settings["eval_every"] == 500
-    pairs, settings = build_grid(study._parse_args(["--cpu-scale", "--variants", "gaara", "--env-steps", "1200"]))
+    pairs, settings = build_grid(study.parse_args(["--cpu-scale", "--variants", "gaara", "--env-steps", "1200"]))
     assert pairs == [("pixel_reach", "gaara")] and settings["milestones"] == [1200]
-    pairs, settings = build_grid(study._parse_args(["--preset", "paper"]))
+    pairs, settings = build_grid(study.parse_args(["--preset", "paper"]))
     assert ("walker_walk", "sac_ae") in pairs and ("cheetah_run", "joint") in pairs
     assert ("walker_walk", "joint") not in pairs
     assert settings["env_steps"] == 100_000 and settings["eval_every"] == 10_000 and settings["eval_episodes"] == 10
     assert settings["milestones"] == [100_000]
-    pairs, settings = build_grid(
-        study._parse_args(["--tasks", "cheetah_run", "--algos", "ablations", "--env-steps", "500000"])
-    )
+    pairs, settings = build_grid(study.parse_args(["--tasks", "cheetah_run", "--algos", "ablations", "--env-steps", "500000"]))
     assert [agent for _, agent in pairs] == list(study.ABLATION_AGENTS)
     assert settings["milestones"] == [100_000, 500_000]
     with pytest.raises(SystemExit):
-        build_grid(study._parse_args(["--variants", "dreamer"]))
+        build_grid(study.parse_args(["--variants", "dreamer"]))
 
 
 def test_gpu_10min_preset_and_flags_over_it() -> None:
-    pairs, settings = build_grid(study._parse_args(["--preset", "gpu-10min"]))
+    pairs, settings = build_grid(study.parse_args(["--preset", "gpu-10min"]))
     assert pairs == [("cheetah_run", "gaara"), ("cheetah_run", "sac_ae")]
     assert settings["seeds"] == [0, 1] and settings["env_steps"] == 100_000 and settings["milestones"] == [100_000]
     assert settings["eval_every"] == 10_000 and settings["eval_episodes"] == 10
@@ -246,20 +251,20 @@ def test_gpu_10min_preset_and_flags_over_it() -> None:
     # Explicit flags win, including those that switch a preset's setting off.
     argv = ["--preset", "gpu-10min", "--device", "cpu", "--workers", "1", "--time-limit", "0", "--checkpoint-at-deadline"]
     argv += ["--no-cuda-graphs", "--checkpoint-every", "500", "--env-steps", "80", "--eval-every", "40"]
-    pairs, settings = build_grid(study._parse_args(argv))
+    pairs, settings = build_grid(study.parse_args(argv))
     assert pairs == [("cheetah_run", "gaara"), ("cheetah_run", "sac_ae")]
     assert (settings["device"], settings["workers"], settings["time_limit"]) == ("cpu", 1, 0)
     assert settings["checkpoint_at_deadline"] is True and settings["model_kwargs"] == {"cuda_graphs": False}
     assert (settings["checkpoint_every"], settings["env_steps"], settings["eval_every"]) == (500, 80, 40)
     assert study.PRESETS["gpu-10min"]["model_kwargs"] == {"cuda_graphs": True}  # the flag did not edit the preset
     # Without a preset: the defaults of before, and --cuda-graphs alone.
-    _, settings = build_grid(study._parse_args(["--tasks", "cheetah_run", "--cuda-graphs"]))
+    _, settings = build_grid(study.parse_args(["--tasks", "cheetah_run", "--cuda-graphs"]))
     assert (settings["device"], settings["workers"], settings["time_limit"]) == ("auto", 1, None)
     assert settings["checkpoint_at_deadline"] is True and settings["model_kwargs"] == {"cuda_graphs": True}
-    _, settings = build_grid(study._parse_args(["--tasks", "cheetah_run"]))
+    _, settings = build_grid(study.parse_args(["--tasks", "cheetah_run"]))
     assert settings["model_kwargs"] == {}
     with pytest.raises(SystemExit, match="time-limit"):
-        build_grid(study._parse_args(["--time-limit", "-5"]))
+        build_grid(study.parse_args(["--time-limit", "-5"]))
 
 
 def test_gpu_10min_preset_runs_its_grid_with_its_settings(tmp_path, monkeypatch, capsys) -> None:
@@ -270,7 +275,7 @@ def test_gpu_10min_preset_runs_its_grid_with_its_settings(tmp_path, monkeypatch,
         assert workers == 5
         return {"done": 1, "stopped": 4}
 
-    monkeypatch.setattr(study, "run_jobs", fake_run_jobs)
+    monkeypatch.setattr(study_cli, "run_jobs", fake_run_jobs)
     before = time.time()
     assert study.main(["--preset", "gpu-10min", "--device", "cpu", "--out", str(tmp_path)]) == 3
     assert [kind for kind, _ in jobs] == ["random", "train", "train", "train", "train"]
@@ -297,7 +302,7 @@ def test_cuda_asked_without_cuda_fails_before_any_run(tmp_path, monkeypatch) -> 
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(study, "run_jobs", lambda *args: pytest.fail("a run started"))
+    monkeypatch.setattr(study_cli, "run_jobs", lambda *args: pytest.fail("a run started"))
     out = tmp_path / "study"
     with pytest.raises(SystemExit, match=r"--device cuda was asked .* sees 0 CUDA devices .* pass --device cpu"):
         study.main(["--preset", "gpu-10min", "--out", str(out)])
@@ -332,6 +337,26 @@ def test_gpu_10min_preset_grid_on_the_cpu(tmp_path) -> None:
     assert "model_kwargs" not in config  # cuda_graphs is a speed option, not part of the run's identity
 
 
+def test_agents_are_the_variants_and_the_fixed_weight_ablations() -> None:
+    from sb3_gaara import VARIANTS
+
+    assert {key: agent.label for key, agent in AGENTS.items()} == {
+        "gaara": "GAARA",
+        "sac_ae": "SAC+AE",
+        "contrastive": "Contrastive",
+        "gaara_c1": "GAARA (c=1)",
+        "gaara_c05": "GAARA (c=0.5)",
+        "joint": "GAARA-joint",
+        "random_anchor": "GAARA-random-anchor",
+        "decoder_discriminator": "GAARA-decoder-disc",
+    }
+    assert list(AGENTS) == [*study.MAIN_AGENTS, *study.ABLATION_AGENTS]  # the order of --variants all
+    for name, variant in VARIANTS.items():
+        assert AGENTS[name] == study.AgentSpec(variant.label, name, {}, variant.source)
+    assert AGENTS["gaara_c1"].variant == AGENTS["gaara_c05"].variant == "gaara"
+    assert AGENTS["gaara_c05"].kwargs["comparison_lambda"] == AGENTS["gaara_c05"].kwargs["comparison_lambda_min"] == 0.5
+
+
 def test_resolve_task() -> None:
     assert resolve_task("cheetah_run").env_id == "dmc-cheetah-run"
     assert resolve_task("dmc-ball_in_cup-catch").name == "ball_in_cup_catch"
@@ -359,6 +384,30 @@ def _config(tmp_path: Path, **overrides) -> RunConfig:
     return RunConfig(**{**settings, **overrides})
 
 
+def test_a_run_that_ends_between_evaluations_is_evaluated_at_its_end_before_its_envs_close(tmp_path, monkeypatch) -> None:
+    events: list[str] = []
+    make_env = study_run.make_train_env
+
+    def recording_env(task, seed, eval_env=False):
+        env = make_env(task, seed, eval_env)
+        close = env.close
+        env.close = lambda: (events.append("close eval env" if eval_env else "close train env"), close())[1]
+        return env
+
+    monkeypatch.setattr(study_run, "make_train_env", recording_env)
+    evaluate = study_run.EnvStepEvalCallback.evaluate
+
+    def recording_evaluate(self, *args, **kwargs):
+        events.append(f"evaluate at {self.env_steps}")
+        return evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(study_run.EnvStepEvalCallback, "evaluate", recording_evaluate)
+    config = _config(tmp_path, env_steps=100)  # evaluations at 0, 40 and 80, then the run's end
+    assert run_training(config) == "done"
+    assert events[-3:] == ["evaluate at 100", "close train env", "close eval env"]
+    assert [row["step"] for row in read_curve_csv(Path(config.run_dir) / "curve.csv")] == [0, 40, 80, 100]
+
+
 def test_finished_runs_are_skipped(tmp_path) -> None:
     config = _config(tmp_path)
     Path(config.run_dir).mkdir()
@@ -374,23 +423,22 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch) -> N
     # keeps the test fast while the model, replay buffer, curve and counters go through a real checkpoint.
     config = _config(tmp_path)
     run_dir = Path(config.run_dir)
-    write_history = study._write_history
+    write_run_curve = study_run.write_run_curve
+    stop = StopRequest()
 
     def stop_after_40(path, history, *args):
-        write_history(path, history, *args)
+        write_run_curve(path, history, *args)
         if history[-1].env_steps >= 40:
-            study._stop_requested = True  # as SIGTERM would
+            stop.set()  # as SIGTERM would
 
-    monkeypatch.setattr(study, "_stop_requested", False)  # restored after the test, whatever happens
-    monkeypatch.setattr(study, "_write_history", stop_after_40)
-    assert run_training(config) == "stopped"
+    monkeypatch.setattr(study_run, "write_run_curve", stop_after_40)
+    assert run_training(config, stop) == "stopped"
     pointer = json.loads((run_dir / "checkpoint.json").read_text())
     assert pointer["env_steps"] == 40  # the checkpoint callback runs after the evaluation, in the same step
     assert (run_dir / pointer["dir"] / "replay_buffer.pkl").exists()
     assert [row["step"] for row in read_curve_csv(run_dir / "curve.csv")] == [0, 40]
 
-    monkeypatch.setattr(study, "_write_history", write_history)
-    study._stop_requested = False
+    monkeypatch.setattr(study_run, "write_run_curve", write_run_curve)
     with pytest.raises(ValueError, match="other settings"):
         run_training(_config(tmp_path, seed=1))
     assert run_training(config) == "done"
@@ -417,6 +465,47 @@ def test_model_kwargs_are_part_of_a_runs_identity_but_cuda_graphs_is_not(tmp_pat
         run_training(_config(tmp_path, model_kwargs={"batch_size": 16, "cuda_graphs": True}))
 
 
+def test_a_stop_signal_checkpoints_the_run_under_way_and_starts_no_other(tmp_path, monkeypatch) -> None:
+    """In this process (workers=1), SIGTERM sets the StopRequest that run_jobs gives its runs: the run under
+    way checkpoints (also without checkpoint_at_deadline: a stop is not the time limit) and stops, the next
+    job does not start, and the previous signal handler is back afterwards."""
+    write_run_curve = study_run.write_run_curve
+
+    def sigterm_after_40(path, history, *args):
+        write_run_curve(path, history, *args)
+        if history[-1].env_steps >= 40:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(study_run, "write_run_curve", sigterm_after_40)
+    first = _config(tmp_path, run_dir=str(tmp_path / "first"), checkpoint_at_deadline=False)
+    second = _config(tmp_path, run_dir=str(tmp_path / "second"), seed=1)
+    handler = signal.getsignal(signal.SIGTERM)
+    logged: list[str] = []
+    counts = run_jobs([("train", first), ("train", second)], str(tmp_path), 1, log=logged.append)
+    assert counts == {"stopped": 1, "not started": 1}
+    assert signal.getsignal(signal.SIGTERM) is handler
+    assert len(logged) == 1 and logged[0].startswith("[study] pixel_reach/gaara/seed_0: stopped (")
+    pointer = json.loads((tmp_path / "first" / "checkpoint.json").read_text())
+    assert pointer["env_steps"] == 40 and (tmp_path / "first" / pointer["dir"] / "replay_buffer.pkl").exists()
+    assert not (tmp_path / "first" / "stopped.json").exists() and not (tmp_path / "second").exists()
+    # A request made before the jobs: none starts.
+    stop = StopRequest()
+    stop.set()
+    assert run_jobs([("train", second)], str(tmp_path), 1, stop=stop) == {"not started": 1}
+    assert not (tmp_path / "second").exists()
+
+
+def test_a_run_resumes_across_a_new_wording_of_its_agent() -> None:
+    """The agents' descriptions now come from the variant table; a run directory of before still resumes."""
+    config = _config(Path("unused"))
+    stored = json.loads(json.dumps(config.identity()))
+    stored["agent_spec"]["description"] = "SAC+GAARA, comparison weight annealed 1 -> 0.5 (default)"
+    assert config.resumes(stored)
+    assert not _config(Path("unused"), seed=1).resumes(stored)
+    stored["agent_spec"]["kwargs"] = {"comparison_lambda": 1.0}
+    assert not config.resumes(stored)
+
+
 @pytest.mark.parametrize("checkpoint_at_deadline", [False, True])
 def test_run_stopped_by_the_deadline(tmp_path, monkeypatch, checkpoint_at_deadline) -> None:
     """Without checkpoint_at_deadline, a run stopped by the time limit keeps its curve and timing, no replay buffer."""
@@ -426,15 +515,15 @@ def test_run_stopped_by_the_deadline(tmp_path, monkeypatch, checkpoint_at_deadli
     )
     # The study's clock jumps past the deadline during the evaluation at 40 environment steps.
     offset = [0.0]
-    monkeypatch.setattr(study, "time", SimpleNamespace(time=lambda: time.time() + offset[0], sleep=time.sleep))
-    write_history = study._write_history
+    monkeypatch.setattr(study_run, "time", SimpleNamespace(time=lambda: time.time() + offset[0], sleep=time.sleep))
+    write_run_curve = study_run.write_run_curve
 
     def deadline_after_40(path, history, *args):
-        write_history(path, history, *args)
+        write_run_curve(path, history, *args)
         if history[-1].env_steps >= 40:
             offset[0] = 7200.0
 
-    monkeypatch.setattr(study, "_write_history", deadline_after_40)
+    monkeypatch.setattr(study_run, "write_run_curve", deadline_after_40)
     assert run_training(config) == "stopped"
     assert [row["step"] for row in read_curve_csv(run_dir / "curve.csv")] == [0, 40]
     timing = collect_run_timings(tmp_path)[("pixel_reach", "GAARA", 0)]

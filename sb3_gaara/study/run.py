@@ -1,0 +1,455 @@
+"""One run of the study: train one agent on one task with one seed, evaluated in environment steps,
+checkpointed and resumable; and the random-policy baseline of a task.
+
+A run directory (:func:`run_directory`) holds ``config.json`` (the run's identity), ``curve.csv``, the SB3
+logs of each session, the latest checkpoint (``ckpt_<env steps>/`` with model and replay buffer, named by
+``checkpoint.json``), and once finished ``final_model.zip`` and ``done.json``; a run stopped by the deadline
+without a checkpoint leaves ``stopped.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import VecEnv
+
+from sb3_gaara import GAARASAC
+from sb3_gaara.common.env_steps import env_steps, get_action_repeat
+from sb3_gaara.envs import register_dmc_envs
+from sb3_gaara.envs.pixel_reach import register_pixel_reach
+from sb3_gaara.evaluation import EnvStepEvalCallback, Evaluation, make_eval_env
+from sb3_gaara.study.catalogue import AGENTS, RANDOM_AGENT, RANDOM_LABEL, SPEED_ONLY_MODEL_KWARGS, TaskSpec
+from sb3_gaara.study.report import format_count, read_json, read_run_curve, write_json, write_run_curve
+
+if TYPE_CHECKING:
+    from sb3_gaara.study.scheduling import StopRequest
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one run needs; picklable, so that it can be sent to a worker process."""
+
+    task: TaskSpec
+    agent: str
+    seed: int
+    env_steps: int
+    eval_every: int
+    eval_episodes: int
+    checkpoint_every: int
+    run_dir: str
+    device: str = "auto"
+    buffer_size: int | None = None
+    deadline: float | None = None
+    threads: int | None = None
+    verbose: int = 0
+    #: ``GAARASAC`` arguments of every run of the study, applied over the task's and the agent's
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    #: ``False``: a run stopped by ``deadline`` just stops (curve written, no model or replay buffer saved)
+    checkpoint_at_deadline: bool = True
+
+    def identity(self) -> dict[str, Any]:
+        """Settings that must match to resume a run (everything but its length, device, deadline and the
+        :data:`SPEED_ONLY_MODEL_KWARGS`)."""
+        identity = {
+            "task": asdict(self.task),
+            "agent": self.agent,
+            "agent_spec": asdict(AGENTS[self.agent]) if self.agent in AGENTS else None,
+            "seed": self.seed,
+            "eval_every": self.eval_every,
+            "eval_episodes": self.eval_episodes,
+            "buffer_size": self.buffer_size,
+        }
+        model_kwargs = {key: value for key, value in self.model_kwargs.items() if key not in SPEED_ONLY_MODEL_KWARGS}
+        if model_kwargs:  # only then: the config.json of runs without extra arguments stays as it was, resumable
+            identity["model_kwargs"] = model_kwargs
+        return identity
+
+    def resumes(self, stored: Mapping[str, Any]) -> bool:
+        """Whether a run directory's ``config.json`` (``stored``) is this run's :meth:`identity`. The agent's
+        ``description`` is prose, not a setting: a run resumes across a change of its wording."""
+
+        def settings(identity: Mapping[str, Any]) -> Any:
+            settings = json.loads(json.dumps(identity))  # as stored: tuples become lists
+            if isinstance(settings.get("agent_spec"), dict):
+                settings["agent_spec"].pop("description", None)
+            return settings
+
+        return bool(settings(stored) == settings(self.identity()))
+
+
+def run_directory(out: str | os.PathLike, task: str, agent: str, seed: int | None = None) -> Path:
+    """``<out>/runs/<task>/<agent>/seed_<seed>`` (``<out>/runs/<task>/random`` for the random baseline)."""
+    path = Path(out) / "runs" / task / agent
+    return path if seed is None else path / f"seed_{seed}"
+
+
+def make_train_env(task: TaskSpec, seed: int, eval_env: bool = False) -> VecEnv:
+    """The task's env as the RL Zoo builds it: ``make_vec_env`` (with ``Monitor``) and ``VecFrameStack``.
+
+    The evaluation env is a separate instance seeded ``seed + 10_000``.
+    """
+    # A spawned worker starts with gymnasium's registry only: register the ids (entry-point strings, cheap).
+    register_pixel_reach()
+    register_dmc_envs()
+    return make_eval_env(task.env_id, dict(task.env_kwargs), task.frame_stack, seed + 10_000 if eval_env else seed)
+
+
+def describe_device(device: Any) -> str:
+    """``"cuda (NVIDIA H100 80GB HBM3)"`` or ``"cpu (16 cores)"``: what a reader needs to judge a run's speed."""
+    device = th.device(device)
+    if device.type == "cuda":
+        return f"{device} ({th.cuda.get_device_name(device)})"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return f"{device} ({format_count(cores, 'core')})"
+
+
+def check_device(device: str) -> None:
+    """Fail before any run starts if ``device`` cannot be used, rather than in every worker after minutes of setup."""
+    if device == "auto":  # SB3's word for "cuda if torch sees one, else cpu": always usable
+        return
+    try:
+        wanted = th.device(device)
+    except RuntimeError as error:
+        raise SystemExit(f"--device {device!r} is not a torch device ({error}); use auto, cpu or cuda.") from error
+    if wanted.type != "cuda":
+        return
+    count = th.cuda.device_count() if th.cuda.is_available() else 0
+    if count == 0 or (wanted.index is not None and wanted.index >= count):
+        raise SystemExit(
+            f"--device {device} was asked (by a flag or the preset), but torch {th.__version__} sees "
+            f"{format_count(count, 'CUDA device')} (built for CUDA {th.version.cuda}). Run on a machine with an NVIDIA "
+            "GPU and a CUDA build of torch, or pass --device cpu (or --device auto) to run the same grid on the CPU."
+        )
+
+
+# ----------------------------------------------------------------------------------------------------
+# The random-policy baseline.
+
+
+class _RandomPolicy:
+    """Uniform random actions, with ``predict``'s signature so that SB3's ``evaluate_policy`` can run it."""
+
+    def __init__(self, action_space: Any, seed: int) -> None:
+        self.action_space = action_space
+        self.action_space.seed(seed)
+
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False) -> Any:
+        return np.stack([self.action_space.sample() for _ in range(len(observation))]), None
+
+
+def evaluate_random_policy(task: TaskSpec, n_episodes: int, seed: int = 0) -> tuple[float, float]:
+    """Mean and std of the return of a uniform random policy over ``n_episodes`` on the task's eval env."""
+    env = make_train_env(task, seed, eval_env=True)
+    try:
+        rewards, _ = evaluate_policy(
+            _RandomPolicy(env.action_space, seed),  # type: ignore[arg-type]
+            env,
+            n_eval_episodes=n_episodes,
+            return_episode_rewards=True,
+        )
+    finally:
+        env.close()
+    return float(np.mean(rewards)), float(np.std(rewards))
+
+
+def run_random_baseline(task: TaskSpec, n_episodes: int, out: str | os.PathLike) -> str:
+    """Measure the random policy once per task into ``runs/<task>/random/baseline.json``; ``"skipped"`` if done."""
+    run_dir = run_directory(out, task.name, RANDOM_AGENT)
+    path = run_dir / "baseline.json"
+    done = read_json(path)
+    if done is not None and done.get("episodes", 0) >= n_episodes:
+        return "skipped"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    mean, std = evaluate_random_policy(task, n_episodes)
+    write_json(path, {"env": task.name, "agent": RANDOM_LABEL, "mean": mean, "std": std, "episodes": n_episodes})
+    return "done"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Callbacks of a run.
+
+
+class StudyCheckpointCallback(BaseCallback):
+    """Checkpoint every ``every`` environment steps; checkpoint and stop when ``stop`` is set (SIGTERM,
+    Ctrl-C), and stop at the deadline (there without the checkpoint if not ``save_at_deadline``: a one-shot
+    job could not use it).
+
+    :param save: writes a checkpoint
+    :param action_repeat: simulator steps per agent step
+    :param every: checkpoint every this many environment steps
+    :param deadline: ``time.time()`` at which the run stops (``None``: none)
+    :param save_at_deadline: whether to checkpoint when stopping at the deadline
+    :param stop: the stop request of the run's process (``None``: only the deadline stops the run)
+    """
+
+    def __init__(
+        self,
+        save: Callable[[], None],
+        action_repeat: int,
+        every: int,
+        deadline: float | None,
+        save_at_deadline: bool = True,
+        stop: StopRequest | None = None,
+    ) -> None:
+        super().__init__()
+        self.save = save
+        self.action_repeat = action_repeat
+        self.every = every
+        self.deadline = deadline
+        self.save_at_deadline = save_at_deadline
+        self.stop = stop
+        self.next_save = 0
+        self.stopped = False
+        self.saved_at_stop = False
+
+    def _on_training_start(self) -> None:
+        self.next_save = (env_steps(self.num_timesteps, self.action_repeat) // self.every + 1) * self.every
+
+    def _on_step(self) -> bool:
+        stop_requested = self.stop is not None and self.stop.is_set()
+        out_of_time = self.deadline is not None and time.time() >= self.deadline
+        if stop_requested or out_of_time:
+            if stop_requested or self.save_at_deadline:
+                self.save()
+                self.saved_at_stop = True
+            self.stopped = True
+            return False
+        steps = env_steps(self.num_timesteps, self.action_repeat)
+        if steps >= self.next_save:
+            self.save()
+            self.next_save = (steps // self.every + 1) * self.every
+        return True
+
+
+class _AfterEvaluation(BaseCallback):
+    """Calls ``action`` after each evaluation (an evaluation callback's ``callback_after_eval``)."""
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        super().__init__()
+        self.action = action
+
+    def _on_step(self) -> bool:
+        self.action()
+        return True
+
+
+# ----------------------------------------------------------------------------------------------------
+# A run, step by step.
+
+
+def run_training(config: RunConfig, stop: StopRequest | None = None) -> str:
+    """Train and evaluate one run, resuming from its checkpoint; return ``"done"``, ``"skipped"`` or ``"stopped"``.
+
+    ``"stopped"``: the deadline passed or ``stop`` was set; the run saved a checkpoint and resumes when
+    called again. Without ``config.checkpoint_at_deadline``, a run stopped by the deadline saves only its
+    curve and ``stopped.json`` (steps, wall time, device), and starts again from its last checkpoint, if
+    any, or from scratch.
+    """
+    run_dir = Path(config.run_dir)
+    status, pointer = _open_run_dir(config, run_dir)
+    if status is not None:
+        return status
+    if config.threads is not None:
+        th.set_num_threads(config.threads)
+    env = make_train_env(config.task, config.seed)
+    eval_env = make_train_env(config.task, config.seed, eval_env=True)
+    action_repeat = get_action_repeat(env)
+    agent_steps = math.ceil(config.env_steps / action_repeat)
+    if pointer is not None:
+        model, history, wall_time = _resume_model(config, env, pointer)
+    else:
+        model, history, wall_time = _new_model(config, env, agent_steps), [], 0.0
+    files = _RunFiles(config, model, action_repeat, wall_time)
+    _set_logger(model, run_dir, config.verbose)
+    eval_callback, checkpoint_callback = _callbacks(config, files, eval_env, history, stop)
+    files.start_clock()
+    try:
+        remaining = agent_steps - model.num_timesteps
+        if remaining > 0:
+            callbacks = CallbackList([eval_callback, checkpoint_callback])
+            model.learn(total_timesteps=remaining, callback=callbacks, reset_num_timesteps=pointer is None)
+        if checkpoint_callback.stopped:
+            if not checkpoint_callback.saved_at_stop:
+                files.record_stop()
+            return "stopped"
+        if not eval_callback.history or eval_callback.history[-1].env_steps < config.env_steps:
+            # The last agent step may fall short of the next evaluation (env_steps not a multiple of eval_every).
+            eval_callback.evaluate(during_rollout=False)
+    finally:
+        env.close()
+        eval_env.close()  # after the last evaluation, which steps it
+    files.finish()
+    return "done"
+
+
+def _open_run_dir(config: RunConfig, run_dir: Path) -> tuple[str | None, dict[str, Any] | None]:
+    """``("skipped", None)`` for a finished run, ``("stopped", None)`` past the deadline; otherwise the run
+    directory, made and checked against the run's identity (``config.json``), and ``(None, the pointer to
+    its checkpoint or None)``."""
+    done = read_json(run_dir / "done.json")
+    if done is not None and done["env_steps"] >= config.env_steps:
+        return "skipped", None
+    pointer = read_json(run_dir / "checkpoint.json")
+    if done is not None and pointer is None:
+        raise ValueError(
+            f"{run_dir} finished at {done['env_steps']} environment steps and kept no replay buffer, so it cannot be "
+            f"extended to {config.env_steps}. Use another --out directory, or delete the run directory to start it again."
+        )
+    if config.deadline is not None and time.time() >= config.deadline:
+        return "stopped", None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "stopped.json").unlink(missing_ok=True)  # the timing of an earlier session, no longer the latest
+    identity = config.identity()
+    stored = read_json(run_dir / "config.json")
+    if stored is not None and not config.resumes(stored):
+        raise ValueError(
+            f"{run_dir} holds a run with other settings ({stored}); it cannot be resumed with {identity}. "
+            "Use another --out directory, or delete the run directory to start it again."
+        )
+    write_json(run_dir / "config.json", identity)
+    return None, pointer
+
+
+def _resume_model(config: RunConfig, env: VecEnv, pointer: Mapping[str, Any]) -> tuple[GAARASAC, list[Evaluation], float]:
+    """The model and replay buffer of the checkpoint ``pointer`` names, the evaluations made up to it, and
+    the wall time of the sessions before."""
+    run_dir = Path(config.run_dir)
+    checkpoint = run_dir / pointer["dir"]
+    speed_kwargs = {key: value for key, value in config.model_kwargs.items() if key in SPEED_ONLY_MODEL_KWARGS}
+    model = GAARASAC.load(checkpoint / "model.zip", env=env, device=config.device, **speed_kwargs)
+    model.load_replay_buffer(checkpoint / "replay_buffer.pkl")
+    history = [
+        Evaluation(row["step"], row["episode_reward"], float(row.get("std", 0.0)), row["episode"])
+        for row in read_run_curve(run_dir / "curve.csv")
+        if row["step"] <= pointer["env_steps"]
+    ]
+    return model, history, float(pointer["wall_time_s"])
+
+
+def _new_model(config: RunConfig, env: VecEnv, agent_steps: int) -> GAARASAC:
+    """A fresh ``GAARASAC``: the task's settings, then the agent's, then the study's (``config.model_kwargs``)."""
+    agent = AGENTS[config.agent]
+    # Deep copies: SB3 edits policy_kwargs in place, which would change the task's settings for later runs.
+    model_kwargs = copy.deepcopy({**config.task.model_kwargs, **agent.kwargs, **config.model_kwargs})
+    if config.buffer_size is not None:
+        model_kwargs["buffer_size"] = config.buffer_size
+    # A buffer longer than the run only costs memory (and checkpoint size: SB3 pickles it whole).
+    model_kwargs["buffer_size"] = min(model_kwargs.get("buffer_size", 100_000), agent_steps)
+    return GAARASAC("CnnPolicy", env, variant=agent.variant, seed=config.seed, device=config.device, **model_kwargs)
+
+
+def _set_logger(model: GAARASAC, run_dir: Path, verbose: int) -> None:
+    """SB3's logs of this session in ``logs/session_<k>`` (CSV, and stdout if ``verbose``)."""
+    logs = run_dir / "logs"
+    session = len(list(logs.glob("session_*"))) if logs.exists() else 0
+    formats = ["csv", "stdout"] if verbose >= 1 else ["csv"]
+    model.set_logger(configure(str(logs / f"session_{session}"), formats))
+
+
+def _callbacks(
+    config: RunConfig, files: _RunFiles, eval_env: VecEnv, history: list[Evaluation], stop: StopRequest | None
+) -> tuple[EnvStepEvalCallback, StudyCheckpointCallback]:
+    """The run's evaluation callback (which writes the curve after each evaluation) and checkpoint callback."""
+    eval_callback = EnvStepEvalCallback(
+        eval_env,
+        eval_freq_env_steps=config.eval_every,
+        n_eval_episodes=config.eval_episodes,
+        action_repeat=files.action_repeat,
+        history=history,
+        callback_after_eval=_AfterEvaluation(files.write_curve),
+        verbose=config.verbose,
+    )
+    files.evaluations = eval_callback
+    checkpoint_callback = StudyCheckpointCallback(
+        files.save_checkpoint,
+        files.action_repeat,
+        config.checkpoint_every,
+        config.deadline,
+        config.checkpoint_at_deadline,
+        stop,
+    )
+    return eval_callback, checkpoint_callback
+
+
+class _RunFiles:
+    """What a run writes while it trains: its curve, its checkpoints, and where it got in its json files.
+
+    :param wall_time: seconds the run took in its earlier sessions
+    """
+
+    def __init__(self, config: RunConfig, model: GAARASAC, action_repeat: int, wall_time: float) -> None:
+        self.run_dir = Path(config.run_dir)
+        self.config = config
+        self.model = model
+        self.action_repeat = action_repeat
+        self.wall_time = wall_time
+        self.device = describe_device(model.device)
+        #: the evaluation callback, whose history is the curve
+        self.evaluations: EnvStepEvalCallback | None = None
+        self.started = time.time()
+
+    def start_clock(self) -> None:
+        self.started = time.time()
+
+    def env_steps(self) -> int:
+        return env_steps(self.model.num_timesteps, self.action_repeat)
+
+    def timing(self) -> dict[str, Any]:
+        """Where the run is and how long it took (over all its sessions), for the run's json files."""
+        return {
+            "env_steps": self.env_steps(),
+            "num_timesteps": self.model.num_timesteps,
+            "wall_time_s": self.wall_time + time.time() - self.started,
+            "device": self.device,
+        }
+
+    def write_curve(self) -> None:
+        history = self.evaluations.history if self.evaluations is not None else []
+        label = AGENTS[self.config.agent].label
+        write_run_curve(self.run_dir / "curve.csv", history, self.config.task.name, self.config.seed, label)
+
+    def save_checkpoint(self) -> None:
+        """Model and replay buffer into ``ckpt_<env steps>`` (written under a temporary name, then renamed),
+        the curve, and ``checkpoint.json`` pointing at it; earlier checkpoints are deleted."""
+        name = f"ckpt_{self.env_steps():09d}"
+        tmp = self.run_dir / (name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        self.model.save(tmp / "model.zip")
+        self.model.save_replay_buffer(tmp / "replay_buffer.pkl")
+        shutil.rmtree(self.run_dir / name, ignore_errors=True)
+        os.replace(tmp, self.run_dir / name)
+        self.write_curve()
+        write_json(self.run_dir / "checkpoint.json", {"dir": name, **self.timing()})
+        for old in self.run_dir.glob("ckpt_*"):
+            if old.name != name:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def record_stop(self) -> None:
+        """A run stopped without a checkpoint: its curve and ``stopped.json``."""
+        self.write_curve()  # every evaluation is written already; this covers a stop before the first one
+        write_json(self.run_dir / "stopped.json", self.timing())
+
+    def finish(self) -> None:
+        """The curve, ``final_model.zip`` and ``done.json``; the checkpoints go."""
+        self.write_curve()
+        self.model.save(self.run_dir / "final_model.zip")
+        write_json(self.run_dir / "done.json", self.timing())
+        # The replay buffer is only needed to resume; a finished run keeps its final model and curve.
+        (self.run_dir / "checkpoint.json").unlink(missing_ok=True)
+        for old in self.run_dir.glob("ckpt_*"):
+            shutil.rmtree(old, ignore_errors=True)
