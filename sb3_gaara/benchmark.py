@@ -43,6 +43,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack
 
 from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer
 from sb3_gaara.common.crops import center_crop, crop, random_crop_offsets
+from sb3_gaara.common.durability import write_text_atomic
+from sb3_gaara.common.env_steps import env_steps
 from sb3_gaara.gaara.gaara_sac import GAARASAC, SACAE
 
 FRAME_SHAPE = (3, 100, 100)
@@ -391,10 +393,10 @@ def bench_env_steps(
         "env_id": DMC_ENV_ID,
         "action_repeat": action_repeat,
         "random_agent_steps": random_steps,
-        "collect_env_steps_per_s": random_steps * action_repeat / collect_s,
+        "collect_env_steps_per_s": env_steps(random_steps, action_repeat) / collect_s,
         "train_agent_steps": train_steps,
         "gradient_steps": model._n_updates,
-        "train_env_steps_per_s": train_steps * action_repeat / train_s,
+        "train_env_steps_per_s": env_steps(train_steps, action_repeat) / train_s,
     }
 
 
@@ -624,8 +626,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results["env_steps_cuda_graphs"] = env_run(cuda_graphs=True) if cuda else {"skipped": CUDA_ONLY}
     print(report(results))
     if args.json:
-        with open(args.json, "w") as file:
-            json.dump(results, file, indent=2)
+        write_text_atomic(args.json, json.dumps(results, indent=2))
         print(f"\nfigures written to {args.json}")
     return results
 

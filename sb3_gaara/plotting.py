@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sb3_gaara.common.env_steps import env_steps
+
 
 @dataclass
 class LearningCurve:
@@ -32,13 +34,13 @@ def load_learning_curve(run_dir: str, action_repeat: int = 1) -> LearningCurve:
     train_steps = train_returns = np.zeros(0)
     if any(name.endswith("monitor.csv") for name in os.listdir(run_dir)):
         episodes = load_results(run_dir)
-        train_steps = np.cumsum(episodes["l"].to_numpy()) * action_repeat
+        train_steps = env_steps(np.cumsum(episodes["l"].to_numpy()), action_repeat)
         train_returns = episodes["r"].to_numpy()
     eval_steps = eval_mean = eval_std = np.zeros(0)
     eval_file = os.path.join(run_dir, "evaluations.npz")
     if os.path.exists(eval_file):
         with np.load(eval_file) as data:
-            eval_steps = data["timesteps"] * action_repeat
+            eval_steps = env_steps(data["timesteps"], action_repeat)
             eval_mean = data["results"].mean(axis=1)
             eval_std = data["results"].std(axis=1)
     return LearningCurve(train_steps, train_returns, eval_steps, eval_mean, eval_std)

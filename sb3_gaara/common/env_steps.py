@@ -7,12 +7,18 @@ cheetah-run (action repeat 4), 100k environment steps are 25k agent steps.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import gymnasium as gym
+import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
+Steps = TypeVar("Steps", int, np.ndarray)
 
-def env_steps(num_timesteps: int, action_repeat: int) -> int:
-    """Environment steps of ``num_timesteps`` agent steps (SB3's count, every parallel env included)."""
+
+def env_steps(num_timesteps: Steps, action_repeat: int) -> Steps:
+    """Environment steps of ``num_timesteps`` agent steps (SB3's count, every parallel env included; an int or
+    an array of counts)."""
     return num_timesteps * action_repeat
 
 
