@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import gymnasium as gym
@@ -338,6 +340,19 @@ def test_move_frames_keeps_every_stack_and_the_frame_reuse():
         assert moved._n_frame_slots == unmoved._n_frame_slots and list(moved._free_slots) == list(unmoved._free_slots)
     assert_same_storage(moved, reference)
     assert_slots_consistent(moved)
+
+
+def test_the_memory_warning_comes_with_the_first_frame_not_with_the_buffer(monkeypatch):
+    from sb3_gaara.common import buffers
+
+    fake_psutil = SimpleNamespace(virtual_memory=lambda: SimpleNamespace(available=1000))
+    monkeypatch.setattr(buffers, "psutil", fake_psutil)  # 1000 bytes free
+    venv = make_vec_env(1, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # building it, as a load for acting does, warns of nothing
+        ours, _ = make_pair(venv.observation_space, 50)
+    with pytest.warns(UserWarning, match="not have apparently enough memory"):
+        ours.add(*next(transitions(venv, 1)))
 
 
 def test_reset_empties_the_buffer():

@@ -22,11 +22,14 @@ import optuna
 import pytest
 import yaml
 from conftest import FakeImageEnv, tiny_kwargs
+from gymnasium import spaces
 
 import sb3_gaara
 from sb3_gaara import CURLSAC, GAARASAC, SACAE
+from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer
 from sb3_gaara.envs import ACTION_REPEAT, DMC_TASKS, default_action_repeat, dmc_env_id
-from sb3_gaara.zoo import ZOO_ALGORITHMS, ZooAlgorithm, hyperparams_path, register
+from sb3_gaara.gaara.gaara_sac import ALGORITHMS
+from sb3_gaara.zoo import ZOO_ALGORITHMS, check_hyperparameter_names, hyperparams_path, register
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STARTUP_SOURCE = REPO_ROOT / "sb3_gaara" / "zoo" / "_startup.py"
@@ -47,15 +50,16 @@ def _subprocess_env(**overrides: str) -> dict[str, str]:
 # --- hyper-parameter files -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("algo", sorted(ZOO_ALGORITHMS))
-def test_packaged_hyperparams_are_identical_to_the_repository_copy(algo: str):
-    assert hyperparams_path(algo).read_bytes() == (REPO_ROOT / "hyperparams" / f"{algo}.yml").read_bytes()
+def test_top_level_hyperparams_is_a_link_to_the_package_folder():
+    # One copy of each file: sb3_gaara/hyperparams ships in the wheel; the top-level path is a relative symlink.
+    top_level = REPO_ROOT / "hyperparams"
+    assert top_level.is_symlink() and os.readlink(top_level) == os.path.join("sb3_gaara", "hyperparams")
+    assert top_level.resolve() == (REPO_ROOT / "sb3_gaara" / "hyperparams").resolve() == hyperparams_path("gaara_sac").parent
 
 
-def test_no_hyperparams_file_is_missing_from_either_copy():
+def test_there_is_one_hyperparams_file_per_algorithm():
     packaged = {path.name for path in hyperparams_path("gaara_sac").parent.glob("*.yml")}
-    top_level = {path.name for path in (REPO_ROOT / "hyperparams").glob("*.yml")}
-    assert packaged == top_level == {f"{algo}.yml" for algo in ZOO_ALGORITHMS}
+    assert packaged == {f"{algo}.yml" for algo in ZOO_ALGORITHMS}
 
 
 def test_constructor_defaults_are_the_paper_settings_the_yml_omits():
@@ -147,7 +151,7 @@ def test_hook_registers_everything_when_rl_zoo3_is_imported(startup_dir: Path):
         import gymnasium as gym
         from rl_zoo3 import ALGOS
         assert {"gaara_sac", "sac_ae", "curl_sac"} <= set(ALGOS), sorted(ALGOS)
-        assert ALGOS["gaara_sac"].algorithm_class.__name__ == "GAARASAC"
+        assert ALGOS["gaara_sac"].__name__ == "GAARASAC" and ALGOS["gaara_sac"].__module__ == "sb3_gaara.gaara.gaara_sac"
         assert "dmc-cheetah-run" in gym.registry and "dmc-ball_in_cup-catch" in gym.registry
         import sys
         assert "dm_control" not in sys.modules  # environments are only registered, not built
@@ -252,20 +256,21 @@ def _manager(zoo: ModuleType, tmp_path: Path, algo: str = "gaara_sac", env_id: s
 
 
 def test_algorithms_are_in_the_table(zoo: ModuleType):
-    for zoo_name, cls in (("gaara_sac", GAARASAC), ("sac_ae", SACAE), ("curl_sac", CURLSAC)):
-        entry = zoo.utils.ALGOS[zoo_name]
-        assert isinstance(entry, ZooAlgorithm) and entry.algorithm_class is cls
-        assert entry.__name__ == cls.__name__  # rl-zoo3's push_to_hub names the model card after it
-        assert entry.policy_aliases is cls.policy_aliases
+    # The zoo's table is derived from the library's list of algorithms, and holds the plain classes.
+    assert ZOO_ALGORITHMS == {"gaara_sac": GAARASAC, "sac_ae": SACAE, "curl_sac": CURLSAC}
+    assert ZOO_ALGORITHMS == {cls.zoo_name: cls for cls in ALGORITHMS}
+    for zoo_name, cls in ZOO_ALGORITHMS.items():
+        assert zoo.utils.ALGOS[zoo_name] is cls is getattr(sb3_gaara, cls.__name__)
+    before = dict(zoo.utils.ALGOS)
     register()  # idempotent
-    assert sum(isinstance(entry, ZooAlgorithm) for entry in zoo.utils.ALGOS.values()) == 3
+    assert zoo.utils.ALGOS == before
 
 
 @pytest.mark.parametrize(("zoo_name", "variant"), [("gaara_sac", "gaara"), ("sac_ae", "sac_ae"), ("curl_sac", "contrastive")])
 def test_entries_build_plain_models_of_each_variant(zoo: ModuleType, zoo_name: str, variant: str):
     model = zoo.utils.ALGOS[zoo_name](policy="CnnPolicy", env=FakeImageEnv(), **tiny_kwargs())
-    assert type(model) is getattr(sb3_gaara, ZOO_ALGORITHMS[zoo_name])
-    assert model.variant == variant
+    assert type(model) is ZOO_ALGORITHMS[zoo_name]
+    assert model.variant == variant == model.default_variant
 
 
 def test_hyperparams_are_read_from_the_package(zoo: ModuleType, tmp_path: Path):
@@ -292,19 +297,33 @@ def test_zoo_builds_stacked_channel_first_frames(zoo: ModuleType, tmp_path: Path
         env.close()
 
 
-def test_inference_loads_allocate_no_replay_buffer_but_resuming_keeps_it(zoo: ModuleType, tmp_path: Path):
+#: Bytes per transition of the replay buffer's arrays other than the frames (60 at 9x100x100 with 6 actions).
+TRANSITION_ARRAY_BYTES = 64
+
+
+def test_a_replay_buffer_costs_no_frame_memory_until_the_first_add():
+    # Why the zoo needs no wrapper forcing buffer_size=1 on enjoy / record_video loads: building the buffer of a
+    # dmc-sized model with the paper's 100k transitions allocates 6 MB, and no frame store.
+    space = spaces.Box(0, 255, (9, 100, 100), dtype=np.uint8)
+    start = time.perf_counter()
+    buffer = AugmentedPixelReplayBuffer(100_000, space, spaces.Box(-1, 1, (6,), dtype=np.float32), device="cpu")
+    assert time.perf_counter() - start < 0.5
+    assert buffer.nbytes() <= TRANSITION_ARRAY_BYTES * 100_000
+
+
+def test_inference_loads_keep_the_saved_buffer_size_without_frame_memory(zoo: ModuleType, tmp_path: Path):
     model = GAARASAC("CnnPolicy", FakeImageEnv(), **tiny_kwargs(buffer_size=150))
     model.learn(12)
     path = tmp_path / "model.zip"
     model.save(path)
     entry = zoo.utils.ALGOS["gaara_sac"]
 
-    # enjoy / record_video: no buffer_size given
+    # enjoy / record_video: no buffer_size given, the plain class's load
     loaded = entry.load(path, custom_objects={"learning_rate": 0.0}, device="cpu")
-    assert loaded.buffer_size == 1 and loaded.replay_buffer.buffer_size == 1
+    assert loaded.replay_buffer.buffer_size == 150
+    assert loaded.replay_buffer.nbytes() <= TRANSITION_ARRAY_BYTES * 150  # no frame store
     obs, _ = FakeImageEnv().reset(seed=0)
     np.testing.assert_allclose(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
-    # an explicit buffer size is respected
     assert entry.load(path, device="cpu", buffer_size=40).replay_buffer.buffer_size == 40
 
     # train -i: rl-zoo3's resume path keeps the saved (or configured) buffer
@@ -318,9 +337,38 @@ def test_inference_loads_allocate_no_replay_buffer_but_resuming_keeps_it(zoo: Mo
 
 
 def test_other_algorithms_are_untouched(zoo: ModuleType, tmp_path: Path):
-    assert zoo.utils.ALGOS["sac"].__name__ == "SAC" and not isinstance(zoo.utils.ALGOS["sac"], ZooAlgorithm)
+    from stable_baselines3 import SAC
+
+    assert zoo.utils.ALGOS["sac"] is SAC
     manager = _manager(zoo, tmp_path, algo="sac", env_id="Pendulum-v1")
     assert "gaara" not in manager.config
+
+
+_SAC_KNOBS = {"learning_rate", "batch_size_pow", "tau", "encoder_tau", "actor_update_freq", "encoder_lr"}
+_DECODER_KNOBS = {"decoder_lr", "decoder_latent_lambda", "decoder_weight_lambda"}
+_ANNEALING_KNOBS = {"comparison_lambda", "comparison_lambda_min_ratio", "comparison_lambda_decay"}
+#: The parameters each sampler suggests (as stored in an Optuna study), pinned: the samplers are derived from the
+#: variants table, and a change of that table must not change a search space unnoticed.
+SEARCHED_PARAMETERS = {
+    "gaara_sac": _SAC_KNOBS | _DECODER_KNOBS | {"comparison_lr"} | _ANNEALING_KNOBS,
+    "sac_ae": _SAC_KNOBS | _DECODER_KNOBS,
+    "curl_sac": _SAC_KNOBS | {"comparison_lr"},
+}
+
+
+def _constructor_names(raw: set[str]) -> set[str]:
+    renamed = {"batch_size_pow": "batch_size", "comparison_lambda_min_ratio": "comparison_lambda_min"}
+    return {renamed.get(name, name) for name in raw}
+
+
+def test_each_algorithm_has_a_sampler_and_a_converter(zoo: ModuleType):
+    from sb3_gaara.zoo import hyperparams_opt
+
+    assert set(hyperparams_opt.HYPERPARAMS_SAMPLER) == set(hyperparams_opt.HYPERPARAMS_CONVERTER) == set(ZOO_ALGORITHMS)
+    assert set(SEARCHED_PARAMETERS) == set(ZOO_ALGORITHMS)
+    for zoo_name in ZOO_ALGORITHMS:
+        assert zoo.hyperparams_opt.HYPERPARAMS_SAMPLER[zoo_name] is hyperparams_opt.HYPERPARAMS_SAMPLER[zoo_name]
+        assert zoo.hyperparams_opt.HYPERPARAMS_SAMPLER[zoo_name].__name__ == f"sample_{zoo_name}_params"
 
 
 @pytest.mark.parametrize("zoo_name", sorted(ZOO_ALGORITHMS))
@@ -328,18 +376,14 @@ def test_optuna_samplers_give_valid_models_and_convert_back(zoo: ModuleType, zoo
     sampler = zoo.hyperparams_opt.HYPERPARAMS_SAMPLER[zoo_name]
     converter = zoo.hyperparams_opt.HYPERPARAMS_CONVERTER[zoo_name]
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize")
-    expected = {"learning_rate", "batch_size", "tau", "encoder_tau", "actor_update_freq", "encoder_lr"}
-    if zoo_name in ("gaara_sac", "sac_ae"):
-        expected |= {"decoder_lr", "decoder_latent_lambda", "decoder_weight_lambda"}
-    if zoo_name in ("gaara_sac", "curl_sac"):
-        expected |= {"comparison_lr"}
-    if zoo_name == "gaara_sac":
-        expected |= {"comparison_lambda", "comparison_lambda_min", "comparison_lambda_decay"}
+    expected = _constructor_names(SEARCHED_PARAMETERS[zoo_name])
     for _ in range(5):
         trial = study.ask()
         kwargs = sampler(trial, 2, 1, {"using_her_replay_buffer": False, "her_kwargs": {}})
+        assert set(trial.params) == SEARCHED_PARAMETERS[zoo_name]
         assert set(kwargs) == expected
         assert converter(trial.params) == kwargs  # loading a trial from a study rebuilds the same model
+        check_hyperparameter_names(zoo_name, ZOO_ALGORITHMS[zoo_name], kwargs)
         assert kwargs["batch_size"] in (32, 64, 128, 256)
         if "comparison_lambda_min" in kwargs:
             assert 0 <= kwargs["comparison_lambda_min"] <= kwargs["comparison_lambda"]
@@ -486,15 +530,48 @@ def _installed_version(distribution: str) -> str:
 
 @pytest.mark.parametrize("zoo_name", sorted(ZOO_ALGORITHMS))
 def test_unknown_yml_key_names_the_key_the_closest_valid_one_and_the_file(zoo_name: str):
-    entry = ZooAlgorithm(zoo_name, ZOO_ALGORITHMS[zoo_name])
+    algorithm = ZOO_ALGORITHMS[zoo_name]
     with pytest.raises(
         ValueError, match=r"Unknown hyper-parameter\(s\) for --algo .*'encoder_taus' \(did you mean 'encoder_tau'\?\)"
     ):
-        entry("CnnPolicy", FakeImageEnv(), encoder_taus=0.05, **tiny_kwargs())
+        check_hyperparameter_names(zoo_name, algorithm, {"encoder_taus": 0.05, **tiny_kwargs()})
     with pytest.raises(ValueError, match=r"'frame_stacks' \(did you mean 'frame_stack'\?\).*yml"):
-        entry("CnnPolicy", FakeImageEnv(), frame_stacks=3, **tiny_kwargs())
+        check_hyperparameter_names(zoo_name, algorithm, {"frame_stacks": 3, **tiny_kwargs()})
+    check_hyperparameter_names(zoo_name, algorithm, {"policy": "CnnPolicy", "encoder_tau": 0.1, **tiny_kwargs()})
 
 
-def test_known_yml_keys_build_the_model():
-    model = ZooAlgorithm("gaara_sac", "GAARASAC")("CnnPolicy", FakeImageEnv(), encoder_tau=0.1, **tiny_kwargs())
-    assert isinstance(model, GAARASAC) and model.encoder_tau == 0.1
+@pytest.mark.parametrize("resume", [False, True], ids=["train", "resume"])
+def test_experiment_manager_checks_the_names_before_building_the_model(zoo: ModuleType, tmp_path: Path, resume: bool):
+    config = tmp_path / "mine.yml"
+    config.write_text("default:\n  policy: CnnPolicy\n  n_timesteps: 100\n  frame_stack: 3\n  encoder_tua: 0.1\n")
+    kwargs: dict[str, Any] = {"config": str(config), "hyperparams": {"decoder_lrr": 1e-3, "buffer_size": 100}, "eval_freq": 0}
+    if resume:  # train -i: the names go to GAARASAC.load, which would set a misspelt one on the model silently
+        kwargs["trained_agent"] = str(tmp_path / "never_read.zip")
+        (tmp_path / "never_read.zip").touch()
+    manager = _manager(zoo, tmp_path, algo="sac_ae", env_id="dmc-cartpole-swingup", **kwargs)
+    assert manager.continue_training == resume
+    built: list[Any] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(zoo.utils.ALGOS, "sac_ae", lambda *args, **kwargs: built.append(kwargs))
+        patch.setattr(zoo.exp_manager.ExperimentManager, "_load_pretrained_agent", lambda *args: built.append(args))
+        with pytest.raises(ValueError) as error:
+            manager.setup_experiment()
+    assert not built
+    assert str(error.value).startswith(
+        "Unknown hyper-parameter(s) for --algo sac_ae: 'encoder_tua' (did you mean 'encoder_tau'?), "
+        f"'decoder_lrr' (did you mean 'decoder_lr'?) from --hyperparams. Fix the entry in {config} or the --hyperparams "
+        "option. SACAE takes: "
+    )
+
+
+def test_experiment_manager_passes_valid_names_on(zoo: ModuleType, tmp_path: Path):
+    manager = _manager(
+        zoo, tmp_path, env_id="dmc-cartpole-swingup", hyperparams={"buffer_size": 100, "encoder_tau": 0.1}, eval_freq=0
+    )
+    built: list[dict[str, Any]] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(zoo.utils.ALGOS, "gaara_sac", lambda **kwargs: built.append(kwargs))
+        manager.setup_experiment()
+    (kwargs,) = built
+    assert kwargs["encoder_tau"] == 0.1 and kwargs["buffer_size"] == 100 and kwargs["policy"] == "CnnPolicy"
+    check_hyperparameter_names("gaara_sac", GAARASAC, {key: value for key, value in kwargs.items() if key != "env"})

@@ -234,15 +234,6 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
         self._last_next_frames: np.ndarray | None = None
         self._last_next_index = np.zeros((self.n_envs, self.frame_stack), dtype=np.int64)
 
-        if psutil is not None and self.storage_device is None:
-            expected = self._frame_capacity * self.frame_nbytes + self._transition_arrays_nbytes()
-            available = psutil.virtual_memory().available
-            if expected > available:
-                warnings.warn(
-                    "This system does not have apparently enough memory to store the complete "
-                    f"replay buffer {expected / 1e9:.2f}GB > {available / 1e9:.2f}GB"
-                )
-
     # ------------------------------------------------------------------------------------------ sizes
 
     @property
@@ -289,6 +280,7 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
         # Reshape to handle multi-dim and discrete action spaces, see SB3 GH #970 #1392
         action = np.asarray(action).reshape((self.n_envs, self.action_dim))
         if self._frames is None:
+            self._warn_if_memory_is_short()
             self._allocate_frames(self._frame_capacity)
         assert self._frame_refs is not None
 
@@ -418,6 +410,19 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
             slots[i] = self._n_frame_slots
             self._n_frame_slots += 1
         return slots
+
+    def _warn_if_memory_is_short(self) -> None:
+        """SB3's warning when the full buffer will not fit in host memory, given at the first ``add()``: a buffer
+        built to load a model for acting (``enjoy``) never stores a frame, so it never warns."""
+        if psutil is None or self.storage_device is not None:
+            return
+        expected = self._frame_capacity * self.frame_nbytes + self._transition_arrays_nbytes()
+        available = psutil.virtual_memory().available
+        if expected > available:
+            warnings.warn(
+                "This system does not have apparently enough memory to store the complete "
+                f"replay buffer {expected / 1e9:.2f}GB > {available / 1e9:.2f}GB"
+            )
 
     # ------------------------------------------------------------------------------------------ the frame store
 

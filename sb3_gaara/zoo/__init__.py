@@ -7,7 +7,7 @@ call :func:`register` before importing rl-zoo3's scripts, or run them through th
 ``python -m sb3_gaara.zoo train --algo gaara_sac --env dmc-cheetah-run``.
 """
 
-from sb3_gaara.zoo.patches import ZOO_ALGORITHMS, ZooAlgorithm, hyperparams_path
+from sb3_gaara.zoo.patches import ZOO_ALGORITHMS, check_hyperparameter_names, hyperparams_path
 
 
 def register() -> None:
@@ -17,4 +17,4 @@ def register() -> None:
     _startup.install()
 
 
-__all__ = ["ZOO_ALGORITHMS", "ZooAlgorithm", "hyperparams_path", "register"]
+__all__ = ["ZOO_ALGORITHMS", "check_hyperparameter_names", "hyperparams_path", "register"]

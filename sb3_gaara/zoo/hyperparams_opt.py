@@ -9,22 +9,56 @@ Each algorithm searches the SAC knobs that matter from pixels (learning rates, b
 target rates of the Q heads and of the encoder, the actor's update cadence) plus the knobs of its
 own auxiliary losses; the discount (0.99) and the temperature's initial value stay the paper's.
 Ranges bracket the paper's settings (appendix A.1) by about an order of magnitude.
+
+Which auxiliary knobs an algorithm searches follows from its default variant
+(:data:`sb3_gaara.gaara.variants.VARIANTS`), see :class:`SearchSpace`; there is one sampler per
+algorithm of :data:`sb3_gaara.gaara.gaara_sac.ALGORITHMS`, under its ``zoo_name``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
 
-#: What each rl-zoo3 algorithm name trains its encoder with.
-RECONSTRUCTION_ALGOS = frozenset({"gaara_sac", "sac_ae"})
-COMPARISON_ALGOS = frozenset({"gaara_sac", "curl_sac"})
+from sb3_gaara.gaara.gaara_sac import ALGORITHMS, GAARASAC
+from sb3_gaara.gaara.variants import VARIANTS
 
 
-def _suggest(trial: optuna.Trial, algo: str) -> dict[str, Any]:
-    """Suggest the raw parameters of ``algo`` (names as stored in the study)."""
+@dataclass(frozen=True)
+class SearchSpace:
+    """Which groups of auxiliary knobs a sampler suggests, on top of the SAC knobs every algorithm searches.
+
+    :param decoder: ``decoder_lr`` and the decoder's two penalties (the variant has the decoder)
+    :param comparison: ``comparison_lr`` (the variant has the comparison module ``W``)
+    :param annealing: the annealed comparison weight ``c``: start, floor, decay per step
+    """
+
+    decoder: bool
+    comparison: bool
+    annealing: bool
+
+    @classmethod
+    def of(cls, algorithm: type[GAARASAC]) -> SearchSpace:
+        """The search space of an algorithm, from the variant it trains by default.
+
+        ``c`` is searched where it weighs the comparison step against the reconstruction, i.e. for a variant
+        that anneals and has both the decoder and ``W`` (SAC+GAARA). The contrastive-only baseline anneals
+        ``c`` too, but has no reconstruction to trade it off against: it keeps the paper's schedule, and
+        its search space stays what it has always been (``tests/test_zoo.py`` pins each algorithm's).
+        """
+        variant = VARIANTS[algorithm.default_variant]
+        return cls(
+            decoder=variant.use_decoder,
+            comparison=variant.use_comparison,
+            annealing=variant.anneals and variant.use_comparison and variant.use_decoder,
+        )
+
+
+def _suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
+    """Suggest the raw parameters of ``space`` (names as stored in the study)."""
     params: dict[str, Any] = {
         "learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True),
         # 2**5 = 32 ... 2**8 = 256 (paper: 128).
@@ -34,13 +68,13 @@ def _suggest(trial: optuna.Trial, algo: str) -> dict[str, Any]:
         "actor_update_freq": trial.suggest_categorical("actor_update_freq", [1, 2]),
         "encoder_lr": trial.suggest_float("encoder_lr", 1e-4, 3e-3, log=True),
     }
-    if algo in RECONSTRUCTION_ALGOS:
+    if space.decoder:
         params["decoder_lr"] = trial.suggest_float("decoder_lr", 1e-4, 3e-3, log=True)
         params["decoder_latent_lambda"] = trial.suggest_float("decoder_latent_lambda", 1e-7, 1e-5, log=True)
         params["decoder_weight_lambda"] = trial.suggest_float("decoder_weight_lambda", 1e-8, 1e-6, log=True)
-    if algo in COMPARISON_ALGOS:
+    if space.comparison:
         params["comparison_lr"] = trial.suggest_float("comparison_lr", 1e-4, 3e-3, log=True)
-    if algo == "gaara_sac":
+    if space.annealing:
         # The annealed weight c of the comparison loss: start, floor (as a fraction of the start, so
         # that every draw satisfies floor <= start) and decrement per comparison step.
         params["comparison_lambda"] = trial.suggest_float("comparison_lambda", 0.1, 2.0, log=True)
@@ -60,29 +94,27 @@ def convert_gaara_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     return hyperparams
 
 
-def _make_sampler(algo: str) -> Callable[[optuna.Trial, int, int, dict], dict[str, Any]]:
+def _make_sampler(algorithm: type[GAARASAC]) -> Callable[[optuna.Trial, int, int, dict], dict[str, Any]]:
+    space = SearchSpace.of(algorithm)
+
     def sample(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
-        hyperparams = convert_gaara_params(_suggest(trial, algo))
+        hyperparams = convert_gaara_params(_suggest(trial, space))
         # Shown in the study's report next to the raw parameters.
         for key in ("batch_size", "comparison_lambda_min"):
             if key in hyperparams:
                 trial.set_user_attr(key, hyperparams[key])
         return hyperparams
 
-    sample.__name__ = f"sample_{algo}_params"
-    sample.__doc__ = f"rl-zoo3 sampler of the {algo} search space (see :mod:`sb3_gaara.zoo.hyperparams_opt`)."
+    sample.__name__ = f"sample_{algorithm.zoo_name}_params"
+    sample.__doc__ = (
+        f"rl-zoo3 sampler of the {algorithm.zoo_name} search space, {space} (see :mod:`sb3_gaara.zoo.hyperparams_opt`)."
+    )
     return sample
 
 
-sample_gaara_sac_params = _make_sampler("gaara_sac")
-sample_sac_ae_params = _make_sampler("sac_ae")
-sample_curl_sac_params = _make_sampler("curl_sac")
-
 #: Entries added to ``rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER`` / ``HYPERPARAMS_CONVERTER``.
 HYPERPARAMS_SAMPLER: dict[str, Callable[[optuna.Trial, int, int, dict], dict[str, Any]]] = {
-    "gaara_sac": sample_gaara_sac_params,
-    "sac_ae": sample_sac_ae_params,
-    "curl_sac": sample_curl_sac_params,
+    algorithm.zoo_name: _make_sampler(algorithm) for algorithm in ALGORITHMS
 }
 HYPERPARAMS_CONVERTER: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = dict.fromkeys(
     HYPERPARAMS_SAMPLER, convert_gaara_params

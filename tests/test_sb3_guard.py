@@ -1,0 +1,185 @@
+"""A guard for the Stable-Baselines3 (and rl-zoo3) code that sb3-gaara copies or relies on.
+
+``GAARASAC.train`` follows SB3's ``SAC.train`` line by line (with documented differences), the replay
+buffer repeats lines of SB3's ``ReplayBuffer`` (and its ``np.random`` draws, so that seeded runs sample the
+same transitions), the algorithm relies on what ``OffPolicyAlgorithm`` and ``polyak_update`` do, and the
+zoo hook patches rl-zoo3's ``ExperimentManager``. None of that fails by itself when the installed version
+changes those functions: it silently drifts. So this file stores a fingerprint of each function's source
+(sha256 of ``inspect.getsource`` with whitespace runs collapsed, so indentation and line wrapping do not
+count) for the versions tested, and fails, naming the function and our code to re-read, when it differs.
+
+When it fails: re-read the installed function against our code named in the message, port what changed
+(or decide that nothing needs to), then add the new fingerprint under the new version in ``FINGERPRINTS``.
+``python tests/test_sb3_guard.py`` prints the fingerprints of the installed versions, ready to paste.
+pyproject.toml pins stable-baselines3, sb3-contrib and rl-zoo3 to the minor version tested (2.9.x).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import re
+from importlib.metadata import version
+
+import pytest
+
+#: qualified name (module path, then the attribute we use, e.g. ``...OffPolicyAlgorithm.set_parameters``, even where
+#: a base class defines it) -> {version of its distribution: sha256 of its whitespace-normalised source}
+FINGERPRINTS: dict[str, dict[str, str]] = {
+    "stable_baselines3.sac.sac.SAC.train": {
+        "2.9.2": "c7c0b3cfc781644ad1a611b1780b8527e47c98f7bb6a7dafab0a653eddc03bdb",
+    },
+    "stable_baselines3.common.buffers.ReplayBuffer.__init__": {
+        "2.9.2": "5d68c94fe3bf219a81f4273cae51e2c0be306f953c4a9c168f2e8324a14043a4",
+    },
+    "stable_baselines3.common.buffers.ReplayBuffer.add": {
+        "2.9.2": "7a768d19824ea038f4c3453be02f99e55fcc4df6b63743a36e6e580fb4db995f",
+    },
+    "stable_baselines3.common.buffers.ReplayBuffer.sample": {
+        "2.9.2": "c6b1b1f13d44948bcf5a358b5b5500274733b3f58fd44f76ff75092b6982d4b9",
+    },
+    "stable_baselines3.common.buffers.BaseBuffer.sample": {
+        "2.9.2": "ac15e5ce2a783831276b769d3f35364c7c8e9fbb1269c044e60317adb3f600d9",
+    },
+    "stable_baselines3.common.buffers.ReplayBuffer._get_samples": {
+        "2.9.2": "baf60dadd93747316b6e0ccf7b6649dfaee7b4ba78a142adde2114cc13e55bdf",
+    },
+    "stable_baselines3.common.off_policy_algorithm.OffPolicyAlgorithm.collect_rollouts": {
+        "2.9.2": "75c55922a414c4cc43bf873907d80dad29cf91dd4f5641e4b8e8daed6e033055",
+    },
+    "stable_baselines3.common.off_policy_algorithm.OffPolicyAlgorithm._update_learning_rate": {
+        "2.9.2": "59ff1412108382457026209f6e612212012a6babf204f3f759d511c38034c1f8",
+    },
+    "stable_baselines3.common.utils.update_learning_rate": {
+        "2.9.2": "bf18b3d67211acbbf733f76daf6131b0e367914d9171b7ea670fc79b987fd9cd",
+    },
+    "stable_baselines3.common.off_policy_algorithm.OffPolicyAlgorithm.load_replay_buffer": {
+        "2.9.2": "b2753a437efb640189362329b07066e778ffd8c18d34e0f204cb2aff3d129875",
+    },
+    "stable_baselines3.common.off_policy_algorithm.OffPolicyAlgorithm.set_parameters": {
+        "2.9.2": "e9348d2a0872e8c5ea11baea8921f5c030dc130251e7460e6e1a1b39f56da48b",
+    },
+    "stable_baselines3.common.utils.polyak_update": {
+        "2.9.2": "3f81a041dd12f6fabd84d93c961bcdee13384a4a928a43fdd2456ccf08a2f865",
+    },
+    "rl_zoo3.exp_manager.ExperimentManager.setup_experiment": {
+        "2.9.2": "b0801e46b7443cb42346bd72be6502108bca65326b559635c5460cd4a15722a0",
+    },
+    "rl_zoo3.exp_manager.ExperimentManager._load_pretrained_agent": {
+        "2.9.2": "1b6d4efab02c48c2780ca794d1ec2381c99d4346b0d29a1e7f92b437aae29860",
+    },
+}
+
+#: what in sb3-gaara follows each guarded function: what to re-read when its fingerprint changes
+OUR_CODE: dict[str, str] = {
+    "stable_baselines3.sac.sac.SAC.train": (
+        "sb3_gaara.gaara.gaara_sac.GAARASAC.train and GAARASAC._gradient_step (same line order, with the documented "
+        "differences: SAC+AE's update cadence, the auxiliary losses, the detached encoder features)"
+    ),
+    "stable_baselines3.common.buffers.ReplayBuffer.__init__": (
+        "sb3_gaara.common.buffers.AugmentedPixelReplayBuffer.__init__ (runs BaseBuffer.__init__ and repeats the remaining "
+        "lines, without the two full-stack observation arrays)"
+    ),
+    "stable_baselines3.common.buffers.ReplayBuffer.add": (
+        "sb3_gaara.common.buffers.AugmentedPixelReplayBuffer.add (its last lines, after the comment "
+        "'SB3 2.9 ReplayBuffer.add from here on')"
+    ),
+    "stable_baselines3.common.buffers.ReplayBuffer.sample": (
+        "sb3_gaara.common.buffers.AugmentedPixelReplayBuffer.sample_transitions (calls it: the np.random draws of "
+        "batch_inds must stay SB3's, optimize_memory_usage included)"
+    ),
+    "stable_baselines3.common.buffers.BaseBuffer.sample": (
+        "sb3_gaara.common.buffers.AugmentedPixelReplayBuffer.sample_transitions (ReplayBuffer.sample calls it for the "
+        "np.random draw of batch_inds)"
+    ),
+    "stable_baselines3.common.buffers.ReplayBuffer._get_samples": (
+        "sb3_gaara.common.buffers.AugmentedPixelReplayBuffer._get_samples (the same np.random draw of env_indices, the "
+        "dones * (1 - timeouts) and the reward normalisation)"
+    ),
+    "stable_baselines3.common.off_policy_algorithm.OffPolicyAlgorithm.collect_rollouts": (
+        "sb3_gaara.gaara.gaara_sac.GAARASAC (learn/train rely on when it calls replay_buffer.add and train, and on the "
+        "observations it stores) and sb3_gaara.common.buffers.AugmentedPixelReplayBuffer.add"
+    ),
+    "stable_baselines3.common.off_policy_algorithm.OffPolicyAlgorithm._update_learning_rate": (
+        "sb3_gaara.gaara.gaara_sac.GAARASAC.train (calls it for the actor and critic optimizers) and the learning-rate "
+        "handling of sb3_gaara.common.cuda_graphs (a new rate recaptures the graphs)"
+    ),
+    "stable_baselines3.common.utils.update_learning_rate": (
+        "sb3_gaara.common.cuda_graphs (it recaptures the graphs when a param group's 'lr' changes, which this function sets)"
+    ),
+    "stable_baselines3.common.off_policy_algorithm.OffPolicyAlgorithm.load_replay_buffer": (
+        "sb3_gaara.gaara.gaara_sac.GAARASAC.load_replay_buffer and AugmentedPixelReplayBuffer.__setstate__ (the pickled "
+        "buffer, truncate_last_traj)"
+    ),
+    "stable_baselines3.common.off_policy_algorithm.OffPolicyAlgorithm.set_parameters": (
+        "sb3_gaara.gaara.gaara_sac.GAARASAC.set_parameters (drops the captured CUDA graphs after it) and the optimizers "
+        "saved by GAARASAC._get_torch_save_params"
+    ),
+    "stable_baselines3.common.utils.polyak_update": (
+        "sb3_gaara.gaara.gaara_sac.GAARASAC._gradient_step (the EMA of the Q heads and of the encoder, also replayed "
+        "inside the CUDA graphs of sb3_gaara.common.cuda_graphs)"
+    ),
+    "rl_zoo3.exp_manager.ExperimentManager.setup_experiment": (
+        "sb3_gaara.zoo.patches.patch_exp_manager (checks the names on what _preprocess_action_noise returns, expecting "
+        "that dict to go whole to the constructor or to _load_pretrained_agent)"
+    ),
+    "rl_zoo3.exp_manager.ExperimentManager._load_pretrained_agent": (
+        "sb3_gaara.zoo.patches.patch_exp_manager (drops image_size and variant before it calls ALGOS[algo].load)"
+    ),
+}
+
+
+def resolve(qualified_name: str) -> object:
+    """The object named ``package.module.Class.attribute`` (the longest importable prefix is the module)."""
+    parts = qualified_name.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            target: object = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for attribute in parts[split:]:
+            target = getattr(target, attribute)
+        return target
+    raise ImportError(qualified_name)
+
+
+def fingerprint(function: object) -> str:
+    """sha256 of the function's source with every run of whitespace collapsed to one space."""
+    source = inspect.getsource(function)  # type: ignore[arg-type]
+    return hashlib.sha256(" ".join(source.split()).encode()).hexdigest()
+
+
+def installed_version(qualified_name: str) -> str:
+    return version(qualified_name.split(".")[0])
+
+
+@pytest.mark.parametrize("qualified_name", sorted(FINGERPRINTS))
+def test_guarded_function_is_unchanged(qualified_name: str):
+    function = resolve(qualified_name)
+    current = fingerprint(function)
+    recorded = FINGERPRINTS[qualified_name]
+    if current in recorded.values():
+        return
+    installed = installed_version(qualified_name)
+    code = function.__code__  # type: ignore[attr-defined]
+    pytest.fail(
+        f"{qualified_name} has changed: the installed {qualified_name.split('.')[0]} {installed} has a source "
+        f"({code.co_filename}:{code.co_firstlineno}) whose fingerprint {current} matches none recorded for "
+        f"{', '.join(sorted(recorded))}. sb3-gaara relies on it: re-read it against {OUR_CODE[qualified_name]}, "
+        f"port what changed, then record the new fingerprint in tests/test_sb3_guard.py: "
+        f"FINGERPRINTS[{qualified_name!r}][{installed!r}] = {current!r}",
+        pytrace=False,
+    )
+
+
+def test_every_guarded_function_names_our_code_that_follows_it():
+    assert set(OUR_CODE) == set(FINGERPRINTS)
+    for qualified_name in FINGERPRINTS:
+        for name in re.findall(r"sb3_gaara(?:\.\w+)+", OUR_CODE[qualified_name]):
+            resolve(name)  # the message must not point at code that has moved or been renamed
+
+
+if __name__ == "__main__":
+    for name in sorted(FINGERPRINTS):
+        print(f"{name}  {installed_version(name)}  {fingerprint(resolve(name))}")
