@@ -40,8 +40,8 @@ test-slow: install
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check sb3_gaara tests examples
-	$(VENV)/bin/ruff format --check sb3_gaara tests examples
+	$(VENV)/bin/ruff check sb3_gaara tests examples scripts
+	$(VENV)/bin/ruff format --check sb3_gaara tests examples scripts
 	$(VENV)/bin/mypy
 
 clean:
