@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -66,6 +67,21 @@ class RecordingLogger(Logger):
     def record(self, key: str, value: Any, exclude: str | tuple[str, ...] | None = None) -> None:
         self.history.setdefault(key, []).append(value)
         super().record(key, value, exclude)
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (``/proc/cpuinfo``; empty where it does not exist)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+#: bfloat16 convolutions are emulated, and about 4x slower than float32, on a CPU without these
+NATIVE_BFLOAT16 = bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -29,7 +29,7 @@ import numpy as np
 import torch as th
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import FakeImageEnv, RecordingLogger, tiny_kwargs
+from conftest import FakeImageEnv, RecordingLogger, cpu_flags, tiny_kwargs
 
 from sb3_gaara import GAARASAC, VARIANTS
 
@@ -42,14 +42,7 @@ _CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "
 
 def fingerprint() -> dict[str, Any]:
     """torch's version and the CPU features its kernels dispatch on."""
-    flags: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
+    flags = cpu_flags()
     return {
         "torch": th.__version__,
         "machine": platform.machine(),
