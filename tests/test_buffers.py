@@ -249,6 +249,41 @@ def test_arbitrary_add_data(storage_device):
     assert_slots_consistent(ours)
 
 
+def repeated_first_frame_transitions(n_steps: int, episode_length: int, stack: int = 3, seed: int = 0) -> Iterator[tuple]:
+    """``add()`` arguments of stacks that repeat the first frame at reset (the papers' stacking), oldest first."""
+    rng = np.random.default_rng(seed)
+
+    def frame() -> np.ndarray:
+        return rng.integers(0, 256, FRAME_SHAPE, dtype=np.uint8)
+
+    frames = [frame()] * stack
+    for step in range(n_steps):
+        obs = np.concatenate(frames)[None]
+        frames = [*frames[1:], frame()]
+        next_obs = np.concatenate(frames)[None]
+        truncated = (step + 1) % episode_length == 0
+        infos = [{"TimeLimit.truncated": truncated}]
+        yield obs, next_obs, rng.uniform(-1, 1, (1, 2)).astype(np.float32), np.zeros(1), np.array([truncated]), infos
+        if truncated:
+            frames = [frame()] * stack
+
+
+def test_the_first_frame_repeated_at_reset_is_stored_once():
+    space = spaces.Box(0, 255, (9, *FRAME_SHAPE[1:]), dtype=np.uint8)
+    ours, reference = make_pair(space, 40, 1)
+    for step, transition in enumerate(repeated_first_frame_transitions(120, episode_length=10)):
+        used = ours._n_frame_slots - len(ours._free_slots)
+        ours.add(*transition)
+        reference.add(*transition)
+        # An episode's first transition stores its reset frame once and its first new frame; later ones one frame.
+        expected_new = 2 if step % 10 == 0 else 1
+        if not ours.full:
+            assert ours._n_frame_slots - len(ours._free_slots) - used == expected_new, step
+    assert_same_storage(ours, reference)
+    assert_slots_consistent(ours)
+    assert_same_sample(ours, reference, seed=3)
+
+
 def test_buffer_size_one_reuses_the_overwritten_transition_frames():
     venv = make_vec_env(1, 3, min_length=4, max_length=4)
     ours, reference = make_pair(venv.observation_space, 1)

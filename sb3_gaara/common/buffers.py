@@ -106,7 +106,9 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
       step seen twice; at an episode start, or after a truncation whose ``next_obs`` is the terminal
       observation, the frames differ and the new ones are stored);
     * frame ``j`` of ``next_obs`` against frame ``j + 1`` of ``obs`` (the stack shifted by one step);
-    * an all-zero frame (``VecFrameStack``'s padding at episode start) against the permanent zero slot.
+    * an all-zero frame (``VecFrameStack``'s padding at episode start) against the permanent zero slot;
+    * frame ``j`` of ``obs`` against frame ``j - 1`` of ``obs`` (the first frame repeated at episode start, as
+      the ``dmc-*`` envs' ``frame_stack`` and the papers' code stack).
 
     Anything else is stored. Every stack the buffer returns is therefore the one that was added, for any
     frame stacking (``frame_stack=1`` included), truncated terminal observations, several envs and
@@ -116,7 +118,7 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
     a transition, its references are dropped and slots that reach zero go to a free list; new frames take
     free slots first. A slot is thus never overwritten while a live transition points at it, whatever the
     episode lengths. The store starts with ``(buffer_size + frame_stack + 1) * n_envs`` slots plus
-    ``FRAME_MARGIN`` and grows by ``FRAME_GROWTH`` when short episodes (each one stores its reset frame)
+    ``FRAME_MARGIN`` and grows by ``FRAME_GROWTH`` when short episodes (each one stores one reset frame)
     need more, copying the frames once.
 
     **Memory stays lazy.** The store is allocated at the first ``add()``, so that building a buffer to load a
@@ -366,12 +368,16 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
         obs_index = np.empty((n_envs, stack), dtype=np.int64)
         next_index = np.empty((n_envs, stack), dtype=np.int64)
         new_frames: list[np.ndarray] = []
+        # Frame j of obs is frame j - 1 of obs when a stack repeats its first frame at reset (the papers' stacking).
+        obs_repeats: np.ndarray = (obs_frames[:, 1:] == obs_frames[:, :-1]).all(axis=2)
         for env in range(n_envs):
             for j in range(stack):
                 if obs_is_last[env, j]:
                     obs_index[env, j] = self._last_next_index[env, j]
                 elif obs_zero[env, j]:
                     obs_index[env, j] = ZERO_SLOT
+                elif j > 0 and obs_repeats[env, j - 1]:
+                    obs_index[env, j] = obs_index[env, j - 1]
                 else:
                     new_frames.append(obs_frames[env, j])
                     obs_index[env, j] = -len(new_frames)
