@@ -103,6 +103,9 @@ def tiny_kwargs(**overrides: Any) -> dict[str, Any]:
         policy_kwargs=dict(net_arch=[32, 32]),
         seed=0,
         device="cpu",
+        # One update per agent step from the start, so that tests count updates simply; the reference code's
+        # initial burst (the default) has tests of its own.
+        init_gradient_steps=0,
     )
     kwargs.update(overrides)
     return kwargs

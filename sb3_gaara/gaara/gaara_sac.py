@@ -33,6 +33,10 @@ from sb3_gaara.gaara.variants import VARIANTS
 SelfGAARASAC = TypeVar("SelfGAARASAC", bound="GAARASAC")
 
 
+#: ``comparison_anneal`` values: how the annealed weight ``c`` acts on the comparison step
+COMPARISON_ANNEALS = ("loss", "lr")
+
+
 class UpdatePhase(NamedTuple):
     """Which parts of the update one gradient step runs, besides the critic (see ``GAARASAC.update_phase``)."""
 
@@ -71,6 +75,12 @@ class GAARASAC(SAC):
     :param comparison_lambda_min: floor of the annealed weight (0.5)
     :param comparison_lambda_decay: decrement of the weight after each comparison step (1e-6); 0 keeps
         the weight fixed ("GAARA with a fixed weight", the paper's Fig. 3)
+    :param comparison_anneal: how ``c`` acts. ``"loss"`` (default, the paper's form): the comparison loss is
+        ``c * InfoNCE``. Its optimizer is an Adam of its own, whose step hardly depends on a constant factor
+        of its loss, so ``c`` then changes the update very little (docs/annealing.md measures it).
+        ``"lr"``: the loss is ``InfoNCE`` and ``c`` scales the step of the comparison optimizer, i.e. its
+        learning rates, so that annealing ``c`` from 1 to 0.5 halves the comparison's updates as the paper
+        intends. Not for ``variant="joint"``, whose one step also applies the reconstruction.
     :param variant: which auxiliary losses train the encoder, one of :data:`VARIANTS`:
         ``"gaara"`` (default), ``"sac_ae"``, ``"contrastive"``, ``"joint"`` (§5.1),
         ``"random_anchor"`` (§5.2), ``"decoder_discriminator"`` (§5.3)
@@ -87,6 +97,10 @@ class GAARASAC(SAC):
         update, one launch instead of about a thousand kernels. Needs the fused optimizers (the default) and
         ``skip_nonfinite_updates=False``; learning-rate schedules work but recapture at each change. On other
         devices it changes nothing: the eager update runs.
+    :param init_gradient_steps: gradient steps taken at once when ``learn()`` first trains, as the reference
+        code does at ``init_steps`` (SAC+AE, CURL, SAC+GAARA); one per agent step afterwards. ``None`` (default):
+        as many as ``learning_starts``; 0: none. The burst belongs to a model's first training, so a loaded model
+        that has trained (``_n_updates > 0``) never repeats it; ``train()`` called directly never bursts.
     The remaining parameters are SB3's ``SAC``'s.
     """
 
@@ -146,6 +160,8 @@ class GAARASAC(SAC):
         ent_coef_lr: float = 1e-4,
         skip_nonfinite_updates: bool = False,
         cuda_graphs: bool = False,
+        init_gradient_steps: int | None = None,
+        comparison_anneal: str = "loss",
         _init_setup_model: bool = True,
     ) -> None:
         variant = self.default_variant if variant is None else variant
@@ -177,6 +193,9 @@ class GAARASAC(SAC):
         self.skip_nonfinite_updates = skip_nonfinite_updates
         self.skipped_updates = 0
         self.cuda_graphs = cuda_graphs
+        self.init_gradient_steps = init_gradient_steps
+        self.comparison_anneal = comparison_anneal
+        self._in_learn = False
         self._check_hyperparameters(comparison_lambda)
         super().__init__(
             policy,
@@ -231,6 +250,22 @@ class GAARASAC(SAC):
                 raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}.")
         if comparison_lambda < 0:
             raise ValueError(f"comparison_lambda must be non-negative, got {comparison_lambda}.")
+        if self.comparison_anneal not in COMPARISON_ANNEALS:
+            raise ValueError(
+                f"comparison_anneal must be one of {COMPARISON_ANNEALS}, got {self.comparison_anneal!r}: 'loss' weights "
+                "the comparison loss by c (the paper's form), 'lr' scales the comparison optimizer's step by c."
+            )
+        if self.comparison_anneal == "lr" and self.variant == "joint":
+            raise ValueError(
+                "comparison_anneal='lr' scales the comparison optimizer's step, but variant='joint' applies the "
+                "reconstruction in the same step: use comparison_anneal='loss' with it."
+            )
+        steps = self.init_gradient_steps
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0):
+            raise ValueError(
+                f"init_gradient_steps must be a non-negative integer (0: no burst) or None (as many as learning_starts), "
+                f"got {steps!r}."
+            )
         if self.comparison_lambda_decay < 0:
             raise ValueError(
                 f"comparison_lambda_decay={self.comparison_lambda_decay} is negative: the comparison weight would grow "
@@ -267,7 +302,8 @@ class GAARASAC(SAC):
             "use_comparison": variant.use_comparison,
             **self.policy_kwargs,
         }
-        for key, expected in (("image_size", self.image_size), ("use_decoder", variant.use_decoder)):
+        decided = {"image_size": self.image_size, "use_decoder": variant.use_decoder, "use_comparison": variant.use_comparison}
+        for key, expected in decided.items():
             if self.policy_kwargs[key] != expected:
                 raise ValueError(
                     f"policy_kwargs[{key!r}]={self.policy_kwargs[key]!r} contradicts the model's {expected!r} "
@@ -389,6 +425,7 @@ class GAARASAC(SAC):
         """
         self.policy.set_training_mode(True)
         self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
+        gradient_steps = self._initial_burst(gradient_steps)
 
         # Each value keeps the number of its update: the actor and the auxiliary losses are not recorded every step.
         metrics: dict[str, list[tuple[int, th.Tensor]]] = {}
@@ -496,8 +533,10 @@ class GAARASAC(SAC):
         if phase.auxiliary:
             batch = self._auxiliary_batch(replay_data, obs, conv_features)
             for auxiliary in self._auxiliary_losses():
-                loss, values = auxiliary(policy, batch, comparison_lambda)
-                applied = self.optimize(loss, auxiliary.optimizer)
+                # "loss": c weights the loss (the paper's form); "lr": c scales the optimizer's step.
+                scale_step = auxiliary.anneals and self.comparison_anneal == "lr"
+                loss, values = auxiliary(policy, batch, 1.0 if scale_step else comparison_lambda)
+                applied = self.optimize(loss, auxiliary.optimizer, step_scale=comparison_lambda if scale_step else None)
                 for name, value in values.items():
                     record(name, value)
                 anneal = anneal or (applied and auxiliary.anneals)
@@ -517,12 +556,14 @@ class GAARASAC(SAC):
             positive = self.policy.scale_images(replay_data.obs_pos)
         return AuxiliaryBatch(replay_data.observations, obs, anchor, positive, conv_features)
 
-    def optimize(self, loss: th.Tensor, optimizer: th.optim.Optimizer) -> bool:
+    def optimize(self, loss: th.Tensor, optimizer: th.optim.Optimizer, step_scale: float | th.Tensor | None = None) -> bool:
         """Apply ``loss`` with ``optimizer`` (zero_grad, backward, step): the one place every loss of the model,
         the auxiliary ones included, is applied.
 
-        With ``skip_nonfinite_updates`` a non-finite loss or gradient is not applied: its gradients are
-        dropped, the skip is counted, and ``False`` is returned so that dependent steps (annealing) skip too.
+        :param step_scale: multiply the optimizer's step by this factor, which for Adam without weight decay is
+            multiplying its learning rates (``comparison_anneal="lr"``): ``p <- p_before + s (p_after - p_before)``
+        :return: whether the step was applied. With ``skip_nonfinite_updates`` a non-finite loss or gradient is
+            not: its gradients are dropped, the skip is counted, and dependent steps (annealing) skip too.
         """
         optimizer.zero_grad()
         loss.backward()
@@ -530,7 +571,15 @@ class GAARASAC(SAC):
             optimizer.zero_grad()
             self.skipped_updates += 1
             return False
+        if step_scale is None:
+            optimizer.step()
+            return True
+        params = [param for group in optimizer.param_groups for param in group["params"]]
+        before = [param.detach().clone() for param in params]
         optimizer.step()
+        with th.no_grad():
+            for param, old in zip(params, before, strict=True):
+                param.sub_(old).mul_(step_scale).add_(old)
         return True
 
     def _log_and_check(self, metrics: dict[str, list[tuple[int, th.Tensor]]], error: Exception | None = None) -> None:
@@ -580,7 +629,7 @@ class GAARASAC(SAC):
             self.logger.record("train/skipped_updates", self.skipped_updates)
         for name, value in means.items():
             self.logger.record(f"train/{name}", value)
-        if self.auxiliary_losses:
+        if VARIANTS[self.variant].anneals:
             self.logger.record("train/comparison_lambda", self.comparison_lambda)
 
     def _first_nonfinite_parameter(self) -> str | None:
@@ -606,14 +655,25 @@ class GAARASAC(SAC):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfGAARASAC:
-        return super().learn(
-            total_timesteps=total_timesteps,
-            callback=callback,
-            log_interval=log_interval,
-            tb_log_name=tb_log_name,
-            reset_num_timesteps=reset_num_timesteps,
-            progress_bar=progress_bar,
-        )
+        self._in_learn = True  # train() may take the initial burst of gradient steps (init_gradient_steps)
+        try:
+            return super().learn(
+                total_timesteps=total_timesteps,
+                callback=callback,
+                log_interval=log_interval,
+                tb_log_name=tb_log_name,
+                reset_num_timesteps=reset_num_timesteps,
+                progress_bar=progress_bar,
+            )
+        finally:
+            self._in_learn = False
+
+    def _initial_burst(self, gradient_steps: int) -> int:
+        """Gradient steps of this ``train()`` call: the initial burst on the first training inside ``learn()``."""
+        if not self._in_learn or self._n_updates > 0:
+            return gradient_steps
+        burst = self.learning_starts if self.init_gradient_steps is None else self.init_gradient_steps
+        return max(gradient_steps, burst)
 
     def _excluded_save_params(self) -> list[str]:
         return [
@@ -624,6 +684,7 @@ class GAARASAC(SAC):
             "_encoder_parameters",
             "_encoder_target_parameters",
             "_graphed_step",
+            "_in_learn",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:

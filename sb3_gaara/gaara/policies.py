@@ -130,6 +130,13 @@ class GAARAPolicy(SACPolicy):
                 f"conv_dtype={conv_dtype!r} is not supported:{hint} use one of {sorted(CONV_DTYPES)} "
                 "(bfloat16 runs the convolutions in mixed precision)."
             )
+        gsde_only = {"log_std_init": (log_std_init, -3), "use_expln": (use_expln, False), "clip_mean": (clip_mean, 2.0)}
+        ignored = [f"{name}={value!r}" for name, (value, default) in gsde_only.items() if value != default]
+        if ignored:
+            raise ValueError(
+                f"{', '.join(ignored)}: SB3 uses these only with gSDE (use_sde=True), which GAARAPolicy does not support, "
+                "so they would be ignored. Remove them from policy_kwargs."
+            )
         if share_features_extractor:
             raise ValueError(
                 "GAARAPolicy ties the actor's convolutions to the critic's itself and trains them with the critic "
@@ -249,9 +256,10 @@ class GAARAPolicy(SACPolicy):
         The float copy is made directly in the encoders' memory format, so that the encoders need no second copy.
         """
         scaled = obs.to(dtype=th.float32, memory_format=self.critic_encoder.memory_format)
-        if self.normalize_images:
-            scaled = scaled.div_(255.0)
-        return scaled
+        if not self.normalize_images:
+            return scaled
+        # In place on the copy; a float tensor already in the target layout is the caller's own: leave it alone.
+        return scaled.div(255.0) if scaled is obs else scaled.div_(255.0)
 
     def encode(self, obs: th.Tensor, target: bool = False) -> th.Tensor:
         """Latent code of uint8 images by the critic's (or with ``target``, the EMA target critic's) encoder."""
