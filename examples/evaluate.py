@@ -14,7 +14,6 @@ import os
 
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.vec_env import VecFrameStack
 
 import sb3_gaara  # noqa: F401  (registers the dmc-* environments)
 from sb3_gaara import GAARASAC
@@ -30,7 +29,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=12345)
     args = parser.parse_args()
 
-    env = VecFrameStack(make_vec_env(args.env, n_envs=1, seed=args.seed), n_stack=3)
+    # Three stacked frames, the first one repeated at reset, as during training (examples/train.py).
+    env = make_vec_env(args.env, n_envs=1, seed=args.seed, env_kwargs={"frame_stack": 3})
     # buffer_size=1: inference needs no replay memory.
     model = GAARASAC.load(os.path.join(args.run_dir, "model.zip"), env=env, buffer_size=1)
     mean, std = evaluate_policy(model, env, n_eval_episodes=args.episodes, deterministic=True)

@@ -15,7 +15,6 @@ import os
 import numpy as np
 import torch as th
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.vec_env import VecFrameStack
 
 import sb3_gaara  # noqa: F401  (registers the dmc-* environments)
 from sb3_gaara import GAARASAC
@@ -24,7 +23,7 @@ from sb3_gaara.common.crops import center_crop
 
 def collect_observations(model: GAARASAC, env_id: str, rows: int, spacing: int, seed: int) -> np.ndarray:
     """Observations met by the deterministic policy, ``spacing`` agent steps apart."""
-    env = VecFrameStack(make_vec_env(env_id, n_envs=1, seed=seed), n_stack=3)
+    env = make_vec_env(env_id, n_envs=1, seed=seed, env_kwargs={"frame_stack": 3})  # stacked as during training
     obs = env.reset()
     collected = []
     for step in range(rows * spacing):

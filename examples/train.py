@@ -17,7 +17,6 @@ import os
 
 from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.vec_env import VecFrameStack
 
 import sb3_gaara  # noqa: F401  (registers the dmc-* environments)
 from sb3_gaara import GAARASAC, VARIANTS
@@ -40,9 +39,11 @@ def main() -> None:
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
 
-    # Three stacked 3x100x100 frames, as in the papers: (9, 100, 100) uint8 observations.
-    env = VecFrameStack(make_vec_env(args.env, n_envs=1, seed=args.seed, monitor_dir=args.out), n_stack=3)
-    eval_env = VecFrameStack(make_vec_env(args.env, n_envs=1, seed=args.seed + 1000), n_stack=3)
+    # Three stacked 3x100x100 frames, as in the papers: (9, 100, 100) uint8 observations, oldest frame first and the
+    # first frame repeated at reset (the env stacks them: frame_stack=3).
+    stack = {"frame_stack": 3}
+    env = make_vec_env(args.env, n_envs=1, seed=args.seed, monitor_dir=args.out, env_kwargs=stack)
+    eval_env = make_vec_env(args.env, n_envs=1, seed=args.seed + 1000, env_kwargs=stack)
     action_repeat = get_action_repeat(env)
 
     model = GAARASAC(

@@ -345,12 +345,13 @@ def _minor_page_faults() -> int:
 
 
 def make_dmc_env() -> tuple[VecEnv, int]:
-    """``dmc-cheetah-run`` with 3 stacked frames, and its action repeat."""
+    """``dmc-cheetah-run`` with 3 stacked frames (the env's ``frame_stack``: the first frame repeated at reset, as the
+    packaged hyper-parameters train), and its action repeat."""
     os.environ.setdefault("MUJOCO_GL", "egl")
     from sb3_gaara.envs import default_action_repeat, register_dmc_envs
 
     register_dmc_envs()
-    venv = VecFrameStack(DummyVecEnv([lambda: gym.make(DMC_ENV_ID)]), FRAME_STACK)
+    venv = DummyVecEnv([lambda: gym.make(DMC_ENV_ID, frame_stack=FRAME_STACK)])
     venv.seed(0)
     return venv, default_action_repeat("cheetah")
 

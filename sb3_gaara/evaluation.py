@@ -24,9 +24,10 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, sync_envs_normalization
+from stable_baselines3.common.vec_env import VecEnv, sync_envs_normalization
 
 from sb3_gaara.common.env_steps import env_steps, get_action_repeat
+from sb3_gaara.envs.frame_stack import FrameStack, check_frame_stack
 
 __all__ = ["EnvStepEvalCallback", "Evaluation", "get_action_repeat", "make_eval_env"]
 
@@ -52,12 +53,20 @@ def make_eval_env(
     frame_stack: int = 1,
     seed: int | None = None,
 ) -> VecEnv:
-    """A single evaluation env wrapped as the RL Zoo wraps a training env: ``make_vec_env`` (with
-    ``Monitor``, so returns are the episode's true sum of rewards) and ``VecFrameStack`` if ``frame_stack > 1``."""
-    env = make_vec_env(env_id, n_envs=1, seed=seed, env_kwargs=env_kwargs)
+    """A single evaluation env wrapped as the RL Zoo wraps a training env: ``make_vec_env`` (with ``Monitor``, so
+    returns are the episode's true sum of rewards), then, if ``frame_stack > 1``, :class:`sb3_gaara.envs.FrameStack`:
+    the last ``frame_stack`` observations, oldest first, the first one repeated at reset, as the papers' code stacks
+    (the ``dmc-*`` envs' own ``frame_stack`` keyword, passed in ``env_kwargs``, gives the same observations)."""
+    frame_stack = check_frame_stack(frame_stack)
+    env_stack = (env_kwargs or {}).get("frame_stack", 1)
+    if frame_stack > 1 and env_stack != 1:
+        raise ValueError(
+            f"frame_stack={frame_stack} and env_kwargs frame_stack={env_stack!r} would stack twice: give one of them."
+        )
+    wrapper: dict[str, Any] = {}
     if frame_stack > 1:
-        env = VecFrameStack(env, n_stack=frame_stack)
-    return env
+        wrapper = {"wrapper_class": FrameStack, "wrapper_kwargs": {"frame_stack": frame_stack}}
+    return make_vec_env(env_id, n_envs=1, seed=seed, env_kwargs=env_kwargs, **wrapper)
 
 
 class EnvStepEvalCallback(EvalCallback):
@@ -73,12 +82,7 @@ class EnvStepEvalCallback(EvalCallback):
     The logger is dumped at the agent step, like every other SB3 log line; read ``eval/env_steps``
     (or :attr:`history`) for the environment-step axis.
 
-    From the RL Zoo (which only passes keyword arguments), name the env and its frame stack::
-
-        callback:
-          - sb3_gaara.evaluation.EnvStepEvalCallback:
-              eval_env: dmc-cheetah-run
-              frame_stack: 3
+    The RL Zoo builds one for ``gaara_sac``, ``sac_ae`` and ``curl_sac`` by default (:mod:`sb3_gaara.zoo.patches`).
 
     :param eval_env: the environment to evaluate on, a separate instance from the training env, or a
         Gymnasium id built with :func:`make_eval_env` (``eval_env_kwargs``, ``frame_stack``, ``eval_seed``)
@@ -89,8 +93,12 @@ class EnvStepEvalCallback(EvalCallback):
     :param eval_at_start: also evaluate before the first training step (at environment step 0)
     :param history: evaluations of an earlier, interrupted run; the schedule resumes after the last one
     :param eval_env_kwargs: keyword arguments of the env when ``eval_env`` is an id
-    :param frame_stack: frames stacked by ``VecFrameStack`` when ``eval_env`` is an id (1: none)
+    :param frame_stack: frames stacked when ``eval_env`` is an id, as the papers' code stacks (first frame repeated at
+        reset; see :func:`make_eval_env`); 1: none
     :param eval_seed: seed of the env when ``eval_env`` is an id
+    :param eval_freq_agent_steps: evaluate every this many *agent* steps instead (rl-zoo3's ``--eval-freq`` unit,
+        summed over parallel envs), i.e. every ``eval_freq_agent_steps * action_repeat`` environment steps; ``None``:
+        ``eval_freq_env_steps`` holds
     The other parameters are SB3's ``EvalCallback``'s (``deterministic=True``).
     """
 
@@ -113,6 +121,7 @@ class EnvStepEvalCallback(EvalCallback):
         render: bool = False,
         verbose: int = 1,
         warn: bool = True,
+        eval_freq_agent_steps: int | None = None,
     ) -> None:
         if isinstance(eval_env, str):
             eval_env = make_eval_env(eval_env, env_kwargs=eval_env_kwargs, frame_stack=frame_stack, seed=eval_seed)
@@ -132,6 +141,7 @@ class EnvStepEvalCallback(EvalCallback):
             warn=warn,
         )
         self.eval_freq_env_steps = eval_freq_env_steps
+        self.eval_freq_agent_steps = eval_freq_agent_steps
         self.eval_at_start = eval_at_start
         self.action_repeat = action_repeat
         self.history: list[Evaluation] = list(history or [])
@@ -150,6 +160,8 @@ class EnvStepEvalCallback(EvalCallback):
         eval_repeat = get_action_repeat(self.eval_env)
         if self.action_repeat is None:
             self.action_repeat = train_repeat
+        if self.eval_freq_agent_steps is not None:
+            self.eval_freq_env_steps = env_steps(self.eval_freq_agent_steps, self.action_repeat)
         if eval_repeat != self.action_repeat:
             # Returns are sums over a fixed number of simulator steps only if both envs repeat alike.
             warnings.warn(

@@ -12,8 +12,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from sb3_gaara.envs import ACTION_REPEAT, DMC_TASKS, EPISODE_LENGTH, dmc_env_id, register_dmc_envs
+from sb3_gaara.envs import ACTION_REPEAT, DMC_TASKS, EPISODE_LENGTH, FrameStack, dmc_env_id, register_dmc_envs
 from sb3_gaara.envs.dmc import DMCEnv, RenderingBackendError, _choose_headless_gl_backend
+from sb3_gaara.envs.pixel_reach import PixelReachEnv
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ALL_IDS = register_dmc_envs()
@@ -84,12 +85,20 @@ def test_every_id_constructs_and_renders(env_id: str):
         env.close()
 
 
-def test_passes_gymnasium_env_checker():
+@pytest.mark.parametrize("frame_stack", [1, 3])
+def test_passes_gymnasium_and_sb3_env_checkers(frame_stack: int):
+    import warnings
+
     from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
     # (rendering is checked below; the checker would also try "human", which needs a display)
-    env = DMCEnv("cheetah", "run")
-    check_env(env, skip_render_check=True)
+    env = DMCEnv("cheetah", "run", frame_stack=frame_stack, episode_length=40)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env, skip_render_check=True)
+        sb3_check_env(env)
+    assert not [str(warning.message) for warning in caught if issubclass(warning.category, UserWarning)]
     env.close()
 
 
@@ -252,6 +261,7 @@ def test_human_rendering_without_display_says_what_to_do(monkeypatch):
         ({"domain_name": "cheetah", "task_name": "run", "episode_length": -1}, "episode_length"),
         ({"domain_name": "cheetah", "task_name": "run", "camera_id": 7}, r"cameras 0\.\.1"),
         ({"domain_name": "cheetah", "task_name": "run", "render_mode": "ansi"}, "render_mode must be one of"),
+        ({"domain_name": "cheetah", "task_name": "run", "frame_stack": 0}, "frame_stack must be a positive integer"),
     ],
 )
 def test_invalid_arguments_name_the_valid_choices(kwargs, match):
@@ -304,3 +314,143 @@ def test_user_choice_of_backend_is_kept_and_failures_explain_the_fix():
     for hint in ("MUJOCO_GL=glfw", "export MUJOCO_GL=egl", "MUJOCO_GL=osmesa", "libegl1", "from_pixels=False"):
         assert hint in result.stdout, hint
     assert issubclass(RenderingBackendError, RuntimeError)
+
+
+# --- frame stacking as the papers' code does it -----------------------------------------------------------------
+
+
+def _frames(env_id: str, n_steps: int, seed: int, **kwargs) -> tuple[list[np.ndarray], list[bool]]:
+    """The single frames of an unstacked env over ``n_steps`` (a reset after a truncation counts as a step), and
+    whether each observation starts an episode."""
+    env = _make(env_id, **kwargs)
+    obs, _ = env.reset(seed=seed)
+    frames, starts = [obs], [True]
+    action = np.full(env.action_space.shape, 0.5, dtype=np.float32)
+    for _ in range(n_steps):
+        obs, _, terminated, truncated, _ = env.step(action)
+        frames.append(obs)
+        starts.append(False)
+        if terminated or truncated:
+            obs, _ = env.reset()
+            frames.append(obs)
+            starts.append(True)
+    env.close()
+    return frames, starts
+
+
+def _expected_stack(frames: list[np.ndarray], starts: list[bool], t: int, k: int, axis: int) -> np.ndarray:
+    """The papers' stack at observation ``t``: the last ``k`` frames of its episode, oldest first, the episode's
+    first frame repeated where the episode is younger than ``k``."""
+    start = max(i for i in range(t + 1) if starts[i])
+    return np.concatenate([frames[max(start, t - j)] for j in reversed(range(k))], axis=axis)
+
+
+@pytest.mark.parametrize(
+    ("channels_first", "stack_shape", "axis"), [(True, (9, 48, 64), 0), (False, (48, 64, 9), -1)], ids=["CHW", "HWC"]
+)
+def test_frame_stack_repeats_the_first_frame_and_keeps_the_oldest_first(channels_first, stack_shape, axis):
+    # cheetah, action repeat 4, episodes of 12 simulator steps: truncated at the 3rd agent step, then a reset.
+    kwargs = dict(height=48, width=64, channels_first=channels_first, episode_length=12)
+    frames, starts = _frames("dmc-cheetah-run", 5, seed=3, **kwargs)
+    assert starts == [True, False, False, False, True, False, False]
+    env = _make("dmc-cheetah-run", frame_stack=3, **kwargs)
+    assert env.observation_space == gym.spaces.Box(0, 255, stack_shape, np.uint8)
+    obs, _ = env.reset(seed=3)
+    observations = [obs]
+    action = np.full(env.action_space.shape, 0.5, dtype=np.float32)
+    for step in range(5):
+        obs, _, terminated, truncated, _ = env.step(action)
+        assert truncated == (step == 2) and not terminated
+        observations.append(obs)
+        if truncated:
+            observations.append(env.reset()[0])
+    assert len(observations) == len(frames)
+    for t, obs in enumerate(observations):
+        assert obs.shape == stack_shape and obs.dtype == np.uint8 and env.observation_space.contains(obs)
+        np.testing.assert_array_equal(obs, _expected_stack(frames, starts, t, 3, axis), err_msg=f"observation {t}")
+    # reset: the first frame three times; after 2 steps the stack is full of distinct frames, oldest first
+    first = np.split(observations[0], 3, axis=axis)
+    assert all(np.array_equal(first[0], frame) for frame in first[1:])
+    np.testing.assert_array_equal(np.split(observations[2], 3, axis=axis)[0], frames[0])
+    np.testing.assert_array_equal(np.split(observations[3], 3, axis=axis)[0], frames[1])
+    assert not np.array_equal(frames[0], frames[1])
+    # after the truncation the new episode starts again with its first frame three times
+    after_reset = np.split(observations[4], 3, axis=axis)
+    assert all(np.array_equal(frames[4], frame) for frame in after_reset)
+    env.close()
+
+
+def test_frame_stack_spaces_and_rendering():
+    env = _make("dmc-cheetah-run", frame_stack=3, render_mode="rgb_array")
+    assert env.observation_space == gym.spaces.Box(0, 255, (9, 100, 100), np.uint8)
+    assert env.unwrapped.frame_stack == 3
+    obs, _ = env.reset(seed=0)
+    obs, *_ = env.step(env.action_space.sample())
+    frame = env.render()  # one frame, the newest of the stack
+    assert frame.shape == (100, 100, 3)
+    np.testing.assert_array_equal(frame, obs[6:].transpose(1, 2, 0))
+    env.close()
+    assert _make("dmc-cheetah-run", frame_stack=2, channels_first=False).observation_space.shape == (100, 100, 6)
+    assert _make("dmc-cheetah-run").observation_space.shape == (3, 100, 100)  # frame_stack=1: single frames
+    state = _make("dmc-cheetah-run", from_pixels=False, frame_stack=2)  # state vectors stack end to end
+    assert state.observation_space == gym.spaces.Box(-np.inf, np.inf, (34,), np.float32)
+    obs, _ = state.reset(seed=0)
+    np.testing.assert_array_equal(obs[:17], obs[17:])
+
+
+def test_frame_stack_wrapper_and_pixel_reach_stack_alike():
+    # PixelReach's own frame_stack keyword, the FrameStack wrapper, and the frames of the unstacked env.
+    stacked = PixelReachEnv(frame_stack=3, episode_length=6)
+    wrapped = FrameStack(PixelReachEnv(episode_length=6), 3)
+    single = PixelReachEnv(episode_length=6)
+    assert stacked.observation_space == wrapped.observation_space == gym.spaces.Box(0, 255, (9, 40, 40), np.uint8)
+    frames, starts = [single.reset(seed=5)[0]], [True]
+    observations = [stacked.reset(seed=5)[0]]
+    np.testing.assert_array_equal(wrapped.reset(seed=5)[0], observations[0])
+    action = np.array([0.7, -0.3], dtype=np.float32)
+    for _ in range(7):  # episodes of 3 agent steps: two truncations, each followed by a reset
+        obs, _, _, truncated, _ = stacked.step(action)
+        np.testing.assert_array_equal(wrapped.step(action)[0], obs)
+        frame, _, _, single_truncated, _ = single.step(action)
+        assert truncated == single_truncated
+        observations.append(obs)
+        frames.append(frame)
+        starts.append(False)
+        if truncated:
+            observations.append(stacked.reset()[0])
+            np.testing.assert_array_equal(wrapped.reset()[0], observations[-1])
+            frames.append(single.reset()[0])
+            starts.append(True)
+    assert starts.count(True) == 3
+    for t, obs in enumerate(observations):
+        np.testing.assert_array_equal(obs, _expected_stack(frames, starts, t, 3, 0), err_msg=f"observation {t}")
+    rendering = PixelReachEnv(frame_stack=3, render_mode="rgb_array")
+    obs, _ = rendering.reset(seed=0)
+    np.testing.assert_array_equal(rendering.render(), obs[6:].transpose(1, 2, 0))  # one frame, the newest
+
+
+def test_frame_stack_wrapper_spaces_and_errors():
+    channel_last = gym.spaces.Box(0, 255, (20, 24, 3), np.uint8)
+
+    class Env(gym.Env):
+        def __init__(self, space: gym.spaces.Space) -> None:
+            self.observation_space, self.action_space = space, gym.spaces.Box(-1, 1, (1,), np.float32)
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            return self.observation_space.sample(), {}
+
+        def step(self, action):
+            return self.observation_space.sample(), 0.0, False, False, {}
+
+    assert FrameStack(Env(channel_last), 4).observation_space.shape == (20, 24, 12)
+    assert FrameStack(Env(gym.spaces.Box(0, 255, (3, 20, 24), np.uint8)), 4).observation_space.shape == (12, 20, 24)
+    vector = FrameStack(Env(gym.spaces.Box(np.array([-1, 0], np.float32), np.array([1, 2], np.float32))), 3)
+    np.testing.assert_array_equal(vector.observation_space.low, [-1, 0, -1, 0, -1, 0])
+    np.testing.assert_array_equal(vector.observation_space.high, [1, 2, 1, 2, 1, 2])
+    with pytest.raises(gym.error.ResetNeeded):
+        FrameStack(Env(channel_last), 2).step(np.zeros(1))
+    with pytest.raises(ValueError, match="Box observation space"):
+        FrameStack(Env(gym.spaces.Discrete(3)), 2)
+    with pytest.raises(ValueError, match="frame_stack must be a positive integer"):
+        FrameStack(Env(channel_last), 0)

@@ -87,6 +87,22 @@ def test_schedule_counts_environment_steps(action_repeat: int, n_envs: int, freq
     assert model.num_timesteps * action_repeat == 160
 
 
+@pytest.mark.parametrize(("action_repeat", "n_envs"), [(4, 2), (8, 1)])
+def test_schedule_in_agent_steps(action_repeat: int, n_envs: int, tmp_path) -> None:
+    # rl-zoo3's --eval-freq unit: every 10 agent steps (over all envs) = every 10 * action_repeat environment steps.
+    model = _model(action_repeat, n_envs, tmp_path)
+    callback = EnvStepEvalCallback(_vec(action_repeat), n_eval_episodes=1, verbose=0, eval_freq_agent_steps=10)
+    model.learn(40, callback=callback)
+    assert callback.eval_freq_env_steps == 10 * action_repeat
+    assert [evaluation.env_steps for evaluation in callback.history] == [
+        0,
+        10 * action_repeat,
+        20 * action_repeat,
+        30 * action_repeat,
+        40 * action_repeat,
+    ]
+
+
 def test_logged_values_and_returns(tmp_path) -> None:
     model = _model(action_repeat=4, n_envs=1, tmp_path=tmp_path)
     callback = EnvStepEvalCallback(_vec(4), eval_freq_env_steps=40, n_eval_episodes=3, log_path=str(tmp_path), verbose=0)
@@ -143,6 +159,25 @@ def test_eval_env_from_id() -> None:
     assert get_action_repeat(callback.eval_env) == 3
     env = make_eval_env(PIXEL_REACH_ID, frame_stack=1)
     assert env.observation_space.shape == (3, 40, 40)
+
+
+def test_eval_env_from_id_stacks_as_the_papers_code() -> None:
+    register_pixel_reach()
+    # by the FrameStack wrapper, or by the env's own frame_stack keyword: the same observations
+    wrapped = make_eval_env(PIXEL_REACH_ID, frame_stack=3, seed=4)
+    by_env = make_eval_env(PIXEL_REACH_ID, env_kwargs={"frame_stack": 3}, seed=4)
+    obs = wrapped.reset()
+    np.testing.assert_array_equal(obs, by_env.reset())
+    assert obs.shape == (1, 9, 40, 40)
+    np.testing.assert_array_equal(obs[0, :3], obs[0, 3:6])  # the first frame three times at reset
+    np.testing.assert_array_equal(obs[0, 3:6], obs[0, 6:])
+    action = np.array([[0.5, 0.5]], dtype=np.float32)
+    next_obs = wrapped.step(action)[0]
+    np.testing.assert_array_equal(next_obs, by_env.step(action)[0])
+    np.testing.assert_array_equal(next_obs[0, :6], obs[0, 3:])  # oldest first: the stack moved by one frame
+    assert not np.array_equal(next_obs[0, 6:], obs[0, 6:])
+    with pytest.raises(ValueError, match="would stack twice"):
+        make_eval_env(PIXEL_REACH_ID, env_kwargs={"frame_stack": 3}, frame_stack=3)
 
 
 def test_mismatched_action_repeat_warns(tmp_path) -> None:

@@ -69,6 +69,21 @@ FINGERPRINTS: dict[str, dict[str, str]] = {
     "rl_zoo3.exp_manager.ExperimentManager._load_pretrained_agent": {
         "2.9.2": "1b6d4efab02c48c2780ca794d1ec2381c99d4346b0d29a1e7f92b437aae29860",
     },
+    "rl_zoo3.exp_manager.ExperimentManager.__init__": {
+        "2.9.2": "baa5c1f94e36bcaebcbe3dbaa0961b57ef518a104ca49bb7ecd78555e052b358",
+    },
+    "rl_zoo3.exp_manager.ExperimentManager.read_hyperparameters": {
+        "2.9.2": "a28f2701bec22a64d314af6e332f88693170387a65d60fd123c685cafb39d932",
+    },
+    "rl_zoo3.exp_manager.ExperimentManager.create_callbacks": {
+        "2.9.2": "0c69daed67678bbb7ac078784a7831f4ab049add747bdf8ad5b5f58b2dd29a2f",
+    },
+    "rl_zoo3.exp_manager.ExperimentManager._save_config": {
+        "2.9.2": "94e6bff0190b7dba20ba27377472924341982e1fa69433d925996ad8c3eaeeec",
+    },
+    "rl_zoo3.train.train": {
+        "2.9.2": "1c095c259c35221a17db662f7553597cb113c2a9fa76adcc9a8243793dfaa401",
+    },
 }
 
 #: what in sb3-gaara follows each guarded function: what to re-read when its fingerprint changes
@@ -126,6 +141,27 @@ OUR_CODE: dict[str, str] = {
     ),
     "rl_zoo3.exp_manager.ExperimentManager._load_pretrained_agent": (
         "sb3_gaara.zoo.patches.patch_exp_manager (drops image_size and variant before it calls ALGOS[algo].load)"
+    ),
+    "rl_zoo3.exp_manager.ExperimentManager.__init__": (
+        "sb3_gaara.zoo.patches.patch_exp_manager (binds its arguments to set config and to tell the user's eval_freq and "
+        "n_eval_episodes from defaults; reads env_kwargs, _eval_env_kwargs_args, eval_freq, n_eval_episodes, "
+        "n_eval_envs, save_path and params_path) and sb3_gaara.zoo.patches.protocol_eval_callback"
+    ),
+    "rl_zoo3.exp_manager.ExperimentManager.read_hyperparameters": (
+        "sb3_gaara.zoo.patches.patch_exp_manager (its read_hyperparameters: runs it with self.env_kwargs emptied so that "
+        "the yml's env_kwargs survive, then merges the command line's into them and sets eval_env_kwargs)"
+    ),
+    "rl_zoo3.exp_manager.ExperimentManager.create_callbacks": (
+        "sb3_gaara.zoo.patches.patch_exp_manager and sb3_gaara.zoo.patches.protocol_eval_callback (run it with "
+        "eval_freq=0, then add the protocol's EnvStepEvalCallback built as it builds its EvalCallback)"
+    ),
+    "rl_zoo3.exp_manager.ExperimentManager._save_config": (
+        "sb3_gaara.zoo.patches.patch_exp_manager (sets args.env_kwargs to the merged env_kwargs because args.yml, written "
+        "here, is where enjoy and record_video read them)"
+    ),
+    "rl_zoo3.train.train": (
+        "sb3_gaara.zoo.patches._ZOO_EVAL_OPTIONS (the defaults of --eval-freq and --eval-episodes, which leave the "
+        "papers' protocol in place) and sb3_gaara.zoo.patches._option_on_command_line (the option names)"
     ),
 }
 

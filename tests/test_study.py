@@ -97,6 +97,30 @@ def test_pixel_reach_seeding_and_registration() -> None:
         PixelReachEnv(size=10, margin=5)
 
 
+@pytest.mark.parametrize("eval_env", [False, True])
+def test_study_envs_stack_frames_as_the_papers_code(eval_env: bool) -> None:
+    # Every task stacks the same way: the env's frame_stack keyword, the first frame repeated at reset.
+    task = resolve_task("pixel_reach")
+    env = study.make_train_env(task, seed=0, eval_env=eval_env)
+    assert type(env).__name__ == "DummyVecEnv" and env.get_attr("frame_stack") == [3]
+    obs = env.reset()
+    assert obs.shape == (1, 9, 40, 40)
+    np.testing.assert_array_equal(obs[0, :3], obs[0, 6:])
+    np.testing.assert_array_equal(obs[0, 3:6], obs[0, 6:])
+    next_obs = env.step(np.zeros((1, 2), dtype=np.float32))[0]
+    np.testing.assert_array_equal(next_obs[0, :6], obs[0, 3:])
+    # the seeds of the training and the evaluation env differ, as before
+    other = study.make_train_env(task, seed=0, eval_env=not eval_env).reset()
+    assert not np.array_equal(obs, other)
+
+
+def test_frame_stacking_is_part_of_a_runs_identity(tmp_path) -> None:
+    identity = _config(tmp_path).identity()
+    assert identity["frame_stacking"] == "first frame repeated at reset"
+    before = {key: value for key, value in identity.items() if key != "frame_stacking"}  # a run of VecFrameStack days
+    assert not _config(tmp_path).resumes(json.loads(json.dumps(before)))
+
+
 # ------------------------------------------------------------------------------------------ curves and tables
 
 

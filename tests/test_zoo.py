@@ -91,7 +91,8 @@ def test_hyperparams_follow_the_paper(algo: str):
     for env_id, entry in entries.items():
         repeat = 2 if env_id == "default" else default_action_repeat(env_id.split("-")[1])
         assert entry["policy"] == "CnnPolicy"
-        assert entry["frame_stack"] == 3
+        # the env stacks 3 frames as the papers' code does; rl-zoo3's frame_stack (VecFrameStack) pads with black
+        assert entry["env_kwargs"] == {"frame_stack": 3} and "frame_stack" not in entry
         assert entry["n_timesteps"] * repeat == ENV_STEPS, env_id
         assert entry["buffer_size"] == min(entry["n_timesteps"], MAX_BUFFER), env_id
         for key, value in entry.items():
@@ -285,16 +286,120 @@ def test_zoo_builds_stacked_channel_first_frames(zoo: ModuleType, tmp_path: Path
     hyperparams, _ = manager.read_hyperparameters()
     assert hyperparams["n_timesteps"] == 62_500
     manager._preprocess_hyperparams(hyperparams)
+    assert manager.env_kwargs == manager.eval_env_kwargs == {"frame_stack": 3} and manager.frame_stack is None
+    for eval_env in (False, True):
+        env = manager.create_envs(n_envs=1, eval_env=eval_env, no_log=True)
+        try:
+            assert env.observation_space.shape == (9, 100, 100) and env.observation_space.dtype == np.uint8
+            obs = env.reset()
+            assert obs.shape == (1, 9, 100, 100) and obs[0, 6:].any()
+            # The env stacks the papers' way: the first frame three times at reset.
+            np.testing.assert_array_equal(obs[0, :3], obs[0, 3:6])
+            np.testing.assert_array_equal(obs[0, 3:6], obs[0, 6:])
+            assert type(env).__name__ == "DummyVecEnv"  # channel-first frames need no VecTransposeImage
+        finally:
+            env.close()
+
+
+def test_zoo_frame_stack_key_still_stacks_with_vec_frame_stack(zoo: ModuleType, tmp_path: Path):
+    # A user's -conf file with rl-zoo3's own frame_stack key gets SB3's VecFrameStack (black frames at reset), as before.
+    config = tmp_path / "mine.yml"
+    config.write_text("default:\n  policy: CnnPolicy\n  n_timesteps: 100\n  frame_stack: 2\n")
+    manager = _manager(zoo, tmp_path, env_id="dmc-cartpole-swingup", config=str(config), eval_freq=0)
+    hyperparams, _ = manager.read_hyperparameters()
+    manager._preprocess_hyperparams(hyperparams)
     env = manager.create_envs(n_envs=1, no_log=True)
     try:
-        assert env.observation_space.shape == (9, 100, 100) and env.observation_space.dtype == np.uint8
+        assert type(env).__name__ == "VecFrameStack" and env.observation_space.shape == (6, 100, 100)
         obs = env.reset()
-        assert obs.shape == (1, 9, 100, 100)
-        # VecFrameStack pads with zeros at reset; the newest frame (last 3 channels) is the rendered one.
-        assert not obs[0, :6].any() and obs[0, 6:].any()
-        assert type(env).__name__ == "VecFrameStack"  # channel-first frames need no VecTransposeImage
+        assert not obs[0, :3].any() and obs[0, 3:].any()
     finally:
         env.close()
+
+
+def test_command_line_env_kwargs_add_to_the_yml_ones(zoo: ModuleType, tmp_path: Path):
+    # rl-zoo3 alone would replace the yml's env_kwargs (and so drop frame_stack) and build the eval env without them.
+    args = argparse.Namespace(env_kwargs={"action_repeat": 2})
+    manager = zoo.exp_manager.ExperimentManager(
+        args, "sac_ae", "dmc-cartpole-swingup", str(tmp_path / "logs"), env_kwargs={"action_repeat": 2}
+    )
+    hyperparams, saved = manager.read_hyperparameters()
+    assert hyperparams["env_kwargs"] == saved["env_kwargs"] == {"frame_stack": 3, "action_repeat": 2}
+    assert manager.eval_env_kwargs == {"frame_stack": 3, "action_repeat": 2}
+    assert args.env_kwargs == {"frame_stack": 3, "action_repeat": 2}  # args.yml: where enjoy and record_video look
+    manager = _manager(
+        zoo, tmp_path, env_id="dmc-cartpole-swingup", env_kwargs={"episode_length": 80}, eval_env_kwargs={"episode_length": 40}
+    )
+    manager.read_hyperparameters()
+    assert manager.env_kwargs == {"frame_stack": 3, "episode_length": 80}
+    assert manager.eval_env_kwargs == {"frame_stack": 3, "episode_length": 40}
+    # other algorithms keep rl-zoo3's behaviour
+    manager = _manager(zoo, tmp_path, algo="sac", env_id="Pendulum-v1", env_kwargs={"g": 9.0})
+    hyperparams, _ = manager.read_hyperparameters()
+    assert "env_kwargs" not in hyperparams and manager.eval_env_kwargs == {"g": 9.0}
+
+
+def _evaluation_callbacks(zoo: ModuleType, tmp_path: Path, algo: str = "gaara_sac", **kwargs: Any) -> list[Any]:
+    """The ``EvalCallback``s (SB3's class and subclasses) that a manager for dmc-cartpole-swingup builds."""
+    from stable_baselines3.common.callbacks import EvalCallback
+
+    env_id = "Pendulum-v1" if algo == "sac" else "dmc-cartpole-swingup"
+    manager = _manager(zoo, tmp_path, algo=algo, env_id=env_id, **kwargs)
+    hyperparams, _ = manager.read_hyperparameters()
+    manager._preprocess_hyperparams(hyperparams)
+    manager.create_log_folder()
+    manager.create_callbacks()
+    return [callback for callback in manager.callbacks if isinstance(callback, EvalCallback)]
+
+
+@pytest.mark.parametrize("zoo_name", sorted(ZOO_ALGORITHMS))
+def test_zoo_evaluates_on_the_papers_protocol_by_default(zoo: ModuleType, tmp_path: Path, zoo_name: str):
+    from sb3_gaara.evaluation import EnvStepEvalCallback, get_action_repeat
+
+    (callback,) = _evaluation_callbacks(zoo, tmp_path, zoo_name, n_eval_envs=1)  # one evaluation callback, ours
+    assert type(callback) is EnvStepEvalCallback
+    assert (callback.eval_freq_env_steps, callback.eval_freq_agent_steps) == (10_000, None)
+    assert callback.n_eval_episodes == 10 and callback.deterministic and callback.eval_at_start
+    run = tmp_path / "logs" / zoo_name / "dmc-cartpole-swingup_1"
+    assert callback.log_path == str(run / "evaluations") and callback.best_model_save_path == str(run)
+    assert type(callback.callback_on_new_best).__name__ == "SaveVecNormalizeCallback"
+    # a separate env built like the training env: the yml's frame stack, the task's action repeat
+    assert callback.eval_env.observation_space.shape == (9, 100, 100)
+    assert get_action_repeat(callback.eval_env) == 8
+
+
+def test_zoo_eval_flags_replace_the_protocol_values(zoo: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    (callback,) = _evaluation_callbacks(zoo, tmp_path, eval_freq=20, n_eval_episodes=3)
+    assert (callback.eval_freq_agent_steps, callback.n_eval_episodes, callback.deterministic) == (20, 3, True)
+    (callback,) = _evaluation_callbacks(zoo, tmp_path, eval_freq=20)
+    assert (callback.eval_freq_agent_steps, callback.n_eval_episodes) == (20, 10)
+    # rl-zoo3 train's defaults (25000 agent steps, 5 episodes) leave the protocol in place...
+    (callback,) = _evaluation_callbacks(zoo, tmp_path, eval_freq=25_000, n_eval_episodes=5)
+    assert (callback.eval_freq_env_steps, callback.eval_freq_agent_steps, callback.n_eval_episodes) == (10_000, None, 10)
+    # ... unless the options are on the command line
+    monkeypatch.setattr(sys, "argv", ["train.py", "--algo", "gaara_sac", "--eval-freq", "25000", "--eval-episodes=5"])
+    (callback,) = _evaluation_callbacks(zoo, tmp_path, eval_freq=25_000, n_eval_episodes=5)
+    assert (callback.eval_freq_agent_steps, callback.n_eval_episodes) == (25_000, 5)
+
+
+@pytest.mark.parametrize("eval_freq", [-1, 0])
+def test_zoo_eval_freq_off_turns_evaluation_off(zoo: ModuleType, tmp_path: Path, eval_freq: int):
+    assert _evaluation_callbacks(zoo, tmp_path, eval_freq=eval_freq) == []
+
+
+def test_other_algorithms_keep_rl_zoo3_evaluation(zoo: ModuleType, tmp_path: Path):
+    (callback,) = _evaluation_callbacks(zoo, tmp_path, "sac", eval_freq=25_000)
+    assert type(callback).__name__ == "EvalCallback" and (callback.eval_freq, callback.n_eval_episodes) == (25_000, 5)
+
+
+def test_eval_options_are_recognised_as_argparse_reads_them():
+    from sb3_gaara.zoo.patches import _option_on_command_line
+
+    for argv in (["--eval-freq", "10"], ["--eval-freq=10"], ["--eval-f", "10"], ["-n", "5", "--eval-fr=3"]):
+        assert _option_on_command_line("--eval-freq", argv), argv
+    for argv in ([], ["--eval-episodes", "3"], ["--env", "dmc-cheetah-run"], ["--eval-env-kwargs", "a:1"], ["--eval"]):
+        assert not _option_on_command_line("--eval-freq", argv), argv
+    assert _option_on_command_line("--eval-episodes", ["--eval-episodes", "3"])
 
 
 #: Bytes per transition of the replay buffer's arrays other than the frames (60 at 9x100x100 with 6 actions).
@@ -395,7 +500,10 @@ def test_optuna_samplers_give_valid_models_and_convert_back(zoo: ModuleType, zoo
 
 # --- the zoo's scripts end to end ------------------------------------------------------------------------
 
-TINY = ["--num-threads", "1", "--seed", "0", "--hyperparams", "learning_starts:20", "buffer_size:200", "batch_size:4"]
+TINY = [
+    "--num-threads", "1", "--seed", "0", "--eval-freq", "-1",
+    "--hyperparams", "learning_starts:20", "buffer_size:200", "batch_size:4",
+]  # fmt: skip
 
 
 def _zoo(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:
@@ -414,13 +522,14 @@ def test_zoo_train_resume_enjoy_and_optimize(tmp_path: Path):
         "train", "--algo", "gaara_sac", "--env", "dmc-cheetah-run", "-n", "40", "-f", "logs", "-tb", "tb", "-P",
         "--save-replay-buffer", *TINY, cwd=tmp_path,
     )  # fmt: skip
-    assert "gaara_sac.yml" in result.stdout and "Stacking 3 frames" in result.stdout
+    assert "gaara_sac.yml" in result.stdout and "env_kwargs={'frame_stack': 3}" in result.stdout
+    assert "Stacking" not in result.stdout  # no VecFrameStack: the env stacks
     assert (run / "dmc-cheetah-run.zip").is_file() and (run / "replay_buffer.pkl").is_file()
     assert glob.glob(str(tmp_path / "tb" / "dmc-cheetah-run" / "GAARASAC_1" / "events.out.tfevents.*"))
     assert "40/40" in result.stdout + result.stderr  # the progress bar reached the end
     # rl-zoo3 saves the hyper-parameters as an OrderedDict and reads them back with the unsafe loader too
     config = yaml.load((run / "dmc-cheetah-run" / "config.yml").read_text(), Loader=yaml.UnsafeLoader)
-    assert config["frame_stack"] == 3 and config["policy"] == "CnnPolicy"
+    assert config["env_kwargs"] == {"frame_stack": 3} and config["policy"] == "CnnPolicy"
 
     result = _zoo(
         "train", "--algo", "gaara_sac", "--env", "dmc-cheetah-run", "-n", "24", "-f", "logs",
@@ -443,6 +552,53 @@ def test_zoo_train_resume_enjoy_and_optimize(tmp_path: Path):
         "--hyperparams", "learning_starts:20", "buffer_size:200", cwd=tmp_path,
     )  # fmt: skip
     assert "Number of finished trials:  2" in result.stdout and "comparison_lambda" in result.stdout
+
+
+@pytest.mark.slow
+def test_zoo_evaluation_steps_files_and_logs(tmp_path: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    # cartpole: action repeat 8, and evaluation episodes of 40 simulator steps = 5 agent steps
+    common = [
+        "--env",
+        "dmc-cartpole-swingup",
+        "-f",
+        "logs",
+        "--env-kwargs",
+        "episode_length:40",
+        "--num-threads",
+        "1",
+        "--seed",
+        "0",
+    ]
+    tiny = ["--hyperparams", "learning_starts:20", "buffer_size:200", "batch_size:4"]
+
+    # The protocol: at the start, then every 10k environment steps (none within 30 agent steps), 10 episodes.
+    result = _zoo("train", "--algo", "sac_ae", "-n", "30", *common, *tiny, cwd=tmp_path)
+    data = np.load(tmp_path / "logs" / "sac_ae" / "dmc-cartpole-swingup_1" / "evaluations.npz")
+    assert data["env_steps"].tolist() == [0] and data["timesteps"].tolist() == [0]
+    assert data["results"].shape == (1, 10) and (data["ep_lengths"] == 5).all()
+
+    # --eval-freq (agent steps) and --eval-episodes replace the protocol's values; one evaluation callback only.
+    result = _zoo(
+        "train", "--algo", "gaara_sac", "-n", "24", "--eval-freq", "10", "--eval-episodes", "2", "-tb", "tb",
+        *common, *tiny, cwd=tmp_path,
+    )  # fmt: skip
+    run = tmp_path / "logs" / "gaara_sac" / "dmc-cartpole-swingup_1"
+    data = np.load(run / "evaluations.npz")
+    assert data["timesteps"].tolist() == [0, 10, 20] and data["env_steps"].tolist() == [0, 80, 160]
+    assert data["results"].shape == (3, 2) and (data["ep_lengths"] == 5).all()
+    assert (run / "best_model.zip").is_file()
+    assert result.stdout.count("Eval env_steps=") == 3 and "Eval num_timesteps=" not in result.stdout
+    (events,) = glob.glob(str(tmp_path / "tb" / "dmc-cartpole-swingup" / "GAARASAC_1" / "events.out.tfevents.*"))
+    scalars = EventAccumulator(events).Reload().Tags()["scalars"]
+    assert {"eval/mean_reward", "eval/env_steps"} <= set(scalars)
+
+    # --eval-freq -1: no evaluation at all.
+    result = _zoo("train", "--algo", "curl_sac", "-n", "24", *common, "--eval-freq", "-1", *tiny, cwd=tmp_path)
+    run = tmp_path / "logs" / "curl_sac" / "dmc-cartpole-swingup_1"
+    assert (run / "dmc-cartpole-swingup.zip").is_file() and not (run / "evaluations.npz").exists()
+    assert "Creating test environment" not in result.stdout
 
 
 @pytest.mark.slow

@@ -4,9 +4,10 @@ The observation protocol is the one of the PlaNet benchmark as used by SAC+AE, C
 SAC+GAARA: one RGB frame of 100x100 pixels per agent step, the same action repeated a
 per-domain number of simulator steps (rewards summed), and 1000 simulator steps per episode,
 ending as a truncation (the tasks have no terminal states; a time limit is not a failure, so
-the critic must bootstrap through it). Frame stacking is left to the caller (rl-zoo3's
-``frame_stack`` hyper-parameter, i.e. ``VecFrameStack``), so that replay buffers may store
-single frames.
+the critic must bootstrap through it). With ``frame_stack=k`` the observation is the last ``k``
+frames along the channel axis, oldest first, and at reset the first frame repeated ``k`` times, as
+the papers' code stacks (SB3's ``VecFrameStack`` pads with black frames instead, and still works:
+the default ``frame_stack=1`` observes single frames).
 
 The simulation, the dm_env -> Gymnasium conversion, seeding and the interactive viewer come
 from shimmy's ``DmControlCompatibilityV0``; this class adds pixels, action repeat, action
@@ -24,6 +25,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from sb3_gaara.envs.frame_stack import FrameStacker, channel_axis, check_frame_stack
 from sb3_gaara.envs.tasks import EPISODE_LENGTH, check_task, default_action_repeat, default_camera_id
 
 if TYPE_CHECKING:
@@ -121,6 +123,9 @@ class DMCEnv(gym.Env[np.ndarray, np.ndarray]):
         ends with ``truncated=True``.
     :param channels_first: observe frames as ``(3, H, W)`` (what SB3's CNN policies and
         ``VecFrameStack`` expect without a transpose) rather than ``(H, W, 3)``.
+    :param frame_stack: frames per observation, stacked along the channel axis, oldest first:
+        ``(3k, H, W)`` (``(H, W, 3k)`` channel-last), and at reset the first frame repeated ``k`` times,
+        as in the papers' code (3 in the papers; state vectors stack to a ``k`` times longer vector).
     :param render_mode: ``None``, ``"rgb_array"`` (``render()`` returns a frame) or ``"human"``
         (a MuJoCo viewer window, needs a display).
     :param render_size: ``(height, width)`` of frames returned by ``render()``; defaults to the
@@ -144,6 +149,7 @@ class DMCEnv(gym.Env[np.ndarray, np.ndarray]):
         action_repeat: int | None = None,
         episode_length: int = EPISODE_LENGTH,
         channels_first: bool = True,
+        frame_stack: int = 1,
         render_mode: str | None = None,
         render_size: int | tuple[int, int] | None = None,
         task_kwargs: Mapping[str, Any] | None = None,
@@ -169,6 +175,7 @@ class DMCEnv(gym.Env[np.ndarray, np.ndarray]):
         )
         self.episode_length = _positive_int(episode_length, "episode_length")
         self.channels_first = bool(channels_first)
+        self.frame_stack = check_frame_stack(frame_stack)
         self.render_mode = render_mode
         self.render_size = (self.height, self.width) if render_size is None else _as_size(render_size, "render_size")
 
@@ -207,6 +214,11 @@ class DMCEnv(gym.Env[np.ndarray, np.ndarray]):
         else:
             n_state = sum(int(np.prod(spec.shape)) for spec in dm_env.observation_spec().values())
             self.observation_space = spaces.Box(-np.inf, np.inf, shape=(n_state,), dtype=np.float32)
+        #: the stack of the last ``frame_stack`` observations (``None`` without stacking)
+        self._stacker: FrameStacker | None = None
+        if self.frame_stack > 1:
+            self._stacker = FrameStacker(self.frame_stack, channel_axis(self.observation_space, self.channels_first))
+            self.observation_space = self._stacker.stacked_space(self.observation_space)
 
         self.metadata = {**self.metadata, "render_fps": 1.0 / (dm_env.control_timestep() * self.action_repeat)}
         self._elapsed_steps = 0
@@ -238,7 +250,8 @@ class DMCEnv(gym.Env[np.ndarray, np.ndarray]):
         super().reset(seed=seed)
         state, info = self._dmc.reset(seed=seed)
         self._elapsed_steps = 0
-        return self._observation(state), info
+        obs = self._observation(state)
+        return (obs if self._stacker is None else self._stacker.reset(obs)), info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         """Hold ``action`` for ``action_repeat`` simulator steps, summing the rewards."""
@@ -256,7 +269,8 @@ class DMCEnv(gym.Env[np.ndarray, np.ndarray]):
                 truncated = True
             if terminated or truncated:
                 break
-        return self._observation(state), reward, terminated, truncated, info
+        obs = self._observation(state)
+        return (obs if self._stacker is None else self._stacker.push(obs)), reward, terminated, truncated, info
 
     def render(self) -> np.ndarray | None:  # type: ignore[override]
         """Return an ``(H, W, 3)`` frame for ``render_mode="rgb_array"``; the viewer draws itself for ``"human"``."""

@@ -17,7 +17,9 @@ CPU cores.
   the DeepMind Control suite).
 * Observation: ``(3, size, size)`` uint8. The arena is drawn ``margin`` pixels inside the frame so
   that every position stays inside the center crop the agent acts and trains on; the mass is a
-  red disk, the goal a green one, anti-aliased so that sub-pixel moves change the image.
+  red disk, the goal a green one, anti-aliased so that sub-pixel moves change the image. With
+  ``frame_stack=k``, the last ``k`` frames ``(3k, size, size)``, oldest first, the first frame repeated
+  ``k`` times at reset (as the ``dmc-*`` envs stack).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+
+from sb3_gaara.envs.frame_stack import FrameStacker, check_frame_stack
 
 #: Gymnasium id registered by :func:`register_pixel_reach`.
 PIXEL_REACH_ID = "PixelReach-v0"
@@ -48,6 +52,8 @@ class PixelReachEnv(gym.Env[np.ndarray, np.ndarray]):
     :param episode_length: simulator steps per episode (50), i.e. ``episode_length / action_repeat``
         agent steps
     :param max_speed: distance covered per simulator step at full action (0.1, arena side 2)
+    :param frame_stack: frames per observation, stacked along the channels, oldest first, the first frame repeated
+        at reset (1: single frames)
     :param render_mode: ``None`` or ``"rgb_array"`` (``render()`` returns the last frame as ``(H, W, 3)``)
     """
 
@@ -61,6 +67,7 @@ class PixelReachEnv(gym.Env[np.ndarray, np.ndarray]):
         action_repeat: int = 2,
         episode_length: int = 50,
         max_speed: float = 0.1,
+        frame_stack: int = 1,
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -79,7 +86,13 @@ class PixelReachEnv(gym.Env[np.ndarray, np.ndarray]):
         self.episode_length = int(episode_length)
         self.max_speed = float(max_speed)
         self.render_mode = render_mode
+        self.frame_stack = check_frame_stack(frame_stack)
         self.observation_space = spaces.Box(0, 255, shape=(3, self.size, self.size), dtype=np.uint8)
+        #: the stack of the last ``frame_stack`` frames (``None`` without stacking)
+        self._stacker: FrameStacker | None = None
+        if self.frame_stack > 1:
+            self._stacker = FrameStacker(self.frame_stack, axis=0)
+            self.observation_space = self._stacker.stacked_space(self.observation_space)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         # Pixel centres, and the static part of every frame (background with the arena drawn on it).
         coords = np.arange(self.size, dtype=np.float32) + 0.5
@@ -124,7 +137,9 @@ class PixelReachEnv(gym.Env[np.ndarray, np.ndarray]):
         self._position = self.np_random.uniform(-1.0, 1.0, size=2)
         self._goal = self.np_random.uniform(-1.0, 1.0, size=2)
         self._elapsed_steps = 0
-        return self._render_frame(), {"distance": float(np.linalg.norm(self._position - self._goal))}
+        frame = self._render_frame()
+        obs = frame if self._stacker is None else self._stacker.reset(frame)
+        return obs, {"distance": float(np.linalg.norm(self._position - self._goal))}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         """Hold ``action`` for ``action_repeat`` simulator steps, summing the rewards ``-distance``."""
@@ -139,7 +154,9 @@ class PixelReachEnv(gym.Env[np.ndarray, np.ndarray]):
                 truncated = True
                 break
         distance = float(np.linalg.norm(self._position - self._goal))
-        return self._render_frame(), reward, False, truncated, {"distance": distance}
+        frame = self._render_frame()
+        obs = frame if self._stacker is None else self._stacker.push(frame)
+        return obs, reward, False, truncated, {"distance": distance}
 
     def render(self) -> np.ndarray | None:  # type: ignore[override]
         """The last frame as ``(H, W, 3)`` for ``render_mode="rgb_array"``."""

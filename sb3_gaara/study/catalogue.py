@@ -65,7 +65,7 @@ class TaskSpec:
     :param name: name in the curves (``cheetah_run``, ``pixel_reach``)
     :param env_id: Gymnasium id
     :param env_kwargs: keyword arguments of the env
-    :param frame_stack: frames stacked with ``VecFrameStack`` (3)
+    :param frame_stack: frames stacked by the env's ``frame_stack`` keyword (3), the first frame repeated at reset
     :param model_kwargs: ``GAARASAC`` arguments that differ from its (paper) defaults
     """
 

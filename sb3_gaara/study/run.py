@@ -39,6 +39,11 @@ if TYPE_CHECKING:
     from sb3_gaara.study.scheduling import StopRequest
 
 
+#: How the runs' envs stack frames (part of a run's identity: runs of before, stacked by ``VecFrameStack`` with black
+#: frames at reset, do not resume with the papers' stacking)
+FRAME_STACKING = "first frame repeated at reset"
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything one run needs; picklable, so that it can be sent to a worker process."""
@@ -72,6 +77,7 @@ class RunConfig:
             "eval_every": self.eval_every,
             "eval_episodes": self.eval_episodes,
             "buffer_size": self.buffer_size,
+            "frame_stacking": FRAME_STACKING,
         }
         model_kwargs = {key: value for key, value in self.model_kwargs.items() if key not in SPEED_ONLY_MODEL_KWARGS}
         if model_kwargs:  # only then: the config.json of runs without extra arguments stays as it was, resumable
@@ -98,14 +104,17 @@ def run_directory(out: str | os.PathLike, task: str, agent: str, seed: int | Non
 
 
 def make_train_env(task: TaskSpec, seed: int, eval_env: bool = False) -> VecEnv:
-    """The task's env as the RL Zoo builds it: ``make_vec_env`` (with ``Monitor``) and ``VecFrameStack``.
+    """The task's env as the RL Zoo builds it from the packaged hyper-parameters: ``make_vec_env`` (with ``Monitor``)
+    of the env with ``frame_stack=task.frame_stack``, which stacks as the papers' code does (oldest frame first, the
+    first frame repeated at reset; every task of the package, ``dmc-*`` and ``PixelReach-v0``, takes that keyword).
 
     The evaluation env is a separate instance seeded ``seed + 10_000``.
     """
     # A spawned worker starts with gymnasium's registry only: register the ids (entry-point strings, cheap).
     register_pixel_reach()
     register_dmc_envs()
-    return make_eval_env(task.env_id, dict(task.env_kwargs), task.frame_stack, seed + 10_000 if eval_env else seed)
+    env_kwargs = {**task.env_kwargs, "frame_stack": task.frame_stack}
+    return make_eval_env(task.env_id, env_kwargs, seed=seed + 10_000 if eval_env else seed)
 
 
 def describe_device(device: Any) -> str:

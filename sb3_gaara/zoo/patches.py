@@ -12,7 +12,16 @@ Each ``patch_*`` function receives an rl-zoo3 module right after it has executed
 - ``rl_zoo3.exp_manager``: ``ExperimentManager`` reads the hyper-parameters of our algorithms from
   the package's ``hyperparams/<algo>.yml`` (rl-zoo3 only looks in its own folder) unless ``-conf``
   names a file, checks their names before it builds or loads a model, and drops ``image_size`` and
-  ``variant`` with a warning when it resumes training (``-i``).
+  ``variant`` with a warning when it resumes training (``-i``). For our algorithms it also:
+
+  - merges ``--env-kwargs`` into the yml's ``env_kwargs`` (rl-zoo3 replaces them, which would drop the
+    yml's ``frame_stack``), builds the evaluation env with the same ``env_kwargs`` (plus ``--eval-env-kwargs``;
+    rl-zoo3 ignores the yml's there) and saves them in ``args.yml``, where ``enjoy`` and ``record_video`` look;
+  - evaluates on the papers' protocol instead of rl-zoo3's defaults (every 25k agent steps, 5 episodes):
+    :class:`sb3_gaara.evaluation.EnvStepEvalCallback` every 10k environment steps, 10 deterministic episodes
+    and once at the start, on a separate env, saving ``evaluations.npz`` and ``best_model.zip`` in the run's
+    folder as rl-zoo3's ``EvalCallback`` does. ``--eval-freq N`` (agent steps) and ``--eval-episodes K``, when
+    given, replace the protocol's values; ``--eval-freq -1`` (or 0) turns evaluation off.
 
 ``enjoy`` and ``record_video`` pass ``buffer_size=1`` only to the algorithms they know to be off-policy,
 so they load our models with the saved buffer size. That costs next to nothing: the replay buffer allocates
@@ -28,6 +37,7 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+import sys
 import warnings
 from collections.abc import Collection
 from pathlib import Path
@@ -35,6 +45,7 @@ from types import ModuleType
 from typing import Any
 
 from sb3_gaara.envs import register_dmc_envs
+from sb3_gaara.evaluation import EnvStepEvalCallback
 from sb3_gaara.gaara.gaara_sac import ALGORITHMS, GAARASAC
 
 #: rl-zoo3 ``--algo`` name -> algorithm class, derived from the library's list of algorithms.
@@ -63,6 +74,61 @@ _ZOO_KEYS = (
     "noise_type",
     "noise_std",
 )
+
+
+#: The papers' evaluation protocol, the zoo's default for our algorithms: environment steps between evaluations
+#: (after action repeat), and episodes per evaluation (of the deterministic policy).
+PROTOCOL_EVAL_FREQ_ENV_STEPS = 10_000
+PROTOCOL_EVAL_EPISODES = 10
+
+#: ``ExperimentManager`` argument -> (``rl_zoo3.train`` option, its default there). A value other than the default,
+#: or the option on the command line, is the user's choice and replaces the protocol's.
+_ZOO_EVAL_OPTIONS = {"eval_freq": ("--eval-freq", 25_000), "n_eval_episodes": ("--eval-episodes", 5)}
+
+
+def _option_on_command_line(option: str, argv: list[str] | None = None) -> bool:
+    """Whether ``option`` (e.g. ``--eval-freq``) is on the command line, as ``--eval-freq N``, ``--eval-freq=N`` or an
+    abbreviation argparse accepts (``--eval-f N``)."""
+    for token in sys.argv[1:] if argv is None else argv:
+        name = token.split("=", 1)[0]
+        if len(name) > len("--eval-") and option.startswith(name):
+            return True
+    return False
+
+
+def _user_chose(arguments: dict[str, Any], name: str) -> bool:
+    """Whether the ``ExperimentManager`` argument ``name`` is the user's choice rather than a default."""
+    if name not in arguments:  # the constructor's own default
+        return False
+    option, default = _ZOO_EVAL_OPTIONS[name]
+    return bool(arguments[name] != default or _option_on_command_line(option))
+
+
+def protocol_eval_callback(manager: Any) -> EnvStepEvalCallback | None:
+    """The evaluation callback of an ``ExperimentManager`` running one of our algorithms: the papers' protocol, with
+    the user's ``--eval-freq`` (agent steps) and ``--eval-episodes`` in its place where given; ``None`` when
+    evaluation is off (``--eval-freq`` <= 0).
+
+    The evaluation env is built like the training env (``create_envs``, the same ``env_kwargs``, frame stack and
+    action repeat); results go where rl-zoo3's ``EvalCallback`` puts them (``evaluations.npz``, ``best_model.zip``).
+    """
+    from rl_zoo3.callbacks import SaveVecNormalizeCallback
+
+    freq_chosen, episodes_chosen = manager._sb3_gaara_eval_chosen
+    if freq_chosen and manager.eval_freq <= 0:
+        return None
+    if manager.verbose > 0:
+        print("Creating test environment")
+    return EnvStepEvalCallback(
+        manager.create_envs(manager.n_eval_envs, eval_env=True),
+        eval_freq_env_steps=PROTOCOL_EVAL_FREQ_ENV_STEPS,
+        eval_freq_agent_steps=manager.eval_freq if freq_chosen else None,
+        n_eval_episodes=manager.n_eval_episodes if episodes_chosen else PROTOCOL_EVAL_EPISODES,
+        callback_on_new_best=SaveVecNormalizeCallback(save_freq=1, save_path=manager.params_path),
+        log_path=manager.save_path,
+        best_model_save_path=manager.save_path,
+        deterministic=True,
+    )
 
 
 def hyperparams_path(algo: str) -> Path:
@@ -119,7 +185,8 @@ def patch_hyperparams_opt(hyperparams_opt: ModuleType) -> None:
 
 
 def patch_exp_manager(exp_manager: ModuleType) -> None:
-    """Point ``ExperimentManager`` at the shipped hyper-parameters, check their names, and clean resume loads.
+    """Point ``ExperimentManager`` at the shipped hyper-parameters, check their names, clean resume loads, keep the
+    yml's ``env_kwargs`` and evaluate on the papers' protocol (see the module docstring).
 
     The names are checked on the dict that ``_preprocess_action_noise`` returns: in rl-zoo3 2.9 that is
     ``setup_experiment``'s final ``self._hyperparams``, which it passes whole to the constructor (training,
@@ -139,6 +206,7 @@ def patch_exp_manager(exp_manager: ModuleType) -> None:
         if algo in ZOO_ALGORITHMS and not bound.arguments.get("config"):
             bound.arguments["config"] = str(hyperparams_path(algo))
         original_init(*bound.args, **bound.kwargs)
+        self._sb3_gaara_eval_chosen = tuple(_user_chose(bound.arguments, name) for name in _ZOO_EVAL_OPTIONS)
 
     original_preprocess_action_noise = manager_class._preprocess_action_noise
 
@@ -165,7 +233,44 @@ def patch_exp_manager(exp_manager: ModuleType) -> None:
                     )
         return original_load(self, hyperparams, env)
 
+    original_read_hyperparameters = manager_class.read_hyperparameters
+
+    @functools.wraps(original_read_hyperparameters)
+    def read_hyperparameters(self: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        if self.algo not in ZOO_ALGORITHMS:
+            return original_read_hyperparameters(self)
+        command_line, self.env_kwargs = self.env_kwargs, {}  # rl-zoo3 would replace the yml's env_kwargs with them
+        try:
+            hyperparams, saved_hyperparams = original_read_hyperparameters(self)
+        finally:
+            self.env_kwargs = command_line
+        env_kwargs = {**(hyperparams.get("env_kwargs") or {}), **command_line}
+        if env_kwargs:
+            hyperparams["env_kwargs"] = saved_hyperparams["env_kwargs"] = env_kwargs
+            self.env_kwargs = env_kwargs
+            if self.args is not None:  # enjoy and record_video take env_kwargs from args.yml (the command line's)
+                self.args.env_kwargs = dict(env_kwargs)
+        self.eval_env_kwargs = {**env_kwargs, **(self._eval_env_kwargs_args or {})}
+        return hyperparams, saved_hyperparams
+
+    original_create_callbacks = manager_class.create_callbacks
+
+    @functools.wraps(original_create_callbacks)
+    def create_callbacks(self: Any) -> None:
+        if self.algo not in ZOO_ALGORITHMS or self.optimize_hyperparameters:
+            return original_create_callbacks(self)
+        eval_freq, self.eval_freq = self.eval_freq, 0  # rl-zoo3's EvalCallback off: the protocol's replaces it
+        try:
+            original_create_callbacks(self)
+        finally:
+            self.eval_freq = eval_freq
+        callback = protocol_eval_callback(self)
+        if callback is not None:
+            self.callbacks.append(callback)
+
     manager_class.__init__ = __init__
+    manager_class.read_hyperparameters = read_hyperparameters
+    manager_class.create_callbacks = create_callbacks
     manager_class._preprocess_action_noise = _preprocess_action_noise
     manager_class._load_pretrained_agent = _load_pretrained_agent
     manager_class._sb3_gaara_patched = True
