@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from sb3_gaara.envs import ACTION_REPEAT, DMC_TASKS, EPISODE_LENGTH, FrameStack, dmc_env_id, register_dmc_envs
-from sb3_gaara.envs.dmc import DMCEnv, RenderingBackendError, _choose_headless_gl_backend
+from sb3_gaara.envs.dmc import DMCEnv, RenderingBackendError, _choose_headless_gl_backend, has_display
 from sb3_gaara.envs.pixel_reach import PixelReachEnv
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -92,11 +92,13 @@ def test_passes_gymnasium_and_sb3_env_checkers(frame_stack: int):
     from gymnasium.utils.env_checker import check_env
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-    # (rendering is checked below; the checker would also try "human", which needs a display)
-    env = DMCEnv("cheetah", "run", frame_stack=frame_stack, episode_length=40)
+    # gymnasium's checker renders in every declared mode: "human" is declared only where a window can open.
+    # Made through gymnasium.make, so that the checker can rebuild it (from its spec) in the other render modes.
+    env = _make("dmc-cheetah-run", frame_stack=frame_stack, episode_length=40).unwrapped
+    assert ("human" in env.metadata["render_modes"]) == has_display()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        check_env(env, skip_render_check=True)
+        check_env(env)
         sb3_check_env(env)
     assert not [str(warning.message) for warning in caught if issubclass(warning.category, UserWarning)]
     env.close()
@@ -249,7 +251,10 @@ def test_human_rendering_without_display_says_what_to_do(monkeypatch):
     if not sys.platform.startswith("linux"):
         pytest.skip("display detection is Linux-specific")
     with pytest.raises(ValueError, match="--no-render"):
-        _make("dmc-cheetah-run", render_mode="human")
+        _make("dmc-cheetah-run", render_mode="human")  # not gymnasium's HumanRendering (pygame) fallback
+    assert _make("dmc-cheetah-run").unwrapped.metadata["render_modes"] == ["rgb_array"]
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert _make("dmc-cheetah-run").unwrapped.metadata["render_modes"] == ["rgb_array", "human"]
 
 
 @pytest.mark.parametrize(
@@ -454,3 +459,18 @@ def test_frame_stack_wrapper_spaces_and_errors():
         FrameStack(Env(gym.spaces.Discrete(3)), 2)
     with pytest.raises(ValueError, match="frame_stack must be a positive integer"):
         FrameStack(Env(channel_last), 0)
+
+
+def test_dm_control_settotalmass_warning_is_quiet_and_other_absl_warnings_are_kept(caplog):
+    import logging
+
+    absl_logger = logging.getLogger("absl")
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        env = _make("dmc-cheetah-run")  # cheetah.xml sets settotalmass: MuJoCo 3 warns through absl
+        env.reset(seed=0)
+        absl_logger.warning("compiler attribute 'settotalmass' is deprecated and will be removed")
+        absl_logger.warning("an unrelated absl warning")
+    env.close()
+    assert [record.getMessage() for record in caplog.records if record.name == "absl"] == ["an unrelated absl warning"]
+    _make("dmc-walker-walk").close()  # the filter is installed once, however many envs are made
+    assert sum(type(existing).__name__ == "_DeprecatedSetTotalMass" for existing in absl_logger.filters) == 1

@@ -16,6 +16,7 @@ normalisation and the episode length.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -105,6 +106,28 @@ def _positive_int(value: int, name: str) -> int:
     return int(value)
 
 
+def has_display() -> bool:
+    """Whether a window can open here: on Linux only with ``DISPLAY`` or ``WAYLAND_DISPLAY`` set."""
+    return not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+class _DeprecatedSetTotalMass(logging.Filter):
+    """Drop dm_control's absl warning "compiler attribute 'settotalmass' is deprecated".
+
+    dm_control's own model files (cheetah, walker, ...) still use the attribute, so MuJoCo 3 warns at every
+    environment creation about files no user can change. Only that message is dropped.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "compiler attribute 'settotalmass' is deprecated" not in record.getMessage()
+
+
+def _quiet_known_dm_control_warnings() -> None:
+    absl_logger = logging.getLogger("absl")
+    if not any(isinstance(existing, _DeprecatedSetTotalMass) for existing in absl_logger.filters):
+        absl_logger.addFilter(_DeprecatedSetTotalMass())
+
+
 class DMCEnv(gym.Env[np.ndarray, np.ndarray]):
     """A DeepMind Control suite task with pixel (or state) observations and action repeat.
 
@@ -135,7 +158,21 @@ class DMCEnv(gym.Env[np.ndarray, np.ndarray]):
     :param environment_kwargs: passed to ``dm_control.suite.load`` (e.g. ``{"flat_observation": True}``).
     """
 
-    metadata: dict[str, Any] = {"render_modes": ["rgb_array", "human"], "render_fps": 25}
+    @property  # type: ignore[override]
+    def metadata(self) -> dict[str, Any]:
+        """gymnasium's metadata: ``"human"`` is declared only where a window can open (:func:`has_display`).
+
+        Checkers that render in every declared mode (gymnasium's ``check_env``) then pass on a headless machine.
+        It is a property because ``gymnasium.make`` reads a class's plain ``metadata`` and, for a ``"human"`` it
+        does not list, wraps the env in its pygame ``HumanRendering`` window, which fails on a headless machine
+        without saying why; past a property, ``render_mode="human"`` reaches the constructor, which says what to
+        do instead.
+        """
+        return self._metadata
+
+    @metadata.setter
+    def metadata(self, value: dict[str, Any]) -> None:
+        self._metadata = value
 
     def __init__(
         self,
@@ -156,15 +193,18 @@ class DMCEnv(gym.Env[np.ndarray, np.ndarray]):
         environment_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         check_task(domain_name, task_name)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+        self._metadata = {
+            "render_modes": ["rgb_array", "human"] if has_display() else ["rgb_array"],
+            "render_fps": 25,
+        }
+        if render_mode == "human" and not has_display():
+            raise ValueError(
+                "render_mode='human' opens a MuJoCo viewer window and needs a display, but neither DISPLAY nor "
+                "WAYLAND_DISPLAY is set. On a headless machine use render_mode='rgb_array' (rl-zoo3: "
+                "python -m rl_zoo3.record_video) or skip rendering (python -m rl_zoo3.enjoy --no-render)."
+            )
+        if render_mode is not None and render_mode not in ("rgb_array", "human"):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        if render_mode == "human" and sys.platform.startswith("linux"):
-            if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-                raise ValueError(
-                    "render_mode='human' opens a MuJoCo viewer window and needs a display, but neither DISPLAY nor "
-                    "WAYLAND_DISPLAY is set. On a headless machine use render_mode='rgb_array' (rl-zoo3: "
-                    "python -m rl_zoo3.record_video) or skip rendering (python -m rl_zoo3.enjoy --no-render)."
-                )
         self.domain_name = domain_name
         self.task_name = task_name
         self.from_pixels = bool(from_pixels)
@@ -180,6 +220,7 @@ class DMCEnv(gym.Env[np.ndarray, np.ndarray]):
         self.render_size = (self.height, self.width) if render_size is None else _as_size(render_size, "render_size")
 
         _choose_headless_gl_backend()
+        _quiet_known_dm_control_warnings()
         suite, compatibility_env = _import_dm_control()
         task_kwargs = {"time_limit": float("inf"), **(task_kwargs or {})}
         dm_env = suite.load(
