@@ -1,13 +1,14 @@
-"""Train SAC+GAARA from pixels on a DeepMind Control task (the README's ``make train``).
+"""Train SAC+GAARA from pixels on a DeepMind Control task with the Python API.
 
-Writes, under ``--out``: TensorBoard logs (``tb/``), the training episodes (``0.monitor.csv``), the
-evaluations (``evaluations.npz``), the model (``model.zip``) and ``learning_curve.png``.
+Writes, under ``--out``: TensorBoard logs (``tb/``, with the decoder's reconstructions every
+``--reconstructions-every`` updates), the training episodes (``0.monitor.csv``), the evaluations
+(``evaluations.npz``), the model (``model.zip``) and ``learning_curve.png``.
 
 The defaults are a short CPU run: a few thousand environment steps with a small batch, enough to see
 every part work, not to learn the task (that takes ~100k-500k environment steps on a GPU, see the
 README). The paper's settings are ``--batch-size 128`` and the per-task zoo configuration.
 
-    python examples/train.py --env dmc-cheetah-run --timesteps 1000 --out runs/quickstart
+    python examples/train.py --env dmc-cheetah-run --timesteps 1000 --out runs/train
 """
 
 from __future__ import annotations
@@ -31,11 +32,18 @@ def main() -> None:
     parser.add_argument("--variant", default="gaara", choices=sorted(VARIANTS))
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-starts", type=int, default=250, help="random agent steps before the first update")
+    parser.add_argument(
+        "--init-gradient-steps",
+        type=int,
+        default=None,
+        help="updates at once when training starts (default: --learning-starts, the reference code's burst)",
+    )
     parser.add_argument("--eval-every", type=int, default=500, help="agent steps between evaluations")
     parser.add_argument("--eval-episodes", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", default="runs/quickstart")
+    parser.add_argument("--reconstructions-every", type=int, default=100, help="updates between logged grids (0: none)")
+    parser.add_argument("--out", default="runs/train")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
 
@@ -52,8 +60,10 @@ def main() -> None:
         variant=args.variant,
         batch_size=args.batch_size,
         learning_starts=args.learning_starts,
+        init_gradient_steps=args.init_gradient_steps,
         buffer_size=max(args.timesteps, 1),
         tensorboard_log=os.path.join(args.out, "tb"),
+        reconstruction_log_interval=args.reconstructions_every if VARIANTS[args.variant].use_decoder else 0,
         seed=args.seed,
         device=args.device,
         verbose=1,

@@ -5,6 +5,7 @@ import os
 import sys
 
 from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer, AugmentedReplayBufferSamples
+from sb3_gaara.common.preprocessing import SingleFrameWarning
 from sb3_gaara.common.torch_layers import ComparisonModule, PixelDecoder, PixelEncoder
 from sb3_gaara.envs import register_dmc_envs
 from sb3_gaara.envs.pixel_reach import register_pixel_reach
@@ -71,4 +72,5 @@ __all__ = [
     "PixelEncoder",
     "ReconstructionLoss",
     "ReconstructionLossCallback",
+    "SingleFrameWarning",
 ]

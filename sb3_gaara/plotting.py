@@ -78,3 +78,33 @@ def plot_learning_curve(curve: LearningCurve, path: str, title: str = "") -> str
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def reconstruction_grid(observations: np.ndarray, reconstructions: np.ndarray, gap: int = 4) -> np.ndarray:
+    """One image of inputs and their decoder reconstructions: a row per observation, its stacked frames left
+    to right, then (after a white gap of ``gap`` px) the reconstruction of each frame.
+
+    :param observations: ``(N, C, H, W)`` uint8 images, ``C`` stacked frames of 3 (RGB) channels, or of one
+        (grayscale) channel when ``C`` is not a multiple of 3
+    :param reconstructions: ``(N, C, H, W)`` decoder outputs, which predict the 5-bit target ``x / 256 - 0.5``
+        (:func:`sb3_gaara.common.losses.preprocess_reconstruction_target`): shown as ``reconstruction + 0.5``
+    :return: ``(N * H, 2 * k * W + gap, 3)`` float32 in ``[0, 1]`` (``HWC``, for matplotlib's ``imshow`` and
+        TensorBoard's ``add_image``), ``k`` the number of frames
+    """
+    if observations.ndim != 4 or observations.shape != reconstructions.shape:
+        raise ValueError(
+            f"observations {observations.shape} and reconstructions {reconstructions.shape} must both be (N, C, H, W)."
+        )
+    n, channels, height, width = observations.shape
+    per_frame = 3 if channels % 3 == 0 else 1
+    n_frames = channels // per_frame
+
+    def frames(batch: np.ndarray) -> np.ndarray:  # (N, C, H, W) -> (N, H, k*W, 3)
+        batch = batch.reshape(n, n_frames, per_frame, height, width).transpose(0, 3, 1, 4, 2)
+        batch = batch.reshape(n, height, n_frames * width, per_frame)
+        return np.repeat(batch, 3 // per_frame, axis=3)
+
+    inputs = frames(observations.astype(np.float32) / 255.0)
+    outputs = frames(np.clip(reconstructions.astype(np.float32) + 0.5, 0.0, 1.0))
+    rows = np.concatenate([inputs, np.ones((n, height, gap, 3), dtype=np.float32), outputs], axis=2)
+    return rows.reshape(n * height, rows.shape[2], 3)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
 
@@ -53,3 +55,33 @@ def check_pixel_observation_space(observation_space: spaces.Space, image_size: i
             f"84 px crops) or pass a smaller image_size."
         )
     return channels, height, width
+
+
+class SingleFrameWarning(UserWarning):
+    """A pixel agent was given one frame per observation, in which velocities cannot be seen."""
+
+
+def warn_if_single_frame(observation_space: spaces.Space, agent: str) -> None:
+    """Warn (:class:`SingleFrameWarning`) when the observations are one RGB (3-channel) or grayscale (1-channel) frame.
+
+    A single frame shows positions but not velocities, so the agent cannot tell where the body is going; every
+    paper this package follows stacks the last 3 frames. A 3-channel observation may also be 3 stacked grayscale
+    frames, which this cannot tell apart: then silence it with
+    ``warnings.filterwarnings("ignore", category=SingleFrameWarning)``.
+    """
+    if not isinstance(observation_space, spaces.Box) or observation_space.shape is None:
+        return
+    if len(observation_space.shape) != 3 or not is_image_space(observation_space, check_channels=False):
+        return
+    channels = channel_first_shape(observation_space)[0]
+    if channels not in (1, 3):
+        return
+    frame = "RGB frame (3 channels)" if channels == 3 else "grayscale frame (1 channel)"
+    warnings.warn(
+        f"{agent} gets a single {frame} per observation: velocities cannot be seen in one frame, and the papers "
+        "stack the last 3. Stack frames in the env (dmc-* and PixelReach-v0: env_kwargs=dict(frame_stack=3); rl-zoo3: "
+        "env_kwargs: {frame_stack: 3}, as the packaged hyper-parameters do) or with SB3's VecFrameStack(env, n_stack=3). "
+        "If the channels already are stacked grayscale frames, filter sb3_gaara.SingleFrameWarning.",
+        SingleFrameWarning,
+        stacklevel=3,
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import pathlib
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
@@ -25,7 +26,7 @@ from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer, AugmentedReplay
 from sb3_gaara.common.cuda_graphs import GraphedGradientStep
 from sb3_gaara.common.durability import atomic_file
 from sb3_gaara.common.losses import anneal_comparison_lambda
-from sb3_gaara.common.preprocessing import check_pixel_observation_space
+from sb3_gaara.common.preprocessing import check_pixel_observation_space, warn_if_single_frame
 from sb3_gaara.gaara.auxiliary_losses import AuxiliaryBatch, AuxiliaryLoss, AuxiliarySettings
 from sb3_gaara.gaara.policies import CnnPolicy, GAARAActor, GAARACritic, GAARAPolicy
 from sb3_gaara.gaara.variants import VARIANTS
@@ -35,6 +36,8 @@ SelfGAARASAC = TypeVar("SelfGAARASAC", bound="GAARASAC")
 
 #: ``comparison_anneal`` values: how the annealed weight ``c`` acts on the comparison step
 COMPARISON_ANNEALS = ("loss", "lr")
+#: observations shown by :meth:`GAARASAC.log_reconstructions`
+RECONSTRUCTION_LOG_ROWS = 4
 
 
 class UpdatePhase(NamedTuple):
@@ -97,6 +100,10 @@ class GAARASAC(SAC):
         update, one launch instead of about a thousand kernels. Needs the fused optimizers (the default) and
         ``skip_nonfinite_updates=False``; learning-rate schedules work but recapture at each change. On other
         devices it changes nothing: the eager update runs.
+    :param reconstruction_log_interval: every this many gradient steps, write the decoder's reconstructions of
+        a few observations of the batch, next to them, to TensorBoard (:meth:`log_reconstructions`; needs
+        ``tensorboard_log``). 0 (default): never, at the cost of one integer test per gradient step. Only for
+        variants with a decoder.
     :param init_gradient_steps: gradient steps taken at once when ``learn()`` first trains, as the reference
         code does at ``init_steps`` (SAC+AE, CURL, SAC+GAARA); one per agent step afterwards. ``None`` (default):
         as many as ``learning_starts``; 0: none. The burst belongs to a model's first training, so a loaded model
@@ -162,6 +169,7 @@ class GAARASAC(SAC):
         cuda_graphs: bool = False,
         init_gradient_steps: int | None = None,
         comparison_anneal: str = "loss",
+        reconstruction_log_interval: int = 0,
         _init_setup_model: bool = True,
     ) -> None:
         variant = self.default_variant if variant is None else variant
@@ -195,6 +203,7 @@ class GAARASAC(SAC):
         self.cuda_graphs = cuda_graphs
         self.init_gradient_steps = init_gradient_steps
         self.comparison_anneal = comparison_anneal
+        self.reconstruction_log_interval = reconstruction_log_interval
         self._in_learn = False
         self._check_hyperparameters(comparison_lambda)
         super().__init__(
@@ -227,6 +236,7 @@ class GAARASAC(SAC):
             _init_setup_model=False,
         )
         if _init_setup_model:
+            warn_if_single_frame(self.observation_space, type(self).__name__)
             self._setup_model()
 
     def _check_hyperparameters(self, comparison_lambda: float) -> None:
@@ -265,6 +275,17 @@ class GAARASAC(SAC):
             raise ValueError(
                 f"init_gradient_steps must be a non-negative integer (0: no burst) or None (as many as learning_starts), "
                 f"got {steps!r}."
+            )
+        interval = self.reconstruction_log_interval
+        if isinstance(interval, bool) or not isinstance(interval, (int, np.integer)) or interval < 0:
+            raise ValueError(
+                f"reconstruction_log_interval must be a non-negative integer (gradient steps between two logged image "
+                f"grids; 0: never), got {interval!r}."
+            )
+        if interval > 0 and not VARIANTS[self.variant].use_decoder:
+            raise ValueError(
+                f"reconstruction_log_interval={interval} logs the decoder's reconstructions, but variant={self.variant!r} "
+                "has no decoder: leave it at 0, or train a variant with one ('gaara', 'sac_ae', ...)."
             )
         if self.comparison_lambda_decay < 0:
             raise ValueError(
@@ -447,12 +468,48 @@ class GAARASAC(SAC):
                         self.comparison_lambda, self.comparison_lambda_decay, self.comparison_lambda_min
                     )
                 self._n_updates += 1
+                if self.reconstruction_log_interval and self._n_updates % self.reconstruction_log_interval == 0:
+                    if self._graphed_step is not None:
+                        replay_data = self.replay_buffer.crop(transitions)
+                    self.log_reconstructions(replay_data.observations)
         except ValueError as error:
             # With gradient_steps > 1 a non-finite update is applied before the check below, and the next step's
             # torch.distributions.Normal rejects the NaN actor: report the loss that went non-finite first instead.
             self._log_and_check(metrics, error)
             raise
         self._log_and_check(metrics)
+
+    def log_reconstructions(self, observations: th.Tensor) -> None:
+        """Write the decoder's reconstructions of the first few ``observations`` (uint8 crops), next to them, as the
+        TensorBoard image ``train/reconstructions`` at the current ``num_timesteps``.
+
+        What users of SAC+AE-style agents watch while training: blurred or identical reconstructions show an
+        encoder that has stopped reading the image. :meth:`train` calls it every ``reconstruction_log_interval``
+        gradient steps with the batch just trained on (under CUDA graphs, the batch's transitions cropped again,
+        which draws the positive's random crop once more). The image goes straight to the TensorBoard writer, so
+        each call appears at its own step instead of only the last one before the logger's next dump.
+        """
+        from stable_baselines3.common.logger import Image, TensorBoardOutputFormat
+
+        from sb3_gaara.plotting import reconstruction_grid
+
+        writers = [output for output in self.logger.output_formats if isinstance(output, TensorBoardOutputFormat)]
+        if not writers:
+            warnings.warn(
+                "reconstruction_log_interval is set, but the logger writes no TensorBoard file, so the reconstructions "
+                "are not logged: pass tensorboard_log=... (rl-zoo3: -tb DIR).",
+                stacklevel=2,
+            )
+            return
+        decoder = self.policy.decoder
+        if decoder is None:
+            raise ValueError(f"variant={self.variant!r} has no decoder: there are no reconstructions to log.")
+        shown = observations[:RECONSTRUCTION_LOG_ROWS]
+        with th.no_grad():
+            reconstructions = decoder(self.policy.encode(shown)).float()
+        grid = reconstruction_grid(shown.cpu().numpy(), reconstructions.cpu().numpy())
+        for writer in writers:
+            writer.write({"train/reconstructions": Image(grid, "HWC")}, {"train/reconstructions": ()}, self.num_timesteps)
 
     def _gradient_step(
         self,
@@ -650,11 +707,13 @@ class GAARASAC(SAC):
         self: SelfGAARASAC,
         total_timesteps: int,
         callback: MaybeCallback = None,
-        log_interval: int = 4,
+        log_interval: int = 1,
         tb_log_name: str = "GAARASAC",
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfGAARASAC:
+        """SB3's ``learn``, logging every episode by default (``log_interval=1``; SB3's is 4): a DeepMind Control
+        episode is 1000 environment steps, so SB3's default would print nothing for the first 4000."""
         self._in_learn = True  # train() may take the initial burst of gradient steps (init_gradient_steps)
         try:
             return super().learn(
