@@ -373,6 +373,9 @@ def bench_env_steps(
         venv,
         buffer_size=random_steps + train_steps + 1,
         learning_starts=random_steps,
+        # The steady state, one update per agent step: without the reference code's burst of learning_starts
+        # updates when training starts (a one-time cost, 1000 updates here, that would swamp the 20 timed steps).
+        init_gradient_steps=0,
         device=device,
         seed=0,
         replay_buffer_kwargs=dict(storage_device=storage_device),
