@@ -21,15 +21,17 @@ PYTEST_ARGS ?=
 
 .PHONY: install install-dev train test test-slow lint clean
 
-# What training needs: torch, then the package and its dependencies.
+# What training needs: torch, then the package and its dependencies. A plain install: the commands run from the
+# checkout, where Python imports sb3_gaara from the working tree first.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet .
 	touch $@
 
-# The test, lint and type tools on top.
+# The test, lint and type tools on top, and the package made editable (subprocesses of the tests import the
+# working tree from anywhere).
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
