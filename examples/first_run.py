@@ -99,7 +99,8 @@ def run_side_by_side(jobs: dict[str, tuple[list[str], pathlib.Path]], progress: 
                 states = []
                 for name, process in processes.items():
                     state = "done" if process.poll() is not None else "running"
-                    states.append(f"{name} {state} ({count_rows(progress[name], progress_header(name))} {unit(name)})")
+                    done = count_rows(progress[name], progress_header(name))
+                    states.append(f"{name} {state} ({done} {unit(name)}{'' if done == 1 else 's'})")
                 print(f"[first run] {elapsed:4.0f} s: " + "; ".join(states), flush=True)
     finally:
         for name, process in processes.items():
@@ -114,7 +115,7 @@ def progress_header(name: str) -> int:
 
 
 def unit(name: str) -> str:
-    return "episodes" if name == "cheetah" else "evaluations"
+    return "episode" if name == "cheetah" else "evaluation"
 
 
 def read_pixel_reach(study: pathlib.Path, seed: int) -> tuple[list[dict[str, str]], dict[str, float]]:
