@@ -5,6 +5,7 @@ import os
 import sys
 
 from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer, AugmentedReplayBufferSamples
+from sb3_gaara.common.crops import random_shift
 from sb3_gaara.common.preprocessing import SingleFrameWarning
 from sb3_gaara.common.torch_layers import ComparisonModule, PixelDecoder, PixelEncoder
 from sb3_gaara.envs import register_dmc_envs
@@ -73,4 +74,5 @@ __all__ = [
     "ReconstructionLoss",
     "ReconstructionLossCallback",
     "SingleFrameWarning",
+    "random_shift",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch as th
 
-from sb3_gaara.common.crops import center_crop, center_offset, crop, random_crop, random_crop_offsets
+from sb3_gaara.common.crops import center_crop, center_offset, crop, random_crop, random_crop_offsets, random_shift, shift
 
 
 def test_center_offset_of_the_paper():
@@ -124,3 +124,76 @@ def test_crop_needs_one_offset_per_sample_and_a_batch():
         crop(obs, th.zeros(2, dtype=th.long), th.zeros(2, dtype=th.long), 16)
     with pytest.raises(ValueError, match=r"\(batch, channels, height, width\)"):
         crop(obs[0], th.zeros(1, dtype=th.long), th.zeros(1, dtype=th.long), 16)
+
+
+# --- random shifts (DrQ) ---------------------------------------------------------------------------------------
+
+
+def _shift_by_definition(image: th.Tensor, top: int, left: int, pad: int) -> th.Tensor:
+    """One (C, H, W) image padded by ``pad`` with edge replication, cropped back at (top, left)."""
+    height, width = image.shape[-2:]
+    padded = th.nn.functional.pad(image[None].double(), (pad, pad, pad, pad), mode="replicate")[0]
+    return padded[:, top : top + height, left : left + width]
+
+
+@pytest.mark.parametrize("dtype", [th.uint8, th.float32])
+def test_shift_is_replicate_padding_then_crop_for_every_offset(dtype):
+    pad = 4
+    offsets = [(top, left) for top in range(2 * pad + 1) for left in range(2 * pad + 1)]  # the whole range, 81 pairs
+    images = th.randint(0, 256, (len(offsets), 6, 10, 12), generator=th.Generator().manual_seed(0)).to(dtype)
+    top = th.tensor([o[0] for o in offsets])
+    left = th.tensor([o[1] for o in offsets])
+    shifted = shift(images, top, left, pad)
+    assert shifted.shape == images.shape and shifted.dtype == dtype and shifted.is_contiguous()
+    for b, (row, col) in enumerate(offsets):
+        assert th.equal(shifted[b].double(), _shift_by_definition(images[b], row, col, pad)), (row, col)
+    assert th.equal(shift(images, th.full_like(top, pad), th.full_like(left, pad), pad), images)  # the middle: no move
+    assert th.equal(shift(images, th.zeros_like(top), th.zeros_like(left), 0), images)
+
+
+def test_shift_by_hand():
+    image = th.arange(9, dtype=th.uint8).reshape(1, 1, 3, 3)  # [[0 1 2] [3 4 5] [6 7 8]]
+    # pad 1, offset (0, 2): one row down (the top row repeated) and one column left (the right column repeated)
+    out = shift(image, th.tensor([0]), th.tensor([2]), pad=1)
+    assert out[0, 0].tolist() == [[1, 2, 2], [1, 2, 2], [4, 5, 5]]
+
+
+def test_random_shift_draws_each_offset_uniformly_per_sample_and_shares_it_across_channels():
+    pad, batch = 4, 4000
+    generator = th.Generator().manual_seed(3)
+    images = th.randint(0, 256, (batch, 9, 12, 12), generator=th.Generator().manual_seed(1), dtype=th.uint8)
+    out = random_shift(images, pad=pad, generator=generator)
+    replay = th.Generator().manual_seed(3)  # the same draws: rows first, then columns
+    top = th.randint(0, 2 * pad + 1, (batch,), generator=replay)
+    left = th.randint(0, 2 * pad + 1, (batch,), generator=replay)
+    assert th.equal(out, shift(images, top, left, pad))
+    assert set(top.tolist()) == set(left.tolist()) == set(range(2 * pad + 1))  # 0 .. 2 * pad inclusive
+    counts = th.bincount(top * (2 * pad + 1) + left, minlength=(2 * pad + 1) ** 2).double()
+    assert counts.min() > 0.5 * batch / 81 and counts.max() < 1.5 * batch / 81  # every pair, about equally often
+    for b in range(3):  # the same offset for every stacked frame of a sample
+        for frame in range(3):
+            channels = slice(3 * frame, 3 * frame + 3)
+            expected = _shift_by_definition(images[b, channels], int(top[b]), int(left[b]), pad)
+            assert th.equal(out[b, channels].double(), expected)
+
+
+def test_random_shift_keeps_float_batches_and_is_exported():
+    import sb3_gaara
+
+    images = th.rand(5, 3, 8, 8)
+    out = sb3_gaara.random_shift(images, pad=2)
+    assert out.dtype == th.float32 and out.shape == images.shape
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: random_shift(th.zeros(2, 3, 8, 8), pad=-1), "pad must be a non-negative integer"),
+        (lambda: random_shift(th.zeros(3, 8, 8)), r"\(batch, channels, height, width\)"),
+        (lambda: shift(th.zeros(2, 3, 8, 8), th.tensor([0, 9]), th.tensor([0, 0]), pad=4), r"0 \.\. 2 \* pad = 8"),
+        (lambda: shift(th.zeros(2, 3, 8, 8), th.tensor([0]), th.tensor([0]), pad=4), "one top and one left offset"),
+    ],
+)
+def test_bad_shift_arguments_are_refused(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
