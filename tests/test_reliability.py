@@ -89,6 +89,24 @@ def python_env() -> dict[str, str]:
     return env
 
 
+def interruptible() -> None:
+    """``preexec_fn`` of a child that a test interrupts: SIGINT back to its default disposition.
+
+    A shell without job control starts background jobs (``make test &``, some CI runners) with SIGINT ignored, and
+    children inherit that; Python then installs no KeyboardInterrupt handler and Ctrl-C would do nothing. A user's
+    terminal has the default, which this restores.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def keyboard_interrupt_on_sigint():
+    """SIGINT raises KeyboardInterrupt in this process, as in a terminal, even when the test run ignores it."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 class LineReader:
     """Lines of a child's stdout, read by a thread so that the test can wait for one with a timeout."""
 
@@ -390,7 +408,7 @@ def test_sigkill_during_checkpointing_leaves_the_previous_checkpoint_loadable(tm
     assert all(name.endswith(f".{report[-1]['pid']}.tmp") for name in leftovers), leftovers
 
 
-def test_ctrl_c_inside_a_replay_buffer_add_waits_until_the_add_is_done(make_model, monkeypatch):
+def test_ctrl_c_inside_a_replay_buffer_add_waits_until_the_add_is_done(make_model, monkeypatch, keyboard_interrupt_on_sigint):
     # rl-zoo3 saves the replay buffer after a Ctrl-C and resumes from it. The frame store's reference counts are
     # updated in several statements; a KeyboardInterrupt between them would free slots that live transitions use.
     model = make_model(buffer_size=8, learning_starts=1_000)
@@ -453,6 +471,7 @@ def test_ctrl_c_during_learn_saves_a_model_that_resumes(tmp_path, make_env):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     try:
         reader = LineReader(process)
@@ -485,7 +504,13 @@ def test_rl_zoo_saves_on_ctrl_c_and_resumes_the_annealing_and_the_update_count(t
     ]  # fmt: skip
     env = {**python_env(), "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
     process = subprocess.Popen(
-        [*zoo, "-n", "1000000", *tiny], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [*zoo, "-n", "1000000", *tiny],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=interruptible,
     )
     try:
         reader = LineReader(process)
