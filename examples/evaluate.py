@@ -4,7 +4,7 @@ Deterministic policy, center crop, ``--episodes`` full episodes (10 in the paper
 environment instance; returns are the sums of rewards over all simulator steps (action repeat
 included).
 
-    python examples/evaluate.py runs/quickstart --env dmc-cheetah-run --episodes 10
+    python examples/evaluate.py runs/train --env dmc-cheetah-run --episodes 10
 """
 
 from __future__ import annotations
