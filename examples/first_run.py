@@ -29,7 +29,9 @@ import pathlib
 import subprocess
 import sys
 import time
-from typing import IO
+from typing import IO, NamedTuple
+
+from rl_zoo3.utils import get_latest_run_id
 
 #: PixelReach's study run: the CPU-scale preset's length, in environment steps (2 per agent step)
 PIXEL_REACH_ENV_STEPS = 5_000
@@ -67,21 +69,23 @@ def zoo_command(env_id: str, steps: int, seed: int, folder: pathlib.Path, tensor
     ]  # fmt: skip
 
 
-def count_rows(path: pathlib.Path, skip: int) -> int:
-    try:
-        with open(path) as file:
-            return max(sum(1 for _ in file) - skip, 0)
-    except OSError:
-        return 0
+class Progress(NamedTuple):
+    """What a job has done so far: the rows of a CSV file it appends to, after its header lines."""
+
+    path: pathlib.Path
+    header_lines: int
+    unit: str
+
+    def describe(self) -> str:
+        try:
+            with open(self.path) as file:
+                done = max(sum(1 for _ in file) - self.header_lines, 0)
+        except OSError:
+            done = 0
+        return f"{done} {self.unit}{'' if done == 1 else 's'}"
 
 
-def newest_experiment(folder: pathlib.Path, env_id: str, before: set[pathlib.Path]) -> pathlib.Path | None:
-    """The experiment folder ``<folder>/gaara_sac/<env>_<n>`` this run created."""
-    created = set((folder / "gaara_sac").glob(f"{env_id}_*")) - before
-    return max(created, key=lambda path: int(path.name.rsplit("_", 1)[1]), default=None)
-
-
-def run_side_by_side(jobs: dict[str, tuple[list[str], pathlib.Path]], progress: dict[str, pathlib.Path]) -> dict[str, int]:
+def run_side_by_side(jobs: dict[str, tuple[list[str], pathlib.Path]], progress: dict[str, Progress]) -> dict[str, int]:
     """Run each job (command, log file) at once; print a progress line every 20 s; return the exit codes."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     logs: dict[str, IO[str]] = {}
@@ -99,8 +103,7 @@ def run_side_by_side(jobs: dict[str, tuple[list[str], pathlib.Path]], progress: 
                 states = []
                 for name, process in processes.items():
                     state = "done" if process.poll() is not None else "running"
-                    done = count_rows(progress[name], progress_header(name))
-                    states.append(f"{name} {state} ({done} {unit(name)}{'' if done == 1 else 's'})")
+                    states.append(f"{name} {state} ({progress[name].describe()})")
                 print(f"[first run] {elapsed:4.0f} s: " + "; ".join(states), flush=True)
     finally:
         for name, process in processes.items():
@@ -108,14 +111,6 @@ def run_side_by_side(jobs: dict[str, tuple[list[str], pathlib.Path]], progress: 
                 process.kill()
             logs[name].close()
     return {name: int(process.returncode) for name, process in processes.items()}
-
-
-def progress_header(name: str) -> int:
-    return 2 if name == "cheetah" else 1  # SB3's monitor.csv: a JSON comment and a header; curve.csv: a header
-
-
-def unit(name: str) -> str:
-    return "episode" if name == "cheetah" else "evaluation"
 
 
 def read_pixel_reach(study: pathlib.Path, seed: int) -> tuple[list[dict[str, str]], dict[str, float]]:
@@ -193,25 +188,23 @@ def main() -> None:
     out = pathlib.Path(args.out)
     study, zoo, tensorboard = out / "study", out / "zoo", out / "tb"
     out.mkdir(parents=True, exist_ok=True)
-    before = set((zoo / "gaara_sac").glob(f"{args.env}_*"))
+    # The folder rl-zoo3 will create, named as it names it.
+    experiment = zoo / "gaara_sac" / f"{args.env}_{get_latest_run_id(str(zoo / 'gaara_sac'), args.env) + 1}"
     start = time.time()
 
     jobs = {
         "pixel_reach": (study_command(study, args.pixel_reach_env_steps, args.seed), out / "study.log"),
         "cheetah": (zoo_command(args.env, args.steps, args.seed, zoo, tensorboard), out / "zoo.log"),
     }
-    # What each job has done so far, for the progress lines: the study's evaluations, the zoo run's episodes.
-    next_id = 1 + max((int(path.name.rsplit("_", 1)[1]) for path in before), default=0)
-    progress = {
-        "pixel_reach": study / "runs" / "pixel_reach" / "gaara" / f"seed_{args.seed}" / "curve.csv",
-        "cheetah": zoo / "gaara_sac" / f"{args.env}_{next_id}" / "0.monitor.csv",
+    progress = {  # the study's curve.csv has a header line; SB3's monitor.csv a JSON comment and a header line
+        "pixel_reach": Progress(study / "runs" / "pixel_reach" / "gaara" / f"seed_{args.seed}" / "curve.csv", 1, "evaluation"),
+        "cheetah": Progress(experiment / "0.monitor.csv", 2, "episode"),
     }
     codes = run_side_by_side(jobs, progress)
     for name, code in codes.items():
         if code != 0:
             sys.exit(f"[first run] {name} failed (exit code {code}); see {jobs[name][1]}")
-    experiment = newest_experiment(zoo, args.env, before)
-    if experiment is None:
+    if not experiment.is_dir():
         sys.exit(f"[first run] the zoo run wrote no experiment folder under {zoo}; see {jobs['cheetah'][1]}")
 
     # The decoder's reconstructions of cheetah poses that differ from each other.

@@ -15,6 +15,7 @@ import torch as th
 import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.logger import Image, TensorBoardOutputFormat
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
@@ -30,6 +31,7 @@ from sb3_gaara.common.preprocessing import check_pixel_observation_space, warn_i
 from sb3_gaara.gaara.auxiliary_losses import AuxiliaryBatch, AuxiliaryLoss, AuxiliarySettings
 from sb3_gaara.gaara.policies import CnnPolicy, GAARAActor, GAARACritic, GAARAPolicy
 from sb3_gaara.gaara.variants import VARIANTS
+from sb3_gaara.plotting import reconstruction_grid
 
 SelfGAARASAC = TypeVar("SelfGAARASAC", bound="GAARASAC")
 
@@ -489,10 +491,6 @@ class GAARASAC(SAC):
         which draws the positive's random crop once more). The image goes straight to the TensorBoard writer, so
         each call appears at its own step instead of only the last one before the logger's next dump.
         """
-        from stable_baselines3.common.logger import Image, TensorBoardOutputFormat
-
-        from sb3_gaara.plotting import reconstruction_grid
-
         writers = [output for output in self.logger.output_formats if isinstance(output, TensorBoardOutputFormat)]
         if not writers:
             warnings.warn(
