@@ -434,6 +434,7 @@ def gpu_facts(device: th.device) -> dict[str, Any]:
         "cudnn": th.backends.cudnn.version(),
         "tf32_cudnn": th.backends.cudnn.allow_tf32,
         "tf32_matmul": th.backends.cuda.matmul.allow_tf32,
+        "cudnn_benchmark": th.backends.cudnn.benchmark,
     }
 
 
@@ -469,7 +470,8 @@ def _header_lines(results: dict[str, Any]) -> list[str]:
         gpu = facts["gpu"]
         lines.append(
             f"GPU {gpu['name']} ({gpu['memory_bytes'] / 2**30:.1f} GiB), CUDA {gpu['cuda']}, cuDNN {gpu['cudnn']}, "
-            f"TF32 allowed: cuDNN {_yes(gpu['tf32_cudnn'])}, matmul {_yes(gpu['tf32_matmul'])}"
+            f"TF32 allowed: cuDNN {_yes(gpu['tf32_cudnn'])}, matmul {_yes(gpu['tf32_matmul'])}, "
+            f"cudnn.benchmark {_yes(gpu.get('cudnn_benchmark', False))}"
         )
     lines.append(f"observation 9x100x100 uint8 (3 stacked RGB frames), crops {IMAGE_SIZE} px, batch {results['batch_size']}")
     return lines
@@ -578,6 +580,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="GAARAPolicy's conv_dtype in the update figures (bfloat16: mixed-precision convolutions)",
     )
     parser.add_argument(
+        "--cudnn-benchmark",
+        action="store_true",
+        help="set torch.backends.cudnn.benchmark: cuDNN times its convolution kernels once per shape and keeps "
+        "the fastest (the study's --cudnn-benchmark)",
+    )
+    parser.add_argument(
         "--sections",
         nargs="+",
         choices=SECTIONS,
@@ -591,6 +599,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if cuda and not th.cuda.is_available():
         parser.error("--device cuda, but torch sees no CUDA device")
     storage_device = args.storage_device or ("auto" if cuda else None)
+    th.backends.cudnn.benchmark = args.cudnn_benchmark
     quick = args.quick
     counts = COUNTS[cuda, quick]
     sections = [section for section in SECTIONS if section in args.sections]

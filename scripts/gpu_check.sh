@@ -4,14 +4,17 @@
 #      synchronisation, the same update as the eager one);
 #   2. python -m sb3_gaara.benchmark --device cuda: update times (GAARASAC eager and CUDA graphs, SACAE, SB3's SAC),
 #      environment steps per second on dmc-cheetah-run with rendering on the GPU;
-#   3. python -m sb3_gaara.study --preset gpu-10min, limited to the time left of the budget (with
+#   3. scripts/gpu_speed_options.py (stage "options", not run by default): the fast path's update under
+#      cudnn.benchmark and bfloat16 convolutions, a profile of the eager update, and end-to-end steps per second
+#      with the faster float32 setting, which the study then uses (--cudnn-benchmark);
+#   4. python -m sb3_gaara.study --preset gpu-10min, limited to the time left of the budget (with
 #      --no-cuda-graphs if step 1 failed, so that the study still runs).
 # What a reader needs comes out small, in OUT_DIR: log.txt, tests.txt, benchmark.txt, benchmark.json, results.md,
 # curves.csv and the task's PNG (the study's run directories stay in STUDY_DIR).
 #
 # Usage: scripts/gpu_check.sh OUT_DIR [BUDGET_SECONDS (540)]
 # Environment: PYTHON (python3), STUDY_DIR (OUT_DIR/../gpu_study), STUDY_ARGS and BENCH_ARGS (extra flags),
-#   STAGES ("tests bench study"). Tiny CPU rehearsal of the script (a minute or two):
+#   STAGES ("tests bench study"; "tests options study" measures the settings instead of the full benchmark). Tiny CPU rehearsal of the script (a minute or two):
 #   STAGES="bench study" BENCH_ARGS="--device cpu --quick" STUDY_ARGS="--device cpu --tasks pixel_reach
 #     --env-steps 400 --eval-every 200 --eval-episodes 2 --random-episodes 2" scripts/gpu_check.sh /tmp/check 300
 set -uo pipefail
@@ -31,6 +34,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>
 $python -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())" 2>&1 | tee -a "$log"
 
 graphs_ok=1
+cudnn_benchmark=0
 for stage in $stages; do
   case $stage in
     tests)
@@ -47,12 +51,22 @@ for stage in $stages; do
       say "benchmark exit $?"
       tail -n 40 "$out/benchmark.txt" >>"$log"
       ;;
+    options)
+      say "speed options"
+      # shellcheck disable=SC2086
+      timeout 150 $python scripts/gpu_speed_options.py --json "$out/options.json" --profile "$out/profile.txt" \
+        --choice "$out/choice.env" ${OPTIONS_ARGS:-} >"$out/options.txt" 2>&1
+      say "speed options exit $?"
+      tail -n 12 "$out/options.txt" | tee -a "$log"
+      if [ -f "$out/choice.env" ]; then . "$out/choice.env"; cudnn_benchmark=$CUDNN_BENCHMARK; rm -f "$out/choice.env"; fi
+      ;;
     study)
       # What is left of the budget, less a margin for the report and for the workers to stop.
       left=$((budget - ($(date +%s) - start) - 45))
       if [ $left -lt 60 ]; then say "only ${left} s left: no study"; continue; fi
       extra=""
       [ $graphs_ok -eq 1 ] || extra="--no-cuda-graphs"
+      [ "$cudnn_benchmark" = 1 ] && extra="$extra --cudnn-benchmark"
       reference=""
       for candidate in shared/reference/drq_planet_bench.csv ../shared/reference/drq_planet_bench.csv .device/drq_planet_bench.csv; do
         [ -f "$candidate" ] && reference="--reference $candidate" && break

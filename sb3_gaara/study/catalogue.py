@@ -201,7 +201,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 #: Run-time settings and their values without a preset or flag (``time_limit`` None: no limit).
-RUNTIME_DEFAULTS: dict[str, Any] = {"workers": 1, "device": "auto", "time_limit": None, "checkpoint_at_deadline": True}
+RUNTIME_DEFAULTS: dict[str, Any] = {
+    "workers": 1,
+    "device": "auto",
+    "time_limit": None,
+    "checkpoint_at_deadline": True,
+    # cuDNN times its convolution algorithms on the first call of each shape and keeps the fastest: same
+    # computation, other kernels (float results may differ in the last bits). A process-wide torch flag, so a
+    # run-time setting of the study rather than a GAARASAC argument.
+    "cudnn_benchmark": False,
+}
 
 #: ``GAARASAC`` arguments that change how fast a run computes, not what it computes (``cuda_graphs``: the
 #: same update captured as CUDA graphs, eager on a CPU with identical results). Like ``device``, they are

@@ -79,6 +79,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action=argparse.BooleanOptionalAction,
         help="GAARASAC(cuda_graphs=...): the update as CUDA graphs on a GPU, same results (default: off)",
     )
+    parser.add_argument(
+        "--cudnn-benchmark",
+        action=argparse.BooleanOptionalAction,
+        help="torch.backends.cudnn.benchmark in every run: cuDNN picks its fastest convolution kernels on a GPU "
+        "(default: off)",
+    )
     parser.add_argument("--reference", help="reference curves CSV (DrQ's dmc_planet_bench.csv); default: found nearby")
     parser.add_argument("--out", default="study", help="output directory (default: ./study)")
     parser.add_argument("--report-only", action="store_true", help="only rewrite curves.csv, PNGs and results.md")
@@ -202,6 +208,7 @@ def plan_jobs(
                 verbose=args.verbose,
                 model_kwargs=settings["model_kwargs"],
                 checkpoint_at_deadline=settings["checkpoint_at_deadline"],
+                cudnn_benchmark=settings["cudnn_benchmark"],
             )
             jobs.append(("train", config))
     return jobs

@@ -213,6 +213,8 @@ def describe_settings(settings: Mapping[str, Any]) -> str:
         f"time limit {limit:g} s ({at_deadline} at the limit)" if limit else "no time limit",
         f"checkpoints every {format_steps(settings['checkpoint_every'])} env steps",
     ]
+    if settings.get("cudnn_benchmark"):
+        parts.append("cudnn.benchmark on")
     if settings.get("model_kwargs"):
         parts.append("GAARASAC " + ", ".join(f"{key}={value!r}" for key, value in settings["model_kwargs"].items()))
     return "; ".join(parts)

@@ -65,6 +65,8 @@ class RunConfig:
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
     #: ``False``: a run stopped by ``deadline`` just stops (curve written, no model or replay buffer saved)
     checkpoint_at_deadline: bool = True
+    #: ``torch.backends.cudnn.benchmark`` while the run trains (speed only: not part of its identity)
+    cudnn_benchmark: bool = False
 
     def identity(self) -> dict[str, Any]:
         """Settings that must match to resume a run (everything but its length, device, deadline and the
@@ -274,6 +276,7 @@ def run_training(config: RunConfig, stop: StopRequest | None = None) -> str:
         return status
     if config.threads is not None:
         th.set_num_threads(config.threads)
+    th.backends.cudnn.benchmark = config.cudnn_benchmark
     env = make_train_env(config.task, config.seed)
     eval_env = make_train_env(config.task, config.seed, eval_env=True)
     action_repeat = get_action_repeat(env)
