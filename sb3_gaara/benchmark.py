@@ -357,11 +357,17 @@ def make_dmc_env() -> tuple[VecEnv, int]:
 
 
 def bench_env_steps(
-    random_steps: int, train_steps: int, device: th.device, storage_device: str | None = None, cuda_graphs: bool = False
+    random_steps: int,
+    train_steps: int,
+    device: th.device,
+    storage_device: str | None = None,
+    cuda_graphs: bool = False,
+    conv_dtype: str = "float32",
 ) -> dict[str, Any]:
     """Environment steps per second (after action repeat) of GAARASAC on dmc-cheetah-run.
 
-    The model keeps its frames in ``storage_device`` and takes the fast path with ``cuda_graphs``. Each phase
+    The model keeps its frames in ``storage_device``, takes the fast path with ``cuda_graphs`` and runs its
+    convolutions in ``conv_dtype``. Each phase
     ends with a device synchronisation, so that the updates it queued count in its time.
     """
     try:
@@ -380,6 +386,7 @@ def bench_env_steps(
         seed=0,
         replay_buffer_kwargs=dict(storage_device=storage_device),
         cuda_graphs=cuda_graphs,
+        policy_kwargs=dict(conv_dtype=conv_dtype),
     )
     _synchronize(device)
     start = time.perf_counter()
@@ -393,6 +400,7 @@ def bench_env_steps(
     venv.close()
     return {
         "cuda_graphs": cuda_graphs,
+        "conv_dtype": conv_dtype,
         "storage_device": _storage_name(model.replay_buffer),
         "env_id": DMC_ENV_ID,
         "action_repeat": action_repeat,

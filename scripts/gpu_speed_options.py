@@ -11,9 +11,12 @@ own time. Two settings change which kernels run, without changing the algorithm:
 This script builds one fast-path GAARASAC per combination, captures each with the flag as it will stay, then
 alternates their replayed updates (one each, in turn, so that a drift of the machine weighs on all alike), and
 times SB3's eager ``SAC("CnnPolicy")`` with the flag off and on as the reference. It profiles the eager float32
-update (the kernels that a replay runs, by total GPU time), then measures end-to-end environment steps per second
-on dmc-cheetah-run with the fastest float32 setting. It prints a report and writes JSON; ``--choice FILE`` writes
-``CUDNN_BENCHMARK=0|1`` for a shell script to source.
+update (the kernels that a replay runs, by total GPU time; that update samples from host memory, so its profile
+also shows the batch's copies to the GPU, which the fast path does not make). Then it measures end-to-end
+environment steps per second on dmc-cheetah-run with the faster cudnn.benchmark setting, in float32 and in
+bfloat16, each without and with TF32 matrix products (``torch.backends.cuda.matmul.allow_tf32``, torch's
+process-wide switch). It prints a report and writes JSON; ``--choice FILE`` writes ``CUDNN_BENCHMARK=0|1`` for
+a shell script to source.
 
     MUJOCO_GL=egl python scripts/gpu_speed_options.py --json options.json --profile profile.txt --choice choice.env
 
@@ -41,6 +44,14 @@ SETTINGS = (
     ("bfloat16", False, "bfloat16"),
     ("float32 + cudnn.benchmark", True, "float32"),
     ("bfloat16 + cudnn.benchmark", True, "bfloat16"),
+)
+#: (name, conv_dtype, TF32 matrix products) of the end-to-end runs; TF32 is torch's process-wide
+#: ``torch.backends.cuda.matmul.allow_tf32`` (off by default): the Linear layers' products in TF32
+END_TO_END_SETTINGS = (
+    ("float32", "float32", False),
+    ("float32 + TF32 matmul", "float32", True),
+    ("bfloat16", "bfloat16", False),
+    ("bfloat16 + TF32 matmul", "bfloat16", True),
 )
 
 
@@ -135,15 +146,16 @@ def report(results: dict[str, Any]) -> str:
             f"  {name:32s} {figures['median_s'] * 1e3:7.2f} ms (min {figures['min_s'] * 1e3:.2f})  {ratio:.2f}x SB3 SAC eager"
         )
     lines.append(f"fastest float32 setting: cudnn.benchmark {'on' if results['cudnn_benchmark'] else 'off'}")
-    env = results.get("env_steps")
-    if env:
+    runs = results.get("env_steps", {})
+    if runs:
+        lines.append("end to end, dmc-cheetah-run, one fast-path run each (cudnn.benchmark as chosen), env steps/s")
+    for name, env in runs.items():
         if "skipped" in env:
-            lines.append(f"end to end: skipped ({env['skipped']})")
+            lines.append(f"  {name:32s} skipped ({env['skipped']})")
         else:
             lines.append(
-                f"end to end, dmc-cheetah-run, fast path with that setting: random warm-up "
-                f"{env['collect_env_steps_per_s']:.1f} env steps/s, training {env['train_env_steps_per_s']:.1f} env steps/s "
-                f"({env['train_agent_steps']} agent steps, 1 update each)"
+                f"  {name:32s} training {env['train_env_steps_per_s']:7.1f}  (random warm-up "
+                f"{env['collect_env_steps_per_s']:.1f}; {env['train_agent_steps']} agent steps, 1 update each)"
             )
     return "\n".join(lines)
 
@@ -159,7 +171,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--env-steps", type=int, default=1000, help="agent steps of the end-to-end training phase (0: none)")
     args = parser.parse_args(argv)
     device = th.device(args.device)
-    steps, warmup, filled, profiled = (3, 4, 150, 2) if args.quick else (100, 4, 300, 10)
+    # On CUDA at least 4 warm-up updates: each phase of the cadence runs eagerly once, then is captured.
+    warmup = 4 if device.type == "cuda" else 1
+    steps, filled, profiled = (2, 150, 1) if args.quick else (100, 300, 10)
     results: dict[str, Any] = {"device": str(device), "batch_size": args.batch_size}
     if device.type == "cuda":
         results["gpu"] = gpu_facts(device)
@@ -175,7 +189,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.env_steps > 0:
         th.backends.cudnn.benchmark = results["cudnn_benchmark"]
         random_steps = 100 if args.quick else 1000
-        results["env_steps"] = bench_env_steps(random_steps, args.env_steps, device, cuda_graphs=device.type == "cuda")
+        results["env_steps"] = {}
+        for name, conv_dtype, tf32 in END_TO_END_SETTINGS:
+            th.backends.cuda.matmul.allow_tf32 = tf32
+            results["env_steps"][name] = bench_env_steps(
+                random_steps,
+                args.env_steps,
+                device,
+                storage_device="auto" if device.type == "cuda" else None,
+                cuda_graphs=device.type == "cuda",
+                conv_dtype=conv_dtype,
+            )
+            print(report(results).splitlines()[-1], flush=True)
+        th.backends.cuda.matmul.allow_tf32 = False
         th.backends.cudnn.benchmark = False
     results["seconds"] = time.perf_counter() - started
     print(report(results))

@@ -322,6 +322,32 @@ def test_gpu_10min_preset_runs_its_grid_with_its_settings(tmp_path, monkeypatch,
     assert "start over" in printed
 
 
+def test_cudnn_benchmark_is_a_speed_setting_each_run_applies(tmp_path, monkeypatch) -> None:
+    import torch
+
+    from sb3_gaara.study import run as study_run
+
+    _, settings = build_grid(study.parse_args(["--preset", "gpu-10min"]))
+    assert settings["cudnn_benchmark"] is False
+    _, settings = build_grid(study.parse_args(["--preset", "gpu-10min", "--cudnn-benchmark"]))
+    assert settings["cudnn_benchmark"] is True
+    assert "; cudnn.benchmark on; GAARASAC cuda_graphs=True" in study.describe_settings(settings)
+    # Not part of a run's identity: a run resumes with the flag switched either way.
+    assert _config(tmp_path, cudnn_benchmark=True).identity() == _config(tmp_path).identity()
+    seen: list[bool] = []
+
+    def stop_at_env(*args, **kwargs):
+        seen.append(torch.backends.cudnn.benchmark)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(study_run, "make_train_env", stop_at_env)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    for flag in (True, False):
+        with pytest.raises(RuntimeError, match="stop here"):
+            study_run.run_training(_config(tmp_path, cudnn_benchmark=flag))
+    assert seen == [True, False]
+
+
 def test_cuda_asked_without_cuda_fails_before_any_run(tmp_path, monkeypatch) -> None:
     import torch
 
