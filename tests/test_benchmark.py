@@ -138,6 +138,7 @@ def test_a_cuda_report_prints_the_fast_path_its_ratios_targets_and_the_gpu():
                 "cudnn": 91300,
                 "tf32_cudnn": True,
                 "tf32_matmul": False,
+                "cudnn_benchmark": False,
             },
         },
         "update": {
@@ -157,7 +158,7 @@ def test_a_cuda_report_prints_the_fast_path_its_ratios_targets_and_the_gpu():
     }
     assert benchmark.report(results).splitlines() == [
         "sb3-gaara benchmark (cuda; 16 CPUs, 16 torch threads, load 1.0)",
-        "GPU NVIDIA H100 80GB HBM3 (80.0 GiB), CUDA 13.0, cuDNN 91300, TF32 allowed: cuDNN yes, matmul no",
+        "GPU NVIDIA H100 80GB HBM3 (80.0 GiB), CUDA 13.0, cuDNN 91300, TF32 allowed: cuDNN yes, matmul no, cudnn.benchmark no",
         "observation 9x100x100 uint8 (3 stacked RGB frames), crops 84 px, batch 128",
         "",
         "gradient step, batch 128 (model.train)",
