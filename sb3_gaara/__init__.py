@@ -8,6 +8,7 @@ from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer, AugmentedReplay
 from sb3_gaara.common.crops import random_shift
 from sb3_gaara.common.preprocessing import SingleFrameWarning
 from sb3_gaara.common.torch_layers import ComparisonModule, PixelDecoder, PixelEncoder
+from sb3_gaara.drq import DrQ
 from sb3_gaara.envs import register_dmc_envs
 from sb3_gaara.envs.pixel_reach import register_pixel_reach
 from sb3_gaara.gaara.auxiliary_losses import (
@@ -66,6 +67,7 @@ __all__ = [
     "ComparisonModule",
     "DecoderDiscriminatorLoss",
     "DecoderDiscriminatorLossCallback",
+    "DrQ",
     "GAARAPolicy",
     "JointLoss",
     "JointLossCallback",

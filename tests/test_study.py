@@ -399,10 +399,22 @@ def test_agents_are_the_variants_and_the_fixed_weight_ablations() -> None:
         "joint": "GAARA-joint",
         "random_anchor": "GAARA-random-anchor",
         "decoder_discriminator": "GAARA-decoder-disc",
+        "drq": "DrQ",
+        "gaara_shift": "GAARA+shift",
+        "pixel_sac": "SAC:pixel",
     }
-    assert list(AGENTS) == [*study.MAIN_AGENTS, *study.ABLATION_AGENTS]  # the order of --variants all
+    # the order of --variants all
+    assert list(AGENTS) == [*study.MAIN_AGENTS, *study.ABLATION_AGENTS, *study.AUGMENTATION_AGENTS]
     for name, variant in VARIANTS.items():
         assert AGENTS[name] == study.AgentSpec(variant.label, name, {}, variant.source)
+    drq, gaara_shift = AGENTS["drq"], AGENTS["gaara_shift"]
+    assert (drq.algorithm, drq.variant, drq.render_at_crop_size) == ("drq", "pixel_sac", True)
+    assert (gaara_shift.algorithm, gaara_shift.variant, dict(gaara_shift.kwargs)) == (
+        "gaara_sac",
+        "gaara",
+        {"augmentation": "shift"},
+    )
+    assert not gaara_shift.render_at_crop_size
     assert AGENTS["gaara_c1"].variant == AGENTS["gaara_c05"].variant == "gaara"
     assert AGENTS["gaara_c05"].kwargs["comparison_lambda"] == AGENTS["gaara_c05"].kwargs["comparison_lambda_min"] == 0.5
 
@@ -438,8 +450,8 @@ def test_a_run_that_ends_between_evaluations_is_evaluated_at_its_end_before_its_
     events: list[str] = []
     make_env = study_run.make_train_env
 
-    def recording_env(task, seed, eval_env=False):
-        env = make_env(task, seed, eval_env)
+    def recording_env(task, seed, eval_env=False, render_size=None):
+        env = make_env(task, seed, eval_env, render_size)
         close = env.close
         env.close = lambda: (events.append("close eval env" if eval_env else "close train env"), close())[1]
         return env
@@ -618,3 +630,38 @@ def test_study_cpu_scale_end_to_end(tmp_path, capsys) -> None:
     assert study.main(argv) == 0
     assert "'skipped': 5" in capsys.readouterr().out
     assert time.time() - start < 60
+
+
+def test_augmentation_agents_build_their_algorithm_on_their_renders(tmp_path) -> None:
+    from sb3_gaara import GAARASAC, DrQ
+    from sb3_gaara.study import run as study_run
+
+    drq_config = _config(tmp_path, agent="drq")
+    assert study_run._render_size(drq_config) == 32  # the CPU-scale task's image_size: whole 32 px renders
+    env = study_run.make_train_env(drq_config.task, 0, render_size=32)
+    assert env.observation_space.shape == (9, 32, 32)
+    model = study_run._new_model(drq_config, env, agent_steps=60)
+    assert type(model) is DrQ and model.variant == "pixel_sac"
+    # DrQ's own settings, under the task's CPU-scale ones
+    assert (model.image_size, model.batch_size, model.learning_starts) == (32, 32, 500)
+    assert (model.augmentation, model.target_augmentations, model.q_augmentations, model.encoder_tau) == ("shift", 2, 2, 0.01)
+    assert model.buffer_size == 60
+    shift_config = _config(tmp_path, agent="gaara_shift")
+    assert study_run._render_size(shift_config) is None  # GAARA crops 32 px out of the task's 40 px frames
+    env = study_run.make_train_env(shift_config.task, 0)
+    assert env.observation_space.shape == (9, 40, 40)
+    model = study_run._new_model(shift_config, env, agent_steps=60)
+    assert type(model) is GAARASAC and (model.variant, model.augmentation, model.target_augmentations) == ("gaara", "shift", 1)
+
+
+def test_runs_stored_before_the_agent_spec_grew_still_resume(tmp_path) -> None:
+    config = _config(tmp_path)
+    stored = json.loads(json.dumps(config.identity()))
+    for key in ("algorithm", "render_at_crop_size"):
+        del stored["agent_spec"][key]  # a config.json written before these fields existed
+    assert config.resumes(stored)
+    drq = _config(tmp_path, agent="drq")
+    stored = json.loads(json.dumps(drq.identity()))
+    assert drq.resumes(stored)
+    stored["agent_spec"]["algorithm"] = "gaara_sac"
+    assert not drq.resumes(stored)

@@ -25,10 +25,10 @@ from conftest import FakeImageEnv, tiny_kwargs
 from gymnasium import spaces
 
 import sb3_gaara
-from sb3_gaara import CURLSAC, GAARASAC, SACAE
+from sb3_gaara import CURLSAC, GAARASAC, SACAE, DrQ
+from sb3_gaara.algorithms import ALGORITHMS
 from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer
 from sb3_gaara.envs import ACTION_REPEAT, DMC_TASKS, default_action_repeat, dmc_env_id
-from sb3_gaara.gaara.gaara_sac import ALGORITHMS
 from sb3_gaara.zoo import ZOO_ALGORITHMS, check_hyperparameter_names, hyperparams_path, register
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -87,14 +87,19 @@ def test_hyperparams_follow_the_paper(algo: str):
     assert set(ACTION_REPEAT) == {task.split("-")[0] for task in PLANET_TASKS}
     other_repeat = {dmc_env_id(domain, task) for domain, task in DMC_TASKS if default_action_repeat(domain) != 2}
     assert other_repeat <= set(entries)
-    defaults = {name: p.default for name, p in inspect.signature(GAARASAC.__init__).parameters.items()}
+    defaults = {name: p.default for name, p in inspect.signature(ZOO_ALGORITHMS[algo].__init__).parameters.items()}
+    # DrQ renders at its 84 px input size instead of cropping 84 px out of 100 px renders
+    env_kwargs = {"frame_stack": 3, **({"height": 84, "width": 84} if algo == "drq" else {})}
     for env_id, entry in entries.items():
         repeat = 2 if env_id == "default" else default_action_repeat(env_id.split("-")[1])
         assert entry["policy"] == "CnnPolicy"
         # the env stacks 3 frames as the papers' code does; rl-zoo3's frame_stack (VecFrameStack) pads with black
-        assert entry["env_kwargs"] == {"frame_stack": 3} and "frame_stack" not in entry
+        assert entry["env_kwargs"] == env_kwargs and "frame_stack" not in entry
         assert entry["n_timesteps"] * repeat == ENV_STEPS, env_id
-        assert entry["buffer_size"] == min(entry["n_timesteps"], MAX_BUFFER), env_id
+        if algo == "drq":  # DrQ's own replay capacity, the constructor's default
+            assert "buffer_size" not in entry and defaults["buffer_size"] == 100_000
+        else:
+            assert entry["buffer_size"] == min(entry["n_timesteps"], MAX_BUFFER), env_id
         for key, value in entry.items():
             if key in ZOO_KEYS:
                 continue
@@ -258,7 +263,7 @@ def _manager(zoo: ModuleType, tmp_path: Path, algo: str = "gaara_sac", env_id: s
 
 def test_algorithms_are_in_the_table(zoo: ModuleType):
     # The zoo's table is derived from the library's list of algorithms, and holds the plain classes.
-    assert ZOO_ALGORITHMS == {"gaara_sac": GAARASAC, "sac_ae": SACAE, "curl_sac": CURLSAC}
+    assert ZOO_ALGORITHMS == {"gaara_sac": GAARASAC, "sac_ae": SACAE, "curl_sac": CURLSAC, "drq": DrQ}
     assert ZOO_ALGORITHMS == {cls.zoo_name: cls for cls in ALGORITHMS}
     for zoo_name, cls in ZOO_ALGORITHMS.items():
         assert zoo.utils.ALGOS[zoo_name] is cls is getattr(sb3_gaara, cls.__name__)
@@ -363,8 +368,9 @@ def test_zoo_evaluates_on_the_papers_protocol_by_default(zoo: ModuleType, tmp_pa
     run = tmp_path / "logs" / zoo_name / "dmc-cartpole-swingup_1"
     assert callback.log_path == str(run / "evaluations") and callback.best_model_save_path == str(run)
     assert type(callback.callback_on_new_best).__name__ == "SaveVecNormalizeCallback"
-    # a separate env built like the training env: the yml's frame stack, the task's action repeat
-    assert callback.eval_env.observation_space.shape == (9, 100, 100)
+    # a separate env built like the training env: the yml's frame stack and render size, the task's action repeat
+    size = 84 if zoo_name == "drq" else 100
+    assert callback.eval_env.observation_space.shape == (9, size, size)
     assert get_action_repeat(callback.eval_env) == 8
 
 
@@ -458,6 +464,8 @@ SEARCHED_PARAMETERS = {
     "gaara_sac": _SAC_KNOBS | _DECODER_KNOBS | {"comparison_lr"} | _ANNEALING_KNOBS,
     "sac_ae": _SAC_KNOBS | _DECODER_KNOBS,
     "curl_sac": _SAC_KNOBS | {"comparison_lr"},
+    # DrQ's encoder learns from the critic alone: the SAC knobs only
+    "drq": _SAC_KNOBS,
 }
 
 

@@ -1,8 +1,9 @@
 """The update oracle: what 33 updates of each variant produce from a fixed seed, recorded once and kept.
 
-A refactor must not change the update. ``python tests/update_oracle.py --record`` runs, for each of the six
-variants, a tiny model on the fake image env for 33 updates (30 inside ``learn()``, one per agent step, then
-3 in one ``train()`` call) and writes to ``tests/data/update_oracle.json``:
+A refactor must not change the update. ``python tests/update_oracle.py --record`` runs, for each variant, a tiny
+model on the fake image env for 33 updates (30 inside ``learn()``, one per agent step, then 3 in one ``train()``
+call) and writes to ``tests/data/update_oracle.json``. A variant added later is recorded on its own, on a machine
+of the same fingerprint, so that the others keep their record:
 
 - the SHA-256 of every parameter and every optimizer state tensor, the comparison weight, and every
   logged ``train/`` value: equal bit for bit on the machine that recorded them;

@@ -24,6 +24,7 @@ from stable_baselines3.sac import SAC
 from torch import nn
 
 from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer, AugmentedReplayBufferSamples
+from sb3_gaara.common.crops import random_shift
 from sb3_gaara.common.cuda_graphs import GraphedGradientStep
 from sb3_gaara.common.durability import atomic_file
 from sb3_gaara.common.losses import anneal_comparison_lambda
@@ -40,6 +41,8 @@ SelfGAARASAC = TypeVar("SelfGAARASAC", bound="GAARASAC")
 COMPARISON_ANNEALS = ("loss", "lr")
 #: observations shown by :meth:`GAARASAC.log_reconstructions`
 RECONSTRUCTION_LOG_ROWS = 4
+#: ``augmentation`` values: ``None`` (the center crops as sampled) or ``"shift"`` (DrQ's random shifts)
+AUGMENTATIONS = (None, "shift")
 
 
 class UpdatePhase(NamedTuple):
@@ -110,6 +113,17 @@ class GAARASAC(SAC):
         code does at ``init_steps`` (SAC+AE, CURL, SAC+GAARA); one per agent step afterwards. ``None`` (default):
         as many as ``learning_starts``; 0: none. The burst belongs to a model's first training, so a loaded model
         that has trained (``_n_updates > 0``) never repeats it; ``train()`` called directly never bursts.
+    :param augmentation: ``None`` (default): the critic and the actor train on the sampled center crops.
+        ``"shift"``: DrQ's augmentation (:func:`~sb3_gaara.common.crops.random_shift`) of the critic's and the
+        actor's batches: every view of an observation or next observation is the center crop shifted by up to
+        ``augmentation_pad`` pixels, drawn per sample. The auxiliary losses (the anchor / positive pair, the
+        reconstruction target) and acting keep the unshifted center crop.
+    :param augmentation_pad: the largest shift in pixels (4: DrQ's at 84 px)
+    :param target_augmentations: DrQ's ``K``: the critic's target is the mean of the targets of this many
+        shifted views of the next observation, each with its own sampled next action (1; needs ``augmentation``
+        when larger)
+    :param q_augmentations: DrQ's ``M``: the critic's loss is the mean of its losses on this many shifted
+        views of the observation (1; needs ``augmentation`` when larger); the actor reads the first view
     The remaining parameters are SB3's ``SAC``'s.
     """
 
@@ -118,6 +132,8 @@ class GAARASAC(SAC):
     default_variant: ClassVar[str] = "gaara"
     #: ``--algo`` name in the RL Zoo
     zoo_name: ClassVar[str] = "gaara_sac"
+    #: Adam betas of the temperature's optimizer: SAC+AE's ``beta1 = 0.5`` (DrQ keeps Adam's defaults)
+    ent_coef_betas: ClassVar[tuple[float, float]] = (0.5, 0.999)
     policy: GAARAPolicy
     actor: GAARAActor
     critic: GAARACritic
@@ -172,6 +188,10 @@ class GAARASAC(SAC):
         init_gradient_steps: int | None = None,
         comparison_anneal: str = "loss",
         reconstruction_log_interval: int = 0,
+        augmentation: str | None = None,
+        augmentation_pad: int = 4,
+        target_augmentations: int = 1,
+        q_augmentations: int = 1,
         _init_setup_model: bool = True,
     ) -> None:
         variant = self.default_variant if variant is None else variant
@@ -206,6 +226,10 @@ class GAARASAC(SAC):
         self.init_gradient_steps = init_gradient_steps
         self.comparison_anneal = comparison_anneal
         self.reconstruction_log_interval = reconstruction_log_interval
+        self.augmentation = augmentation
+        self.augmentation_pad = augmentation_pad
+        self.target_augmentations = target_augmentations
+        self.q_augmentations = q_augmentations
         self._in_learn = False
         self._check_hyperparameters(comparison_lambda)
         super().__init__(
@@ -289,6 +313,7 @@ class GAARASAC(SAC):
                 f"reconstruction_log_interval={interval} logs the decoder's reconstructions, but variant={self.variant!r} "
                 "has no decoder: leave it at 0, or train a variant with one ('gaara', 'sac_ae', ...)."
             )
+        self._check_augmentation()
         if self.comparison_lambda_decay < 0:
             raise ValueError(
                 f"comparison_lambda_decay={self.comparison_lambda_decay} is negative: the comparison weight would grow "
@@ -300,6 +325,23 @@ class GAARASAC(SAC):
                 f"{comparison_lambda}: annealing only lowers the weight. Set comparison_lambda_min <= comparison_lambda "
                 "(for a fixed weight, use comparison_lambda_decay=0)."
             )
+
+    def _check_augmentation(self) -> None:
+        """Reject augmentation settings that cannot mean what the user wants, naming the fix."""
+        if self.augmentation not in AUGMENTATIONS:
+            raise ValueError(f"augmentation must be None or 'shift' (DrQ's random shifts), got {self.augmentation!r}.")
+        pad = self.augmentation_pad
+        if isinstance(pad, bool) or not isinstance(pad, (int, np.integer)) or pad < 0:
+            raise ValueError(f"augmentation_pad must be a non-negative integer number of pixels (DrQ: 4), got {pad!r}.")
+        for name in ("target_augmentations", "q_augmentations"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer (views averaged; DrQ: 2), got {value!r}.")
+            if value > 1 and self.augmentation is None:
+                raise ValueError(
+                    f"{name}={value} averages over differently augmented views, but augmentation=None makes every view "
+                    "the same center crop: set augmentation='shift', or leave it at 1."
+                )
 
     def _setup_model(self) -> None:
         variant = VARIANTS[self.variant]
@@ -338,7 +380,7 @@ class GAARASAC(SAC):
             self.ent_coef_optimizer = th.optim.Adam(
                 [self.log_ent_coef],
                 lr=self.ent_coef_lr,
-                betas=(0.5, 0.999),
+                betas=self.ent_coef_betas,
                 **self.policy.adam_kwargs(),
             )
         settings = AuxiliarySettings(
@@ -527,31 +569,52 @@ class GAARASAC(SAC):
         record("ent_coef", ent_coef)
 
         # The images as floats in [0, 1], each converted once: the observations serve the critic, the actor and the
-        # auxiliary losses.
-        obs = policy.scale_images(replay_data.observations)
+        # auxiliary losses. With augmentation, the critic and the actor read shifted views instead (DrQ's M views of
+        # the observation, K of the next one); the auxiliary losses keep the center crop.
+        augmented = self.augmentation is not None
+        obs = None if augmented else policy.scale_images(replay_data.observations)
         with th.no_grad():
-            next_obs = policy.scale_images(replay_data.next_observations)
+            if augmented:
+                obs_views = [self._augmented(replay_data.observations) for _ in range(self.q_augmentations)]
+                next_views = [self._augmented(replay_data.next_observations) for _ in range(self.target_augmentations)]
+            else:
+                assert obs is not None
+                obs_views = [obs]
+                next_views = [policy.scale_images(replay_data.next_observations)]
 
-        # 1. Critic: y = r + gamma (1 - d) (min Q_target(s', a') - alpha log pi(a'|s')), a' ~ pi(s').
+        # 1. Critic: y = r + gamma (1 - d) (min Q_target(s', a') - alpha log pi(a'|s')), a' ~ pi(s'); with DrQ's K
+        # views of s', the mean of their targets, each with its own a'.
         with th.no_grad():
-            next_actions, next_log_prob = self.actor.action_log_prob_from_features(self.actor.features_extractor(next_obs))
-            next_q_values = th.cat(self.critic_target.q_from_features(policy.target_encoder(next_obs), next_actions), dim=1)
-            next_q_values, _ = th.min(next_q_values, dim=1, keepdim=True)
-            next_q_values = next_q_values - ent_coef * next_log_prob.reshape(-1, 1)
-            target_q_values = replay_data.rewards + (1 - replay_data.dones) * self.gamma * next_q_values
-        current_q_values = self.critic.q_from_features(encoder(obs), replay_data.actions)
-        critic_loss = sum(F.mse_loss(current_q, target_q_values) for current_q in current_q_values)
-        assert isinstance(critic_loss, th.Tensor)
+            targets = []
+            for next_obs in next_views:
+                next_actions, next_log_prob = self.actor.action_log_prob_from_features(self.actor.features_extractor(next_obs))
+                next_q_values = th.cat(
+                    self.critic_target.q_from_features(policy.target_encoder(next_obs), next_actions), dim=1
+                )
+                next_q_values, _ = th.min(next_q_values, dim=1, keepdim=True)
+                next_q_values = next_q_values - ent_coef * next_log_prob.reshape(-1, 1)
+                targets.append(replay_data.rewards + (1 - replay_data.dones) * self.gamma * next_q_values)
+            target_q_values = targets[0] if len(targets) == 1 else th.stack(targets).mean(dim=0)
+        # DrQ's M views of s: the mean of their losses (DrQ §3.3, Eq. 4; the reference code sums them, which Adam's
+        # step hardly tells apart).
+        critic_losses = []
+        for view in obs_views:
+            current_q_values = self.critic.q_from_features(encoder(view), replay_data.actions)
+            view_loss = sum(F.mse_loss(current_q, target_q_values) for current_q in current_q_values)
+            assert isinstance(view_loss, th.Tensor)
+            critic_losses.append(view_loss)
+        critic_loss = critic_losses[0] if len(critic_losses) == 1 else th.stack(critic_losses).mean()
         record("critic_loss", critic_loss)
         self.optimize(critic_loss, self.critic.optimizer)
 
         # 2. The conv features of the observations after the critic's step, computed once. The actor step reads them
         # detached; neither it nor the EMA moves the convolutions, so the first auxiliary loss reuses them, with the
-        # graph its backward needs.
+        # graph its backward needs. With augmentation the actor reads the first shifted view, and the auxiliary losses
+        # compute their own features of the center crop.
         conv_features = None
-        if phase.actor or phase.auxiliary:
-            with th.set_grad_enabled(phase.auxiliary):
-                conv_features = encoder.forward_conv(obs)
+        if phase.actor or (phase.auxiliary and not augmented):
+            with th.set_grad_enabled(phase.auxiliary and not augmented):
+                conv_features = encoder.forward_conv(obs_views[0])
 
         # 3. Actor and temperature. The actor sees its tied convolutions detached, and Q(s, pi(s)) must not move the
         # critic's encoder either.
@@ -586,7 +649,9 @@ class GAARASAC(SAC):
         # first loss gets the conv features of step 2. The caller anneals c.
         anneal = False
         if phase.auxiliary:
-            batch = self._auxiliary_batch(replay_data, obs, conv_features)
+            if obs is None:
+                obs = policy.scale_images(replay_data.observations)
+            batch = self._auxiliary_batch(replay_data, obs, None if augmented else conv_features)
             for auxiliary in self._auxiliary_losses():
                 # "loss": c weights the loss (the paper's form); "lr": c scales the optimizer's step.
                 scale_step = auxiliary.anneals and self.comparison_anneal == "lr"
@@ -597,6 +662,10 @@ class GAARASAC(SAC):
                 anneal = anneal or (applied and auxiliary.anneals)
                 batch = batch._replace(conv_features=None)
         return anneal
+
+    def _augmented(self, images: th.Tensor) -> th.Tensor:
+        """One randomly shifted view of a batch of uint8 crops, scaled like the policy's inputs."""
+        return self.policy.scale_images(random_shift(images, self.augmentation_pad))
 
     def _auxiliary_batch(
         self, replay_data: AugmentedReplayBufferSamples, obs: th.Tensor, conv_features: th.Tensor | None

@@ -68,6 +68,14 @@ VARIANTS: dict[str, Variant] = {
         label="Contrastive",
         source="CURL-like: comparison loss only, no decoder (SAC+GAARA baseline)",
     ),
+    "pixel_sac": Variant(
+        (),
+        use_decoder=False,
+        use_comparison=False,
+        anchor_crop="center",
+        label="SAC:pixel",
+        source="SAC from pixels, the encoder trained by the critic alone (SAC+AE's SAC:pixel; DrQ without augmentation)",
+    ),
     "joint": Variant(
         (JointLossCallback,),
         use_decoder=True,

@@ -88,6 +88,14 @@ CPU_SCALE_MODEL_KWARGS: dict[str, Any] = {
 }
 
 
+def render_size_kwargs(task: TaskSpec, size: int) -> dict[str, int]:
+    """The env keyword arguments that render ``task``'s frames at ``size`` pixels (``size`` for PixelReach,
+    ``height`` and ``width`` for the DeepMind Control tasks)."""
+    if task.name == CPU_TASK:
+        return {"size": size}
+    return {"height": size, "width": size}
+
+
 def resolve_task(name: str) -> TaskSpec:
     """The :class:`TaskSpec` of ``pixel_reach``, a DMC task named like the reference curves
     (``cheetah_run``, ``ball_in_cup_catch``) or a ``dmc-<domain>-<task>`` id."""
@@ -114,18 +122,24 @@ def resolve_task(name: str) -> TaskSpec:
 
 @dataclass(frozen=True)
 class AgentSpec:
-    """One column of the study: a ``GAARASAC`` variant with fixed extra arguments.
+    """One column of the study: an algorithm's variant with fixed extra arguments.
 
     :param label: name in ``curves.csv``, plots and tables
-    :param variant: ``GAARASAC``'s ``variant``
-    :param kwargs: further ``GAARASAC`` arguments
+    :param variant: the algorithm's ``variant``
+    :param kwargs: further arguments of the algorithm
     :param description: where it comes from
+    :param algorithm: the algorithm's RL Zoo name (:data:`sb3_gaara.algorithms.BY_ZOO_NAME`)
+    :param render_at_crop_size: render the frames at the model's ``image_size`` instead of cropping that size out
+        of the task's larger frames: DrQ observes whole 84 px renders, where SAC+AE and GAARA crop 84 px out of
+        100 px renders
     """
 
     label: str
     variant: str
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    algorithm: str = "gaara_sac"
+    render_at_crop_size: bool = False
 
 
 #: The paper's Fig. 3: GAARA with its comparison weight held fixed instead of annealed 1 -> 0.5.
@@ -143,16 +157,38 @@ _FIXED_WEIGHT_AGENTS: dict[str, AgentSpec] = {
         "fixed comparison weight 0.5 (paper Fig. 3)",
     ),
 }
+#: Image augmentation: DrQ, and GAARA's losses with DrQ's random shifts.
+_AUGMENTATION_AGENTS: dict[str, AgentSpec] = {
+    "drq": AgentSpec(
+        "DrQ",
+        "pixel_sac",
+        {},
+        "DrQ (Kostrikov et al. 2020): SAC with random shifts, K = M = 2, on 84 px renders",
+        algorithm="drq",
+        render_at_crop_size=True,
+    ),
+    "gaara_shift": AgentSpec(
+        "GAARA+shift",
+        "gaara",
+        {"augmentation": "shift"},
+        "GAARA whose critic and actor train on random shifts of the center crop (ours: GAARA + DrQ's augmentation)",
+    ),
+}
 MAIN_AGENTS = ("gaara", "sac_ae", "contrastive")
 ABLATION_AGENTS = ("gaara_c1", "gaara_c05", "joint", "random_anchor", "decoder_discriminator")
+AUGMENTATION_AGENTS = ("drq", "gaara_shift", "pixel_sac")
 
 _ALL_AGENTS = {
     **{name: AgentSpec(variant.label, name, {}, variant.source) for name, variant in VARIANTS.items()},
     **_FIXED_WEIGHT_AGENTS,
+    **_AUGMENTATION_AGENTS,
 }
-#: Agents by command-line key: one per variant of :data:`sb3_gaara.VARIANTS` (its name, label and source)
-#: and the two fixed-weight ones; the main agents first, then the ablations, then any other variant.
-AGENTS: dict[str, AgentSpec] = {key: _ALL_AGENTS[key] for key in dict.fromkeys([*MAIN_AGENTS, *ABLATION_AGENTS, *_ALL_AGENTS])}
+#: Agents by command-line key: one per variant of :data:`sb3_gaara.VARIANTS` (its name, label and source),
+#: the two fixed-weight ones and the augmentation agents; the main agents first, then the ablations, then the
+#: augmentation agents, then any other variant.
+AGENTS: dict[str, AgentSpec] = {
+    key: _ALL_AGENTS[key] for key in dict.fromkeys([*MAIN_AGENTS, *ABLATION_AGENTS, *AUGMENTATION_AGENTS, *_ALL_AGENTS])
+}
 #: Key and label of the random-policy baseline measured once per task.
 RANDOM_AGENT = "random"
 RANDOM_LABEL = "Random"

@@ -12,6 +12,7 @@ from typing import Any
 from sb3_gaara.study.catalogue import (
     ABLATION_AGENTS,
     AGENTS,
+    AUGMENTATION_AGENTS,
     CPU_TASK,
     MAIN_AGENTS,
     PAPER_MILESTONES,
@@ -50,7 +51,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--algos",
         dest="agents",
         nargs="+",
-        help=f"agents: {', '.join(AGENTS)}; 'main' = {' '.join(MAIN_AGENTS)}, 'ablations', 'all'",
+        help=f"agents: {', '.join(AGENTS)}; 'main' = {' '.join(MAIN_AGENTS)}, 'ablations', 'augmentation', 'all'",
     )
     parser.add_argument("--seeds", nargs="+", type=int)
     parser.add_argument("--env-steps", type=int, help="environment steps per run, after action repeat (100000)")
@@ -95,10 +96,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def _expand_agents(names: Sequence[str]) -> list[str]:
     agents: list[str] = []
     for name in names:
-        group = {"main": MAIN_AGENTS, "ablations": ABLATION_AGENTS, "all": tuple(AGENTS)}.get(name, (name,))
+        groups = {"main": MAIN_AGENTS, "ablations": ABLATION_AGENTS, "augmentation": AUGMENTATION_AGENTS, "all": tuple(AGENTS)}
+        group = groups.get(name, (name,))
         for agent in group:
             if agent not in AGENTS:
-                raise SystemExit(f"Unknown agent {agent!r}; choose from {', '.join(AGENTS)}, main, ablations, all.")
+                choices = ", ".join([*AGENTS, *groups])
+                raise SystemExit(f"Unknown agent {agent!r}; choose from {choices}.")
             if agent not in agents:
                 agents.append(agent)
     return agents

@@ -10,6 +10,7 @@ without a checkpoint leaves ``stopped.json``.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import math
 import os
@@ -28,11 +29,19 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_gaara import GAARASAC
+from sb3_gaara.algorithms import BY_ZOO_NAME
 from sb3_gaara.common.env_steps import env_steps, get_action_repeat
 from sb3_gaara.envs import register_dmc_envs
 from sb3_gaara.envs.pixel_reach import register_pixel_reach
 from sb3_gaara.evaluation import EnvStepEvalCallback, Evaluation, make_eval_env
-from sb3_gaara.study.catalogue import AGENTS, RANDOM_AGENT, RANDOM_LABEL, SPEED_ONLY_MODEL_KWARGS, TaskSpec
+from sb3_gaara.study.catalogue import (
+    AGENTS,
+    RANDOM_AGENT,
+    RANDOM_LABEL,
+    SPEED_ONLY_MODEL_KWARGS,
+    TaskSpec,
+    render_size_kwargs,
+)
 from sb3_gaara.study.report import format_count, read_json, read_run_curve, write_json, write_run_curve
 
 if TYPE_CHECKING:
@@ -92,11 +101,20 @@ class RunConfig:
 
         def settings(identity: Mapping[str, Any]) -> Any:
             settings = json.loads(json.dumps(identity))  # as stored: tuples become lists
-            if isinstance(settings.get("agent_spec"), dict):
-                settings["agent_spec"].pop("description", None)
+            spec = settings.get("agent_spec")
+            if isinstance(spec, dict):
+                spec.pop("description", None)
+                # Fields added since runs were first stored, at their defaults: runs stored before resume.
+                for key, default in AGENT_SPEC_DEFAULTS.items():
+                    if spec.get(key, default) == default:
+                        spec.pop(key, None)
             return settings
 
         return bool(settings(stored) == settings(self.identity()))
+
+
+#: ``AgentSpec`` fields added after runs were first stored, and their defaults (left out when comparing identities)
+AGENT_SPEC_DEFAULTS: dict[str, Any] = {"algorithm": "gaara_sac", "render_at_crop_size": False}
 
 
 def run_directory(out: str | os.PathLike, task: str, agent: str, seed: int | None = None) -> Path:
@@ -105,17 +123,20 @@ def run_directory(out: str | os.PathLike, task: str, agent: str, seed: int | Non
     return path if seed is None else path / f"seed_{seed}"
 
 
-def make_train_env(task: TaskSpec, seed: int, eval_env: bool = False) -> VecEnv:
+def make_train_env(task: TaskSpec, seed: int, eval_env: bool = False, render_size: int | None = None) -> VecEnv:
     """The task's env as the RL Zoo builds it from the packaged hyper-parameters: ``make_vec_env`` (with ``Monitor``)
     of the env with ``frame_stack=task.frame_stack``, which stacks as the papers' code does (oldest frame first, the
     first frame repeated at reset; every task of the package, ``dmc-*`` and ``PixelReach-v0``, takes that keyword).
 
-    The evaluation env is a separate instance seeded ``seed + 10_000``.
+    The evaluation env is a separate instance seeded ``seed + 10_000``. ``render_size``: render the frames at this
+    size instead of the task's (DrQ's 84 px renders).
     """
     # A spawned worker starts with gymnasium's registry only: register the ids (entry-point strings, cheap).
     register_pixel_reach()
     register_dmc_envs()
     env_kwargs = {**task.env_kwargs, "frame_stack": task.frame_stack}
+    if render_size is not None:
+        env_kwargs.update(render_size_kwargs(task, render_size))
     return make_eval_env(task.env_id, env_kwargs, seed=seed + 10_000 if eval_env else seed)
 
 
@@ -277,8 +298,9 @@ def run_training(config: RunConfig, stop: StopRequest | None = None) -> str:
     if config.threads is not None:
         th.set_num_threads(config.threads)
     th.backends.cudnn.benchmark = config.cudnn_benchmark
-    env = make_train_env(config.task, config.seed)
-    eval_env = make_train_env(config.task, config.seed, eval_env=True)
+    render_size = _render_size(config)
+    env = make_train_env(config.task, config.seed, render_size=render_size)
+    eval_env = make_train_env(config.task, config.seed, eval_env=True, render_size=render_size)
     action_repeat = get_action_repeat(env)
     agent_steps = math.ceil(config.env_steps / action_repeat)
     if pointer is not None:
@@ -342,7 +364,8 @@ def _resume_model(config: RunConfig, env: VecEnv, pointer: Mapping[str, Any]) ->
     run_dir = Path(config.run_dir)
     checkpoint = run_dir / pointer["dir"]
     speed_kwargs = {key: value for key, value in config.model_kwargs.items() if key in SPEED_ONLY_MODEL_KWARGS}
-    model = GAARASAC.load(checkpoint / "model.zip", env=env, device=config.device, **speed_kwargs)
+    algorithm = BY_ZOO_NAME[AGENTS[config.agent].algorithm]
+    model = algorithm.load(checkpoint / "model.zip", env=env, device=config.device, **speed_kwargs)
     model.load_replay_buffer(checkpoint / "replay_buffer.pkl")
     history = [
         Evaluation(row["step"], row["episode_reward"], float(row.get("std", 0.0)), row["episode"])
@@ -352,16 +375,34 @@ def _resume_model(config: RunConfig, env: VecEnv, pointer: Mapping[str, Any]) ->
     return model, history, float(pointer["wall_time_s"])
 
 
-def _new_model(config: RunConfig, env: VecEnv, agent_steps: int) -> GAARASAC:
-    """A fresh ``GAARASAC``: the task's settings, then the agent's, then the study's (``config.model_kwargs``)."""
+def _model_kwargs(config: RunConfig) -> dict[str, Any]:
+    """The run's model arguments: the task's settings, then the agent's, then the study's (``config.model_kwargs``).
+
+    Deep copies: SB3 edits ``policy_kwargs`` in place, which would change the task's settings for later runs.
+    """
+    return copy.deepcopy({**config.task.model_kwargs, **AGENTS[config.agent].kwargs, **config.model_kwargs})
+
+
+def _render_size(config: RunConfig) -> int | None:
+    """The render size of an agent that observes whole renders at its input size (DrQ), else ``None``."""
     agent = AGENTS[config.agent]
-    # Deep copies: SB3 edits policy_kwargs in place, which would change the task's settings for later runs.
-    model_kwargs = copy.deepcopy({**config.task.model_kwargs, **agent.kwargs, **config.model_kwargs})
+    if not agent.render_at_crop_size:
+        return None
+    default = inspect.signature(BY_ZOO_NAME[agent.algorithm]).parameters["image_size"].default
+    return int(_model_kwargs(config).get("image_size", default))
+
+
+def _new_model(config: RunConfig, env: VecEnv, agent_steps: int) -> GAARASAC:
+    """A fresh model of the agent's algorithm with :func:`_model_kwargs`."""
+    agent = AGENTS[config.agent]
+    model_kwargs = _model_kwargs(config)
     if config.buffer_size is not None:
         model_kwargs["buffer_size"] = config.buffer_size
     # A buffer longer than the run only costs memory (and checkpoint size: SB3 pickles it whole).
-    model_kwargs["buffer_size"] = min(model_kwargs.get("buffer_size", 100_000), agent_steps)
-    return GAARASAC("CnnPolicy", env, variant=agent.variant, seed=config.seed, device=config.device, **model_kwargs)
+    algorithm = BY_ZOO_NAME[agent.algorithm]
+    default_buffer = inspect.signature(algorithm).parameters["buffer_size"].default
+    model_kwargs["buffer_size"] = min(model_kwargs.get("buffer_size", default_buffer), agent_steps)
+    return algorithm("CnnPolicy", env, variant=agent.variant, seed=config.seed, device=config.device, **model_kwargs)
 
 
 def _set_logger(model: GAARASAC, run_dir: Path, verbose: int) -> None:

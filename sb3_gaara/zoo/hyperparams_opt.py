@@ -12,7 +12,8 @@ Ranges bracket the paper's settings (appendix A.1) by about an order of magnitud
 
 Which auxiliary knobs an algorithm searches follows from its default variant
 (:data:`sb3_gaara.gaara.variants.VARIANTS`), see :class:`SearchSpace`; there is one sampler per
-algorithm of :data:`sb3_gaara.gaara.gaara_sac.ALGORITHMS`, under its ``zoo_name``.
+algorithm of :data:`sb3_gaara.algorithms.ALGORITHMS`, under its ``zoo_name``. DrQ trains the encoder by the
+critic alone (its variant has neither decoder nor ``W``), so its space is the SAC knobs.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import Any
 
 import optuna
 
-from sb3_gaara.gaara.gaara_sac import ALGORITHMS, GAARASAC
+from sb3_gaara.algorithms import ALGORITHMS
+from sb3_gaara.gaara.gaara_sac import GAARASAC
 from sb3_gaara.gaara.variants import VARIANTS
 
 

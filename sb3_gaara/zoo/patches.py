@@ -4,8 +4,8 @@ Each ``patch_*`` function receives an rl-zoo3 module right after it has executed
 :mod:`sb3_gaara.zoo._startup`) and is idempotent:
 
 - ``rl_zoo3.utils``: the ``dmc-*`` Gymnasium ids are registered (``train`` checks ``--env``
-  against the registry), and the algorithms of :data:`sb3_gaara.gaara.gaara_sac.ALGORITHMS` are added
-  to ``ALGOS`` under their ``zoo_name`` (``gaara_sac``, ``sac_ae``, ``curl_sac``), as the plain classes:
+  against the registry), and the algorithms of :data:`sb3_gaara.algorithms.ALGORITHMS` are added
+  to ``ALGOS`` under their ``zoo_name`` (``gaara_sac``, ``sac_ae``, ``curl_sac``, ``drq``), as the plain classes:
   ``train``, ``enjoy``, ``record_video`` and the hub scripts validate ``--algo`` against that table and
   build or load models from it.
 - ``rl_zoo3.hyperparams_opt``: Optuna samplers and converters for ``-optimize``.
@@ -44,12 +44,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from sb3_gaara.algorithms import BY_ZOO_NAME
 from sb3_gaara.envs import register_dmc_envs
 from sb3_gaara.evaluation import EnvStepEvalCallback
-from sb3_gaara.gaara.gaara_sac import ALGORITHMS, GAARASAC
+from sb3_gaara.gaara.gaara_sac import GAARASAC
 
-#: rl-zoo3 ``--algo`` name -> algorithm class, derived from the library's list of algorithms.
-ZOO_ALGORITHMS: dict[str, type[GAARASAC]] = {algorithm.zoo_name: algorithm for algorithm in ALGORITHMS}
+#: rl-zoo3 ``--algo`` name -> algorithm class, the library's list of algorithms (:mod:`sb3_gaara.algorithms`).
+ZOO_ALGORITHMS: dict[str, type[GAARASAC]] = dict(BY_ZOO_NAME)
 
 #: Hyper-parameter files shipped in the package (the repository's top-level ``hyperparams`` links here).
 HYPERPARAMS_DIR = Path(__file__).resolve().parent.parent / "hyperparams"

@@ -1,0 +1,13 @@
+"""Every algorithm of the package, each with its RL Zoo name: the one list that the zoo's registration, the Optuna
+samplers and the study read. A new family adds its ``ALGORITHMS`` tuple here."""
+
+from __future__ import annotations
+
+from sb3_gaara.drq import ALGORITHMS as DRQ_ALGORITHMS
+from sb3_gaara.gaara.gaara_sac import ALGORITHMS as GAARA_ALGORITHMS
+from sb3_gaara.gaara.gaara_sac import GAARASAC
+
+#: the GAARA family (GAARASAC, SACAE, CURLSAC), then the DrQ family (DrQ)
+ALGORITHMS: tuple[type[GAARASAC], ...] = (*GAARA_ALGORITHMS, *DRQ_ALGORITHMS)
+#: ``--algo`` name -> class
+BY_ZOO_NAME: dict[str, type[GAARASAC]] = {algorithm.zoo_name: algorithm for algorithm in ALGORITHMS}
