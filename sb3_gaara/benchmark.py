@@ -7,8 +7,10 @@
 * replay bytes per transition of :class:`~sb3_gaara.common.buffers.AugmentedPixelReplayBuffer` in steady state
   (full, after wrapping) and of SB3's ``ReplayBuffer`` for the same spaces;
 * the time to sample a batch with both crops, and SB3's sample followed by the same crops;
-* the time of one gradient step (``model.train(gradient_steps=1, batch_size=128)``) of ``GAARASAC("CnnPolicy")``
-  and of SB3's ``SAC("CnnPolicy")`` (NatureCNN, full-stack buffer) on the same random-image env, and their ratio;
+* the same bytes for DrQ's observations, whole 84 px renders;
+* the time of one gradient step (``model.train(gradient_steps=1, batch_size=128)``) of ``GAARASAC("CnnPolicy")``,
+  ``DrQ("CnnPolicy")`` and SB3's ``SAC("CnnPolicy")`` (NatureCNN, full-stack buffer) on the same random-image env,
+  and their ratios;
   on CUDA also of ``SACAE`` and of the fast path of both (``cuda_graphs=True``), all of ours with their frames
   on the GPU, so that eager and fast differ only by the graphs;
 * end-to-end environment steps per second of ``GAARASAC`` on ``dmc-cheetah-run``, counted after action repeat
@@ -45,6 +47,7 @@ from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer
 from sb3_gaara.common.crops import center_crop, crop, random_crop_offsets
 from sb3_gaara.common.durability import write_text_atomic
 from sb3_gaara.common.env_steps import env_steps
+from sb3_gaara.drq import DrQ
 from sb3_gaara.gaara.gaara_sac import GAARASAC, SACAE
 
 FRAME_SHAPE = (3, 100, 100)
@@ -96,15 +99,16 @@ class RandomFrameEnv(gym.Env):
 
     metadata: dict[str, Any] = {"render_modes": []}
 
-    def __init__(self, episode_steps: int = EPISODE_STEPS) -> None:
+    def __init__(self, episode_steps: int = EPISODE_STEPS, frame_shape: tuple[int, int, int] = FRAME_SHAPE) -> None:
         super().__init__()
-        self.observation_space = spaces.Box(0, 255, FRAME_SHAPE, dtype=np.uint8)
+        self.frame_shape = frame_shape
+        self.observation_space = spaces.Box(0, 255, frame_shape, dtype=np.uint8)
         self.action_space = spaces.Box(-1.0, 1.0, (ACTION_DIM,), dtype=np.float32)
         self.episode_steps = episode_steps
         self._step = 0
 
     def _frame(self) -> np.ndarray:
-        return self.np_random.integers(0, 256, FRAME_SHAPE, dtype=np.uint8)
+        return self.np_random.integers(0, 256, self.frame_shape, dtype=np.uint8)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
@@ -116,8 +120,8 @@ class RandomFrameEnv(gym.Env):
         return self._frame(), float(self.np_random.normal()), False, self._step >= self.episode_steps, {}
 
 
-def stacked_random_env(seed: int = 0) -> VecFrameStack:
-    venv = VecFrameStack(DummyVecEnv([RandomFrameEnv]), FRAME_STACK)
+def stacked_random_env(seed: int = 0, frame_shape: tuple[int, int, int] = FRAME_SHAPE) -> VecFrameStack:
+    venv = VecFrameStack(DummyVecEnv([lambda: RandomFrameEnv(frame_shape=frame_shape)]), FRAME_STACK)
     venv.seed(seed)
     return venv
 
@@ -179,6 +183,11 @@ def bench_replay(buffer_size: int, batch_size: int, repeats: int, device: th.dev
     )
     reference = ReplayBuffer(buffer_size, venv.observation_space, venv.action_space, device=device)
     fill([ours, reference], venv, n_steps=buffer_size + buffer_size // 2)
+    # DrQ's (and DrQ-v2's) observations: whole 84 px renders, stored the same way
+    small = stacked_random_env(frame_shape=(3, IMAGE_SIZE, IMAGE_SIZE))
+    ours_84 = AugmentedPixelReplayBuffer(buffer_size, small.observation_space, small.action_space, image_size=IMAGE_SIZE)
+    reference_84 = ReplayBuffer(buffer_size, small.observation_space, small.action_space)
+    fill([ours_84, reference_84], small, n_steps=buffer_size + buffer_size // 2)
 
     def sb3_sample_and_crop() -> None:
         # The reference implementations' path: full stacks gathered and moved, then cropped.
@@ -196,6 +205,8 @@ def bench_replay(buffer_size: int, batch_size: int, repeats: int, device: th.dev
         "frame_bytes": int(np.prod(FRAME_SHAPE)),
         "ours_bytes_per_transition": ours.bytes_per_transition(),
         "sb3_bytes_per_transition": sb3_bytes_per_transition(reference),
+        "ours_bytes_per_transition_84": ours_84.bytes_per_transition(),
+        "sb3_bytes_per_transition_84": sb3_bytes_per_transition(reference_84),
         "storage_device": _storage_name(ours),
         "batch_size": batch_size,
         "ours_sample": time_calls(lambda: ours.sample(batch_size), repeats, warmup, device),
@@ -236,11 +247,13 @@ UPDATE_MODELS = (
     # SACAE's eager update takes most of a second on a CPU: left out there to keep the CPU benchmark's duration.
     UpdateModel("SACAE", SACAE, cpu_skip="CUDA only (left out on a CPU to keep the benchmark short)"),
     UpdateModel("SACAE_cuda_graphs", SACAE, cuda_graphs=True, cpu_skip=CUDA_ONLY),
+    UpdateModel("DrQ", DrQ),
     UpdateModel("SAC", SAC),
 )
 #: key in the update figures: (numerator, denominator) of median update times; absent where one is not measured
 UPDATE_RATIOS = {
     "ratio": ("GAARASAC", "SAC"),
+    "ratio_drq": ("DrQ", "SAC"),
     "ratio_cuda_graphs": ("GAARASAC_cuda_graphs", "SAC"),
     "speedup_cuda_graphs": ("GAARASAC", "GAARASAC_cuda_graphs"),
     "speedup_cuda_graphs_sacae": ("SACAE", "SACAE_cuda_graphs"),
@@ -492,6 +505,14 @@ def _replay_lines(replay: dict[str, Any]) -> list[str]:
         f"  SB3 ReplayBuffer                {replay['sb3_bytes_per_transition'] / 1e3:8.1f} KB  "
         f"({replay['sb3_bytes_per_transition'] / replay['ours_bytes_per_transition']:.1f}x ours)",
         f"  one frame                       {replay['frame_bytes'] / 1e3:8.1f} KB",
+        *(
+            [
+                f"  84 px renders (DrQ): ours {replay['ours_bytes_per_transition_84'] / 1e3:.1f} KB, SB3 ReplayBuffer "
+                f"{replay['sb3_bytes_per_transition_84'] / 1e3:.1f} KB",
+            ]
+            if "ours_bytes_per_transition_84" in replay
+            else []
+        ),
         f"sample, batch {replay['batch_size']}, center + random crops (storage: {replay['storage_device']})",
         f"  AugmentedPixelReplayBuffer      {_ms(replay['ours_sample'])}",
         f"  SB3 sample + sb3_gaara.common.crops    {_ms(replay['sb3_sample_and_crop'])}",
@@ -511,6 +532,7 @@ def _update_lines(update: dict[str, Any], batch_size: int, cuda: bool) -> list[s
     )
     ratios = (
         ("ratio", "ratio GAARASAC / SAC", eager_note),
+        ("ratio_drq", "ratio DrQ / SAC", "K = M = 2: twice the critic and target passes"),
         (
             "ratio_cuda_graphs",
             "ratio fast GAARASAC / SAC",

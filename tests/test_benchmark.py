@@ -18,17 +18,21 @@ def test_replay_figures_count_one_frame_per_transition_against_sb3_full_stacks()
     assert replay["sb3_bytes_per_transition"] == 2 * 9 * 100 * 100 + 6 * 4 + 3 * 4
     assert replay["frame_bytes"] == 3 * 100 * 100
     assert replay["frame_bytes"] < replay["ours_bytes_per_transition"] < 31_000
+    # DrQ's whole 84 px renders: one 3 x 84 x 84 frame per transition against SB3's two 9 x 84 x 84 stacks
+    assert replay["sb3_bytes_per_transition_84"] == 2 * 9 * 84 * 84 + 6 * 4 + 3 * 4
+    assert 3 * 84 * 84 < replay["ours_bytes_per_transition_84"] < 3 * 84 * 84 + 1_000
     for timing in (replay["ours_sample"], replay["sb3_sample_and_crop"]):
         assert 0 < timing["min_s"] <= timing["median_s"]
 
 
 def test_update_figures_time_both_models_and_divide_their_medians():
     update = benchmark.bench_updates(batch_size=4, steps=3, warmup=1, filled=20, device=CPU)
-    ours, sb3 = update["GAARASAC"], update["SAC"]
-    assert (ours["policy"], sb3["policy"]) == ("GAARAPolicy", "CnnPolicy")
-    assert ours["repeats"] == sb3["repeats"] == 3
+    ours, drq, sb3 = update["GAARASAC"], update["DrQ"], update["SAC"]
+    assert (ours["policy"], drq["policy"], sb3["policy"]) == ("GAARAPolicy", "GAARAPolicy", "CnnPolicy")
+    assert ours["repeats"] == drq["repeats"] == sb3["repeats"] == 3
     assert update["ratio"] == pytest.approx(ours["median_s"] / sb3["median_s"])
-    for figures in (ours, sb3):
+    assert update["ratio_drq"] == pytest.approx(drq["median_s"] / sb3["median_s"])
+    for figures in (ours, drq, sb3):
         assert 0 < figures["min_s"] <= figures["median_s"]
         assert figures["median_minor_page_faults"] >= 0
     assert (ours["cuda_graphs"], ours["storage_device"]) == (False, "host (numpy)")
@@ -37,7 +41,7 @@ def test_update_figures_time_both_models_and_divide_their_medians():
 
 def test_a_cpu_run_leaves_the_fast_path_and_sacae_out_and_says_why():
     update = benchmark.bench_updates(batch_size=4, steps=1, warmup=0, filled=20, device=CPU)
-    assert list(update)[:5] == ["GAARASAC", "GAARASAC_cuda_graphs", "SACAE", "SACAE_cuda_graphs", "SAC"]
+    assert list(update)[:6] == ["GAARASAC", "GAARASAC_cuda_graphs", "SACAE", "SACAE_cuda_graphs", "DrQ", "SAC"]
     assert update["GAARASAC_cuda_graphs"] == update["SACAE_cuda_graphs"] == {"skipped": benchmark.CUDA_ONLY}
     assert update["SACAE"]["skipped"].startswith("CUDA only")
     for key in ("ratio_cuda_graphs", "speedup_cuda_graphs", "speedup_cuda_graphs_sacae", "peak_gpu_memory_bytes"):
@@ -59,6 +63,8 @@ def cpu_results() -> dict:
             "ours_bytes_per_transition": 30_230.0,
             "sb3_bytes_per_transition": 180_036.0,
             "frame_bytes": 30_000,
+            "ours_bytes_per_transition_84": 21_400.0,
+            "sb3_bytes_per_transition_84": 127_044.0,
             "storage_device": "host (numpy)",
             "ours_sample": CPU_TIMING,
             "sb3_sample_and_crop": CPU_TIMING,
@@ -68,8 +74,10 @@ def cpu_results() -> dict:
             "GAARASAC_cuda_graphs": {"skipped": benchmark.CUDA_ONLY},
             "SACAE": {"skipped": "CUDA only (left out on a CPU to keep the benchmark short)"},
             "SACAE_cuda_graphs": {"skipped": benchmark.CUDA_ONLY},
+            "DrQ": {"median_s": 1.2, "min_s": 1.1, "median_minor_page_faults": 89},
             "SAC": {"median_s": 0.4, "min_s": 0.3, "median_minor_page_faults": 567},
             "ratio": 2.5,
+            "ratio_drq": 3.0,
         },
         "env_steps": {"skipped": "no OpenGL"},
         "env_steps_cuda_graphs": {"skipped": benchmark.CUDA_ONLY},
@@ -81,6 +89,7 @@ def test_report_prints_the_measured_figures():
     text = benchmark.report(results)
     assert "  GAARASAC('CnnPolicy')              1.000 s  (min 0.900)" in text
     assert "30.2 KB" in text and "180.0 KB  (6.0x ours)" in text
+    assert "84 px renders (DrQ): ours 21.4 KB, SB3 ReplayBuffer 127.0 KB" in text
     assert "ratio GAARASAC / SAC                2.50x  (target <= 2.2x" in text
     assert "1234 GAARASAC, 567 SAC" in text
     assert "skipped: no OpenGL" in text
@@ -96,8 +105,10 @@ def test_a_cpu_report_marks_the_fast_path_cuda_only():
         "  GAARASAC + cuda_graphs=True     CUDA only (on a CPU, cuda_graphs=True runs the eager update)",
         "  SACAE('CnnPolicy')              CUDA only (left out on a CPU to keep the benchmark short)",
         "  SACAE + cuda_graphs=True        CUDA only (on a CPU, cuda_graphs=True runs the eager update)",
+        "  DrQ('CnnPolicy')                   1.200 s  (min 1.100)",
         "  SB3 SAC('CnnPolicy')               0.400 s  (min 0.300)",
         "  ratio GAARASAC / SAC                2.50x  (target <= 2.2x; the paper's reference code: 3.3x)",
+        "  ratio DrQ / SAC                     3.00x  (K = M = 2: twice the critic and target passes)",
         "  minor page faults per update        1234 GAARASAC, 567 SAC (median)",
         "end to end on dmc-cheetah-run (environment steps after action repeat)",
         "  skipped: no OpenGL",
