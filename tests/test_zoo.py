@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import importlib.util
 import inspect
 import os
 import shutil
@@ -627,6 +628,32 @@ def test_zoo_trains_the_baselines(tmp_path: Path, zoo_name: str):
     result = _zoo("train", "--algo", zoo_name, "--env", "dmc-cheetah-run", "-n", "30", "-f", "logs", *TINY, cwd=tmp_path)
     assert f"{zoo_name}.yml" in result.stdout
     assert (tmp_path / "logs" / zoo_name / "dmc-cheetah-run_1" / "dmc-cheetah-run.zip").is_file()
+
+
+@pytest.mark.slow
+def test_zoo_drq_trains_on_84_px_renders_enjoys_records_and_optimizes(tmp_path: Path):
+    result = _zoo("train", "--algo", "drq", "--env", "dmc-cheetah-run", "-n", "30", "-f", "logs", *TINY, cwd=tmp_path)
+    assert "drq.yml" in result.stdout and "'height': 84, 'width': 84" in result.stdout
+    run = tmp_path / "logs" / "drq" / "dmc-cheetah-run_1"
+    model = DrQ.load(run / "dmc-cheetah-run.zip", device="cpu")
+    assert model.observation_space.shape == (9, 84, 84) and model._n_updates == 10
+    result = _zoo(
+        "enjoy", "--algo", "drq", "--env", "dmc-cheetah-run", "-f", "logs", "--no-render", "-n", "260",
+        "--num-threads", "1", cwd=tmp_path,
+    )  # fmt: skip
+    assert "Episode Length 250" in result.stdout
+    if importlib.util.find_spec("moviepy") is not None:
+        video_args = ["--env", "dmc-cheetah-run", "-f", "logs", "-n", "8", "-o", "videos"]
+        _zoo("record_video", "--algo", "drq", *video_args, cwd=tmp_path)
+        (video,) = glob.glob(str(tmp_path / "videos" / "*.mp4"))
+        assert Path(video).stat().st_size > 1000
+    result = _zoo(
+        "train", "--algo", "drq", "--env", "dmc-cartpole-swingup", "-optimize", "--n-trials", "1", "-n", "24",
+        "--n-evaluations", "1", "--eval-episodes", "1", "--sampler", "random", "--pruner", "none", "--no-optim-plots",
+        "--env-kwargs", "episode_length:80", "-f", "logs", "--num-threads", "1", "--seed", "0",
+        "--hyperparams", "learning_starts:20", "buffer_size:200", cwd=tmp_path,
+    )  # fmt: skip
+    assert "Number of finished trials:  1" in result.stdout and "encoder_tau" in result.stdout
 
 
 # --- the built wheel in a fresh virtual environment ------------------------------------------------------
