@@ -8,7 +8,7 @@ from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer, AugmentedReplay
 from sb3_gaara.common.crops import random_shift
 from sb3_gaara.common.preprocessing import SingleFrameWarning
 from sb3_gaara.common.torch_layers import ComparisonModule, PixelDecoder, PixelEncoder
-from sb3_gaara.drq import DrQ
+from sb3_gaara.drq import AD_VARIANTS, DrQ, DrQv2, DrQv2Policy, NStepPixelReplayBuffer
 from sb3_gaara.envs import register_dmc_envs
 from sb3_gaara.envs.pixel_reach import register_pixel_reach
 from sb3_gaara.gaara.auxiliary_losses import (
@@ -52,6 +52,7 @@ with open(os.path.join(os.path.dirname(__file__), "version.txt")) as file_handle
     __version__ = file_handler.read().strip()
 
 __all__ = [
+    "AD_VARIANTS",
     "CURLSAC",
     "GAARASAC",
     "SACAE",
@@ -68,9 +69,12 @@ __all__ = [
     "DecoderDiscriminatorLoss",
     "DecoderDiscriminatorLossCallback",
     "DrQ",
+    "DrQv2",
+    "DrQv2Policy",
     "GAARAPolicy",
     "JointLoss",
     "JointLossCallback",
+    "NStepPixelReplayBuffer",
     "PixelDecoder",
     "PixelEncoder",
     "ReconstructionLoss",

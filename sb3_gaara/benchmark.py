@@ -9,8 +9,8 @@
 * the time to sample a batch with both crops, and SB3's sample followed by the same crops;
 * the same bytes for DrQ's observations, whole 84 px renders;
 * the time of one gradient step (``model.train(gradient_steps=1, batch_size=128)``) of ``GAARASAC("CnnPolicy")``,
-  ``DrQ("CnnPolicy")`` and SB3's ``SAC("CnnPolicy")`` (NatureCNN, full-stack buffer) on the same random-image env,
-  and their ratios;
+  ``DrQ("CnnPolicy")`` and SB3's ``SAC("CnnPolicy")`` (NatureCNN, full-stack buffer), and of ``DrQv2("CnnPolicy")``
+  and SB3's ``DDPG("CnnPolicy")``, on the same random-image env, and their ratios;
   on CUDA also of ``SACAE`` and of the fast path of both (``cuda_graphs=True``), all of ours with their frames
   on the GPU, so that eager and fast differ only by the graphs;
 * end-to-end environment steps per second of ``GAARASAC`` on ``dmc-cheetah-run``, counted after action repeat
@@ -39,15 +39,16 @@ import numpy as np
 import stable_baselines3
 import torch as th
 from gymnasium import spaces
-from stable_baselines3 import SAC
+from stable_baselines3 import DDPG, SAC
 from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack
 
 from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer
 from sb3_gaara.common.crops import center_crop, crop, random_crop_offsets
 from sb3_gaara.common.durability import write_text_atomic
 from sb3_gaara.common.env_steps import env_steps
-from sb3_gaara.drq import DrQ
+from sb3_gaara.drq import DrQ, DrQv2
 from sb3_gaara.gaara.gaara_sac import GAARASAC, SACAE
 
 FRAME_SHAPE = (3, 100, 100)
@@ -223,14 +224,14 @@ class UpdateModel:
     """One model of the update figures: its key in the figures, its class and whether it takes the fast path."""
 
     key: str
-    algo: type[SAC]
+    algo: type[OffPolicyAlgorithm]
     cuda_graphs: bool = False
     #: why a CPU run leaves it out (None: measured everywhere)
     cpu_skip: str | None = None
 
     @property
     def ours(self) -> bool:
-        return issubclass(self.algo, GAARASAC)
+        return issubclass(self.algo, (GAARASAC, DrQv2))
 
     def label(self, figures: dict[str, Any]) -> str:
         if not self.ours:
@@ -249,11 +250,14 @@ UPDATE_MODELS = (
     UpdateModel("SACAE_cuda_graphs", SACAE, cuda_graphs=True, cpu_skip=CUDA_ONLY),
     UpdateModel("DrQ", DrQ),
     UpdateModel("SAC", SAC),
+    UpdateModel("DrQv2", DrQv2),
+    UpdateModel("DDPG", DDPG),
 )
 #: key in the update figures: (numerator, denominator) of median update times; absent where one is not measured
 UPDATE_RATIOS = {
     "ratio": ("GAARASAC", "SAC"),
     "ratio_drq": ("DrQ", "SAC"),
+    "ratio_drqv2": ("DrQv2", "DDPG"),
     "ratio_cuda_graphs": ("GAARASAC_cuda_graphs", "SAC"),
     "speedup_cuda_graphs": ("GAARASAC", "GAARASAC_cuda_graphs"),
     "speedup_cuda_graphs_sacae": ("SACAE", "SACAE_cuda_graphs"),
@@ -283,15 +287,13 @@ def bench_updates(
         warmup = max(warmup, CUDA_WARMUP_STEPS)
         th.cuda.reset_peak_memory_stats(device)
     results: dict[str, Any] = {}
-    models: dict[str, SAC] = {}
+    models: dict[str, OffPolicyAlgorithm] = {}
     for spec in UPDATE_MODELS:
         if spec.cpu_skip is not None and not cuda:
             continue
-        ours_kwargs: dict[str, Any] = dict(
-            policy_kwargs=dict(conv_dtype=conv_dtype),
-            replay_buffer_kwargs=dict(storage_device=storage_device),
-            cuda_graphs=spec.cuda_graphs,
-        )
+        ours_kwargs: dict[str, Any] = dict(replay_buffer_kwargs=dict(storage_device=storage_device))
+        if issubclass(spec.algo, GAARASAC):
+            ours_kwargs.update(policy_kwargs=dict(conv_dtype=conv_dtype), cuda_graphs=spec.cuda_graphs)
         model = spec.algo(
             "CnnPolicy",
             stacked_random_env(seed),
@@ -533,6 +535,7 @@ def _update_lines(update: dict[str, Any], batch_size: int, cuda: bool) -> list[s
     ratios = (
         ("ratio", "ratio GAARASAC / SAC", eager_note),
         ("ratio_drq", "ratio DrQ / SAC", "K = M = 2: twice the critic and target passes"),
+        ("ratio_drqv2", "ratio DrQv2 / DDPG", "SB3's DDPG('CnnPolicy'): NatureCNN, full-stack buffer"),
         (
             "ratio_cuda_graphs",
             "ratio fast GAARASAC / SAC",

@@ -111,6 +111,14 @@ def tiny_kwargs(**overrides: Any) -> dict[str, Any]:
     return kwargs
 
 
+def tiny_kwargs_for(algorithm: type, **overrides: Any) -> dict[str, Any]:
+    """:func:`tiny_kwargs` without the arguments ``algorithm`` does not take (DrQv2 has no ``init_gradient_steps``)."""
+    import inspect
+
+    parameters = inspect.signature(algorithm).parameters
+    return {key: value for key, value in tiny_kwargs(**overrides).items() if key in parameters}
+
+
 @pytest.fixture
 def make_env() -> Callable[..., FakeImageEnv]:
     """Factory: ``make_env(observation_space=None, action_space=None, episode_length=5)``."""

@@ -32,7 +32,10 @@ def test_update_figures_time_both_models_and_divide_their_medians():
     assert ours["repeats"] == drq["repeats"] == sb3["repeats"] == 3
     assert update["ratio"] == pytest.approx(ours["median_s"] / sb3["median_s"])
     assert update["ratio_drq"] == pytest.approx(drq["median_s"] / sb3["median_s"])
-    for figures in (ours, drq, sb3):
+    drqv2, ddpg = update["DrQv2"], update["DDPG"]
+    assert (drqv2["policy"], ddpg["policy"]) == ("DrQv2Policy", "CnnPolicy")
+    assert update["ratio_drqv2"] == pytest.approx(drqv2["median_s"] / ddpg["median_s"])
+    for figures in (ours, drq, sb3, drqv2, ddpg):
         assert 0 < figures["min_s"] <= figures["median_s"]
         assert figures["median_minor_page_faults"] >= 0
     assert (ours["cuda_graphs"], ours["storage_device"]) == (False, "host (numpy)")
@@ -41,7 +44,16 @@ def test_update_figures_time_both_models_and_divide_their_medians():
 
 def test_a_cpu_run_leaves_the_fast_path_and_sacae_out_and_says_why():
     update = benchmark.bench_updates(batch_size=4, steps=1, warmup=0, filled=20, device=CPU)
-    assert list(update)[:6] == ["GAARASAC", "GAARASAC_cuda_graphs", "SACAE", "SACAE_cuda_graphs", "DrQ", "SAC"]
+    assert list(update)[:8] == [
+        "GAARASAC",
+        "GAARASAC_cuda_graphs",
+        "SACAE",
+        "SACAE_cuda_graphs",
+        "DrQ",
+        "SAC",
+        "DrQv2",
+        "DDPG",
+    ]
     assert update["GAARASAC_cuda_graphs"] == update["SACAE_cuda_graphs"] == {"skipped": benchmark.CUDA_ONLY}
     assert update["SACAE"]["skipped"].startswith("CUDA only")
     for key in ("ratio_cuda_graphs", "speedup_cuda_graphs", "speedup_cuda_graphs_sacae", "peak_gpu_memory_bytes"):
@@ -76,8 +88,11 @@ def cpu_results() -> dict:
             "SACAE_cuda_graphs": {"skipped": benchmark.CUDA_ONLY},
             "DrQ": {"median_s": 1.2, "min_s": 1.1, "median_minor_page_faults": 89},
             "SAC": {"median_s": 0.4, "min_s": 0.3, "median_minor_page_faults": 567},
+            "DrQv2": {"median_s": 0.5, "min_s": 0.45, "median_minor_page_faults": 12},
+            "DDPG": {"median_s": 0.25, "min_s": 0.2, "median_minor_page_faults": 34},
             "ratio": 2.5,
             "ratio_drq": 3.0,
+            "ratio_drqv2": 2.0,
         },
         "env_steps": {"skipped": "no OpenGL"},
         "env_steps_cuda_graphs": {"skipped": benchmark.CUDA_ONLY},
@@ -107,8 +122,11 @@ def test_a_cpu_report_marks_the_fast_path_cuda_only():
         "  SACAE + cuda_graphs=True        CUDA only (on a CPU, cuda_graphs=True runs the eager update)",
         "  DrQ('CnnPolicy')                   1.200 s  (min 1.100)",
         "  SB3 SAC('CnnPolicy')               0.400 s  (min 0.300)",
+        "  DrQv2('CnnPolicy')                 0.500 s  (min 0.450)",
+        "  SB3 DDPG('CnnPolicy')              0.250 s  (min 0.200)",
         "  ratio GAARASAC / SAC                2.50x  (target <= 2.2x; the paper's reference code: 3.3x)",
         "  ratio DrQ / SAC                     3.00x  (K = M = 2: twice the critic and target passes)",
+        "  ratio DrQv2 / DDPG                  2.00x  (SB3's DDPG('CnnPolicy'): NatureCNN, full-stack buffer)",
         "  minor page faults per update        1234 GAARASAC, 567 SAC (median)",
         "end to end on dmc-cheetah-run (environment steps after action repeat)",
         "  skipped: no OpenGL",

@@ -402,9 +402,13 @@ def test_agents_are_the_variants_and_the_fixed_weight_ablations() -> None:
         "drq": "DrQ",
         "gaara_shift": "GAARA+shift",
         "pixel_sac": "SAC:pixel",
+        "ad00": "AD(0,0)",
+        "ad01": "AD(0,1)",
+        "ad10": "AD(1,0)",
+        "ad11": "AD(1,1)",
     }
     # the order of --variants all
-    assert list(AGENTS) == [*study.MAIN_AGENTS, *study.ABLATION_AGENTS, *study.AUGMENTATION_AGENTS]
+    assert list(AGENTS) == [*study.MAIN_AGENTS, *study.ABLATION_AGENTS, *study.AUGMENTATION_AGENTS, *study.AD_AGENTS]
     for name, variant in VARIANTS.items():
         assert AGENTS[name] == study.AgentSpec(variant.label, name, {}, variant.source)
     drq, gaara_shift = AGENTS["drq"], AGENTS["gaara_shift"]
@@ -665,3 +669,24 @@ def test_runs_stored_before_the_agent_spec_grew_still_resume(tmp_path) -> None:
     assert drq.resumes(stored)
     stored["agent_spec"]["algorithm"] = "gaara_sac"
     assert not drq.resumes(stored)
+
+
+def test_ad_agents_build_drqv2_without_the_speed_options_it_does_not_take(tmp_path) -> None:
+    from sb3_gaara import DrQv2
+    from sb3_gaara.study import run as study_run
+
+    assert study.AD_AGENTS == ("ad00", "ad01", "ad10", "ad11")
+    expected = {"ad00": (None, False), "ad01": (None, True), "ad10": ("shift", False), "ad11": ("shift", True)}
+    for name, (augmentation, reconstruction) in expected.items():
+        # the GPU preset's cuda_graphs=True is GAARASAC's: a DrQv2 run goes without it
+        config = _config(tmp_path, agent=name, model_kwargs={"cuda_graphs": True})
+        assert study_run._render_size(config) == 32
+        model = study_run._new_model(config, study_run.make_train_env(config.task, 0, render_size=32), agent_steps=60)
+        assert type(model) is DrQv2 and (model.augmentation, model.reconstruction) == (augmentation, reconstruction)
+        assert (model.image_size, model.batch_size, model.buffer_size) == (32, 32, 60)
+        assert AGENTS[name].label == f"AD({int(augmentation is not None)},{int(reconstruction)})"
+    pairs, settings = build_grid(study.parse_args(["--preset", "ad-walker-stand"]))
+    assert pairs == [("walker_stand", name) for name in expected]
+    assert settings["seeds"] == [0, 1, 2] and settings["env_steps"] == 100_000
+    pairs, _ = build_grid(study.parse_args(["--cpu-scale", "--variants", "ad"]))
+    assert pairs == [("pixel_reach", name) for name in expected]

@@ -22,11 +22,11 @@ import numpy as np
 import optuna
 import pytest
 import yaml
-from conftest import FakeImageEnv, tiny_kwargs
+from conftest import FakeImageEnv, tiny_kwargs, tiny_kwargs_for
 from gymnasium import spaces
 
 import sb3_gaara
-from sb3_gaara import CURLSAC, GAARASAC, SACAE, DrQ
+from sb3_gaara import CURLSAC, GAARASAC, SACAE, DrQ, DrQv2
 from sb3_gaara.algorithms import ALGORITHMS
 from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer
 from sb3_gaara.envs import ACTION_REPEAT, DMC_TASKS, default_action_repeat, dmc_env_id
@@ -87,12 +87,15 @@ def test_hyperparams_follow_the_paper(algo: str):
     # the default entry assumes an action repeat of 2: every task with another repeat needs its own entry
     assert set(ACTION_REPEAT) == {task.split("-")[0] for task in PLANET_TASKS}
     other_repeat = {dmc_env_id(domain, task) for domain, task in DMC_TASKS if default_action_repeat(domain) != 2}
-    assert other_repeat <= set(entries)
+    assert algo == "drqv2" or other_repeat <= set(entries)
     defaults = {name: p.default for name, p in inspect.signature(ZOO_ALGORITHMS[algo].__init__).parameters.items()}
-    # DrQ renders at its 84 px input size instead of cropping 84 px out of 100 px renders
-    env_kwargs = {"frame_stack": 3, **({"height": 84, "width": 84} if algo == "drq" else {})}
+    # DrQ and DrQ-v2 render at their 84 px input size instead of cropping 84 px out of 100 px renders; DrQ-v2 uses
+    # action repeat 2 on every task
+    env_kwargs = {"frame_stack": 3, **({"height": 84, "width": 84} if algo in ("drq", "drqv2") else {})}
+    if algo == "drqv2":
+        env_kwargs["action_repeat"] = 2
     for env_id, entry in entries.items():
-        repeat = 2 if env_id == "default" else default_action_repeat(env_id.split("-")[1])
+        repeat = 2 if env_id == "default" or algo == "drqv2" else default_action_repeat(env_id.split("-")[1])
         assert entry["policy"] == "CnnPolicy"
         # the env stacks 3 frames as the papers' code does; rl-zoo3's frame_stack (VecFrameStack) pads with black
         assert entry["env_kwargs"] == env_kwargs and "frame_stack" not in entry
@@ -264,7 +267,7 @@ def _manager(zoo: ModuleType, tmp_path: Path, algo: str = "gaara_sac", env_id: s
 
 def test_algorithms_are_in_the_table(zoo: ModuleType):
     # The zoo's table is derived from the library's list of algorithms, and holds the plain classes.
-    assert ZOO_ALGORITHMS == {"gaara_sac": GAARASAC, "sac_ae": SACAE, "curl_sac": CURLSAC, "drq": DrQ}
+    assert ZOO_ALGORITHMS == {"gaara_sac": GAARASAC, "sac_ae": SACAE, "curl_sac": CURLSAC, "drq": DrQ, "drqv2": DrQv2}
     assert ZOO_ALGORITHMS == {cls.zoo_name: cls for cls in ALGORITHMS}
     for zoo_name, cls in ZOO_ALGORITHMS.items():
         assert zoo.utils.ALGOS[zoo_name] is cls is getattr(sb3_gaara, cls.__name__)
@@ -370,9 +373,9 @@ def test_zoo_evaluates_on_the_papers_protocol_by_default(zoo: ModuleType, tmp_pa
     assert callback.log_path == str(run / "evaluations") and callback.best_model_save_path == str(run)
     assert type(callback.callback_on_new_best).__name__ == "SaveVecNormalizeCallback"
     # a separate env built like the training env: the yml's frame stack and render size, the task's action repeat
-    size = 84 if zoo_name == "drq" else 100
+    size = 84 if zoo_name in ("drq", "drqv2") else 100
     assert callback.eval_env.observation_space.shape == (9, size, size)
-    assert get_action_repeat(callback.eval_env) == 8
+    assert get_action_repeat(callback.eval_env) == (2 if zoo_name == "drqv2" else 8)
 
 
 def test_zoo_eval_flags_replace_the_protocol_values(zoo: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -467,6 +470,8 @@ SEARCHED_PARAMETERS = {
     "curl_sac": _SAC_KNOBS | {"comparison_lr"},
     # DrQ's encoder learns from the critic alone: the SAC knobs only
     "drq": _SAC_KNOBS,
+    # DDPG's knobs and the exploration schedule
+    "drqv2": {"learning_rate", "batch_size_pow", "n_steps", "tau", "stddev_end", "stddev_schedule_steps"},
 }
 
 
@@ -498,12 +503,15 @@ def test_optuna_samplers_give_valid_models_and_convert_back(zoo: ModuleType, zoo
         assert set(kwargs) == expected
         assert converter(trial.params) == kwargs  # loading a trial from a study rebuilds the same model
         check_hyperparameter_names(zoo_name, ZOO_ALGORITHMS[zoo_name], kwargs)
-        assert kwargs["batch_size"] in (32, 64, 128, 256)
+        assert kwargs["batch_size"] in ((64, 128, 256, 512) if zoo_name == "drqv2" else (32, 64, 128, 256))
         if "comparison_lambda_min" in kwargs:
             assert 0 <= kwargs["comparison_lambda_min"] <= kwargs["comparison_lambda"]
         overrides = {**kwargs, "batch_size": 4}
-        model = zoo.utils.ALGOS[zoo_name](policy="CnnPolicy", env=FakeImageEnv(), **tiny_kwargs(**overrides))
-        assert model.encoder_tau == kwargs["encoder_tau"]
+        algorithm = zoo.utils.ALGOS[zoo_name]
+        model = algorithm(policy="CnnPolicy", env=FakeImageEnv(), **tiny_kwargs_for(algorithm, **overrides))
+        for key, value in kwargs.items():  # every sampled value reaches the model
+            if key != "batch_size":
+                assert getattr(model, key) == value, key
         study.tell(trial, 0.0)
 
 
@@ -727,13 +735,12 @@ def _installed_version(distribution: str) -> str:
 @pytest.mark.parametrize("zoo_name", sorted(ZOO_ALGORITHMS))
 def test_unknown_yml_key_names_the_key_the_closest_valid_one_and_the_file(zoo_name: str):
     algorithm = ZOO_ALGORITHMS[zoo_name]
-    with pytest.raises(
-        ValueError, match=r"Unknown hyper-parameter\(s\) for --algo .*'encoder_taus' \(did you mean 'encoder_tau'\?\)"
-    ):
-        check_hyperparameter_names(zoo_name, algorithm, {"encoder_taus": 0.05, **tiny_kwargs()})
+    name = "stddev_clip" if zoo_name == "drqv2" else "encoder_tau"
+    with pytest.raises(ValueError, match=rf"Unknown hyper-parameter\(s\) for --algo .*'{name}s' \(did you mean '{name}'\?\)"):
+        check_hyperparameter_names(zoo_name, algorithm, {f"{name}s": 0.05, **tiny_kwargs_for(algorithm)})
     with pytest.raises(ValueError, match=r"'frame_stacks' \(did you mean 'frame_stack'\?\).*yml"):
-        check_hyperparameter_names(zoo_name, algorithm, {"frame_stacks": 3, **tiny_kwargs()})
-    check_hyperparameter_names(zoo_name, algorithm, {"policy": "CnnPolicy", "encoder_tau": 0.1, **tiny_kwargs()})
+        check_hyperparameter_names(zoo_name, algorithm, {"frame_stacks": 3, **tiny_kwargs_for(algorithm)})
+    check_hyperparameter_names(zoo_name, algorithm, {"policy": "CnnPolicy", name: 0.1, **tiny_kwargs_for(algorithm)})
 
 
 @pytest.mark.parametrize("resume", [False, True], ids=["train", "resume"])

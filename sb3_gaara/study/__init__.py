@@ -34,6 +34,7 @@ The package, one concept per module:
 
 from sb3_gaara.study.catalogue import (
     ABLATION_AGENTS,
+    AD_AGENTS,
     AGENTS,
     AUGMENTATION_AGENTS,
     CPU_SCALE_MODEL_KWARGS,
@@ -89,6 +90,7 @@ from sb3_gaara.study.scheduling import StopRequest, run_jobs
 
 __all__ = [
     "ABLATION_AGENTS",
+    "AD_AGENTS",
     "AGENTS",
     "AUGMENTATION_AGENTS",
     "CPU_SCALE_MODEL_KWARGS",

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sb3_gaara import VARIANTS
+from sb3_gaara import AD_VARIANTS, VARIANTS
 
 # ----------------------------------------------------------------------------------------------------
 # Published scores.
@@ -125,7 +125,8 @@ class AgentSpec:
     """One column of the study: an algorithm's variant with fixed extra arguments.
 
     :param label: name in ``curves.csv``, plots and tables
-    :param variant: the algorithm's ``variant``
+    :param variant: the algorithm's ``variant`` (``None`` for an algorithm without variants: DrQv2, whose AD(a, d)
+        switches are arguments in ``kwargs``)
     :param kwargs: further arguments of the algorithm
     :param description: where it comes from
     :param algorithm: the algorithm's RL Zoo name (:data:`sb3_gaara.algorithms.BY_ZOO_NAME`)
@@ -135,7 +136,7 @@ class AgentSpec:
     """
 
     label: str
-    variant: str
+    variant: str | None
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
     algorithm: str = "gaara_sac"
@@ -174,20 +175,28 @@ _AUGMENTATION_AGENTS: dict[str, AgentSpec] = {
         "GAARA whose critic and actor train on random shifts of the center crop (ours: GAARA + DrQ's augmentation)",
     ),
 }
+#: DrQ-v2 (= AD(1, 0)) and the AD(a, d) study's other three variants: augmentation a and reconstruction d on DDPG
+_AD_AGENTS: dict[str, AgentSpec] = {
+    name: AgentSpec(ad.label, None, ad.kwargs, ad.source, algorithm="drqv2", render_at_crop_size=True)
+    for name, ad in AD_VARIANTS.items()
+}
 MAIN_AGENTS = ("gaara", "sac_ae", "contrastive")
 ABLATION_AGENTS = ("gaara_c1", "gaara_c05", "joint", "random_anchor", "decoder_discriminator")
 AUGMENTATION_AGENTS = ("drq", "gaara_shift", "pixel_sac")
+AD_AGENTS = tuple(AD_VARIANTS)
 
 _ALL_AGENTS = {
     **{name: AgentSpec(variant.label, name, {}, variant.source) for name, variant in VARIANTS.items()},
     **_FIXED_WEIGHT_AGENTS,
     **_AUGMENTATION_AGENTS,
+    **_AD_AGENTS,
 }
 #: Agents by command-line key: one per variant of :data:`sb3_gaara.VARIANTS` (its name, label and source),
-#: the two fixed-weight ones and the augmentation agents; the main agents first, then the ablations, then the
-#: augmentation agents, then any other variant.
+#: the two fixed-weight ones, the augmentation agents and the AD(a, d) variants of :data:`sb3_gaara.AD_VARIANTS`;
+#: the main agents first, then the ablations, the augmentation agents, the AD variants, then any other variant.
 AGENTS: dict[str, AgentSpec] = {
-    key: _ALL_AGENTS[key] for key in dict.fromkeys([*MAIN_AGENTS, *ABLATION_AGENTS, *AUGMENTATION_AGENTS, *_ALL_AGENTS])
+    key: _ALL_AGENTS[key]
+    for key in dict.fromkeys([*MAIN_AGENTS, *ABLATION_AGENTS, *AUGMENTATION_AGENTS, *AD_AGENTS, *_ALL_AGENTS])
 }
 #: Key and label of the random-policy baseline measured once per task.
 RANDOM_AGENT = "random"
@@ -207,6 +216,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "env_steps": 100_000,
     },
     "planet": {"grid": [(PLANET_TASKS, MAIN_AGENTS)], "seeds": [0, 1, 2], "env_steps": 500_000},
+    # The AD(a, d) study: DrQ-v2 with augmentation a and reconstruction d switched on and off, on walker-stand,
+    # within the ~100k environment steps it trained for.
+    "ad-walker-stand": {"grid": [(("walker_stand",), AD_AGENTS)], "seeds": [0, 1, 2], "env_steps": 100_000},
     "cpu-scale": {
         "grid": [((CPU_TASK,), MAIN_AGENTS)],
         "seeds": [0, 1],

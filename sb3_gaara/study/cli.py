@@ -11,6 +11,7 @@ from typing import Any
 
 from sb3_gaara.study.catalogue import (
     ABLATION_AGENTS,
+    AD_AGENTS,
     AGENTS,
     AUGMENTATION_AGENTS,
     CPU_TASK,
@@ -51,7 +52,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--algos",
         dest="agents",
         nargs="+",
-        help=f"agents: {', '.join(AGENTS)}; 'main' = {' '.join(MAIN_AGENTS)}, 'ablations', 'augmentation', 'all'",
+        help=f"agents: {', '.join(AGENTS)}; 'main' = {' '.join(MAIN_AGENTS)}, 'ablations', 'augmentation', 'ad', 'all'",
     )
     parser.add_argument("--seeds", nargs="+", type=int)
     parser.add_argument("--env-steps", type=int, help="environment steps per run, after action repeat (100000)")
@@ -96,7 +97,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def _expand_agents(names: Sequence[str]) -> list[str]:
     agents: list[str] = []
     for name in names:
-        groups = {"main": MAIN_AGENTS, "ablations": ABLATION_AGENTS, "augmentation": AUGMENTATION_AGENTS, "all": tuple(AGENTS)}
+        groups = {
+            "main": MAIN_AGENTS,
+            "ablations": ABLATION_AGENTS,
+            "augmentation": AUGMENTATION_AGENTS,
+            "ad": AD_AGENTS,
+            "all": tuple(AGENTS),
+        }
         group = groups.get(name, (name,))
         for agent in group:
             if agent not in AGENTS:

@@ -26,9 +26,9 @@ import torch as th
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_gaara import GAARASAC
 from sb3_gaara.algorithms import BY_ZOO_NAME
 from sb3_gaara.common.env_steps import env_steps, get_action_repeat
 from sb3_gaara.envs import register_dmc_envs
@@ -70,7 +70,8 @@ class RunConfig:
     deadline: float | None = None
     threads: int | None = None
     verbose: int = 0
-    #: ``GAARASAC`` arguments of every run of the study, applied over the task's and the agent's
+    #: arguments of every run's algorithm, applied over the task's and the agent's (speed-only ones, such as
+    #: ``cuda_graphs``, only where the algorithm takes them)
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
     #: ``False``: a run stopped by ``deadline`` just stops (curve written, no model or replay buffer saved)
     checkpoint_at_deadline: bool = True
@@ -358,13 +359,16 @@ def _open_run_dir(config: RunConfig, run_dir: Path) -> tuple[str | None, dict[st
     return None, pointer
 
 
-def _resume_model(config: RunConfig, env: VecEnv, pointer: Mapping[str, Any]) -> tuple[GAARASAC, list[Evaluation], float]:
+def _resume_model(
+    config: RunConfig, env: VecEnv, pointer: Mapping[str, Any]
+) -> tuple[OffPolicyAlgorithm, list[Evaluation], float]:
     """The model and replay buffer of the checkpoint ``pointer`` names, the evaluations made up to it, and
     the wall time of the sessions before."""
     run_dir = Path(config.run_dir)
     checkpoint = run_dir / pointer["dir"]
-    speed_kwargs = {key: value for key, value in config.model_kwargs.items() if key in SPEED_ONLY_MODEL_KWARGS}
     algorithm = BY_ZOO_NAME[AGENTS[config.agent].algorithm]
+    speed_kwargs = {key: value for key, value in config.model_kwargs.items() if key in SPEED_ONLY_MODEL_KWARGS}
+    speed_kwargs = _accepted(algorithm, speed_kwargs)
     model = algorithm.load(checkpoint / "model.zip", env=env, device=config.device, **speed_kwargs)
     model.load_replay_buffer(checkpoint / "replay_buffer.pkl")
     history = [
@@ -375,12 +379,20 @@ def _resume_model(config: RunConfig, env: VecEnv, pointer: Mapping[str, Any]) ->
     return model, history, float(pointer["wall_time_s"])
 
 
+def _accepted(algorithm: type[OffPolicyAlgorithm], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``kwargs`` without the speed-only settings that ``algorithm`` does not take (DrQv2 has no ``cuda_graphs``)."""
+    parameters = inspect.signature(algorithm).parameters
+    return {key: value for key, value in kwargs.items() if key not in SPEED_ONLY_MODEL_KWARGS or key in parameters}
+
+
 def _model_kwargs(config: RunConfig) -> dict[str, Any]:
     """The run's model arguments: the task's settings, then the agent's, then the study's (``config.model_kwargs``).
 
     Deep copies: SB3 edits ``policy_kwargs`` in place, which would change the task's settings for later runs.
     """
-    return copy.deepcopy({**config.task.model_kwargs, **AGENTS[config.agent].kwargs, **config.model_kwargs})
+    algorithm = BY_ZOO_NAME[AGENTS[config.agent].algorithm]
+    merged = {**config.task.model_kwargs, **AGENTS[config.agent].kwargs, **config.model_kwargs}
+    return copy.deepcopy(_accepted(algorithm, merged))
 
 
 def _render_size(config: RunConfig) -> int | None:
@@ -392,7 +404,7 @@ def _render_size(config: RunConfig) -> int | None:
     return int(_model_kwargs(config).get("image_size", default))
 
 
-def _new_model(config: RunConfig, env: VecEnv, agent_steps: int) -> GAARASAC:
+def _new_model(config: RunConfig, env: VecEnv, agent_steps: int) -> OffPolicyAlgorithm:
     """A fresh model of the agent's algorithm with :func:`_model_kwargs`."""
     agent = AGENTS[config.agent]
     model_kwargs = _model_kwargs(config)
@@ -402,10 +414,12 @@ def _new_model(config: RunConfig, env: VecEnv, agent_steps: int) -> GAARASAC:
     algorithm = BY_ZOO_NAME[agent.algorithm]
     default_buffer = inspect.signature(algorithm).parameters["buffer_size"].default
     model_kwargs["buffer_size"] = min(model_kwargs.get("buffer_size", default_buffer), agent_steps)
-    return algorithm("CnnPolicy", env, variant=agent.variant, seed=config.seed, device=config.device, **model_kwargs)
+    if agent.variant is not None:
+        model_kwargs["variant"] = agent.variant
+    return algorithm("CnnPolicy", env, seed=config.seed, device=config.device, **model_kwargs)
 
 
-def _set_logger(model: GAARASAC, run_dir: Path, verbose: int) -> None:
+def _set_logger(model: OffPolicyAlgorithm, run_dir: Path, verbose: int) -> None:
     """SB3's logs of this session in ``logs/session_<k>`` (CSV, and stdout if ``verbose``)."""
     logs = run_dir / "logs"
     session = len(list(logs.glob("session_*"))) if logs.exists() else 0
@@ -444,7 +458,7 @@ class _RunFiles:
     :param wall_time: seconds the run took in its earlier sessions
     """
 
-    def __init__(self, config: RunConfig, model: GAARASAC, action_repeat: int, wall_time: float) -> None:
+    def __init__(self, config: RunConfig, model: OffPolicyAlgorithm, action_repeat: int, wall_time: float) -> None:
         self.run_dir = Path(config.run_dir)
         self.config = config
         self.model = model

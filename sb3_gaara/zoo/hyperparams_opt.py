@@ -12,8 +12,9 @@ Ranges bracket the paper's settings (appendix A.1) by about an order of magnitud
 
 Which auxiliary knobs an algorithm searches follows from its default variant
 (:data:`sb3_gaara.gaara.variants.VARIANTS`), see :class:`SearchSpace`; there is one sampler per
-algorithm of :data:`sb3_gaara.algorithms.ALGORITHMS`, under its ``zoo_name``. DrQ trains the encoder by the
-critic alone (its variant has neither decoder nor ``W``), so its space is the SAC knobs.
+SAC-based algorithm, under its ``zoo_name``. DrQ trains the encoder by the critic alone (its variant has neither
+decoder nor ``W``), so its space is the SAC knobs. DrQv2 (DDPG) has a space of its own,
+:func:`sample_drqv2_params`.
 """
 
 from __future__ import annotations
@@ -24,9 +25,14 @@ from typing import Any
 
 import optuna
 
-from sb3_gaara.algorithms import ALGORITHMS
+from sb3_gaara.drq.drq import DrQ
+from sb3_gaara.drq.drqv2 import DrQv2
+from sb3_gaara.gaara.gaara_sac import ALGORITHMS as GAARA_ALGORITHMS
 from sb3_gaara.gaara.gaara_sac import GAARASAC
 from sb3_gaara.gaara.variants import VARIANTS
+
+#: the SAC-based algorithms, which share the GAARA search space (DrQ's variant has no auxiliary knobs)
+GAARA_SAC_ALGORITHMS: tuple[type[GAARASAC], ...] = (*GAARA_ALGORITHMS, DrQ)
 
 
 @dataclass(frozen=True)
@@ -114,10 +120,43 @@ def _make_sampler(algorithm: type[GAARASAC]) -> Callable[[optuna.Trial, int, int
     return sample
 
 
-#: Entries added to ``rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER`` / ``HYPERPARAMS_CONVERTER``.
+def sample_drqv2_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+    """rl-zoo3 sampler of DrQv2: the DDPG knobs DrQ-v2 tunes per task (learning rate, batch size, n-step horizon,
+    target rate) and the exploration schedule (its end and its length in environment steps); the AD(a, d) switches
+    stay as the model or the yml sets them. Ranges bracket DrQ-v2's settings (lr 1e-4, batch 256, n 3, tau 0.01,
+    std 1.0 -> 0.1 over 500k)."""
+    hyperparams = convert_drqv2_params(_suggest_drqv2(trial))
+    trial.set_user_attr("batch_size", hyperparams["batch_size"])
+    return hyperparams
+
+
+def _suggest_drqv2(trial: optuna.Trial) -> dict[str, Any]:
+    return {
+        "learning_rate": trial.suggest_float("learning_rate", 3e-5, 1e-3, log=True),
+        # 2**6 = 64 ... 2**9 = 512 (DrQ-v2: 256; 512 for walker)
+        "batch_size_pow": trial.suggest_int("batch_size_pow", 6, 9),
+        "n_steps": trial.suggest_categorical("n_steps", [1, 3, 5]),
+        "tau": trial.suggest_float("tau", 0.002, 0.05, log=True),
+        "stddev_end": trial.suggest_float("stddev_end", 0.05, 0.3, log=True),
+        "stddev_schedule_steps": trial.suggest_categorical("stddev_schedule_steps", [100_000, 500_000, 1_000_000]),
+    }
+
+
+def convert_drqv2_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
+    """Raw DrQv2 trial parameters to constructor keyword arguments."""
+    hyperparams = dict(sampled_params)
+    if "batch_size_pow" in hyperparams:
+        hyperparams["batch_size"] = 2 ** hyperparams.pop("batch_size_pow")
+    return hyperparams
+
+
+#: Entries added to ``rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER`` / ``HYPERPARAMS_CONVERTER``: one sampler of the
+#: GAARA search space per SAC-based algorithm (DrQ included), and DrQv2's own.
 HYPERPARAMS_SAMPLER: dict[str, Callable[[optuna.Trial, int, int, dict], dict[str, Any]]] = {
-    algorithm.zoo_name: _make_sampler(algorithm) for algorithm in ALGORITHMS
+    **{algorithm.zoo_name: _make_sampler(algorithm) for algorithm in GAARA_SAC_ALGORITHMS},
+    DrQv2.zoo_name: sample_drqv2_params,
 }
-HYPERPARAMS_CONVERTER: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = dict.fromkeys(
-    HYPERPARAMS_SAMPLER, convert_gaara_params
-)
+HYPERPARAMS_CONVERTER: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    **dict.fromkeys(HYPERPARAMS_SAMPLER, convert_gaara_params),
+    DrQv2.zoo_name: convert_drqv2_params,
+}

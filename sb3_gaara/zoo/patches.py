@@ -44,20 +44,21 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+
 from sb3_gaara.algorithms import BY_ZOO_NAME
 from sb3_gaara.envs import register_dmc_envs
 from sb3_gaara.evaluation import EnvStepEvalCallback
-from sb3_gaara.gaara.gaara_sac import GAARASAC
 
 #: rl-zoo3 ``--algo`` name -> algorithm class, the library's list of algorithms (:mod:`sb3_gaara.algorithms`).
-ZOO_ALGORITHMS: dict[str, type[GAARASAC]] = dict(BY_ZOO_NAME)
+ZOO_ALGORITHMS: dict[str, type[OffPolicyAlgorithm]] = dict(BY_ZOO_NAME)
 
 #: Hyper-parameter files shipped in the package (the repository's top-level ``hyperparams`` links here).
 HYPERPARAMS_DIR = Path(__file__).resolve().parent.parent / "hyperparams"
 
 # Keyword arguments that define the saved networks; rl-zoo3 drops ``policy``/``policy_kwargs`` when
-# it resumes training for the same reason, and ``GAARASAC.load`` refuses these two outright.
-_ARCHITECTURE_KEYS = ("image_size", "variant")
+# it resumes training for the same reason, and ``GAARASAC.load`` / ``DrQv2.load`` refuse them outright.
+_ARCHITECTURE_KEYS = ("image_size", "variant", "reconstruction")
 
 #: keys of a yml entry that rl-zoo3 reads itself and never passes to the algorithm (offered as did-you-mean hints)
 _ZOO_KEYS = (
