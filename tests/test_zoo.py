@@ -664,6 +664,20 @@ def test_zoo_drq_trains_on_84_px_renders_enjoys_records_and_optimizes(tmp_path: 
     assert "Number of finished trials:  1" in result.stdout and "encoder_tau" in result.stdout
 
 
+@pytest.mark.slow
+def test_zoo_drqv2_trains_at_action_repeat_2_on_84_px_renders_and_enjoys(tmp_path: Path):
+    result = _zoo("train", "--algo", "drqv2", "--env", "dmc-walker-stand", "-n", "30", "-f", "logs", *TINY, cwd=tmp_path)
+    assert "drqv2.yml" in result.stdout and "'action_repeat': 2" in result.stdout
+    model = DrQv2.load(tmp_path / "logs" / "drqv2" / "dmc-walker-stand_1" / "dmc-walker-stand.zip", device="cpu")
+    # one update every 2 agent steps after the 20 random ones
+    assert model.observation_space.shape == (9, 84, 84) and model._n_updates == 5
+    result = _zoo(
+        "enjoy", "--algo", "drqv2", "--env", "dmc-walker-stand", "-f", "logs", "--no-render", "-n", "30",
+        "--env-kwargs", "episode_length:40", "--num-threads", "1", cwd=tmp_path,
+    )  # fmt: skip
+    assert "Episode Length 20" in result.stdout  # 40 simulator steps / action repeat 2
+
+
 # --- the built wheel in a fresh virtual environment ------------------------------------------------------
 
 
