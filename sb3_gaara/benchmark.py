@@ -228,6 +228,8 @@ class UpdateModel:
     cuda_graphs: bool = False
     #: why a CPU run leaves it out (None: measured everywhere)
     cpu_skip: str | None = None
+    #: models of one group alternate their steps; groups are measured one after the other (see ``bench_updates``)
+    group: int = 0
 
     @property
     def ours(self) -> bool:
@@ -235,7 +237,8 @@ class UpdateModel:
 
     def label(self, figures: dict[str, Any]) -> str:
         if not self.ours:
-            return f"SB3 {self.algo.__name__}('CnnPolicy')"
+            beside = f", beside {figures['beside']}" if figures.get("beside") else ""
+            return f"SB3 {self.algo.__name__}('CnnPolicy'){beside}"
         if self.cuda_graphs:
             return f"{self.algo.__name__} + cuda_graphs=True"
         return f"{self.algo.__name__}('CnnPolicy'{_conv_dtype_argument(figures)})"
@@ -248,15 +251,17 @@ UPDATE_MODELS = (
     # SACAE's eager update takes most of a second on a CPU: left out there to keep the CPU benchmark's duration.
     UpdateModel("SACAE", SACAE, cpu_skip="CUDA only (left out on a CPU to keep the benchmark short)"),
     UpdateModel("SACAE_cuda_graphs", SACAE, cuda_graphs=True, cpu_skip=CUDA_ONLY),
-    UpdateModel("DrQ", DrQ),
     UpdateModel("SAC", SAC),
-    UpdateModel("DrQv2", DrQv2),
-    UpdateModel("DDPG", DDPG),
+    # The DrQ family, each against its SB3 counterpart, in groups of their own (see bench_updates).
+    UpdateModel("DrQ", DrQ, group=1),
+    UpdateModel("SAC_beside_DrQ", SAC, group=1),
+    UpdateModel("DrQv2", DrQv2, group=2),
+    UpdateModel("DDPG", DDPG, group=2),
 )
 #: key in the update figures: (numerator, denominator) of median update times; absent where one is not measured
 UPDATE_RATIOS = {
     "ratio": ("GAARASAC", "SAC"),
-    "ratio_drq": ("DrQ", "SAC"),
+    "ratio_drq": ("DrQ", "SAC_beside_DrQ"),
     "ratio_drqv2": ("DrQv2", "DDPG"),
     "ratio_cuda_graphs": ("GAARASAC_cuda_graphs", "SAC"),
     "speedup_cuda_graphs": ("GAARASAC", "GAARASAC_cuda_graphs"),
@@ -277,72 +282,102 @@ def bench_updates(
     """Seconds per gradient step (``model.train(1, batch_size)``) of the :data:`UPDATE_MODELS` and their ratios.
 
     All models train on buffers of ``filled`` transitions of the same random-image env; ours keep their frames
-    in ``storage_device``. Their steps alternate, so that a change in the machine's load during the measurement
-    weighs on all alike. A model a CPU run leaves out has ``{"skipped": why}`` as its figures, and the ratios
-    that need it are absent. On CUDA at least :data:`CUDA_WARMUP_STEPS` steps warm up, and the figures hold
-    the peak GPU memory allocated while the models were built and trained.
+    in ``storage_device``. The models of one group (GAARA's family and SAC; DrQ and SAC; DrQv2 and DDPG) alternate
+    their steps, so that a change in the machine's load weighs on all alike; the groups run one after the other,
+    each freed before the next is built. On a CPU the allocator's state moves update times by tens of percent
+    (page faults, README "A tip for CPU training"), and it depends on which models share the process: each ratio
+    is measured among the models it compares, as before the DrQ family was added. A model a CPU run leaves out
+    has ``{"skipped": why}`` as its figures, and the ratios that need it are absent. On CUDA at least
+    :data:`CUDA_WARMUP_STEPS` steps warm up, and the figures hold the peak GPU memory allocated while the models
+    were built and trained.
     """
     cuda = device.type == "cuda"
     if cuda:
         warmup = max(warmup, CUDA_WARMUP_STEPS)
         th.cuda.reset_peak_memory_stats(device)
     results: dict[str, Any] = {}
-    models: dict[str, OffPolicyAlgorithm] = {}
-    for spec in UPDATE_MODELS:
-        if spec.cpu_skip is not None and not cuda:
-            continue
-        ours_kwargs: dict[str, Any] = dict(replay_buffer_kwargs=dict(storage_device=storage_device))
-        if issubclass(spec.algo, GAARASAC):
-            ours_kwargs.update(policy_kwargs=dict(conv_dtype=conv_dtype), cuda_graphs=spec.cuda_graphs)
-        model = spec.algo(
-            "CnnPolicy",
-            stacked_random_env(seed),
-            buffer_size=filled + 1,
-            learning_starts=filled,
-            batch_size=batch_size,
-            seed=seed,
-            device=device,
-            **(ours_kwargs if spec.ours else {}),
-        )
-        model.learn(total_timesteps=filled)  # random actions only: SB3 trains once num_timesteps > learning_starts
-        models[spec.key] = model
-    durations: dict[str, list[float]] = {key: [] for key in models}
-    page_faults: dict[str, list[int]] = {key: [] for key in models}
-    for step in range(warmup + steps):
+    durations: dict[str, list[float]] = {}
+    page_faults: dict[str, list[int]] = {}
+    described: dict[str, dict[str, Any]] = {}
+    for group in sorted({spec.group for spec in UPDATE_MODELS}):
+        models: dict[str, OffPolicyAlgorithm] = {}
+        for spec in UPDATE_MODELS:
+            if spec.group != group or (spec.cpu_skip is not None and not cuda):
+                continue
+            models[spec.key] = _update_model(spec, batch_size, filled, device, seed, conv_dtype, storage_device)
+        for key in models:
+            durations[key], page_faults[key] = [], []
+        for step in range(warmup + steps):
+            for key, model in models.items():
+                _synchronize(model.device)
+                faults = _minor_page_faults()
+                start = time.perf_counter()
+                model.train(gradient_steps=1, batch_size=batch_size)
+                _synchronize(model.device)
+                if step >= warmup:
+                    durations[key].append(time.perf_counter() - start)
+                    page_faults[key].append(_minor_page_faults() - faults)
         for key, model in models.items():
-            _synchronize(model.device)
-            faults = _minor_page_faults()
-            start = time.perf_counter()
-            model.train(gradient_steps=1, batch_size=batch_size)
-            _synchronize(model.device)
-            if step >= warmup:
-                durations[key].append(time.perf_counter() - start)
-                page_faults[key].append(_minor_page_faults() - faults)
+            described[key] = {
+                "policy": type(model.policy).__name__,
+                "parameters": sum(p.numel() for p in model.policy.parameters()),
+                **(
+                    {"storage_device": _storage_name(model.replay_buffer)}
+                    if isinstance(model.replay_buffer, AugmentedPixelReplayBuffer)
+                    else {}
+                ),
+            }
+        del models
     for spec in UPDATE_MODELS:
-        if spec.key not in models:
+        if spec.key not in durations:
             results[spec.key] = {"skipped": spec.cpu_skip}
             continue
-        model = models[spec.key]
         figures: dict[str, Any] = {
-            "policy": type(model.policy).__name__,
-            "parameters": sum(p.numel() for p in model.policy.parameters()),
+            **described[spec.key],
             "median_s": statistics.median(durations[spec.key]),
             "min_s": min(durations[spec.key]),
             "repeats": steps,
             "median_minor_page_faults": statistics.median(page_faults[spec.key]),
         }
-        if isinstance(model, GAARASAC):
-            figures.update(
-                conv_dtype=conv_dtype, cuda_graphs=spec.cuda_graphs, storage_device=_storage_name(model.replay_buffer)
-            )
+        if issubclass(spec.algo, GAARASAC):
+            figures.update(conv_dtype=conv_dtype, cuda_graphs=spec.cuda_graphs)
+        if spec.key == "SAC_beside_DrQ":
+            figures["beside"] = "DrQ"
         results[spec.key] = figures
     for key, (numerator, denominator) in UPDATE_RATIOS.items():
-        if numerator in models and denominator in models:
+        if numerator in durations and denominator in durations:
             results[key] = results[numerator]["median_s"] / results[denominator]["median_s"]
     results["warmup"] = warmup
     if cuda:
         results["peak_gpu_memory_bytes"] = th.cuda.max_memory_allocated(device)
     return results
+
+
+def _update_model(
+    spec: UpdateModel,
+    batch_size: int,
+    filled: int,
+    device: th.device,
+    seed: int,
+    conv_dtype: str,
+    storage_device: str | None,
+) -> OffPolicyAlgorithm:
+    """``spec``'s model on the random-image env, its buffer holding ``filled`` random transitions, not trained yet."""
+    ours_kwargs: dict[str, Any] = dict(replay_buffer_kwargs=dict(storage_device=storage_device))
+    if issubclass(spec.algo, GAARASAC):
+        ours_kwargs.update(policy_kwargs=dict(conv_dtype=conv_dtype), cuda_graphs=spec.cuda_graphs)
+    model = spec.algo(
+        "CnnPolicy",
+        stacked_random_env(seed),
+        buffer_size=filled + 1,
+        learning_starts=filled,
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        **(ours_kwargs if spec.ours else {}),
+    )
+    model.learn(total_timesteps=filled)  # random actions only: SB3 trains once num_timesteps > learning_starts
+    return model
 
 
 def _minor_page_faults() -> int:
