@@ -231,9 +231,18 @@ def _assert_beats_random(
 ) -> None:
     """The deterministic policy beats a random one on PixelReach by more than 4 standard errors and closes a third
     of the gap to a scripted policy that reads the true state."""
+    rewards, _ = evaluate_policy(model, eval_env, n_eval_episodes=n_episodes, deterministic=True, return_episode_rewards=True)
+    action_repeat = int(model.env.get_attr("action_repeat")[0])
+    _check_margin(label, [float(r) for r in rewards], task, agent_steps, action_repeat, n_episodes, train_time)
+
+
+def _check_margin(
+    label: str, rewards: list[float], task: Any, agent_steps: int, action_repeat: int, n_episodes: int, train_time: float
+) -> None:
+    """``rewards`` (the deterministic policy's returns) beat a random policy by more than 4 standard errors and close
+    a third of the gap to a scripted policy that reads the true state."""
     from sb3_gaara.study import evaluate_random_policy
 
-    rewards, _ = evaluate_policy(model, eval_env, n_eval_episodes=n_episodes, deterministic=True, return_episode_rewards=True)
     trained_mean, trained_std = float(np.mean(rewards)), float(np.std(rewards))
     random_mean, random_std = evaluate_random_policy(task, n_episodes)
     # A scripted policy that reads the true state and heads straight to the goal: the task's ceiling.
@@ -251,32 +260,29 @@ def _assert_beats_random(
     closed = (trained_mean - random_mean) / (oracle_mean - random_mean)
     standard_error = np.sqrt((trained_std**2 + random_std**2) / n_episodes)
     print(
-        f"\nPixelReach, {label} after {agent_steps} agent steps "
-        f"({agent_steps * model.env.get_attr('action_repeat')[0]} env "
-        f"steps, {train_time:.0f} s): trained {trained_mean:.1f} ± {trained_std:.1f}, random {random_mean:.1f} ± "
+        f"\nPixelReach, {label} after {agent_steps} agent steps ({agent_steps * action_repeat} env steps, "
+        f"{train_time:.0f} s): trained {trained_mean:.1f} ± {trained_std:.1f}, random {random_mean:.1f} ± "
         f"{random_std:.1f}, scripted {oracle_mean:.1f} ({n_episodes} episodes each); margin over random "
         f"{trained_mean - random_mean:.1f} = {(trained_mean - random_mean) / standard_error:.1f} standard errors, "
         f"{100 * closed:.0f}% of the gap to the scripted policy"
     )
-    assert trained_mean - random_mean > 4 * standard_error
-    assert closed > 1 / 3
+    assert trained_mean - random_mean > 4 * standard_error, label
+    assert closed > 1 / 3, label
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("agent", "agent_steps", "overrides"),
-    [
-        ("drq", 2_000, {}),
-        ("gaara_shift", 3_500, {}),
-        # DrQ-v2's published learning rate (1e-4) and one update every 2 agent steps are tuned for a million frames:
-        # at this scale the check trains DrQv2 with 1e-3 and one update per agent step.
-        ("ad10", 3_500, {"learning_rate": 1e-3, "train_freq": 1}),
-    ],
+#: (study agent, agent steps, constructor arguments over the agent's). DrQ learns the task in fewer steps; the others
+#: get as many as GAARA's own check. DrQ-v2's published learning rate (1e-4) and one update every 2 agent steps are
+#: tuned for a million frames: at this scale the check trains DrQv2 with 1e-3 and one update per agent step.
+AUGMENTATION_CHECKS = (
+    ("gaara_shift", 3_500, {}),
+    ("drq", 2_000, {}),
+    ("ad10", 3_500, {"learning_rate": 1e-3, "train_freq": 1}),
 )
-def test_augmentation_agents_learn_from_pixels(agent: str, agent_steps: int, overrides: dict) -> None:
-    """DrQ and DrQ-v2 (on whole 32 px renders) and GAARA with random shifts on PixelReach, with the study's CPU-scale
-    settings for their agents: each clearly beats a random policy. DrQ learns the task in fewer steps; the others
-    get as many as GAARA's own check."""
+
+
+def _train_and_evaluate(agent: str, agent_steps: int, overrides: dict, n_episodes: int) -> tuple[list[float], float, int]:
+    """Train a study agent with its CPU-scale settings on PixelReach, seed 0; its evaluation returns, training time and
+    action repeat (run in a worker process: the checks train side by side, one core each)."""
     import torch as th
 
     from sb3_gaara.algorithms import BY_ZOO_NAME
@@ -284,15 +290,38 @@ def test_augmentation_agents_learn_from_pixels(agent: str, agent_steps: int, ove
 
     th.set_num_threads(1)
     task, spec = resolve_task("pixel_reach"), AGENTS[agent]
-    n_episodes = 60
     model_kwargs = {**copy.deepcopy(task.model_kwargs), **spec.kwargs, **overrides}
     render_size = model_kwargs["image_size"] if spec.render_at_crop_size else None
     env = make_train_env(task, seed=0, render_size=render_size)
     eval_env = make_train_env(task, seed=0, eval_env=True, render_size=render_size)
-    algorithm = BY_ZOO_NAME[spec.algorithm]
     if spec.variant is not None:
         model_kwargs["variant"] = spec.variant
-    model = algorithm("CnnPolicy", env, seed=0, buffer_size=agent_steps, **model_kwargs)
+    model = BY_ZOO_NAME[spec.algorithm]("CnnPolicy", env, seed=0, buffer_size=agent_steps, **model_kwargs)
     start = time.time()
     model.learn(agent_steps)
-    _assert_beats_random(spec.label, model, task, eval_env, agent_steps, n_episodes, time.time() - start)
+    train_time = time.time() - start
+    rewards, _ = evaluate_policy(model, eval_env, n_eval_episodes=n_episodes, deterministic=True, return_episode_rewards=True)
+    return [float(reward) for reward in rewards], train_time, int(env.get_attr("action_repeat")[0])
+
+
+@pytest.mark.slow
+def test_augmentation_agents_learn_from_pixels() -> None:
+    """GAARA with random shifts, DrQ and DrQ-v2 (AD(1,0); the last two on whole 32 px renders) on PixelReach, with the
+    study's CPU-scale settings for their agents: each clearly beats a random policy. The three train in two worker
+    processes, one core each."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from sb3_gaara.study import AGENTS, resolve_task
+
+    n_episodes = 60
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {
+            agent: pool.submit(_train_and_evaluate, agent, steps, overrides, n_episodes)
+            for agent, steps, overrides in AUGMENTATION_CHECKS
+        }
+        outcomes = {agent: future.result() for agent, future in futures.items()}
+    task = resolve_task("pixel_reach")
+    for agent, steps, _ in AUGMENTATION_CHECKS:
+        rewards, train_time, action_repeat = outcomes[agent]
+        _check_margin(AGENTS[agent].label, rewards, task, steps, action_repeat, n_episodes, train_time)
