@@ -3,12 +3,11 @@ samplers and the study read. A new family adds its ``ALGORITHMS`` tuple here."""
 
 from __future__ import annotations
 
-from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-
+from sb3_gaara.common.saving import DurableSaves
 from sb3_gaara.drq import ALGORITHMS as DRQ_ALGORITHMS
 from sb3_gaara.gaara.gaara_sac import ALGORITHMS as GAARA_ALGORITHMS
 
 #: the GAARA family (GAARASAC, SACAE, CURLSAC), then the DrQ family (DrQ, DrQv2)
-ALGORITHMS: tuple[type[OffPolicyAlgorithm], ...] = (*GAARA_ALGORITHMS, *DRQ_ALGORITHMS)
+ALGORITHMS: tuple[type[DurableSaves], ...] = (*GAARA_ALGORITHMS, *DRQ_ALGORITHMS)
 #: ``--algo`` name -> class
-BY_ZOO_NAME: dict[str, type[OffPolicyAlgorithm]] = {algorithm.zoo_name: algorithm for algorithm in ALGORITHMS}  # type: ignore[attr-defined]
+BY_ZOO_NAME: dict[str, type[DurableSaves]] = {algorithm.zoo_name: algorithm for algorithm in ALGORITHMS}

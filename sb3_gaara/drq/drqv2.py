@@ -15,10 +15,8 @@ The pieces follow SB3's split: :class:`DrQv2Policy` (networks), :class:`DrQv2` (
 
 from __future__ import annotations
 
-import io
-import pathlib
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import numpy as np
@@ -38,10 +36,10 @@ from torch import nn
 
 from sb3_gaara.common.buffers import AugmentedReplayBufferSamples
 from sb3_gaara.common.crops import random_shift
-from sb3_gaara.common.durability import atomic_file
 from sb3_gaara.common.env_steps import env_steps, get_action_repeat
 from sb3_gaara.common.losses import preprocess_reconstruction_target, reconstruction_loss
 from sb3_gaara.common.preprocessing import check_pixel_observation_space, warn_if_single_frame
+from sb3_gaara.common.saving import DurableSaves
 from sb3_gaara.common.torch_layers import PixelDecoder, PixelEncoder
 from sb3_gaara.drq.nstep_buffer import NStepPixelReplayBuffer
 
@@ -313,7 +311,7 @@ CnnPolicy = DrQv2Policy
 # ---------------------------------------------------------------------------------------------- the algorithm
 
 
-class DrQv2(TD3):
+class DrQv2(DurableSaves, TD3):
     """DrQ-v2: DDPG from pixels with random shifts, n-step returns and a scheduled exploration noise; with
     ``augmentation`` and ``reconstruction`` it is any of the AD(a, d) variants (module docstring).
 
@@ -373,6 +371,8 @@ class DrQv2(TD3):
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"CnnPolicy": CnnPolicy, "DrQv2Policy": DrQv2Policy}
     #: ``--algo`` name in the RL Zoo
     zoo_name: ClassVar[str] = "drqv2"
+    #: arguments that decide the saved networks: ``load`` refuses to override them
+    architecture_keys: ClassVar[tuple[str, ...]] = ("image_size", "reconstruction")
     policy: DrQv2Policy
     critic: DrQv2Critic
     critic_target: DrQv2Critic
@@ -753,57 +753,6 @@ class DrQv2(TD3):
         if self.reconstruction_optimizer is not None:
             state_dicts = [*state_dicts, "reconstruction_optimizer"]
         return state_dicts, saved_variables
-
-    def save(
-        self,
-        path: str | pathlib.Path | io.BufferedIOBase,
-        exclude: Iterable[str] | None = None,
-        include: Iterable[str] | None = None,
-    ) -> None:
-        """SB3's ``save``, atomic for paths (as ``GAARASAC.save``): a run killed mid-save keeps its previous file."""
-        if isinstance(path, io.BufferedIOBase):
-            super().save(path, exclude=exclude, include=include)
-            return
-        destination = pathlib.Path(path)
-        with atomic_file(destination if destination.suffix else destination.with_suffix(".zip")) as file:
-            super().save(file, exclude=exclude, include=include)
-
-    def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
-        """SB3's ``save_replay_buffer``, atomic for paths like :meth:`save`."""
-        if isinstance(path, io.BufferedIOBase):
-            super().save_replay_buffer(path)
-            return
-        destination = pathlib.Path(path)
-        with atomic_file(destination if destination.suffix else destination.with_suffix(".pkl")) as file:
-            super().save_replay_buffer(file)
-
-    @classmethod
-    def load(  # type: ignore[override]
-        cls: type[SelfDrQv2],
-        path: Any,
-        env: GymEnv | None = None,
-        device: th.device | str = "auto",
-        custom_objects: dict[str, Any] | None = None,
-        print_system_info: bool = False,
-        force_reset: bool = True,
-        **kwargs: Any,
-    ) -> SelfDrQv2:
-        """SB3's ``load``, refusing keyword overrides that would not match the saved networks."""
-        for key in ("image_size", "reconstruction"):
-            if key in kwargs:
-                raise ValueError(
-                    f"{key}={kwargs[key]!r} cannot be changed when loading: the saved networks were built for the saved "
-                    f"{key}. Train a new model to use another {key}."
-                )
-        return super().load(
-            path,
-            env=env,
-            device=device,
-            custom_objects=custom_objects,
-            print_system_info=print_system_info,
-            force_reset=force_reset,
-            **kwargs,
-        )
 
 
 def _optimize(loss: th.Tensor, optimizer: th.optim.Optimizer) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import pathlib
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import numpy as np
@@ -26,9 +26,9 @@ from torch import nn
 from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer, AugmentedReplayBufferSamples
 from sb3_gaara.common.crops import random_shift
 from sb3_gaara.common.cuda_graphs import GraphedGradientStep
-from sb3_gaara.common.durability import atomic_file
 from sb3_gaara.common.losses import anneal_comparison_lambda
 from sb3_gaara.common.preprocessing import check_pixel_observation_space, warn_if_single_frame
+from sb3_gaara.common.saving import DurableSaves
 from sb3_gaara.gaara.auxiliary_losses import AuxiliaryBatch, AuxiliaryLoss, AuxiliarySettings
 from sb3_gaara.gaara.policies import CnnPolicy, GAARAActor, GAARACritic, GAARAPolicy
 from sb3_gaara.gaara.variants import VARIANTS
@@ -56,7 +56,7 @@ class UpdatePhase(NamedTuple):
     auxiliary: bool
 
 
-class GAARASAC(SAC):
+class GAARASAC(DurableSaves, SAC):
     """SAC+GAARA (Chen & Gong): SAC from pixels with a reconstruction decoder and an annealed comparison loss.
 
     ``GAARASAC("CnnPolicy", env)`` trains with the paper's hyper-parameters (appendix A.1). Observations
@@ -132,6 +132,8 @@ class GAARASAC(SAC):
     default_variant: ClassVar[str] = "gaara"
     #: ``--algo`` name in the RL Zoo
     zoo_name: ClassVar[str] = "gaara_sac"
+    #: arguments that decide the saved networks: ``load`` refuses to override them
+    architecture_keys: ClassVar[tuple[str, ...]] = ("image_size", "variant")
     #: Adam betas of the temperature's optimizer: SAC+AE's ``beta1 = 0.5`` (DrQ keeps Adam's defaults)
     ent_coef_betas: ClassVar[tuple[float, float]] = (0.5, 0.999)
     policy: GAARAPolicy
@@ -819,36 +821,6 @@ class GAARASAC(SAC):
         state_dicts += [f"auxiliary_losses.{name}.optimizer" for name in self.auxiliary_losses]
         return state_dicts, saved_variables
 
-    def save(
-        self,
-        path: str | pathlib.Path | io.BufferedIOBase,
-        exclude: Iterable[str] | None = None,
-        include: Iterable[str] | None = None,
-    ) -> None:
-        """SB3's ``save``, made atomic for paths: the zip is written next to its destination and renamed over
-        it only once complete, so a process killed mid-save (SIGKILL, pre-emption) leaves the previous file
-        loadable. File objects are written directly, as in SB3.
-        """
-        if isinstance(path, io.BufferedIOBase):
-            super().save(path, exclude=exclude, include=include)
-            return
-        destination = pathlib.Path(path)
-        if destination.suffix == "":
-            destination = destination.with_suffix(".zip")  # SB3 appends .zip to a bare name, so do we
-        with atomic_file(destination) as file:
-            super().save(file, exclude=exclude, include=include)
-
-    def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
-        """SB3's ``save_replay_buffer``, atomic for paths like :meth:`save`."""
-        if isinstance(path, io.BufferedIOBase):
-            super().save_replay_buffer(path)
-            return
-        destination = pathlib.Path(path)
-        if destination.suffix == "":
-            destination = destination.with_suffix(".pkl")
-        with atomic_file(destination) as file:
-            super().save_replay_buffer(file)
-
     def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
         """SB3's ``load_replay_buffer``; with CUDA graphs the frames move to the model's device if saved elsewhere."""
         super().load_replay_buffer(path, truncate_last_traj)
@@ -856,43 +828,6 @@ class GAARASAC(SAC):
         if self._graphed_step is not None and isinstance(buffer, AugmentedPixelReplayBuffer):
             if buffer.storage_device is None or buffer.storage_device.type != self.device.type:
                 buffer.move_frames(self.device)
-
-    @classmethod
-    def load(  # type: ignore[override]
-        cls: type[SelfGAARASAC],
-        path: Any,
-        env: GymEnv | None = None,
-        device: th.device | str = "auto",
-        custom_objects: dict[str, Any] | None = None,
-        print_system_info: bool = False,
-        force_reset: bool = True,
-        **kwargs: Any,
-    ) -> SelfGAARASAC:
-        """SB3's ``load``, refusing keyword overrides that would not match the saved networks."""
-        for key in ("image_size", "variant"):
-            if key in kwargs:
-                raise ValueError(
-                    f"{key}={kwargs[key]!r} cannot be changed when loading: the saved networks were built for the saved "
-                    f"{key}. Train a new model to use another {key}."
-                )
-        try:
-            return super().load(
-                path,
-                env=env,
-                device=device,
-                custom_objects=custom_objects,
-                print_system_info=print_system_info,
-                force_reset=force_reset,
-                **kwargs,
-            )
-        except ValueError as error:
-            if "Observation spaces do not match" not in str(error):
-                raise
-            raise ValueError(
-                f"{error}. The model was trained on observations of another shape: give it an env that renders at the "
-                "same size and stacks as many frames as during training (e.g. VecFrameStack(env, n_stack=3) for "
-                "9-channel RGB stacks), or train a new model for this env."
-            ) from error
 
 
 def _is_finite(loss: th.Tensor, optimizer: th.optim.Optimizer) -> bool:

@@ -44,21 +44,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-
 from sb3_gaara.algorithms import BY_ZOO_NAME
+from sb3_gaara.common.saving import DurableSaves
 from sb3_gaara.envs import register_dmc_envs
 from sb3_gaara.evaluation import EnvStepEvalCallback
 
 #: rl-zoo3 ``--algo`` name -> algorithm class, the library's list of algorithms (:mod:`sb3_gaara.algorithms`).
-ZOO_ALGORITHMS: dict[str, type[OffPolicyAlgorithm]] = dict(BY_ZOO_NAME)
+ZOO_ALGORITHMS: dict[str, type[DurableSaves]] = dict(BY_ZOO_NAME)
 
 #: Hyper-parameter files shipped in the package (the repository's top-level ``hyperparams`` links here).
 HYPERPARAMS_DIR = Path(__file__).resolve().parent.parent / "hyperparams"
 
-# Keyword arguments that define the saved networks; rl-zoo3 drops ``policy``/``policy_kwargs`` when
-# it resumes training for the same reason, and ``GAARASAC.load`` / ``DrQv2.load`` refuse them outright.
-_ARCHITECTURE_KEYS = ("image_size", "variant", "reconstruction")
 
 #: keys of a yml entry that rl-zoo3 reads itself and never passes to the algorithm (offered as did-you-mean hints)
 _ZOO_KEYS = (
@@ -226,7 +222,9 @@ def patch_exp_manager(exp_manager: ModuleType) -> None:
     @functools.wraps(original_load)
     def _load_pretrained_agent(self: Any, hyperparams: dict[str, Any], env: Any) -> Any:
         if self.algo in ZOO_ALGORITHMS:
-            for key in _ARCHITECTURE_KEYS:
+            # The keys that decide the saved networks (``DurableSaves.architecture_keys``): their ``load`` refuses them,
+            # as rl-zoo3 drops ``policy`` / ``policy_kwargs`` when it resumes, for the same reason.
+            for key in ZOO_ALGORITHMS[self.algo].architecture_keys:
                 if key in hyperparams:
                     warnings.warn(
                         f"Ignoring {key}={hyperparams.pop(key)!r} when resuming training: "
