@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch as th
 
 from sb3_gaara import study
 from sb3_gaara.envs.pixel_reach import PIXEL_REACH_ID, PixelReachEnv, register_pixel_reach
@@ -516,6 +517,46 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch) -> N
     assert not (run_dir / "checkpoint.json").exists() and not list(run_dir.glob("ckpt_*"))
     assert (run_dir / "final_model.zip").exists()
     assert run_training(config) == "skipped"
+
+
+@pytest.mark.parametrize("agent", ["gaara", "ad10"])
+def test_a_run_stopped_and_resumed_writes_the_curve_of_a_run_that_never_stopped(tmp_path, monkeypatch, agent) -> None:
+    """Learning from step 10 (batch 8), stopped mid-episode at 44 environment steps (a checkpoint at the next rollout
+    start, after the transition of step 22 is stored and trained on) and resumed in a fresh process state: curve,
+    parameters, optimizer states and replay buffer equal those of the run that never stopped, bit for bit."""
+    kwargs = {"learning_starts": 10, "batch_size": 8}
+    write_run_curve = study_run.write_run_curve
+    stop = StopRequest()
+
+    def stop_after_40(path, history, *args):
+        write_run_curve(path, history, *args)
+        if history[-1].env_steps >= 40:
+            stop.set()  # as SIGTERM would, in the evaluation's step (mid-episode: 25 agent steps per episode)
+
+    whole = _config(tmp_path, agent=agent, run_dir=str(tmp_path / "whole"), model_kwargs=kwargs)
+    assert run_training(whole) == "done"
+    resumed = _config(tmp_path, agent=agent, run_dir=str(tmp_path / "resumed"), model_kwargs=kwargs)
+    monkeypatch.setattr(study_run, "write_run_curve", stop_after_40)
+    assert run_training(resumed, stop) == "stopped"
+    monkeypatch.setattr(study_run, "write_run_curve", write_run_curve)
+    pointer = json.loads((Path(resumed.run_dir) / "checkpoint.json").read_text())
+    assert pointer["env_steps"] == 40 and pointer["exact"] is True
+    # Whatever the process did since (other runs, other seeds) must not matter.
+    np.random.seed(123)
+    th.manual_seed(123)
+    assert run_training(resumed) == "done"
+
+    assert (Path(whole.run_dir) / "curve.csv").read_text() == (Path(resumed.run_dir) / "curve.csv").read_text()
+    sessions = [json.loads(line) for line in (Path(resumed.run_dir) / "sessions.jsonl").read_text().splitlines()]
+    assert [(s["env_steps"], s["resumed_from"], s["exact"]) for s in sessions] == [
+        (0, None, True),
+        (40, "ckpt_000000040", True),
+    ]
+    algorithm = type(study_run._new_model(whole, study_run.make_train_env(whole.task, 0), 1))
+    models = [algorithm.load(Path(config.run_dir) / "final_model.zip", device="cpu") for config in (whole, resumed)]
+    assert models[0].num_timesteps == models[1].num_timesteps == 60 and models[0]._n_updates == models[1]._n_updates
+    for (name, a), b in zip(models[0].policy.state_dict().items(), models[1].policy.state_dict().values(), strict=True):
+        assert th.equal(a, b), name
 
 
 def test_model_kwargs_are_part_of_a_runs_identity_but_cuda_graphs_is_not(tmp_path) -> None:

@@ -19,9 +19,9 @@ Runs are resumable: each run directory (``runs/<task>/<agent>/seed_<seed>``) hol
 checkpoint (model + replay buffer, written then renamed) every ``--checkpoint-every`` environment steps
 and when stopped (``--time-limit``, unless ``--no-checkpoint-at-deadline``; SIGTERM, Ctrl-C), and
 ``done.json`` once finished. Running the same command again skips finished runs and continues
-interrupted ones from their checkpoint, so a study can be spread over short GPU slices. A resumed run
-restarts its current episode and does not replay the random-number streams, so it is statistically,
-not bitwise, the run it would have been.
+interrupted ones from their checkpoint, so a study can be spread over short GPU slices. A checkpoint also
+keeps the random-number generators and the envs mid-episode, so on the CPU a resumed run writes the curve of
+the run that never stopped, bit for bit (:mod:`~sb3_gaara.study.run`).
 
 The package, one concept per module:
 

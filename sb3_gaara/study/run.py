@@ -2,9 +2,17 @@
 checkpointed and resumable; and the random-policy baseline of a task.
 
 A run directory (:func:`run_directory`) holds ``config.json`` (the run's identity), ``curve.csv``, the SB3
-logs of each session, the latest checkpoint (``ckpt_<env steps>/`` with model and replay buffer, named by
-``checkpoint.json``), and once finished ``final_model.zip`` and ``done.json``; a run stopped by the deadline
-without a checkpoint leaves ``stopped.json``.
+logs of each session, ``sessions.jsonl`` (one line per session: where it started, on which host and process),
+``progress.json`` (where the session is, rewritten every few seconds), the latest checkpoint (``ckpt_<env steps>/``
+with model, replay buffer and ``state.pkl``, named by ``checkpoint.json``), and once finished ``final_model.zip``
+and ``done.json``; a run stopped by the deadline without a checkpoint leaves ``stopped.json``.
+
+A resumed run continues exactly where its checkpoint was taken: checkpoints are taken at the one point of SB3's
+off-policy loop where the model, the replay buffer and the envs agree (the last transition stored and trained on,
+the next not yet collected), and ``state.pkl`` keeps the random-number generators and the training and evaluation
+envs themselves (pickled mid-episode). On the CPU a run killed and resumed writes the curve of a run that never
+stopped, bit for bit. An env that cannot be pickled is rebuilt instead: the run then restarts its current episode,
+statistically, not bitwise, the run it would have been (``checkpoint.json`` says ``"exact": false``).
 """
 
 from __future__ import annotations
@@ -14,13 +22,18 @@ import inspect
 import json
 import math
 import os
+import pickle
+import random
 import shutil
+import socket
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cloudpickle
 import numpy as np
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
@@ -30,6 +43,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_gaara.algorithms import BY_ZOO_NAME
+from sb3_gaara.common.durability import atomic_file
 from sb3_gaara.common.env_steps import env_steps, get_action_repeat
 from sb3_gaara.envs import register_dmc_envs
 from sb3_gaara.envs.pixel_reach import register_pixel_reach
@@ -47,6 +61,14 @@ from sb3_gaara.study.report import format_count, read_json, read_run_curve, writ
 if TYPE_CHECKING:
     from sb3_gaara.study.scheduling import StopRequest
 
+
+#: A checkpoint's random-number generators and envs (beside ``model.zip`` and ``replay_buffer.pkl``)
+STATE_FILE = "state.pkl"
+#: One JSON line per session of a run (start, host, process, the checkpoint it resumed from)
+SESSIONS_FILE = "sessions.jsonl"
+#: Where a session is (environment steps, speed, host, process); rewritten every :data:`PROGRESS_EVERY_S` seconds
+PROGRESS_FILE = "progress.json"
+PROGRESS_EVERY_S = 5.0
 
 #: How the runs' envs stack frames (part of a run's identity: runs of before, stacked by ``VecFrameStack`` with black
 #: frames at reset, do not resume with the papers' stacking)
@@ -219,7 +241,13 @@ def run_random_baseline(task: TaskSpec, n_episodes: int, out: str | os.PathLike)
 class StudyCheckpointCallback(BaseCallback):
     """Checkpoint every ``every`` environment steps; checkpoint and stop when ``stop`` is set (SIGTERM,
     Ctrl-C), and stop at the deadline (there without the checkpoint if not ``save_at_deadline``: a one-shot
-    job could not use it).
+    job could not use it). Reports the run's progress through ``report`` every few seconds.
+
+    Checkpoints are written at the start of a rollout, not in ``_on_step``: SB3 calls ``on_step`` after the
+    env stepped and before the transition is stored, when the model, the replay buffer and the envs disagree by
+    one step. At the start of a rollout the last transition is stored and trained on and the next is not
+    collected yet, so a run resumed from there goes on exactly as the run that did not stop. A stop therefore
+    takes effect one agent step after it is asked for.
 
     :param save: writes a checkpoint
     :param action_repeat: simulator steps per agent step
@@ -227,6 +255,7 @@ class StudyCheckpointCallback(BaseCallback):
     :param deadline: ``time.time()`` at which the run stops (``None``: none)
     :param save_at_deadline: whether to checkpoint when stopping at the deadline
     :param stop: the stop request of the run's process (``None``: only the deadline stops the run)
+    :param report: called with no argument at most every :data:`PROGRESS_EVERY_S` seconds (``None``: nothing)
     """
 
     def __init__(
@@ -237,6 +266,7 @@ class StudyCheckpointCallback(BaseCallback):
         deadline: float | None,
         save_at_deadline: bool = True,
         stop: StopRequest | None = None,
+        report: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
         self.save = save
@@ -245,26 +275,45 @@ class StudyCheckpointCallback(BaseCallback):
         self.deadline = deadline
         self.save_at_deadline = save_at_deadline
         self.stop = stop
+        self.report = report
         self.next_save = 0
+        self.last_report = 0.0
+        #: a checkpoint is due at the next rollout start
+        self.save_due = False
+        #: the run stops at the next step, after the checkpoint of the rollout start
+        self.stop_due = False
         self.stopped = False
         self.saved_at_stop = False
 
     def _on_training_start(self) -> None:
         self.next_save = (env_steps(self.num_timesteps, self.action_repeat) // self.every + 1) * self.every
+        self.last_report = time.time()
+
+    def _on_rollout_start(self) -> None:
+        if self.save_due:
+            self.save()
+            self.save_due = False
+            self.saved_at_stop = self.stop_due
 
     def _on_step(self) -> bool:
-        stop_requested = self.stop is not None and self.stop.is_set()
-        out_of_time = self.deadline is not None and time.time() >= self.deadline
-        if stop_requested or out_of_time:
-            if stop_requested or self.save_at_deadline:
-                self.save()
-                self.saved_at_stop = True
+        if self.stop_due and not self.save_due:  # the checkpoint of the stop is written
             self.stopped = True
             return False
+        now = time.time()
+        stop_requested = self.stop is not None and self.stop.is_set()
+        out_of_time = self.deadline is not None and now >= self.deadline
+        if (stop_requested or out_of_time) and not self.stop_due:
+            if not (stop_requested or self.save_at_deadline):
+                self.stopped = True
+                return False
+            self.save_due = self.stop_due = True
         steps = env_steps(self.num_timesteps, self.action_repeat)
         if steps >= self.next_save:
-            self.save()
+            self.save_due = True
             self.next_save = (steps // self.every + 1) * self.every
+        if self.report is not None and now - self.last_report >= PROGRESS_EVERY_S:
+            self.report()
+            self.last_report = now
         return True
 
 
@@ -299,16 +348,27 @@ def run_training(config: RunConfig, stop: StopRequest | None = None) -> str:
     if config.threads is not None:
         th.set_num_threads(config.threads)
     th.backends.cudnn.benchmark = config.cudnn_benchmark
-    render_size = _render_size(config)
-    env = make_train_env(config.task, config.seed, render_size=render_size)
-    eval_env = make_train_env(config.task, config.seed, eval_env=True, render_size=render_size)
+    state = read_checkpoint_state(run_dir / pointer["dir"]) if pointer is not None else None
+    restored = _restore_envs(state, run_dir) if state is not None else None
+    # Exact: a new run, or one whose checkpoint kept its envs.
+    exact = pointer is None or restored is not None
+    if restored is None:
+        render_size = _render_size(config)
+        restored = (
+            make_train_env(config.task, config.seed, render_size=render_size),
+            make_train_env(config.task, config.seed, eval_env=True, render_size=render_size),
+        )
+    env, eval_env = restored
     action_repeat = get_action_repeat(env)
     agent_steps = math.ceil(config.env_steps / action_repeat)
     if pointer is not None:
-        model, history, wall_time = _resume_model(config, env, pointer)
+        model, history, wall_time = _resume_model(config, env, pointer, keep_last_obs=exact)
+        if state is not None:
+            restore_random_state(model, state["rng"])
     else:
         model, history, wall_time = _new_model(config, env, agent_steps), [], 0.0
-    files = _RunFiles(config, model, action_repeat, wall_time)
+    files = _RunFiles(config, model, eval_env, action_repeat, wall_time)
+    files.record_session(pointer, exact)
     _set_logger(model, run_dir, config.verbose)
     eval_callback, checkpoint_callback = _callbacks(config, files, eval_env, history, stop)
     files.start_clock()
@@ -360,16 +420,23 @@ def _open_run_dir(config: RunConfig, run_dir: Path) -> tuple[str | None, dict[st
 
 
 def _resume_model(
-    config: RunConfig, env: VecEnv, pointer: Mapping[str, Any]
+    config: RunConfig, env: VecEnv, pointer: Mapping[str, Any], keep_last_obs: bool
 ) -> tuple[OffPolicyAlgorithm, list[Evaluation], float]:
     """The model and replay buffer of the checkpoint ``pointer`` names, the evaluations made up to it, and
-    the wall time of the sessions before."""
+    the wall time of the sessions before.
+
+    ``keep_last_obs``: ``env`` is the checkpoint's own env, in the state it was saved in, so the model goes on
+    from its saved last observation; otherwise SB3 resets the fresh ``env`` before training (its ``force_reset``).
+    """
     run_dir = Path(config.run_dir)
     checkpoint = run_dir / pointer["dir"]
     algorithm = BY_ZOO_NAME[AGENTS[config.agent].algorithm]
     speed_kwargs = {key: value for key, value in config.model_kwargs.items() if key in SPEED_ONLY_MODEL_KWARGS}
     speed_kwargs = _accepted(algorithm, speed_kwargs)
-    model = algorithm.load(checkpoint / "model.zip", env=env, device=config.device, **speed_kwargs)
+    # Loaded without the env, then given it: ``load`` would seed the env (SB3 seeds ``model.env`` while it sets the
+    # model up), which must keep the state it was saved in.
+    model = algorithm.load(checkpoint / "model.zip", device=config.device, **speed_kwargs)
+    model.set_env(env, force_reset=not keep_last_obs)
     model.load_replay_buffer(checkpoint / "replay_buffer.pkl")
     history = [
         Evaluation(row["step"], row["episode_reward"], float(row.get("std", 0.0)), row["episode"])
@@ -377,6 +444,77 @@ def _resume_model(
         if row["step"] <= pointer["env_steps"]
     ]
     return model, history, float(pointer["wall_time_s"])
+
+
+# ----------------------------------------------------------------------------------------------------
+# What a checkpoint keeps beside the model and the replay buffer: random-number generators and envs.
+
+
+def random_state(model: OffPolicyAlgorithm) -> dict[str, Any]:
+    """The states of every random-number generator a run draws from: torch's (and CUDA's, where initialised),
+    numpy's and Python's global ones, which SB3 seeds once per run, and the model's action space (its random
+    exploration before ``learning_starts``)."""
+    return {
+        "torch": th.get_rng_state(),
+        "cuda": th.cuda.get_rng_state_all() if th.cuda.is_available() and th.cuda.is_initialized() else None,
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+        "action_space": model.action_space.np_random.bit_generator.state,
+    }
+
+
+def restore_random_state(model: OffPolicyAlgorithm, state: Mapping[str, Any]) -> None:
+    """Put back what :func:`random_state` took (after ``load``, which seeds them all again)."""
+    th.set_rng_state(state["torch"])
+    if state["cuda"] is not None and th.cuda.is_available() and th.cuda.device_count() == len(state["cuda"]):
+        th.cuda.set_rng_state_all(state["cuda"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    model.action_space.np_random.bit_generator.state = state["action_space"]
+
+
+def write_checkpoint_state(path: Path, model: OffPolicyAlgorithm, eval_env: VecEnv) -> bool:
+    """Write :data:`STATE_FILE`: :func:`random_state` and the training and evaluation envs (pickled as they are,
+    mid-episode); whether the envs could be pickled (if not, the file keeps the generators only)."""
+    try:
+        envs: bytes | None = cloudpickle.dumps((model.get_env(), eval_env))
+    except Exception as error:  # an env holding something that does not pickle (a renderer, a socket)
+        warnings.warn(
+            f"The run's envs cannot be pickled ({type(error).__name__}: {error}); its checkpoints keep the model, the "
+            "replay buffer and the random generators, and a resumed run restarts its current episode.",
+            stacklevel=2,
+        )
+        envs = None
+    with atomic_file(path) as file:
+        cloudpickle.dump({"rng": random_state(model), "envs": envs}, file)
+    return envs is not None
+
+
+def read_checkpoint_state(checkpoint: Path) -> dict[str, Any] | None:
+    """The :data:`STATE_FILE` of a checkpoint directory (``None`` for checkpoints written before it existed)."""
+    path = checkpoint / STATE_FILE
+    if not path.exists():
+        return None
+    with path.open("rb") as file:
+        state: dict[str, Any] = pickle.load(file)
+    return state
+
+
+def _restore_envs(state: Mapping[str, Any], run_dir: Path) -> tuple[VecEnv, VecEnv] | None:
+    """The checkpoint's training and evaluation envs, or ``None`` (not kept, or no longer unpickling: the code of
+    the env changed since), in which case the run rebuilds them and restarts its current episode."""
+    if state.get("envs") is None:
+        return None
+    try:
+        train_env, eval_env = pickle.loads(state["envs"])
+    except Exception as error:
+        warnings.warn(
+            f"{run_dir}: the checkpoint's envs do not unpickle ({type(error).__name__}: {error}); the run rebuilds "
+            "them and restarts its current episode.",
+            stacklevel=2,
+        )
+        return None
+    return train_env, eval_env
 
 
 def _accepted(algorithm: type[OffPolicyAlgorithm], kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -448,29 +586,38 @@ def _callbacks(
         config.deadline,
         config.checkpoint_at_deadline,
         stop,
+        report=files.report_progress,
     )
     return eval_callback, checkpoint_callback
 
 
 class _RunFiles:
-    """What a run writes while it trains: its curve, its checkpoints, and where it got in its json files.
+    """What a run writes while it trains: its curve, its checkpoints, its sessions and progress, and where it got
+    in its json files.
 
+    :param eval_env: the evaluation env, kept in the checkpoints with the training env
     :param wall_time: seconds the run took in its earlier sessions
     """
 
-    def __init__(self, config: RunConfig, model: OffPolicyAlgorithm, action_repeat: int, wall_time: float) -> None:
+    def __init__(
+        self, config: RunConfig, model: OffPolicyAlgorithm, eval_env: VecEnv, action_repeat: int, wall_time: float
+    ) -> None:
         self.run_dir = Path(config.run_dir)
         self.config = config
         self.model = model
+        self.eval_env = eval_env
         self.action_repeat = action_repeat
         self.wall_time = wall_time
         self.device = describe_device(model.device)
         #: the evaluation callback, whose history is the curve
         self.evaluations: EnvStepEvalCallback | None = None
         self.started = time.time()
+        #: environment steps where this session started
+        self.start_env_steps = self.env_steps()
 
     def start_clock(self) -> None:
         self.started = time.time()
+        self.start_env_steps = self.env_steps()
 
     def env_steps(self) -> int:
         return env_steps(self.model.num_timesteps, self.action_repeat)
@@ -490,21 +637,54 @@ class _RunFiles:
         write_run_curve(self.run_dir / "curve.csv", history, self.config.task.name, self.config.seed, label)
 
     def save_checkpoint(self) -> None:
-        """Model and replay buffer into ``ckpt_<env steps>`` (written under a temporary name, then renamed),
-        the curve, and ``checkpoint.json`` pointing at it; earlier checkpoints are deleted."""
+        """Model, replay buffer and :data:`STATE_FILE` into ``ckpt_<env steps>`` (written under a temporary name,
+        then renamed), the curve, and ``checkpoint.json`` pointing at it; earlier checkpoints are deleted."""
         name = f"ckpt_{self.env_steps():09d}"
         tmp = self.run_dir / (name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         self.model.save(tmp / "model.zip")
         self.model.save_replay_buffer(tmp / "replay_buffer.pkl")
+        exact = write_checkpoint_state(tmp / STATE_FILE, self.model, self.eval_env)
         shutil.rmtree(self.run_dir / name, ignore_errors=True)
         os.replace(tmp, self.run_dir / name)
         self.write_curve()
-        write_json(self.run_dir / "checkpoint.json", {"dir": name, **self.timing()})
+        write_json(self.run_dir / "checkpoint.json", {"dir": name, "exact": exact, **self.timing()})
         for old in self.run_dir.glob("ckpt_*"):
             if old.name != name:
                 shutil.rmtree(old, ignore_errors=True)
+        self.report_progress()
+
+    def record_session(self, pointer: Mapping[str, Any] | None, exact: bool) -> None:
+        """Append this session's start to :data:`SESSIONS_FILE`: the environment steps it starts from, the
+        checkpoint it resumed (``None``: a new run), whether it goes on exactly, and the host and process running
+        it (a scheduler that retries a run after a crash shows as a second line starting where the checkpoint was)."""
+        record = {
+            "started_at": time.time(),
+            "env_steps": self.start_env_steps,
+            "resumed_from": None if pointer is None else pointer["dir"],
+            "exact": exact,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        }
+        with (self.run_dir / SESSIONS_FILE).open("a") as file:
+            file.write(json.dumps(record, sort_keys=True) + "\n")
+        self.report_progress()
+
+    def report_progress(self) -> None:
+        """Rewrite :data:`PROGRESS_FILE`: where the session is and its speed, for the study's progress lines."""
+        elapsed = time.time() - self.started
+        steps = self.env_steps() - self.start_env_steps
+        write_json(
+            self.run_dir / PROGRESS_FILE,
+            {
+                **self.timing(),
+                "env_steps_per_s": steps / elapsed if elapsed > 0 else 0.0,
+                "updated_at": time.time(),
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+            },
+        )
 
     def record_stop(self) -> None:
         """A run stopped without a checkpoint: its curve and ``stopped.json``."""
