@@ -12,10 +12,14 @@ the default ``frame_stack=1`` observes single frames).
 The simulation, the dm_env -> Gymnasium conversion, seeding and the interactive viewer come
 from shimmy's ``DmControlCompatibilityV0``; this class adds pixels, action repeat, action
 normalisation and the episode length.
+
+Environments pickle (``pickle``, ``cloudpickle``, ``copy.deepcopy``) at any point of an episode and continue
+bit-exactly: see :meth:`DMCEnv.__getstate__`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -128,6 +132,31 @@ def _quiet_known_dm_control_warnings() -> None:
         absl_logger.addFilter(_DeprecatedSetTotalMass())
 
 
+#: MuJoCo model arrays up to this size are pickled whole with an env; larger ones (textures, meshes, height fields)
+#: only where they changed since the env was built, and otherwise checked against the rebuilt model by a digest.
+_MODEL_ARRAY_INLINE_BYTES = 1 << 16
+
+
+def _model_arrays(model: Any) -> dict[str, np.ndarray]:
+    """Every array of a ``mujoco.MjModel``, by attribute name (views: writing them changes the model)."""
+    arrays = {}
+    for name in dir(model):
+        if not name.startswith("_"):
+            value = getattr(model, name)
+            if isinstance(value, np.ndarray):
+                arrays[name] = value
+    return arrays
+
+
+def _digest(array: np.ndarray) -> bytes:
+    """A digest of an array's bytes, to tell whether a large model array changed (not for security)."""
+    return hashlib.sha1(np.ascontiguousarray(array).data, usedforsecurity=False).digest()
+
+
+def _large_model_array_digests(model: Any) -> dict[str, bytes]:
+    return {name: _digest(array) for name, array in _model_arrays(model).items() if array.nbytes > _MODEL_ARRAY_INLINE_BYTES}
+
+
 class DMCEnv(gym.Env[np.ndarray, np.ndarray]):
     """A DeepMind Control suite task with pixel (or state) observations and action repeat.
 
@@ -193,6 +222,23 @@ class DMCEnv(gym.Env[np.ndarray, np.ndarray]):
         environment_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         check_task(domain_name, task_name)
+        #: the constructor's arguments, from which an unpickled env rebuilds its simulation (see __getstate__)
+        self._init_kwargs: dict[str, Any] = {
+            "domain_name": domain_name,
+            "task_name": task_name,
+            "from_pixels": from_pixels,
+            "height": height,
+            "width": width,
+            "camera_id": camera_id,
+            "action_repeat": action_repeat,
+            "episode_length": episode_length,
+            "channels_first": channels_first,
+            "frame_stack": frame_stack,
+            "render_mode": render_mode,
+            "render_size": render_size,
+            "task_kwargs": None if task_kwargs is None else dict(task_kwargs),
+            "environment_kwargs": None if environment_kwargs is None else dict(environment_kwargs),
+        }
         self._metadata = {
             "render_modes": ["rgb_array", "human"] if has_display() else ["rgb_array"],
             "render_fps": 25,
@@ -233,6 +279,8 @@ class DMCEnv(gym.Env[np.ndarray, np.ndarray]):
         # observations and videos share one code path (and one error message).
         self._dmc = compatibility_env(dm_env, render_mode="human" if render_mode == "human" else None)
         self._closed = False
+        #: digests of the model's large arrays as built, before any episode changed them (see __getstate__)
+        self._model_digests = _large_model_array_digests(self._dmc.physics.model.ptr)
 
         n_cameras = int(self._dmc.physics.model.ncam)
         if (self.from_pixels or render_mode == "rgb_array") and not 0 <= self.camera_id < n_cameras:
@@ -320,6 +368,109 @@ class DMCEnv(gym.Env[np.ndarray, np.ndarray]):
         if self.from_pixels and self._last_frame is not None and self.render_size == (self.height, self.width):
             return self._last_frame.copy()
         return self._render_frame(*self.render_size)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The env's state for ``pickle``: a checkpointed study run, resumed, continues exactly as if never stopped.
+
+        An unpickled env gives bit-identical observations, rewards, ``terminated`` / ``truncated`` and infos for the
+        same actions, and the same initial states and frames at its later ``reset()`` calls without a seed (the
+        random states continue), whether it was pickled before its first reset, mid-episode or right after an
+        episode's end and reset. OpenGL contexts cannot be pickled: the unpickled env rebuilds the dm_control
+        environment from the constructor's arguments and then restores
+
+        * the env's own attributes: the frame stack's frames, the step counter of the episode, the last frame,
+          gymnasium's ``np_random`` and its seed (drawn here if the env never drew it, as reading it would);
+        * the full MuJoCo simulation state, ``mujoco.mj_getState`` with ``mjSTATE_INTEGRATION`` (time, positions,
+          velocities, actuator activations and history, the constraint solver's warm-start accelerations, controls,
+          applied forces, equality constraints' activity, mocap poses, user data, plugin state), after which
+          ``mj_step1`` recomputes the quantities that depend on positions and velocities, as dm_control's step
+          leaves them (rendering reads them);
+        * the MuJoCo model where an episode changed it (tasks move their targets in the model: reacher, finger,
+          fish, manipulator, swimmer...; quadruped's escape draws a new terrain in the height field): the model's
+          options and its arrays, the small ones whole, the large ones (textures, meshes, height fields) only
+          where they changed since the env was built; the others must be identical in the rebuilt model, or
+          unpickling fails rather than continuing differently;
+        * the task's attributes, among them its ``np.random.RandomState`` (``task.random``, which draws the initial
+          states and is also shimmy's ``np_random``) and per-episode values;
+        * dm_control's episode step counter and ``_reset_next_step``, and shimmy's gymnasium random state.
+
+        A closed env unpickles closed.
+        """
+        _ = self.np_random  # gymnasium draws the generator of an env never seeded when it is first read
+        state = {name: value for name, value in self.__dict__.items() if name != "_dmc"}
+        state["_simulation"] = None if self._closed else self._simulation_state()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuild the dm_control environment and restore what :meth:`__getstate__` saved."""
+        state = dict(state)
+        simulation = state.pop("_simulation")
+        DMCEnv.__init__(self, **state["_init_kwargs"])
+        if simulation is None:
+            self.close()
+        else:
+            self._restore_simulation(simulation, state["_model_digests"])
+        self.__dict__.update(state)
+
+    def _simulation_state(self) -> dict[str, Any]:
+        import mujoco
+
+        dm_env = self._dmc._env
+        physics = dm_env.physics
+        model, data = physics.model.ptr, physics.data.ptr
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        physics_state = np.empty(mujoco.mj_stateSize(model, spec), dtype=np.float64)
+        mujoco.mj_getState(model, data, physics_state, spec)
+        model_arrays = {
+            name: array.copy()
+            for name, array in _model_arrays(model).items()
+            if array.nbytes <= _MODEL_ARRAY_INLINE_BYTES or _digest(array) != self._model_digests.get(name)
+        }
+        options: dict[str, Any] = {}
+        for name in dir(model.opt):
+            if not name.startswith("_"):
+                value = getattr(model.opt, name)
+                if isinstance(value, np.ndarray):
+                    options[name] = value.copy()
+                elif isinstance(value, (int, float)):
+                    options[name] = value
+        return {
+            "physics_state": physics_state,
+            "model_arrays": model_arrays,
+            "model_options": options,
+            "task": dict(dm_env.task.__dict__),
+            "step_count": dm_env._step_count,
+            "reset_next_step": dm_env._reset_next_step,
+            "shimmy": {name: value for name, value in vars(self._dmc).items() if name in ("_np_random", "_np_random_seed")},
+        }
+
+    def _restore_simulation(self, simulation: dict[str, Any], model_digests: dict[str, bytes]) -> None:
+        import mujoco
+
+        dm_env = self._dmc._env
+        physics = dm_env.physics
+        model, data = physics.model.ptr, physics.data.ptr
+        for name, value in simulation["model_options"].items():
+            if isinstance(value, np.ndarray):
+                np.copyto(getattr(model.opt, name), value)
+            else:
+                setattr(model.opt, name, value)
+        arrays = _model_arrays(model)
+        for name, value in simulation["model_arrays"].items():
+            np.copyto(arrays[name], value)
+        # self._model_digests are still the rebuilt model's, as built.
+        for name, digest in model_digests.items():
+            if name not in simulation["model_arrays"] and self._model_digests.get(name) != digest:
+                raise RuntimeError(
+                    f"Cannot restore {self.domain_name}-{self.task_name} exactly: its rebuilt MuJoCo model differs from "
+                    f"the pickled env's in {name!r} (is the model built with unseeded randomness?)"
+                )
+        mujoco.mj_setState(model, data, simulation["physics_state"], mujoco.mjtState.mjSTATE_INTEGRATION)
+        mujoco.mj_step1(model, data)
+        dm_env.task.__dict__.update(simulation["task"])
+        dm_env._step_count = simulation["step_count"]
+        dm_env._reset_next_step = simulation["reset_next_step"]
+        vars(self._dmc).update(simulation["shimmy"])
 
     def close(self) -> None:
         if not self._closed:

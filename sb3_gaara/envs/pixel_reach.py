@@ -158,6 +158,16 @@ class PixelReachEnv(gym.Env[np.ndarray, np.ndarray]):
         obs = frame if self._stacker is None else self._stacker.push(frame)
         return obs, reward, False, truncated, {"distance": distance}
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The env's attributes for ``pickle``: the whole state is numpy (positions, goal, step counter, frame stack,
+        random generator), so a copy continues bit-exactly, as a resumed study run must.
+
+        gymnasium draws the random generator of an env never seeded at its first use; it is drawn here, before
+        pickling, so that an env pickled before its first reset also resets to the same start and goal as its copy.
+        """
+        _ = self.np_random  # gymnasium draws the generator when it is first read
+        return self.__dict__.copy()
+
     def render(self) -> np.ndarray | None:  # type: ignore[override]
         """The last frame as ``(H, W, 3)`` for ``render_mode="rgb_array"``."""
         if self.render_mode != "rgb_array":
