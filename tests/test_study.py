@@ -295,7 +295,7 @@ def test_gpu_10min_preset_and_flags_over_it() -> None:
 def test_gpu_10min_preset_runs_its_grid_with_its_settings(tmp_path, monkeypatch, capsys) -> None:
     jobs: list = []
 
-    def fake_run_jobs(planned, out, workers):
+    def fake_run_jobs(planned, out, workers, progress_every):
         jobs.extend(planned)
         assert workers == 5
         return {"done": 1, "stopped": 4}

@@ -4,11 +4,16 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import inspect
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rl_zoo3.utils import StoreDict
+
+from sb3_gaara.algorithms import BY_ZOO_NAME
 from sb3_gaara.study.catalogue import (
     ABLATION_AGENTS,
     AD_AGENTS,
@@ -24,6 +29,7 @@ from sb3_gaara.study.catalogue import (
     TaskSpec,
     resolve_task,
 )
+from sb3_gaara.study.ray_scheduling import RayOptions, connect, run_jobs_on_ray, runtime_env
 from sb3_gaara.study.report import (
     STUDY_FILE,
     default_reference_path,
@@ -34,7 +40,7 @@ from sb3_gaara.study.report import (
     write_reports,
 )
 from sb3_gaara.study.run import RunConfig, check_device, run_directory
-from sb3_gaara.study.scheduling import Job, log_progress, run_jobs
+from sb3_gaara.study.scheduling import NOT_STARTED, Job, log_progress, run_jobs
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -63,9 +69,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--checkpoint-every", type=int, help="checkpoint every this many environment steps (50000)")
     parser.add_argument("--milestones", nargs="+", type=int, help="environment steps of the results table (100000 500000)")
+    parser.add_argument(
+        "--hyperparams",
+        nargs="+",
+        action=StoreDict,
+        help="arguments of every run's algorithm, over the task's, the agent's and the preset's, in rl-zoo3's syntax "
+        "(e.g. learning_starts:1000 batch_size:256); part of each run's identity",
+    )
     parser.add_argument("--buffer-size", type=int, help="replay capacity in agent steps (default: 100k, capped by the run)")
     parser.add_argument("--workers", type=int, help="runs in parallel, one process each (default 1: in this process)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (1: fastest for small CPU nets)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads per run (default 1, fastest for small CPU nets; on Ray: --cpus-per-run, rounded down)",
+    )
     parser.add_argument("--device", help="torch device of the runs (auto, cpu, cuda; default auto)")
     parser.add_argument(
         "--time-limit", type=float, help="seconds; runs checkpoint and stop after it, rerun to resume (0: no limit)"
@@ -86,6 +103,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action=argparse.BooleanOptionalAction,
         help="torch.backends.cudnn.benchmark in every run: cuDNN picks its fastest convolution kernels on a GPU "
         "(default: off)",
+    )
+    cluster = parser.add_argument_group(
+        "Ray cluster", 'runs as Ray tasks (pip install "sb3-gaara[ray]"); --out must be on a filesystem every node sees'
+    )
+    cluster.add_argument(
+        "--ray-address",
+        help="run on Ray: auto (the cluster this machine is part of), HOST:PORT (the head's GCS port), ray://HOST:PORT "
+        "(Ray Client), or local (start Ray on this machine); default: no Ray, --workers local processes",
+    )
+    cluster.add_argument("--cpus-per-run", type=float, default=1.0, help="CPUs a run's task reserves (default 1)")
+    cluster.add_argument(
+        "--gpus-per-run", type=float, default=0.0, help="GPUs a run's task reserves; 0.25 shares a card among 4 (default 0)"
+    )
+    cluster.add_argument(
+        "--max-retries",
+        type=int,
+        default=3,
+        help="times a run whose worker or node died is retried, from its checkpoint (default 3)",
+    )
+    parser.add_argument(
+        "--progress-every",
+        type=float,
+        default=60.0,
+        help="seconds between progress lines (runs done, running, failed; env steps/s); 0: none (default 60)",
     )
     parser.add_argument("--reference", help="reference curves CSV (DrQ's dmc_planet_bench.csv); default: found nearby")
     parser.add_argument("--out", default="study", help="output directory (default: ./study)")
@@ -134,7 +175,8 @@ def build_grid(args: argparse.Namespace) -> tuple[list[tuple[str, str]], dict[st
     for key, default in RUNTIME_DEFAULTS.items():
         value = getattr(args, key)  # None: not given (0 is a value: --time-limit 0 lifts a preset's limit)
         settings[key] = value if value is not None else preset.get(key, default)
-    model_kwargs = dict(preset.get("model_kwargs", {}))
+    model_kwargs = {**preset.get("model_kwargs", {}), **(getattr(args, "hyperparams", None) or {})}
+    _check_hyperparams(getattr(args, "hyperparams", None) or {}, {agent for _, agent in pairs})
     if args.cuda_graphs is not None:
         model_kwargs["cuda_graphs"] = args.cuda_graphs
     settings["model_kwargs"] = model_kwargs
@@ -145,12 +187,54 @@ def build_grid(args: argparse.Namespace) -> tuple[list[tuple[str, str]], dict[st
         reached = [m for m in preset.get("milestones", PAPER_MILESTONES) if m <= settings["env_steps"]]
         milestones = sorted({*reached, settings["env_steps"]})
     settings["milestones"] = sorted(milestones)
+    _cluster_settings(args, settings)
     for key in ("env_steps", "eval_every", "eval_episodes", "checkpoint_every"):
         if settings[key] < 1:
             raise SystemExit(f"--{key.replace('_', '-')} must be positive, got {settings[key]}.")
     if settings["time_limit"] is not None and settings["time_limit"] < 0:
         raise SystemExit(f"--time-limit must be positive (0: no limit), got {settings['time_limit']}.")
     return pairs, settings
+
+
+def _check_hyperparams(hyperparams: Mapping[str, Any], agents: set[str]) -> None:
+    """Stop before any run starts if an agent's algorithm takes no argument of ``--hyperparams``'s name."""
+    for agent in sorted(agents):
+        algorithm = BY_ZOO_NAME[AGENTS[agent].algorithm]
+        parameters = inspect.signature(algorithm).parameters
+        for key in hyperparams:
+            if key not in parameters:
+                close = difflib.get_close_matches(key, list(parameters), n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise SystemExit(
+                    f"--hyperparams {key}: {algorithm.__name__} (agent {agent}) takes no argument {key!r}{hint}. "
+                    f"Its arguments: {', '.join(name for name in parameters if name not in ('policy', 'env'))}."
+                )
+
+
+def _cluster_settings(args: argparse.Namespace, settings: dict[str, Any]) -> None:
+    """``ray`` (a :class:`RayOptions` or ``None``) and the torch ``threads`` of a run, checked."""
+    address = getattr(args, "ray_address", None)
+    cpus, gpus, retries = (getattr(args, name, default) for name, default in _CLUSTER_DEFAULTS)
+    if cpus <= 0 or gpus < 0 or retries < 0:
+        raise SystemExit(
+            f"--cpus-per-run must be positive, --gpus-per-run and --max-retries at least 0; got {cpus:g}, {gpus:g}, {retries}."
+        )
+    if address is not None:
+        if getattr(args, "workers", None) not in (None, 1):
+            raise SystemExit(
+                f"--workers {args.workers} runs local processes; with --ray-address the cluster's size and "
+                "--cpus-per-run / --gpus-per-run decide how many runs run at once. Drop --workers."
+            )
+        settings["ray"] = RayOptions(address, cpus_per_run=float(cpus), gpus_per_run=float(gpus), max_retries=int(retries))
+        settings["ray_address"] = address
+    else:
+        settings["ray"] = None
+    threads = getattr(args, "threads", None)
+    settings["threads"] = threads if threads is not None else max(1, int(cpus)) if address is not None else 1
+
+
+#: ``--cpus-per-run``, ``--gpus-per-run`` and ``--max-retries`` with their defaults
+_CLUSTER_DEFAULTS = (("cpus_per_run", 1.0), ("gpus_per_run", 0.0), ("max_retries", 3))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -161,18 +245,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The limit counts from here: the whole command, setup and reports included, has to fit a job's slot.
     started = time.time()
     deadline = started + settings["time_limit"] if settings["time_limit"] else None
-    if not args.report_only:
-        check_device(settings["device"])
-    out = Path(args.out)
+    ray_options: RayOptions | None = settings.pop("ray")
+    if not args.report_only and ray_options is None:
+        check_device(settings["device"])  # on Ray, the nodes' devices count, not this machine's
+    # Absolute: on a cluster every node finds the run directories at the same path (a shared filesystem).
+    out = Path(args.out).resolve() if ray_options is not None else Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tasks = {name: resolve_task(name) for name in dict.fromkeys(task for task, _ in pairs)}
     counts: dict[str, int] = {}
     if not args.report_only:
         jobs = plan_jobs(args, pairs, settings, tasks, out, deadline)
-        _log_plan(jobs, pairs, settings, args.threads, out)
+        if ray_options is not None:
+            connect(ray_options.address, runtime_env())
+        _log_plan(jobs, pairs, settings, settings["threads"], out)
         # For results.md, also when --report-only rewrites it later with other (or no) flags.
         write_json(out / STUDY_FILE, {"settings": settings})
-        counts = run_jobs(jobs, str(out), settings["workers"])
+        if ray_options is not None:
+            counts = run_jobs_on_ray(jobs, str(out), ray_options, progress_every=args.progress_every)
+        else:
+            counts = run_jobs(jobs, str(out), settings["workers"], progress_every=args.progress_every)
     written = write_reports(
         out,
         settings["milestones"],
@@ -214,7 +305,7 @@ def plan_jobs(
                 device=settings["device"],
                 buffer_size=args.buffer_size,
                 deadline=deadline,
-                threads=args.threads,
+                threads=settings["threads"],
                 verbose=args.verbose,
                 model_kwargs=settings["model_kwargs"],
                 checkpoint_at_deadline=settings["checkpoint_at_deadline"],
@@ -245,7 +336,7 @@ def _log_plan(
 def _exit_code(counts: Mapping[str, int], settings: Mapping[str, Any]) -> int:
     """1 if a run failed; 3 if nothing failed but runs remain, so that a driver can repeat the command until
     it returns 0; else 0."""
-    unfinished = counts.get("stopped", 0) + counts.get("not started", 0)
+    unfinished = counts.get("stopped", 0) + counts.get(NOT_STARTED, 0)
     if unfinished:
         note = "" if settings["checkpoint_at_deadline"] else " (those stopped without a checkpoint start over)"
         print(f"[study] {unfinished} run(s) unfinished: run the same command again to resume them{note}.")

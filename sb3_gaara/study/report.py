@@ -209,7 +209,9 @@ def describe_settings(settings: Mapping[str, Any]) -> str:
     at_deadline = "checkpoint" if settings.get("checkpoint_at_deadline", True) else "no checkpoint"
     parts = [
         f"device {settings.get('device', 'auto')}",
-        f"{format_count(settings.get('workers', 1), 'worker')}",
+        f"Ray at {settings['ray_address']}"
+        if settings.get("ray_address")
+        else f"{format_count(settings.get('workers', 1), 'worker')}",
         f"time limit {limit:g} s ({at_deadline} at the limit)" if limit else "no time limit",
         f"checkpoints every {format_steps(settings['checkpoint_every'])} env steps",
     ]

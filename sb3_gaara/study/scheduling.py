@@ -1,13 +1,15 @@
 """Running the study's jobs (training runs and random baselines), in this process or in worker processes,
-and stopping them on SIGTERM / Ctrl-C so that they checkpoint first.
+stopping them on SIGTERM / Ctrl-C so that they checkpoint first, and logging the study's progress.
 
 A job is ``("train", RunConfig)`` or ``("random", (TaskSpec, episodes))``. A worker process runs one job
-and tells its outcome by its exit code (:data:`EXIT_CODES`; anything else is a failure).
+and tells its outcome by its exit code (:data:`EXIT_CODES`; anything else is a failure). On a Ray cluster the
+jobs are Ray tasks instead (:mod:`sb3_gaara.study.ray_scheduling`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import os
 import signal
@@ -16,13 +18,20 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from sb3_gaara.study.catalogue import RANDOM_AGENT
-from sb3_gaara.study.run import run_random_baseline, run_training
+from sb3_gaara.study.report import format_count
+from sb3_gaara.study.run import PROGRESS_FILE, SESSIONS_FILE, run_random_baseline, run_training
 
 #: Exit code of a worker process by the status of its job.
 EXIT_CODES = {"done": 0, "stopped": 3, "skipped": 4}
+
+#: Status of a job that a stop request kept from starting
+NOT_STARTED = "not started"
+#: A run's ``progress.json`` older than this (seconds) does not count towards the study's speed
+PROGRESS_FRESH_S = 120.0
 
 Job = tuple[str, Any]
 
@@ -92,43 +101,123 @@ def job_name(job: Job) -> str:
     return f"{payload.task.name}/{payload.agent}/seed_{payload.seed}"
 
 
+class StudyProgress:
+    """The study's outcomes so far, and which runs are running and how fast, as one log line.
+
+    The schedulers count outcomes (:attr:`counts`); "running" and the speed come from the run directories, the same
+    way for every scheduler: a run is running if it is not finished and started a session (``sessions.jsonl``) since
+    ``since``, and its speed is the ``env_steps_per_s`` of its ``progress.json``.
+
+    :param jobs: the study's jobs
+    :param counts: outcomes by status, filled by the scheduler
+    :param since: ``time.time()`` when the scheduler started
+    """
+
+    def __init__(
+        self, jobs: Sequence[Job], counts: dict[str, int], since: float, log: Callable[[str], None] = log_progress
+    ) -> None:
+        self.jobs = list(jobs)
+        self.counts = counts
+        self.since = since
+        self.log = log
+
+    def running(self) -> list[Path]:
+        """Run directories of the training runs that started a session since :attr:`since` and are not done."""
+        running = []
+        for kind, payload in self.jobs:
+            if kind == RANDOM_AGENT:
+                continue
+            run_dir = Path(payload.run_dir)
+            with contextlib.suppress(OSError):
+                if (run_dir / SESSIONS_FILE).stat().st_mtime >= self.since and not (run_dir / "done.json").exists():
+                    running.append(run_dir)
+        return running
+
+    def line(self) -> str:
+        """``[study] progress after 120 s: 3/12 jobs finished (3 done, ...), 2 running, 7 waiting; 1 234 env steps/s``."""
+        counts = dict(self.counts)
+        finished = sum(counts.values())
+        done = counts.get("done", 0) + counts.get("skipped", 0)
+        failed = sum(n for status, n in counts.items() if status.startswith("failed"))
+        stopped = counts.get("stopped", 0) + counts.get(NOT_STARTED, 0)
+        running = self.running()
+        speed = 0.0
+        now = time.time()
+        for run_dir in running:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                progress = json.loads((run_dir / PROGRESS_FILE).read_text())
+                if now - progress["updated_at"] <= PROGRESS_FRESH_S:
+                    speed += float(progress["env_steps_per_s"])
+        n_running = min(len(running), len(self.jobs) - finished)
+        return (
+            f"[study] progress after {now - self.since:.0f} s: {finished}/{format_count(len(self.jobs), 'job')} finished "
+            f"({done} done, {failed} failed, {stopped} stopped or not started), {n_running} running, "
+            f"{len(self.jobs) - finished - n_running} waiting; {speed:.0f} env steps/s over the running runs"
+        )
+
+    @contextlib.contextmanager
+    def every(self, seconds: float) -> Iterator[None]:
+        """Log :meth:`line` every ``seconds`` (0: never) while inside, from a background thread."""
+        if seconds <= 0:
+            yield
+            return
+        done = threading.Event()
+
+        def report() -> None:
+            while not done.wait(seconds):
+                self.log(self.line())
+
+        thread = threading.Thread(target=report, name="study-progress", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
+
 def run_jobs(
     jobs: Sequence[Job],
     out: str,
     workers: int,
     log: Callable[[str], None] = log_progress,
     stop: StopRequest | None = None,
+    progress_every: float = 0.0,
 ) -> dict[str, int]:
     """Run the jobs, ``workers`` processes at a time (in this process if ``workers <= 1``); count outcomes.
 
     SIGTERM and SIGINT set ``stop`` (a new :class:`StopRequest` if not given) and are forwarded to the
     worker processes: the runs under way checkpoint and stop, and the jobs not started count as
-    ``"not started"``.
+    ``"not started"``. Every ``progress_every`` seconds (0: never) a :class:`StudyProgress` line is logged.
     """
     stop = stop if stop is not None else StopRequest()
-    if workers <= 1:
-        return _run_here(jobs, out, log, stop)
-    return _run_in_workers(jobs, out, workers, log, stop)
-
-
-def _run_here(jobs: Sequence[Job], out: str, log: Callable[[str], None], stop: StopRequest) -> dict[str, int]:
     counts: dict[str, int] = defaultdict(int)
+    progress = StudyProgress(jobs, counts, since=time.time(), log=log)
+    with progress.every(progress_every):
+        if workers <= 1:
+            _run_here(jobs, out, log, stop, counts)
+        else:
+            _run_in_workers(jobs, out, workers, log, stop, counts)
+    if progress_every > 0:
+        log(progress.line())
+    return dict(counts)
+
+
+def _run_here(jobs: Sequence[Job], out: str, log: Callable[[str], None], stop: StopRequest, counts: dict[str, int]) -> None:
     with _on_stop_signals(stop.handle_signal):
         for job in jobs:
             if stop.is_set():
-                counts["not started"] += 1
+                counts[NOT_STARTED] += 1
                 continue
             start = time.time()
             status = run_job(job, out, stop)
             counts[status] += 1
             log(f"[study] {job_name(job)}: {status} ({time.time() - start:.0f} s)")
-    return dict(counts)
 
 
 def _run_in_workers(
-    jobs: Sequence[Job], out: str, workers: int, log: Callable[[str], None], stop: StopRequest
-) -> dict[str, int]:
-    counts: dict[str, int] = defaultdict(int)
+    jobs: Sequence[Job], out: str, workers: int, log: Callable[[str], None], stop: StopRequest, counts: dict[str, int]
+) -> None:
     # Spawned (not forked) workers: a fork of a process that has started torch's thread pools can hang.
     context = multiprocessing.get_context("spawn")
     pending = list(jobs)
@@ -156,7 +245,6 @@ def _run_in_workers(
                 counts[status] += 1
                 log(f"[study] {job_name(job)}: {status} ({time.time() - start:.0f} s)")
             if stop.is_set() and not running and pending:
-                counts["not started"] += len(pending)
+                counts[NOT_STARTED] += len(pending)
                 pending.clear()
             time.sleep(0.2)
-    return dict(counts)
