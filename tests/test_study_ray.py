@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -178,3 +179,28 @@ def test_a_study_on_a_two_node_ray_cluster_survives_a_killed_worker(tmp_path) ->
     assert local.returncode == 0, local.stdout + local.stderr
     assert (out / "curves.csv").read_text() == (tmp_path / "local" / "curves.csv").read_text()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_a_ray_task_stops_at_the_stop_file_with_a_checkpoint_and_starts_no_run_once_it_exists(tmp_path) -> None:
+    """The task function alone (no Ray): the driver's stop file makes the run under way checkpoint and stop, and a
+    task that finds it on arrival does not start its run."""
+    from sb3_gaara.study.catalogue import resolve_task
+    from sb3_gaara.study.run import RunConfig
+
+    stop_file = tmp_path / ray_scheduling.STOP_FILE
+    config = RunConfig(
+        task=resolve_task("pixel_reach"), agent="gaara", seed=0, env_steps=100_000, eval_every=100_000,
+        eval_episodes=1, checkpoint_every=100_000, run_dir=str(tmp_path / "run"), device="cpu", threads=1,
+    )  # fmt: skip
+    stop_file.touch()
+    assert ray_scheduling._run_job_task(("train", config), str(tmp_path), str(stop_file)) == "not started"
+    assert not (tmp_path / "run").exists()
+    stop_file.unlink()
+    timer = threading.Timer(3.0, stop_file.touch)
+    timer.start()
+    try:
+        assert ray_scheduling._run_job_task(("train", config), str(tmp_path), str(stop_file)) == "stopped"
+    finally:
+        timer.cancel()
+    pointer = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
+    assert 0 < pointer["env_steps"] < 100_000 and pointer["exact"] is True
