@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -91,20 +92,21 @@ def test_progress_line_counts_outcomes_and_sums_the_speed_of_running_runs(tmp_pa
 
     jobs = [job(seed) for seed in range(4)]
     since = time.time() - 1
-    counts = {"done": 1, "failed (WorkerCrashedError: x)": 1}
     now = time.time()
-    for seed, speed in ((2, 40.0), (3, 2.5)):
+    for seed, speed in ((0, 99.0), (2, 40.0), (3, 2.5)):
         (tmp_path / f"seed_{seed}" / "sessions.jsonl").write_text("{}\n")
-        progress = {"env_steps_per_s": speed, "updated_at": now if seed == 2 else now - 1000}
+        progress = {"env_steps_per_s": speed, "updated_at": now if seed != 3 else now - 1000}
         (tmp_path / f"seed_{seed}" / "progress.json").write_text(json.dumps(progress))
-    (tmp_path / "seed_0" / "done.json").write_text("{}")
-    (tmp_path / "seed_0" / "sessions.jsonl").write_text("{}\n")
-    line = StudyProgress(jobs, counts, since=since).line()
+    counts: dict[str, int] = defaultdict(int)
+    progress = StudyProgress(jobs, counts, since=since)
+    progress.record(jobs[0], "done")  # returned: no longer running, whatever its progress.json says
+    progress.record(jobs[1], "failed (WorkerCrashedError: x)")
     # seed 3's progress is stale: running, but not counted in the speed
-    assert line.endswith(
+    assert progress.line().endswith(
         "2/4 jobs finished (1 done, 1 failed, 0 stopped or not started), 2 running, 0 waiting; "
         "40 env steps/s over the running runs"
     )
+    assert counts == {"done": 1, "failed (WorkerCrashedError: x)": 1}
     logged: list[str] = []
     with StudyProgress(jobs, counts, since=since, log=logged.append).every(0.05):
         time.sleep(0.3)

@@ -208,7 +208,7 @@ def run_jobs_on_ray(
                 for ref in ready:
                     job, submitted = pending.pop(ref)
                     status = _outcome(ray, ref, job, log)
-                    counts[status] += 1
+                    progress.record(job, status)
                     log(f"[study] {job_name(job)}: {status} ({time.time() - submitted:.0f} s since submitted)")
     finally:
         stop_file.unlink(missing_ok=True)

@@ -104,12 +104,12 @@ def job_name(job: Job) -> str:
 class StudyProgress:
     """The study's outcomes so far, and which runs are running and how fast, as one log line.
 
-    The schedulers count outcomes (:attr:`counts`); "running" and the speed come from the run directories, the same
+    The schedulers count outcomes (:meth:`record`); "running" and the speed come from the run directories, the same
     way for every scheduler: a run is running if it is not finished and started a session (``sessions.jsonl``) since
     ``since``, and its speed is the ``env_steps_per_s`` of its ``progress.json``.
 
     :param jobs: the study's jobs
-    :param counts: outcomes by status, filled by the scheduler
+    :param counts: outcomes by status, filled by :meth:`record`
     :param since: ``time.time()`` when the scheduler started
     """
 
@@ -120,16 +120,24 @@ class StudyProgress:
         self.counts = counts
         self.since = since
         self.log = log
+        #: run directories of the runs that returned (done, stopped, failed) in this command
+        self.returned: set[str] = set()
+
+    def record(self, job: Job, status: str) -> None:
+        """Count ``job``'s outcome."""
+        self.counts[status] += 1
+        if job[0] != RANDOM_AGENT:
+            self.returned.add(str(job[1].run_dir))
 
     def running(self) -> list[Path]:
-        """Run directories of the training runs that started a session since :attr:`since` and are not done."""
+        """Run directories of the training runs that started a session since :attr:`since` and have not returned."""
         running = []
         for kind, payload in self.jobs:
-            if kind == RANDOM_AGENT:
+            if kind == RANDOM_AGENT or str(payload.run_dir) in self.returned:
                 continue
             run_dir = Path(payload.run_dir)
             with contextlib.suppress(OSError):
-                if (run_dir / SESSIONS_FILE).stat().st_mtime >= self.since and not (run_dir / "done.json").exists():
+                if (run_dir / SESSIONS_FILE).stat().st_mtime >= self.since:
                     running.append(run_dir)
         return running
 
@@ -148,7 +156,7 @@ class StudyProgress:
                 progress = json.loads((run_dir / PROGRESS_FILE).read_text())
                 if now - progress["updated_at"] <= PROGRESS_FRESH_S:
                     speed += float(progress["env_steps_per_s"])
-        n_running = min(len(running), len(self.jobs) - finished)
+        n_running = len(running)
         return (
             f"[study] progress after {now - self.since:.0f} s: {finished}/{format_count(len(self.jobs), 'job')} finished "
             f"({done} done, {failed} failed, {stopped} stopped or not started), {n_running} running, "
@@ -195,28 +203,28 @@ def run_jobs(
     progress = StudyProgress(jobs, counts, since=time.time(), log=log)
     with progress.every(progress_every):
         if workers <= 1:
-            _run_here(jobs, out, log, stop, counts)
+            _run_here(jobs, out, log, stop, progress)
         else:
-            _run_in_workers(jobs, out, workers, log, stop, counts)
+            _run_in_workers(jobs, out, workers, log, stop, progress)
     if progress_every > 0:
         log(progress.line())
     return dict(counts)
 
 
-def _run_here(jobs: Sequence[Job], out: str, log: Callable[[str], None], stop: StopRequest, counts: dict[str, int]) -> None:
+def _run_here(jobs: Sequence[Job], out: str, log: Callable[[str], None], stop: StopRequest, progress: StudyProgress) -> None:
     with _on_stop_signals(stop.handle_signal):
         for job in jobs:
             if stop.is_set():
-                counts[NOT_STARTED] += 1
+                progress.record(job, NOT_STARTED)
                 continue
             start = time.time()
             status = run_job(job, out, stop)
-            counts[status] += 1
+            progress.record(job, status)
             log(f"[study] {job_name(job)}: {status} ({time.time() - start:.0f} s)")
 
 
 def _run_in_workers(
-    jobs: Sequence[Job], out: str, workers: int, log: Callable[[str], None], stop: StopRequest, counts: dict[str, int]
+    jobs: Sequence[Job], out: str, workers: int, log: Callable[[str], None], stop: StopRequest, progress: StudyProgress
 ) -> None:
     # Spawned (not forked) workers: a fork of a process that has started torch's thread pools can hang.
     context = multiprocessing.get_context("spawn")
@@ -242,9 +250,10 @@ def _run_in_workers(
                     continue
                 job, start = running.pop(process)
                 status = statuses.get(process.exitcode, f"failed (exit code {process.exitcode})")
-                counts[status] += 1
+                progress.record(job, status)
                 log(f"[study] {job_name(job)}: {status} ({time.time() - start:.0f} s)")
             if stop.is_set() and not running and pending:
-                counts[NOT_STARTED] += len(pending)
+                for job in pending:
+                    progress.record(job, NOT_STARTED)
                 pending.clear()
             time.sleep(0.2)
