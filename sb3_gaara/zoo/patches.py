@@ -23,6 +23,24 @@ Each ``patch_*`` function receives an rl-zoo3 module right after it has executed
     folder as rl-zoo3's ``EvalCallback`` does. ``--eval-freq N`` (agent steps) and ``--eval-episodes K``, when
     given, replace the protocol's values; ``--eval-freq -1`` (or 0) turns evaluation off.
 
+  For ``-optimize`` (hyper-parameter sweeps, one or several workers sharing ``--storage`` and ``--study-name``):
+
+  - ``--storage`` is checked when the ``ExperimentManager`` is built, before any env or model: a database URL must
+    accept a connection within :data:`STORAGE_CONNECT_TIMEOUT_S` seconds, else the command stops with one message
+    naming the URL (password masked) and the fix (:func:`storage_url`). A ``postgresql://`` URL without a driver
+    uses psycopg2 when SQLAlchemy's default one (psycopg 3 since SQLAlchemy 2.1) is missing. A JournalStorage file
+    (``*.log``) is left to rl-zoo3;
+  - optuna's tables are created before rl-zoo3 opens the study, retried when another worker creates them at the
+    same moment (:func:`prepare_storage`; two workers starting on a fresh PostgreSQL database otherwise crash one
+    of them with a ``UniqueViolation``). The study itself is created or loaded by rl-zoo3 (``load_if_exists``)
+    and the trials are numbered by the database;
+  - each trial records the worker that ran it, ``trial.user_attrs["worker"] == "<hostname>:<pid>"``;
+  - each evaluation of a trial is rl-zoo3's ``TrialEvalCallback``: the mean return of the deterministic policy on
+    the evaluation env (built like the training env, as above), reported to the pruner at step 1, 2, ...
+    ``--n-evaluations``. :func:`trial_eval_callback_class` adds the environment steps of each report to the trial,
+    ``trial.user_attrs["eval_env_steps"]`` (report ``i`` at ``eval_env_steps[i - 1]``), and the protocol's
+    10 episodes per evaluation apply unless ``--eval-episodes`` is given.
+
 ``enjoy`` and ``record_video`` pass ``buffer_size=1`` only to the algorithms they know to be off-policy,
 so they load our models with the saved buffer size. That costs next to nothing: the replay buffer allocates
 its frame store at the first ``add()``, and its other arrays take about 60 bytes per transition (6 MB and
@@ -37,7 +55,12 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+import os
+import random
+import re
+import socket
 import sys
+import time
 import warnings
 from collections.abc import Collection
 from pathlib import Path
@@ -45,6 +68,7 @@ from types import ModuleType
 from typing import Any
 
 from sb3_gaara.algorithms import BY_ZOO_NAME
+from sb3_gaara.common.env_steps import env_steps, get_action_repeat
 from sb3_gaara.common.saving import DurableSaves
 from sb3_gaara.envs import register_dmc_envs
 from sb3_gaara.evaluation import EnvStepEvalCallback
@@ -129,6 +153,198 @@ def protocol_eval_callback(manager: Any) -> EnvStepEvalCallback | None:
     )
 
 
+#: Seconds the database server named by ``--storage`` has to accept a connection before the command stops.
+STORAGE_CONNECT_TIMEOUT_S = 5
+
+#: Trial user attributes set for our algorithms: the worker that ran the trial (``<hostname>:<pid>``), and the
+#: environment steps (after action repeat) of each evaluation reported to the pruner, in report order.
+TRIAL_WORKER_ATTR = "worker"
+TRIAL_ENV_STEPS_ATTR = "eval_env_steps"
+
+#: SQLAlchemy driver -> its keyword for a connect timeout in seconds.
+_CONNECT_TIMEOUT_KEYWORDS = {
+    "psycopg2": "connect_timeout",
+    "psycopg": "connect_timeout",
+    "pymysql": "connect_timeout",
+    "mysqldb": "connect_timeout",
+    "pg8000": "timeout",
+}
+
+#: Database backend -> how to install a driver for it.
+_DRIVER_INSTALL = {
+    "postgresql": 'pip install "sb3-gaara[postgres]" (psycopg2)',
+    "mysql": "pip install pymysql and use a mysql+pymysql:// URL",
+    "mariadb": "pip install pymysql and use a mariadb+pymysql:// URL",
+}
+
+_URL_FORM = "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+
+
+def worker_name() -> str:
+    """This process as a sweep worker: ``<hostname>:<pid>`` (the ``worker`` user attribute of its trials)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _masked(storage: str) -> str:
+    """``storage`` with the password of a ``scheme://user:password@host`` URL replaced by ``***``."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", storage)
+
+
+def _with_installed_driver(url: Any) -> Any:
+    """``url`` (a SQLAlchemy ``URL``), with ``postgresql+psycopg2`` for a bare ``postgresql`` when SQLAlchemy's
+    default PostgreSQL driver (psycopg 3 since SQLAlchemy 2.1) is not installed and psycopg2 is (``sb3-gaara[postgres]``).
+    Raises ``ImportError`` when neither is."""
+    dialect = url.get_dialect()
+    if url.drivername != "postgresql" or not hasattr(dialect, "import_dbapi"):  # SQLAlchemy < 2: psycopg2 already
+        return url
+    try:
+        dialect.import_dbapi()
+    except ImportError:
+        try:
+            import psycopg2  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            return url.set(drivername="postgresql+psycopg2")
+        raise
+    return url
+
+
+def _connect_args(url: Any) -> dict[str, Any]:
+    keyword = _CONNECT_TIMEOUT_KEYWORDS.get(url.get_driver_name())
+    return {keyword: STORAGE_CONNECT_TIMEOUT_S} if keyword else {}
+
+
+def _connection_fix(backend: str, reason: str) -> str:
+    """What to do about a failed connection, from the driver's ``reason``."""
+    if backend == "sqlite":
+        return "Check that the file's folder exists and is writable (sqlite:///relative.db, sqlite:////absolute.db)."
+    lowered = reason.lower()
+    if ("database" in lowered and "does not exist" in lowered) or "unknown database" in lowered:
+        return f"Create the database first (createdb -h HOST -p PORT -U USER DATABASE), or fix its name ({_URL_FORM})."
+    if "authentication" in lowered or "access denied" in lowered or ("role" in lowered and "does not exist" in lowered):
+        return f"Check the user and the password in the URL ({_URL_FORM})."
+    return f"Start the database server, or check the host, port, user, password and database in the URL ({_URL_FORM})."
+
+
+def storage_url(storage: str) -> str:
+    """Check the ``--storage`` of ``-optimize`` / ``--trial-id`` and return the URL optuna should open.
+
+    A JournalStorage file (``*.log``) is returned as it is. A database URL must parse, have its driver installed and
+    accept a connection within :data:`STORAGE_CONNECT_TIMEOUT_S` seconds; otherwise ``SystemExit`` with one message
+    that names the URL (password masked), the driver's reason and the fix, which Python prints without a traceback.
+    A ``postgresql://`` URL comes back as ``postgresql+psycopg2://`` when only psycopg2 is installed.
+    """
+    if storage.endswith(".log"):
+        return storage
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    shown = _masked(storage)
+    try:
+        url = sqlalchemy.engine.make_url(storage)
+    except sqlalchemy.exc.ArgumentError:
+        raise SystemExit(
+            f"--storage {shown} is neither a database URL ({_URL_FORM}, sqlite:///study.db) "
+            "nor a JournalStorage file ending in .log."
+        ) from None
+    shown = url.render_as_string(hide_password=True)
+    backend = url.get_backend_name()
+    try:
+        resolved = _with_installed_driver(url)
+        engine = sqlalchemy.create_engine(resolved, poolclass=NullPool, connect_args=_connect_args(resolved))
+    except sqlalchemy.exc.NoSuchModuleError:
+        hint = " Write postgresql://, not postgres://." if backend == "postgres" else ""
+        raise SystemExit(
+            f"--storage {shown}: SQLAlchemy knows no database {url.drivername!r}.{hint} Expected e.g. {_URL_FORM}."
+        ) from None
+    except ImportError as error:
+        install = _DRIVER_INSTALL.get(backend, f"install a Python driver for {backend}")
+        raise SystemExit(
+            f"--storage {shown}: the database driver is not installed ({error}). Install it: {install}."
+        ) from None
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.DBAPIError as error:
+        # the driver's message, on one line
+        reason = "; ".join(line.strip() for line in str(error.orig).splitlines() if line.strip())
+        reason = reason if reason.endswith((".", "?", "!")) else f"{reason}."
+        raise SystemExit(
+            f"Cannot connect to the Optuna storage {shown} (--storage): {reason} {_connection_fix(backend, reason)}"
+        ) from None
+    finally:
+        engine.dispose()
+    return storage if resolved is url else resolved.render_as_string(hide_password=False)
+
+
+def prepare_storage(storage: str, attempts: int = 5) -> None:
+    """Create optuna's tables in the database of ``storage`` (a URL that :func:`storage_url` accepted), if needed.
+
+    Several workers started at once on a fresh database all create the tables; in PostgreSQL all but one then fail
+    (``UniqueViolation`` on ``pg_type_typname_nsp_index``, or a deadlock). Here a failed attempt waits a little and
+    tries again: the tables are there by then and the next ``RDBStorage`` only reads them. A JournalStorage file
+    needs nothing.
+    """
+    if storage.endswith(".log"):
+        return
+    import optuna
+    import sqlalchemy
+
+    for attempt in range(1, attempts + 1):
+        try:
+            rdb = optuna.storages.RDBStorage(
+                storage, engine_kwargs={"connect_args": _connect_args(sqlalchemy.engine.make_url(storage))}
+            )
+        except (sqlalchemy.exc.DBAPIError, optuna.exceptions.StorageInternalError):
+            if attempt == attempts:
+                raise
+            time.sleep(random.uniform(0.2, 0.6) * attempt)
+        else:
+            rdb.engine.dispose()
+            return
+
+
+@functools.cache
+def trial_eval_callback_class() -> type:
+    """rl-zoo3's ``TrialEvalCallback``, which for our algorithms also records each evaluation's environment steps.
+
+    rl-zoo3's objective evaluates a trial ``--n-evaluations`` times (every ``n_timesteps // n_evaluations`` agent
+    steps) and reports the mean return to the pruner at step 1, 2, ...; the pruners' settings (``n_warmup_steps``,
+    the halving pruner's rungs) count those steps, so they stay the report's step. This subclass adds, after each
+    report, the environment steps trained so far (agent steps times the action repeat) to
+    ``trial.user_attrs["eval_env_steps"]``, and warns when the evaluation env repeats actions differently from the
+    training env. For other algorithms it is rl-zoo3's class unchanged.
+    """
+    from rl_zoo3.callbacks import TrialEvalCallback
+
+    class ProtocolTrialEvalCallback(TrialEvalCallback):
+        __doc__ = trial_eval_callback_class.__doc__
+
+        def _init_callback(self) -> None:
+            super()._init_callback()
+            self.eval_env_steps: list[int] = []
+            self.action_repeat: int | None = None
+            if isinstance(self.model, tuple(ZOO_ALGORITHMS.values())):
+                self.action_repeat = get_action_repeat(self.training_env)
+                eval_repeat = get_action_repeat(self.eval_env)
+                if eval_repeat != self.action_repeat:
+                    warnings.warn(
+                        f"The trial's evaluation env repeats actions {eval_repeat} times, training {self.action_repeat}: "
+                        "its returns are not comparable with the papers' at the same environment steps."
+                    )
+
+        def _on_step(self) -> bool:
+            reports = self.eval_idx
+            continue_training = bool(super()._on_step())
+            if self.action_repeat is not None and self.eval_idx > reports:
+                self.eval_env_steps.append(int(env_steps(self.num_timesteps, self.action_repeat)))
+                self.trial.set_user_attr(TRIAL_ENV_STEPS_ATTR, list(self.eval_env_steps))
+            return continue_training
+
+    return ProtocolTrialEvalCallback
+
+
 def hyperparams_path(algo: str) -> Path:
     """Path of the shipped hyper-parameter file of an rl-zoo3 algorithm name, e.g. ``gaara_sac``."""
     return HYPERPARAMS_DIR / f"{algo}.yml"
@@ -184,7 +400,8 @@ def patch_hyperparams_opt(hyperparams_opt: ModuleType) -> None:
 
 def patch_exp_manager(exp_manager: ModuleType) -> None:
     """Point ``ExperimentManager`` at the shipped hyper-parameters, check their names, clean resume loads, keep the
-    yml's ``env_kwargs`` and evaluate on the papers' protocol (see the module docstring).
+    yml's ``env_kwargs``, evaluate on the papers' protocol, and check ``--storage``, prepare it and label the trials of
+    ``-optimize`` (see the module docstring).
 
     The names are checked on the dict that ``_preprocess_action_noise`` returns: in rl-zoo3 2.9 that is
     ``setup_experiment``'s final ``self._hyperparams``, which it passes whole to the constructor (training,
@@ -205,6 +422,8 @@ def patch_exp_manager(exp_manager: ModuleType) -> None:
             bound.arguments["config"] = str(hyperparams_path(algo))
         original_init(*bound.args, **bound.kwargs)
         self._sb3_gaara_eval_chosen = tuple(_user_chose(bound.arguments, name) for name in _ZOO_EVAL_OPTIONS)
+        if algo in ZOO_ALGORITHMS and self.storage is not None:
+            self.storage = storage_url(self.storage)  # stops here, before any env or model, if it cannot be opened
 
     original_preprocess_action_noise = manager_class._preprocess_action_noise
 
@@ -268,9 +487,32 @@ def patch_exp_manager(exp_manager: ModuleType) -> None:
         if callback is not None:
             self.callbacks.append(callback)
 
+    original_hyperparameters_optimization = manager_class.hyperparameters_optimization
+
+    @functools.wraps(original_hyperparameters_optimization)
+    def hyperparameters_optimization(self: Any) -> None:
+        if self.algo in ZOO_ALGORITHMS and self.storage is not None:
+            prepare_storage(self.storage)
+        return original_hyperparameters_optimization(self)
+
+    original_objective = manager_class.objective
+
+    @functools.wraps(original_objective)
+    def objective(self: Any, trial: Any) -> float:
+        if self.algo in ZOO_ALGORITHMS:
+            trial.set_user_attr(TRIAL_WORKER_ATTR, worker_name())
+            self.deterministic_eval = True
+            if not self._sb3_gaara_eval_chosen[1]:
+                self.n_eval_episodes = PROTOCOL_EVAL_EPISODES
+        return float(original_objective(self, trial))
+
     manager_class.__init__ = __init__
+    manager_class.hyperparameters_optimization = hyperparameters_optimization
+    manager_class.objective = objective
     manager_class.read_hyperparameters = read_hyperparameters
     manager_class.create_callbacks = create_callbacks
     manager_class._preprocess_action_noise = _preprocess_action_noise
     manager_class._load_pretrained_agent = _load_pretrained_agent
+    # rl-zoo3's objective builds its TrialEvalCallback by this module-level name.
+    exp_manager.TrialEvalCallback = trial_eval_callback_class()  # type: ignore[attr-defined]
     manager_class._sb3_gaara_patched = True
