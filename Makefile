@@ -47,7 +47,7 @@ test: install-dev
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-slow: install-dev
-	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m slow --durations=15 $(PYTEST_ARGS)
 
 lint: install-dev
 	$(VENV)/bin/ruff check sb3_gaara tests examples scripts

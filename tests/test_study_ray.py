@@ -137,44 +137,54 @@ def _study(out: Path, *flags: str) -> subprocess.CompletedProcess:
     )
 
 
+def _sessions(run_dir: Path) -> list[dict]:
+    path = run_dir / "sessions.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _wait_for(condition, driver: subprocess.Popen, what: str) -> None:
+    deadline = time.time() + 300
+    while not condition():
+        assert driver.poll() is None, f"the driver exited before {what}"
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
 @pytest.mark.slow
-def test_a_study_on_a_two_node_ray_cluster_survives_a_killed_worker(tmp_path) -> None:
-    """A Ray head and a second node on 127.0.0.1 (one CPU each), the tiny grid through them, and the worker running
-    seed 0 killed (SIGKILL) after its first checkpoint: every run finishes, the killed run's retry resumed from its
-    checkpoint (its second session starts there, on another process), and curves.csv equals the local run's."""
+def test_a_study_on_a_two_node_ray_cluster_survives_a_killed_worker_and_a_killed_driver(tmp_path) -> None:
+    """A Ray head and a second node on 127.0.0.1 (one CPU each) run the tiny grid. The worker running seed 0 is killed
+    (SIGKILL) after its first checkpoint; once Ray's retry has resumed it, the driver is killed too and the same
+    command started again. Every run finishes; each session of seed 0 after the first resumed from its checkpoint
+    (the environment-step counter never restarted); and curves.csv equals the one the same grid writes locally."""
     port = _free_port()
     common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--disable-usage-stats"]
     out = tmp_path / "ray"
+    command = [sys.executable, "-m", "sb3_gaara.study", *TINY_GRID, "--out", str(out)]
+    command += ["--ray-address", f"127.0.0.1:{port}", "--progress-every", "2"]
+    run_dir = out / "runs" / "pixel_reach" / "gaara" / "seed_0"
     try:
         _ray("start", "--head", "--port", str(port), "--include-dashboard", "false", *common)
         _ray("start", "--address", f"127.0.0.1:{port}", *common)
-        flags = ["--out", str(out), "--ray-address", f"127.0.0.1:{port}", "--progress-every", "2"]
-        driver = subprocess.Popen(
-            [sys.executable, "-m", "sb3_gaara.study", *TINY_GRID, *flags],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=CLUSTER_ENV,
-        )
-        run_dir = out / "runs" / "pixel_reach" / "gaara" / "seed_0"
-        deadline = time.time() + 300
-        while not (run_dir / "checkpoint.json").exists():
-            assert driver.poll() is None and time.time() < deadline, "the run never checkpointed"
-            time.sleep(0.1)
-        checkpoint = json.loads((run_dir / "checkpoint.json").read_text())
+        driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=CLUSTER_ENV)
+        _wait_for(lambda: (run_dir / "checkpoint.json").exists(), driver, "seed 0's first checkpoint")
         killed = json.loads((run_dir / "progress.json").read_text())["pid"]
         os.kill(killed, signal.SIGKILL)
-        output, _ = driver.communicate(timeout=400)
-        assert driver.returncode == 0, output
+        _wait_for(lambda: len(_sessions(run_dir)) == 2, driver, "Ray's retry of seed 0")
+        driver.kill()
+        first_output, _ = driver.communicate(timeout=60)
+        restarted = subprocess.run(command, capture_output=True, text=True, timeout=400, env=CLUSTER_ENV)
+        assert restarted.returncode == 0, restarted.stdout + restarted.stderr
     finally:
         _ray("stop", "--force")
 
-    assert "[study] progress after" in output and "running" in output
-    assert "[study] {'done': 3}" in output
-    sessions = [json.loads(line) for line in (run_dir / "sessions.jsonl").read_text().splitlines()]
-    assert len(sessions) == 2 and sessions[0]["pid"] == killed != sessions[1]["pid"]
-    assert 0 < sessions[1]["env_steps"] == checkpoint["env_steps"] < 400
-    assert sessions[1]["resumed_from"] == checkpoint["dir"] and sessions[1]["exact"] is True
+    assert "[study] progress after" in first_output + restarted.stdout
+    assert "failed (" not in restarted.stdout and "[study] pixel_reach/gaara/seed_0: done" in restarted.stdout
+    sessions = _sessions(run_dir)
+    assert len(sessions) == 3 and sessions[0]["pid"] == killed and len({s["pid"] for s in sessions}) == 3
+    assert sessions[0]["env_steps"] == 0 and sessions[0]["resumed_from"] is None
+    for session in sessions[1:]:  # resumed, exactly, from a checkpoint past the start
+        assert session["resumed_from"] == f"ckpt_{session['env_steps']:09d}" and session["exact"] is True
+        assert 0 < session["env_steps"] < 400
     assert json.loads((run_dir / "done.json").read_text())["env_steps"] == 400
 
     local = _study(tmp_path / "local")
