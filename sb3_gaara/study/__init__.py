@@ -27,7 +27,9 @@ The package, one concept per module:
 
 * :mod:`~sb3_gaara.study.catalogue`: tasks, agents (from :data:`sb3_gaara.VARIANTS`), presets, published scores;
 * :mod:`~sb3_gaara.study.run`: one run (:class:`RunConfig`, :func:`run_training`) and the random baseline;
-* :mod:`~sb3_gaara.study.scheduling`: jobs in worker processes, SIGTERM / Ctrl-C as a :class:`StopRequest`;
+* :mod:`~sb3_gaara.study.scheduling`: jobs in worker processes, SIGTERM / Ctrl-C as a :class:`StopRequest`, the
+  progress lines;
+* :mod:`~sb3_gaara.study.ray_scheduling`: jobs as Ray tasks on a cluster (``--ray-address``; Ray imported only there);
 * :mod:`~sb3_gaara.study.report`: curve CSVs, aggregation, milestone scores, ``results.md``, plots;
 * :mod:`~sb3_gaara.study.cli`: arguments, the grid, :func:`main`.
 """
