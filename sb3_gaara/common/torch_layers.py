@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 import torch as th
 import torch.nn.functional as F
@@ -37,6 +39,38 @@ def conv_output_size(image_size: int, num_layers: int) -> int:
     """Side of the encoder's last feature map: one 3x3 stride-2 conv, then ``num_layers - 1`` 3x3 stride-1."""
     size = (image_size - 3) // 2 + 1
     return size - 2 * (num_layers - 1)
+
+
+def tied_encoder_kwargs(
+    policy_name: str,
+    share_features_extractor: bool,
+    features_extractor_class: type[BaseFeaturesExtractor],
+    features_extractor_kwargs: dict[str, Any] | None,
+    image_size: int,
+    why_pixel_encoder: str,
+) -> dict[str, Any]:
+    """Check the arguments of a policy whose actor borrows the critic's :class:`PixelEncoder` convolutions (GAARA's,
+    DrQ-v2's) and return its encoder's keyword arguments, with ``image_size``.
+
+    :param why_pixel_encoder: what the policy does with the convolutions, for the message when the class is another
+    """
+    if share_features_extractor:
+        raise ValueError(
+            f"{policy_name} ties the actor's convolutions to the critic's itself and trains them with the critic loss; "
+            "SB3's share_features_extractor=True would train them with the actor loss instead. Leave it False."
+        )
+    if not issubclass(features_extractor_class, PixelEncoder):
+        raise ValueError(
+            f"{policy_name} needs a PixelEncoder features extractor ({why_pixel_encoder}), "
+            f"got {features_extractor_class.__name__}."
+        )
+    kwargs = dict(features_extractor_kwargs or {})
+    if kwargs.setdefault("image_size", image_size) != image_size:
+        raise ValueError(
+            f"features_extractor_kwargs['image_size']={kwargs['image_size']} disagrees with "
+            f"image_size={image_size}; set image_size only."
+        )
+    return kwargs
 
 
 class PixelEncoder(BaseFeaturesExtractor):

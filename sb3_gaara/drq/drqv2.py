@@ -40,7 +40,7 @@ from sb3_gaara.common.env_steps import env_steps, get_action_repeat
 from sb3_gaara.common.losses import preprocess_reconstruction_target, reconstruction_loss
 from sb3_gaara.common.preprocessing import check_pixel_observation_space, warn_if_single_frame
 from sb3_gaara.common.saving import DurableSaves
-from sb3_gaara.common.torch_layers import PixelDecoder, PixelEncoder
+from sb3_gaara.common.torch_layers import PixelDecoder, PixelEncoder, tied_encoder_kwargs
 from sb3_gaara.drq.nstep_buffer import NStepPixelReplayBuffer
 
 SelfDrQv2 = TypeVar("SelfDrQv2", bound="DrQv2")
@@ -189,22 +189,14 @@ class DrQv2Policy(TD3Policy):
         image_size: int = 84,
         use_decoder: bool = False,
     ) -> None:
-        if share_features_extractor:
-            raise ValueError(
-                "DrQv2Policy ties the actor's convolutions to the critic's itself and trains them with the critic loss; "
-                "SB3's share_features_extractor=True would train them with the actor loss instead. Leave it False."
-            )
-        if not issubclass(features_extractor_class, PixelEncoder):
-            raise ValueError(
-                f"DrQv2Policy needs a PixelEncoder features extractor (its convolutions are tied between the actor, the "
-                f"critic and the target), got {features_extractor_class.__name__}."
-            )
-        features_extractor_kwargs = dict(features_extractor_kwargs or {})
-        if features_extractor_kwargs.setdefault("image_size", image_size) != image_size:
-            raise ValueError(
-                f"features_extractor_kwargs['image_size']={features_extractor_kwargs['image_size']} disagrees with "
-                f"image_size={image_size}; set image_size only."
-            )
+        features_extractor_kwargs = tied_encoder_kwargs(
+            "DrQv2Policy",
+            share_features_extractor,
+            features_extractor_class,
+            features_extractor_kwargs,
+            image_size,
+            why_pixel_encoder="its convolutions are tied between the actor, the critic and the target",
+        )
         self.image_size = image_size
         self.use_decoder = use_decoder
         if optimizer_kwargs is None and optimizer_class is th.optim.Adam:

@@ -12,7 +12,7 @@ from stable_baselines3.common.type_aliases import Schedule
 from stable_baselines3.sac.policies import Actor, SACPolicy
 from torch import nn
 
-from sb3_gaara.common.torch_layers import ComparisonModule, PixelDecoder, PixelEncoder, weight_init
+from sb3_gaara.common.torch_layers import ComparisonModule, PixelDecoder, PixelEncoder, tied_encoder_kwargs, weight_init
 
 #: ``conv_dtype`` names of :class:`GAARAPolicy` and the autocast dtype of each (``None``: no autocast)
 CONV_DTYPES: dict[str, th.dtype | None] = {"float32": None, "bfloat16": th.bfloat16}
@@ -137,24 +137,16 @@ class GAARAPolicy(SACPolicy):
                 f"{', '.join(ignored)}: SB3 uses these only with gSDE (use_sde=True), which GAARAPolicy does not support, "
                 "so they would be ignored. Remove them from policy_kwargs."
             )
-        if share_features_extractor:
-            raise ValueError(
-                "GAARAPolicy ties the actor's convolutions to the critic's itself and trains them with the critic "
-                "loss; SB3's share_features_extractor=True would train them with the actor loss instead. Leave it False."
-            )
         if use_sde:
             raise ValueError("GAARAPolicy does not support gSDE (use_sde=True): SAC+GAARA explores with its Gaussian policy.")
-        if not issubclass(features_extractor_class, PixelEncoder):
-            raise ValueError(
-                f"GAARAPolicy needs a PixelEncoder features extractor (its convolutions are tied and decoded), "
-                f"got {features_extractor_class.__name__}."
-            )
-        features_extractor_kwargs = dict(features_extractor_kwargs or {})
-        if features_extractor_kwargs.setdefault("image_size", image_size) != image_size:
-            raise ValueError(
-                f"features_extractor_kwargs['image_size']={features_extractor_kwargs['image_size']} disagrees with "
-                f"image_size={image_size}; set image_size only."
-            )
+        features_extractor_kwargs = tied_encoder_kwargs(
+            "GAARAPolicy",
+            share_features_extractor,
+            features_extractor_class,
+            features_extractor_kwargs,
+            image_size,
+            why_pixel_encoder="its convolutions are tied and decoded",
+        )
         self.image_size = image_size
         self.log_std_min = log_std_min
         self.log_std_max = log_std_max
