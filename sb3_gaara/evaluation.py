@@ -69,6 +69,17 @@ def make_eval_env(
     return make_vec_env(env_id, n_envs=1, seed=seed, env_kwargs=env_kwargs, **wrapper)
 
 
+def warn_if_action_repeats_differ(eval_repeat: int, train_repeat: int) -> None:
+    """Warn when the evaluation env repeats actions another number of times than training counts: returns are sums
+    over a fixed number of simulator steps only if both envs repeat alike."""
+    if eval_repeat != train_repeat:
+        warnings.warn(
+            f"The evaluation env repeats actions {eval_repeat} times, training counts {train_repeat}: "
+            "its returns are not comparable with the papers' at the same environment steps.",
+            stacklevel=3,
+        )
+
+
 class EnvStepEvalCallback(EvalCallback):
     """SB3's ``EvalCallback``, scheduled and labelled in environment steps (after action repeat).
 
@@ -162,12 +173,7 @@ class EnvStepEvalCallback(EvalCallback):
             self.action_repeat = train_repeat
         if self.eval_freq_agent_steps is not None:
             self.eval_freq_env_steps = env_steps(self.eval_freq_agent_steps, self.action_repeat)
-        if eval_repeat != self.action_repeat:
-            # Returns are sums over a fixed number of simulator steps only if both envs repeat alike.
-            warnings.warn(
-                f"The evaluation env repeats actions {eval_repeat} times, training counts {self.action_repeat}: "
-                "its returns are not comparable with the papers' at the same environment steps."
-            )
+        warn_if_action_repeats_differ(eval_repeat, self.action_repeat)
 
     def _on_training_start(self) -> None:
         freq = self.eval_freq_env_steps

@@ -71,7 +71,7 @@ from sb3_gaara.algorithms import BY_ZOO_NAME
 from sb3_gaara.common.env_steps import env_steps, get_action_repeat
 from sb3_gaara.common.saving import DurableSaves
 from sb3_gaara.envs import register_dmc_envs
-from sb3_gaara.evaluation import EnvStepEvalCallback
+from sb3_gaara.evaluation import EnvStepEvalCallback, warn_if_action_repeats_differ
 
 #: rl-zoo3 ``--algo`` name -> algorithm class, the library's list of algorithms (:mod:`sb3_gaara.algorithms`).
 ZOO_ALGORITHMS: dict[str, type[DurableSaves]] = dict(BY_ZOO_NAME)
@@ -327,12 +327,7 @@ def trial_eval_callback_class() -> type:
             self.action_repeat: int | None = None
             if isinstance(self.model, tuple(ZOO_ALGORITHMS.values())):
                 self.action_repeat = get_action_repeat(self.training_env)
-                eval_repeat = get_action_repeat(self.eval_env)
-                if eval_repeat != self.action_repeat:
-                    warnings.warn(
-                        f"The trial's evaluation env repeats actions {eval_repeat} times, training {self.action_repeat}: "
-                        "its returns are not comparable with the papers' at the same environment steps."
-                    )
+                warn_if_action_repeats_differ(get_action_repeat(self.eval_env), self.action_repeat)
 
         def _on_step(self) -> bool:
             reports = self.eval_idx
