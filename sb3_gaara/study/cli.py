@@ -175,8 +175,9 @@ def build_grid(args: argparse.Namespace) -> tuple[list[tuple[str, str]], dict[st
     for key, default in RUNTIME_DEFAULTS.items():
         value = getattr(args, key)  # None: not given (0 is a value: --time-limit 0 lifts a preset's limit)
         settings[key] = value if value is not None else preset.get(key, default)
-    model_kwargs = {**preset.get("model_kwargs", {}), **(getattr(args, "hyperparams", None) or {})}
-    _check_hyperparams(getattr(args, "hyperparams", None) or {}, {agent for _, agent in pairs})
+    hyperparams = args.hyperparams or {}
+    _check_hyperparams(hyperparams, {agent for _, agent in pairs})
+    model_kwargs = {**preset.get("model_kwargs", {}), **hyperparams}
     if args.cuda_graphs is not None:
         model_kwargs["cuda_graphs"] = args.cuda_graphs
     settings["model_kwargs"] = model_kwargs
@@ -213,14 +214,13 @@ def _check_hyperparams(hyperparams: Mapping[str, Any], agents: set[str]) -> None
 
 def _cluster_settings(args: argparse.Namespace, settings: dict[str, Any]) -> None:
     """``ray`` (a :class:`RayOptions` or ``None``) and the torch ``threads`` of a run, checked."""
-    address = getattr(args, "ray_address", None)
-    cpus, gpus, retries = (getattr(args, name, default) for name, default in _CLUSTER_DEFAULTS)
+    address, cpus, gpus, retries = args.ray_address, args.cpus_per_run, args.gpus_per_run, args.max_retries
     if cpus <= 0 or gpus < 0 or retries < 0:
         raise SystemExit(
             f"--cpus-per-run must be positive, --gpus-per-run and --max-retries at least 0; got {cpus:g}, {gpus:g}, {retries}."
         )
     if address is not None:
-        if getattr(args, "workers", None) not in (None, 1):
+        if args.workers not in (None, 1):
             raise SystemExit(
                 f"--workers {args.workers} runs local processes; with --ray-address the cluster's size and "
                 "--cpus-per-run / --gpus-per-run decide how many runs run at once. Drop --workers."
@@ -229,12 +229,7 @@ def _cluster_settings(args: argparse.Namespace, settings: dict[str, Any]) -> Non
         settings["ray_address"] = address
     else:
         settings["ray"] = None
-    threads = getattr(args, "threads", None)
-    settings["threads"] = threads if threads is not None else max(1, int(cpus)) if address is not None else 1
-
-
-#: ``--cpus-per-run``, ``--gpus-per-run`` and ``--max-retries`` with their defaults
-_CLUSTER_DEFAULTS = (("cpus_per_run", 1.0), ("gpus_per_run", 0.0), ("max_retries", 3))
+    settings["threads"] = args.threads if args.threads is not None else max(1, int(cpus)) if address is not None else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
