@@ -6,8 +6,9 @@ from __future__ import annotations
 from sb3_gaara.common.saving import DurableSaves
 from sb3_gaara.drq import ALGORITHMS as DRQ_ALGORITHMS
 from sb3_gaara.gaara.gaara_sac import ALGORITHMS as GAARA_ALGORITHMS
+from sb3_gaara.slac import ALGORITHMS as SLAC_ALGORITHMS
 
-#: the GAARA family (GAARASAC, SACAE, CURLSAC), then the DrQ family (DrQ, DrQv2)
-ALGORITHMS: tuple[type[DurableSaves], ...] = (*GAARA_ALGORITHMS, *DRQ_ALGORITHMS)
+#: the GAARA family (GAARASAC, SACAE, CURLSAC), the DrQ family (DrQ, DrQv2), then SLAC
+ALGORITHMS: tuple[type[DurableSaves], ...] = (*GAARA_ALGORITHMS, *DRQ_ALGORITHMS, *SLAC_ALGORITHMS)
 #: ``--algo`` name -> class
 BY_ZOO_NAME: dict[str, type[DurableSaves]] = {algorithm.zoo_name: algorithm for algorithm in ALGORITHMS}

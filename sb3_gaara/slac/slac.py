@@ -1,0 +1,453 @@
+"""SLAC (Lee, Nagabandi, Abbeel & Levine, "Stochastic Latent Actor-Critic: Deep Reinforcement Learning with a Latent
+Variable Model", NeurIPS 2020) on Stable-Baselines3's SAC.
+
+SLAC learns a sequential latent variable model of the frames (:mod:`sb3_gaara.slac.latent_model`) and runs SAC with
+the critic on the model's latent samples and the actor on the history of encoded frames and past actions
+(:mod:`sb3_gaara.slac.policies`), both on sequences replayed from the frame-once store
+(:mod:`sb3_gaara.slac.sequence_buffer`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+import torch.nn.functional as F
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.logger import Image, TensorBoardOutputFormat
+from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import polyak_update
+from stable_baselines3.sac import SAC
+
+from sb3_gaara.common.preprocessing import channel_first_shape, check_pixel_observation_space
+from sb3_gaara.common.saving import DurableSaves
+from sb3_gaara.plotting import reconstruction_grid
+from sb3_gaara.slac.latent_model import check_image_size
+from sb3_gaara.slac.policies import CnnPolicy, SLACHistory, SLACPolicy, advance_history, record_action
+from sb3_gaara.slac.sequence_buffer import SequenceReplayBuffer, SequenceSamples
+
+SelfSLAC = TypeVar("SelfSLAC", bound="SLAC")
+
+
+class SLAC(DurableSaves, SAC):
+    """Stochastic latent actor-critic from pixels.
+
+    ``SLAC("CnnPolicy", env)`` trains with the paper's settings (appendix B): frames of 64 x 64 px, one per
+    observation (``dmc-*``: ``env_kwargs=dict(height=64, width=64, frame_stack=1)``; the action repeats of the PlaNet
+    benchmark, the ``dmc-*`` ids' defaults: cheetah 4, walker 2, ball_in_cup 4, finger 2, cartpole 8, reacher 4);
+    sequences of 8 observations; latents ``z1`` of 32 and ``z2`` of 256; Adam at 1e-4 for the model (batch 32 sequences)
+    and 3e-4 for the actor, the critic and the temperature (batch 256 sequences); ``gamma=0.99``, ``tau=0.005``, the
+    temperature learned from 1 towards an entropy of ``-action_dim``; 10k agent steps of random actions, then 100k
+    model updates (``model_pretraining_steps``) before the first agent update; then one model and one agent update
+    per agent step.
+
+    One agent step of training (:meth:`train`):
+
+    1. **model** (:meth:`model_step`): a batch of ``model_batch_size`` sequences, the loss
+       ``-(sum_t log p(x_t | z_t) - KL terms + sum_t log p(r_t | z_t, a_t, z_{t+1}))`` on posterior samples
+       (:meth:`sb3_gaara.slac.latent_model.LatentModel.loss`), the model's Adam;
+    2. **agent** (:meth:`agent_step`): a batch of ``batch_size`` sequences filtered by the posterior without gradient,
+       ``z_{S-1}`` and ``z_S`` its last two latent samples; SB3's SAC update with ``Q(z_{S-1}, a_{S-1})`` regressed on
+       ``r_{S-1} + gamma (1 - done) (min Q_target(z_S, a') - alpha log pi(a' | h))`` and the actor on
+       ``alpha log pi(a | h) - min Q(z_S, a)``, where ``h`` is the encoded frames ``x_{1:S}`` (detached) and the actions
+       ``a_{1:S-1}`` (the paper's ``J_Q`` and ``J_pi``, §5).
+
+    Where it departs from the public SLAC code, and why:
+
+    * the critic's loss is SB3's ``0.5 * sum of MSEs`` (the paper's ``J_Q``); the public PyTorch port omits the 0.5,
+      which Adam's step size does not see;
+    * the temperature's loss is SB3's, on ``log alpha`` (the port's too); SB3's order within an update is kept:
+      temperature, critic, actor, then the target's EMA;
+    * the reward's log-likelihood counts every step of a sequence, the last included when it ends the episode (the
+      port masks the reward of a terminal step; DeepMind Control has none);
+    * sequences hold ``sequence_length`` observations and ``sequence_length - 1`` actions, as the paper's notation
+      (``x_{1:tau+1}``, ``a_{1:tau}``) and original code; the PyTorch port's hold one step more.
+
+    Acting carries the actor's history across steps (:class:`~sb3_gaara.slac.policies.SLACHistory`): ``model.predict``
+    takes and returns it as SB3's recurrent ``state`` and clears it where ``episode_start`` is set, so SB3's
+    ``evaluate_policy``, rl-zoo3's ``enjoy`` and ``record_video`` and the package's evaluation protocol act as in
+    training. While training, the history of each env lives in the model (and is saved with it).
+
+    :param sequence_length: observations per sequence ``S``, also the frames of the actor's history (8)
+    :param model_learning_rate: learning rate of the model's Adam (1e-4)
+    :param model_batch_size: sequences per model update (32)
+    :param model_pretraining_steps: model updates before the first agent update (100k, the paper's); they run in the
+        first ``train()`` call, after ``learning_starts`` steps of random actions have filled the buffer
+    :param reconstruction_log_interval: every this many model updates, write a replayed sequence and the decoder's
+        reconstruction of it as the TensorBoard image ``train/reconstructions`` (only when the logger writes TensorBoard:
+        ``tensorboard_log=...``); 0 turns it off
+    The other parameters are SB3's ``SAC``'s, with the paper's defaults (``batch_size`` is the agent's batch of
+    sequences). ``buffer_size`` defaults to 100k transitions (the PyTorch port's; 1.2 GB of 64 px frames).
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"CnnPolicy": CnnPolicy, "SLACPolicy": SLACPolicy}
+    #: ``--algo`` name in the RL Zoo
+    zoo_name: ClassVar[str] = "slac"
+    #: arguments that decide the saved networks: ``load`` refuses to override them
+    architecture_keys: ClassVar[tuple[str, ...]] = ("sequence_length",)
+    policy: SLACPolicy  # type: ignore[assignment]
+    replay_buffer: SequenceReplayBuffer
+
+    def __init__(
+        self,
+        policy: str | type[SLACPolicy],
+        env: GymEnv | str | None,
+        learning_rate: float | Schedule = 3e-4,
+        buffer_size: int = 100_000,
+        learning_starts: int = 10_000,
+        batch_size: int = 256,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 1,
+        gradient_steps: int = 1,
+        action_noise: ActionNoise | None = None,
+        replay_buffer_class: type[ReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        ent_coef: str | float = "auto",
+        target_update_interval: int = 1,
+        target_entropy: str | float = "auto",
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        sequence_length: int = 8,
+        model_learning_rate: float = 1e-4,
+        model_batch_size: int = 32,
+        model_pretraining_steps: int = 100_000,
+        reconstruction_log_interval: int = 10_000,
+        _init_setup_model: bool = True,
+    ) -> None:
+        self.sequence_length = sequence_length
+        self.model_learning_rate = model_learning_rate
+        self.model_batch_size = model_batch_size
+        self.model_pretraining_steps = model_pretraining_steps
+        self.reconstruction_log_interval = reconstruction_log_interval
+        self._check_hyperparameters()
+        if _init_setup_model and env is not None and not isinstance(env, str):
+            # Fail here, before SB3 wraps the env, with a message that says what to change.
+            _check_observation_space(env.observation_space)
+            _check_action_space(env.action_space)
+        super().__init__(
+            policy,  # type: ignore[arg-type]
+            env,  # type: ignore[arg-type]
+            learning_rate=learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            tau=tau,
+            gamma=gamma,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            action_noise=action_noise,
+            replay_buffer_class=replay_buffer_class,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            ent_coef=ent_coef,
+            target_update_interval=target_update_interval,
+            target_entropy=target_entropy,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            _init_setup_model=False,
+        )
+        #: model updates so far (pretraining included)
+        self._n_model_updates = 0
+        #: the actor's history of each training env (frames and actions), carried across rollouts
+        self._rollout_history: SLACHistory | None = None
+        if _init_setup_model:
+            self._setup_model()
+
+    def _check_hyperparameters(self) -> None:
+        """Reject settings that cannot mean what the user wants, naming the fix."""
+        checks = {
+            "sequence_length": (self.sequence_length, 2, "observations per sequence (SLAC: 8)"),
+            "model_batch_size": (self.model_batch_size, 1, "sequences per model update (SLAC: 32)"),
+            "model_pretraining_steps": (self.model_pretraining_steps, 0, "model updates before the agent's (SLAC: 100000)"),
+            "reconstruction_log_interval": (self.reconstruction_log_interval, 0, "model updates between images (0: off)"),
+        }
+        for name, (value, minimum, meaning) in checks.items():
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, the {meaning}; got {value!r}.")
+        if not isinstance(self.model_learning_rate, (int, float)) or not self.model_learning_rate > 0:
+            raise ValueError(f"model_learning_rate must be a positive number (SLAC: 1e-4), got {self.model_learning_rate!r}.")
+
+    def _setup_model(self) -> None:
+        """SB3's ``SAC._setup_model`` with SLAC's buffer and policy settings, then the model's alias."""
+        _check_observation_space(self.observation_space)
+        _check_action_space(self.action_space)
+        if self.replay_buffer_class is None:
+            self.replay_buffer_class = SequenceReplayBuffer
+        if not issubclass(self.replay_buffer_class, SequenceReplayBuffer):
+            raise ValueError(
+                f"SLAC trains on sequences from SequenceReplayBuffer, got replay_buffer_class="
+                f"{self.replay_buffer_class.__name__}: leave replay_buffer_class unset (or subclass SequenceReplayBuffer)."
+            )
+        decided: dict[str, Any] = {"sequence_length": self.sequence_length}
+        policy_decided = {**decided, "model_learning_rate": self.model_learning_rate}
+        for kwargs, where, keys in (
+            (self.replay_buffer_kwargs, "replay_buffer_kwargs", decided),
+            (self.policy_kwargs, "policy_kwargs", policy_decided),
+        ):
+            for key, expected in keys.items():
+                if key in kwargs and kwargs[key] != expected:
+                    raise ValueError(
+                        f"{where}[{key!r}]={kwargs[key]!r} contradicts the model's {key}={expected!r}; set {key} on SLAC, "
+                        f"not in {where}."
+                    )
+        self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, **decided}
+        # SB3's OffPolicyAlgorithm adds use_sde (False: SLAC has no gSDE) to the policy's arguments.
+        policy_kwargs = {key: value for key, value in self.policy_kwargs.items() if key != "use_sde"}
+        self.policy_kwargs = {**policy_kwargs, **policy_decided}
+        SAC._setup_model(self)
+        self.latent_model = self.policy.latent_model
+
+    # ------------------------------------------------------------------------------------------ acting
+
+    def _sample_action(
+        self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """SB3's ``_sample_action`` with the actor's history: uniform random actions for ``learning_starts`` agent
+        steps, then the actor's sample given the last ``S`` frames and ``S - 1`` actions of each env (zeros before the
+        episode's start). The history records every step, the random ones included, so that the actor's first
+        actions see the frames and actions that preceded them."""
+        assert self._last_obs is not None, "self._last_obs was not set"
+        frames, _ = self.policy.frames(self._last_obs)  # type: ignore[arg-type]
+        history = advance_history(
+            self._rollout_history, frames, self._last_episode_starts, self.policy.action_dim, self.sequence_length
+        )
+        if self.num_timesteps < learning_starts:
+            scaled_action = self.policy.scale_action(np.array([self.action_space.sample() for _ in range(n_envs)]))
+        else:
+            with th.no_grad():
+                scaled_action = self.actor(self.policy.history_input(history), deterministic=False).cpu().numpy()
+        if action_noise is not None:
+            scaled_action = np.clip(scaled_action + action_noise(), -1, 1)
+        self._rollout_history = record_action(history, scaled_action)
+        return self.policy.unscale_action(scaled_action), scaled_action
+
+    def _store_transition(
+        self,
+        replay_buffer: ReplayBuffer,
+        buffer_action: np.ndarray,
+        new_obs: np.ndarray | dict[str, np.ndarray],
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        """SB3's ``_store_transition``; the envs whose episode ended start a new history at the next action."""
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+        self._last_episode_starts = np.asarray(dones, dtype=bool).copy()
+
+    # ------------------------------------------------------------------------------------------ the update
+
+    def train(self, gradient_steps: int, batch_size: int = 256) -> None:
+        """``gradient_steps`` SLAC updates, each a model update then an agent update (class docstring); before the
+        first agent update, ``model_pretraining_steps`` model updates.
+
+        The loop is SB3 2.9's ``SAC.train``: training mode, the learning rates of the actor's, the critic's and the
+        temperature's optimizers from the schedule, ``_n_updates`` counted and the losses logged under ``train/``
+        (means over the call, read with one device synchronisation). The model's learning rate is constant, as in
+        the paper."""
+        self.policy.set_training_mode(True)
+        optimizers = [self.actor.optimizer, self.critic.optimizer]
+        if self.ent_coef_optimizer is not None:
+            optimizers.append(self.ent_coef_optimizer)
+        self._update_learning_rate(optimizers)
+        metrics: dict[str, list[th.Tensor]] = {}
+
+        def record(name: str, value: th.Tensor) -> None:
+            metrics.setdefault(name, []).append(value.detach())
+
+        if self._n_updates == 0 and self._n_model_updates < self.model_pretraining_steps:
+            remaining = self.model_pretraining_steps - self._n_model_updates
+            if self.verbose >= 1:
+                print(f"SLAC: pretraining the latent model for {remaining} updates before the first agent update")
+            for _ in range(remaining):
+                self.model_step(record)
+        for _ in range(gradient_steps):
+            self.model_step(record)
+            self.agent_step(batch_size, record)
+            self._n_updates += 1
+
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/n_model_updates", self._n_model_updates, exclude="tensorboard")
+        if metrics:
+            names = list(metrics)
+            means = th.stack([th.stack(metrics[name]).float().mean() for name in names]).cpu().tolist()
+            for name, value in zip(names, means, strict=True):
+                self.logger.record(f"train/{name}", value)
+
+    def model_step(self, record: Callable[[str, th.Tensor], None]) -> None:
+        """One update of the latent variable model on ``model_batch_size`` sequences (its own Adam)."""
+        sequences = self.replay_buffer.sample(self.model_batch_size, env=self._vec_normalize_env)
+        loss, terms = self.latent_model.loss(sequences.observations, sequences.actions, sequences.rewards)
+        self.latent_model.optimizer.zero_grad()
+        loss.backward()
+        self.latent_model.optimizer.step()
+        self._n_model_updates += 1
+        record("model_loss", loss)
+        record("kl", terms.kl.mean())
+        record("image_log_likelihood", terms.image_log_likelihood.mean())
+        record("reward_log_likelihood", terms.reward_log_likelihood.mean())
+        record("reconstruction_mse", terms.reconstruction_mse)
+        interval = self.reconstruction_log_interval
+        if interval and self._n_model_updates % interval == 0:
+            self.log_reconstructions(sequences.observations[0], sequences.actions[0])
+
+    def agent_step(self, batch_size: int, record: Callable[[str, th.Tensor], None]) -> None:
+        """One SAC update of the temperature, the critic and the actor on ``batch_size`` sequences, then the EMA."""
+        sequences = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+        with th.no_grad():
+            features = self.latent_model.encode(sequences.observations)
+            latents = self.latent_model.posterior(features, sequences.actions).latents
+        history = self.policy.actor_input(features, sequences.actions)
+        self.sac_update(history, latents[:, -2], latents[:, -1], sequences, record)
+        if self._n_updates % self.target_update_interval == 0:
+            polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
+
+    def sac_update(
+        self,
+        history: th.Tensor,
+        latent: th.Tensor,
+        next_latent: th.Tensor,
+        sequences: SequenceSamples,
+        record: Callable[[str, th.Tensor], None],
+    ) -> None:
+        """SB3 2.9's SAC update (temperature, critic, actor, in its order) with the critic on latents and the actor on
+        the history.
+
+        :param history: ``(B, history_dim)`` the actor's input at the sequence's last observation ``x_S``
+        :param latent: ``(B, latent_dim)`` ``z_{S-1}``, the state of the last replayed action
+        :param next_latent: ``(B, latent_dim)`` ``z_S``
+        """
+        actions = sequences.actions[:, -1]
+        rewards, dones = sequences.rewards[:, -1], sequences.dones[:, -1]
+        actions_pi, log_prob = self.actor.action_log_prob(history)
+        log_prob = log_prob.reshape(-1, 1)
+
+        if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
+            ent_coef = th.exp(self.log_ent_coef.detach())
+            assert isinstance(self.target_entropy, float)
+            ent_coef_loss = -(self.log_ent_coef * (log_prob + self.target_entropy).detach()).mean()
+            record("ent_coef_loss", ent_coef_loss)
+            self.ent_coef_optimizer.zero_grad()
+            ent_coef_loss.backward()
+            self.ent_coef_optimizer.step()
+        else:
+            ent_coef = self.ent_coef_tensor
+        record("ent_coef", ent_coef.reshape(()))
+
+        with th.no_grad():
+            next_actions, next_log_prob = self.actor.action_log_prob(history)
+            next_q_values = th.cat(self.critic_target(next_latent, next_actions), dim=1)
+            next_q_values, _ = th.min(next_q_values, dim=1, keepdim=True)
+            next_q_values = next_q_values - ent_coef * next_log_prob.reshape(-1, 1)
+            target_q_values = rewards + (1 - dones) * self.gamma * next_q_values
+        current_q_values = self.critic(latent, actions)
+        critic_loss = 0.5 * sum(F.mse_loss(current_q, target_q_values) for current_q in current_q_values)
+        assert isinstance(critic_loss, th.Tensor)
+        record("critic_loss", critic_loss)
+        self.critic.optimizer.zero_grad()
+        critic_loss.backward()
+        self.critic.optimizer.step()
+
+        q_values_pi = th.cat(self.critic(next_latent, actions_pi), dim=1)
+        min_qf_pi, _ = th.min(q_values_pi, dim=1, keepdim=True)
+        actor_loss = (ent_coef * log_prob - min_qf_pi).mean()
+        record("actor_loss", actor_loss)
+        self.actor.optimizer.zero_grad()
+        actor_loss.backward()
+        self.actor.optimizer.step()
+
+    def log_reconstructions(self, observations: th.Tensor, actions: th.Tensor) -> None:
+        """Write one replayed sequence (top row) and the decoder's means at its posterior samples (bottom row) as the
+        TensorBoard image ``train/reconstructions``, at the current ``num_timesteps``; nothing without a TensorBoard
+        writer. Blurred or frozen reconstructions show a model that stopped reading the frames.
+
+        :param observations: ``(S, C, H, W)`` uint8
+        :param actions: ``(S - 1, action_dim)``
+        """
+        writers = [output for output in self.logger.output_formats if isinstance(output, TensorBoardOutputFormat)]
+        if not writers:
+            return
+        with th.no_grad():
+            features = self.latent_model.encode(observations[None])
+            latents = self.latent_model.posterior(features, actions[None]).latents
+            means = self.latent_model.decoder(latents)[0]
+        steps, channels, height, width = observations.shape
+        # reconstruction_grid shows its reconstructions + 0.5 (the 5-bit target of the other agents' decoders).
+        grid = reconstruction_grid(
+            observations.reshape(1, steps * channels, height, width).cpu().numpy(),
+            (means - 0.5).reshape(1, steps * channels, height, width).cpu().numpy(),
+        )
+        for writer in writers:
+            writer.write({"train/reconstructions": Image(grid, "HWC")}, {"train/reconstructions": ()}, self.num_timesteps)
+
+    # ------------------------------------------------------------------------------------------ learn, save, load
+
+    def learn(
+        self: SelfSLAC,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str = "SLAC",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfSLAC:
+        """SB3's ``learn``, logging every episode by default (``log_interval=1``; SAC's is 4)."""
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "latent_model"]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        state_dicts, saved_variables = super()._get_torch_save_params()
+        return [*state_dicts, "latent_model.optimizer"], saved_variables
+
+
+def _check_observation_space(observation_space: spaces.Space) -> None:
+    """The package's pixel-space checks with SLAC's name, then SLAC's own: square frames, a multiple of 16 px."""
+    try:
+        check_pixel_observation_space(observation_space, 1)
+    except ValueError as error:
+        raise ValueError(str(error).replace("GAARASAC", "SLAC")) from None
+    assert isinstance(observation_space, spaces.Box)
+    channels, height, width = channel_first_shape(observation_space)
+    if height != width:
+        raise ValueError(
+            f"SLAC's encoder needs square frames, got {height}x{width}: render them square (the paper: 64 x 64; dmc-*: "
+            "env_kwargs=dict(height=64, width=64))."
+        )
+    check_image_size(height)
+    if channels > 3 and channels % 3 == 0:
+        warnings.warn(
+            f"SLAC gets {channels}-channel observations, i.e. {channels // 3} stacked RGB frames: SLAC models one frame "
+            "per step and reads motion from its sequences and the actor's history. Give it single frames (dmc-* and "
+            "PixelReach-v0: env_kwargs=dict(frame_stack=1)).",
+            stacklevel=3,
+        )
+
+
+def _check_action_space(action_space: spaces.Space | None) -> None:
+    if action_space is not None and not isinstance(action_space, spaces.Box):
+        raise ValueError(
+            f"SLAC is SAC: it needs a continuous Box action space, got {action_space}. For discrete actions use an "
+            "algorithm such as SB3's DQN or PPO (e.g. with CnnPolicy)."
+        )
