@@ -101,12 +101,9 @@ class SequenceReplayBuffer(AugmentedPixelReplayBuffer):
             image_size=image_size,
             storage_device=storage_device,
         )
+        # A buffer too small for one sequence is allowed (rl-zoo3's enjoy builds models with buffer_size=1 to act):
+        # sampling from it says what to change.
         self.sequence_length = int(sequence_length)
-        if self.buffer_size < self.sequence_length - 1:
-            raise ValueError(
-                f"buffer_size={buffer_size} cannot hold a sequence of {self.sequence_length} observations "
-                f"({self.sequence_length - 1} transitions per env): raise buffer_size."
-            )
 
     def bytes_per_transition(self) -> float:
         """Bytes of the buffer per stored transition (frames, indices and SB3's arrays), 0 when empty."""
@@ -133,7 +130,7 @@ class SequenceReplayBuffer(AugmentedPixelReplayBuffer):
             raise ValueError(
                 f"The replay buffer holds {stored} transitions per env, fewer than the {transitions} of one sequence of "
                 f"{self.sequence_length} observations: collect more steps before training (learning_starts >= "
-                f"{transitions})."
+                f"{transitions}) and keep buffer_size >= {transitions} per env."
             )
         starts = np.zeros(batch_size, dtype=np.int64)
         env_indices = np.zeros(batch_size, dtype=np.int64)
