@@ -1,0 +1,533 @@
+"""SLAC: the ELBO's pieces, sequence replay, the actor's history, gradient routing, save/load, exact resume, errors."""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from conftest import RecordingLogger, assert_same
+from gymnasium import spaces
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from sb3_gaara import SLAC, SequenceReplayBuffer
+from sb3_gaara.slac.latent_model import (
+    LatentModel,
+    LatentSample,
+    elbo_terms,
+    gaussian_kl,
+    gaussian_log_prob,
+)
+from sb3_gaara.slac.policies import SLACHistory, advance_history, record_action
+
+FRAME_SHAPE = (3, 16, 16)
+ACTION_SPACE = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
+SEQUENCE_LENGTH = 4
+TINY_POLICY = dict(features_dim=8, z1_dim=3, z2_dim=5, model_hidden_sizes=(16,), base_channels=2, net_arch=[16, 16])
+
+
+class CountingEnv(gym.Env):
+    """16 px frames that show which episode and step they belong to: pixel ``[0, 0, 0]`` is the episode number,
+    ``[1, 0, 0]`` the step within it; the rest is noise. Episodes end (terminate, or truncate when ``truncate``) after
+    ``episode_length`` steps; the action's first component is recorded in the reward (``step + action / 10``)."""
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(self, episode_length: int = 6, truncate: bool = False) -> None:
+        super().__init__()
+        self.observation_space = spaces.Box(0, 255, FRAME_SHAPE, dtype=np.uint8)
+        self.action_space = ACTION_SPACE
+        self.episode_length, self.truncate = episode_length, truncate
+        self.episode, self.step_count = -1, 0
+
+    def _frame(self) -> np.ndarray:
+        frame = self.np_random.integers(0, 256, FRAME_SHAPE, dtype=np.uint8)
+        frame[0, 0, 0], frame[1, 0, 0] = self.episode % 256, self.step_count
+        return frame
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self.episode, self.step_count = self.episode + 1, 0
+        return self._frame(), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self.step_count += 1
+        reward = self.step_count + float(action[0]) / 10
+        end = self.step_count >= self.episode_length
+        return self._frame(), reward, end and not self.truncate, end and self.truncate, {}
+
+
+def make_slac(env: gym.Env | DummyVecEnv | None = None, **overrides: Any) -> SLAC:
+    kwargs: dict[str, Any] = dict(
+        buffer_size=200,
+        learning_starts=10,
+        batch_size=8,
+        model_batch_size=4,
+        model_pretraining_steps=3,
+        sequence_length=SEQUENCE_LENGTH,
+        policy_kwargs=dict(TINY_POLICY),
+        seed=0,
+        device="cpu",
+    )
+    kwargs.update(overrides)
+    model = SLAC("CnnPolicy", env if env is not None else CountingEnv(), **kwargs)
+    model.set_logger(RecordingLogger())
+    return model
+
+
+def snapshot(module: th.nn.Module) -> dict[str, th.Tensor]:
+    return {name: tensor.detach().clone() for name, tensor in module.state_dict().items()}
+
+
+def moved(before: dict[str, th.Tensor], module: th.nn.Module) -> bool:
+    return any(not th.equal(before[name], tensor) for name, tensor in module.state_dict().items())
+
+
+# ---------------------------------------------------------------------------------------------- the ELBO's pieces
+
+
+def test_gaussian_kl_matches_the_closed_form_by_hand() -> None:
+    # KL(N(1, 2^2) || N(0, 1)) = log(1 / 2) + (4 + 1) / 2 - 1/2
+    value = gaussian_kl(th.tensor([1.0]), th.tensor([2.0]), th.tensor([0.0]), th.tensor([1.0]))
+    assert value.item() == pytest.approx(math.log(0.5) + 2.5 - 0.5, abs=1e-6)
+    # KL(N(0, 1) || N(1, 0.5^2)) = log(0.5) + (1 + 1) / (2 * 0.25) - 1/2
+    value = gaussian_kl(th.tensor([0.0]), th.tensor([1.0]), th.tensor([1.0]), th.tensor([0.5]))
+    assert value.item() == pytest.approx(math.log(0.5) + 4.0 - 0.5, abs=1e-6)
+    # Equal Gaussians: zero; and torch's own closed form on random diagonal Gaussians.
+    assert gaussian_kl(th.tensor([0.3]), th.tensor([0.7]), th.tensor([0.3]), th.tensor([0.7])).item() == 0.0
+    generator = th.Generator().manual_seed(0)
+    mq, mp = th.randn(5, generator=generator), th.randn(5, generator=generator)
+    sq, sp = th.rand(5, generator=generator) + 0.1, th.rand(5, generator=generator) + 0.1
+    expected = th.distributions.kl_divergence(th.distributions.Normal(mq, sq), th.distributions.Normal(mp, sp))
+    th.testing.assert_close(gaussian_kl(mq, sq, mp, sp), expected)
+
+
+def test_gaussian_log_prob_by_hand() -> None:
+    assert gaussian_log_prob(th.tensor([0.0]), th.tensor([0.0]), 1.0).item() == pytest.approx(-0.5 * math.log(2 * math.pi))
+    # log N(3; 1, 2^2) = -(1)^2 / 2 - log 2 - log(2 pi) / 2
+    value = gaussian_log_prob(th.tensor([3.0]), th.tensor([1.0]), th.tensor([2.0])).item()
+    assert value == pytest.approx(-0.5 - math.log(2.0) - 0.5 * math.log(2 * math.pi))
+
+
+def test_elbo_terms_of_a_hand_made_sequence() -> None:
+    """Two steps, one-pixel frames, one-dimensional z1 and reward: every sum computed by hand."""
+    images = th.tensor([0.2, 0.6]).reshape(1, 2, 1, 1, 1)
+    image_means = th.tensor([0.0, 1.0]).reshape(1, 2, 1, 1, 1)
+    posterior = LatentSample(
+        z1=th.zeros(1, 2, 1),
+        z2=th.zeros(1, 2, 1),
+        z1_mean=th.tensor([1.0, 0.0]).reshape(1, 2, 1),
+        z1_std=th.tensor([2.0, 1.0]).reshape(1, 2, 1),
+        z1_prior_mean=th.tensor([0.0, 1.0]).reshape(1, 2, 1),
+        z1_prior_std=th.tensor([1.0, 0.5]).reshape(1, 2, 1),
+    )
+    rewards, reward_mean, reward_std = th.tensor([[[3.0]]]), th.tensor([[[1.0]]]), th.tensor([[[2.0]]])
+    terms = elbo_terms(images, image_means, posterior, rewards, reward_mean, reward_std, decoder_std=0.5)
+    half_log_2pi = 0.5 * math.log(2 * math.pi)
+    # log N(0.2; 0, 0.5^2) + log N(0.6; 1, 0.5^2)
+    expected_images = (-0.5 * 0.4**2 - math.log(0.5) - half_log_2pi) + (-0.5 * 0.8**2 - math.log(0.5) - half_log_2pi)
+    expected_kl = (math.log(0.5) + 2.5 - 0.5) + (math.log(0.5) + 4.0 - 0.5)
+    expected_reward = -0.5 - math.log(2.0) - half_log_2pi
+    assert terms.image_log_likelihood.item() == pytest.approx(expected_images, abs=1e-5)
+    assert terms.kl.item() == pytest.approx(expected_kl, abs=1e-5)
+    assert terms.reward_log_likelihood.item() == pytest.approx(expected_reward, abs=1e-6)
+    assert terms.reconstruction_mse.item() == pytest.approx((0.2**2 + 0.4**2) / 2)
+
+
+def test_latent_model_shapes_prior_and_loss() -> None:
+    th.manual_seed(0)
+    model = LatentModel(FRAME_SHAPE, 2, features_dim=8, z1_dim=3, z2_dim=5, hidden_sizes=(16,), base_channels=2)
+    images = th.randint(0, 256, (4, SEQUENCE_LENGTH, *FRAME_SHAPE), dtype=th.uint8)
+    actions, rewards = th.rand(4, SEQUENCE_LENGTH - 1, 2), th.rand(4, SEQUENCE_LENGTH - 1, 1)
+    terms, posterior, image_means = model.elbo(images, actions, rewards)
+    assert posterior.latents.shape == (4, SEQUENCE_LENGTH, 8)
+    assert image_means.shape == images.shape
+    assert all(term.shape == (4,) for term in terms[:3])
+    # p(z1_1) = N(0, I); later steps' priors are the learned p(z1_{t+1} | z2_t, a_t) at the posterior's z2_t.
+    assert th.equal(posterior.z1_prior_mean[:, 0], th.zeros(4, 3))
+    assert th.equal(posterior.z1_prior_std[:, 0], th.ones(4, 3))
+    th.testing.assert_close(
+        th.stack(model.z1_prior(posterior.z2[:, 0], actions[:, 0])),
+        th.stack((posterior.z1_prior_mean[:, 1], posterior.z1_prior_std[:, 1])),
+    )
+    # The loss is -(log p(x|z) - KL + log p(r|z,a,z')) averaged over the batch (same noise: same seed).
+    th.manual_seed(1)
+    loss, loss_terms = model.loss(images, actions, rewards)
+    expected = (loss_terms.kl - loss_terms.image_log_likelihood - loss_terms.reward_log_likelihood).mean()
+    assert loss.item() == pytest.approx(expected.item())
+
+
+@pytest.mark.parametrize("size", [15, 24, 0])
+def test_frame_sizes_that_are_not_multiples_of_16_are_refused(size: int) -> None:
+    with pytest.raises(ValueError, match="multiple of 16"):
+        LatentModel((3, size, size), 2)
+
+
+# ---------------------------------------------------------------------------------------------- sequence replay
+
+
+def filled_buffer(n_envs: int = 1, buffer_size: int = 40, steps: int = 30, episode_length: int = 6, truncate: bool = False):
+    env = DummyVecEnv([lambda: CountingEnv(episode_length, truncate) for _ in range(n_envs)])
+    env.seed(0)
+    buffer = SequenceReplayBuffer(
+        buffer_size, env.observation_space, env.action_space, device="cpu", n_envs=n_envs, sequence_length=SEQUENCE_LENGTH
+    )
+    obs = env.reset()
+    rng = np.random.default_rng(0)
+    for _ in range(steps):
+        actions = rng.uniform(-1, 1, (n_envs, 2)).astype(np.float32)
+        next_obs, rewards, dones, infos = env.step(actions)
+        real_next = next_obs.copy()
+        for i, done in enumerate(dones):
+            if done:
+                real_next[i] = infos[i]["terminal_observation"]
+        buffer.add(obs, real_next, actions, rewards, dones, infos)
+        obs = next_obs
+    return buffer
+
+
+@pytest.mark.parametrize("n_envs", [1, 2])
+@pytest.mark.parametrize("truncate", [False, True])
+def test_sequences_never_mix_episodes_or_wrap_past_the_write_position(n_envs: int, truncate: bool) -> None:
+    # 30 steps into a ring of 20 per env: the buffer has wrapped, and episodes of 6 steps end every 6th transition.
+    buffer = filled_buffer(n_envs=n_envs, buffer_size=20 * n_envs, steps=30, truncate=truncate)
+    assert buffer.full
+    np.random.seed(0)
+    for _ in range(20):
+        sample = buffer.sample(16)
+        frames = sample.observations.numpy()
+        assert frames.shape == (16, SEQUENCE_LENGTH, *FRAME_SHAPE)
+        episodes, steps = frames[:, :, 0, 0, 0].astype(int), frames[:, :, 1, 0, 0].astype(int)
+        assert (episodes == episodes[:, :1]).all(), "a sequence spans two episodes"
+        assert (np.diff(steps, axis=1) == 1).all(), "a sequence skips or repeats a step"
+        # Rewards are step + action / 10 of the same steps; terminal only at an episode's last step, never truncations.
+        np.testing.assert_allclose(
+            sample.rewards[..., 0].numpy(), steps[:, 1:] + sample.actions[..., 0].numpy() / 10, rtol=1e-6
+        )
+        expected_dones = (steps[:, 1:] == 6) & (not truncate)
+        np.testing.assert_array_equal(sample.dones[..., 0].numpy(), expected_dones.astype(np.float32))
+        # Only the last step of a sequence may end an episode.
+        assert not sample.dones[:, :-1].any()
+
+
+def test_every_valid_sequence_can_be_drawn_and_no_other() -> None:
+    buffer = filled_buffer(buffer_size=14, steps=12)  # episodes of 6 steps: transitions 0-5 and 6-11
+    valid = {(int(start), int(env)) for start, env in buffer._valid_starts()}
+    # Three transitions inside one episode; the last may end it (3-5 and 9-11 end with the terminal observation).
+    assert valid == {(0, 0), (1, 0), (2, 0), (3, 0), (6, 0), (7, 0), (8, 0), (9, 0)}
+    np.random.seed(1)
+    drawn = {(int(start), int(env)) for start, env in zip(*buffer.sample_starts(500), strict=True)}
+    assert drawn == valid
+
+
+def test_sampling_errors_name_the_fix() -> None:
+    buffer = filled_buffer(steps=2)
+    with pytest.raises(ValueError, match="fewer than the 3 of one sequence"):
+        buffer.sample(4)
+    # Episodes of 2 steps: no sequence of 4 observations fits in one.
+    buffer = filled_buffer(steps=10, episode_length=2)
+    with pytest.raises(ValueError, match="shorter than 3 steps"):
+        buffer.sample(4)
+    with pytest.raises(ValueError, match="optimize_memory_usage"):
+        SequenceReplayBuffer(
+            10,
+            spaces.Box(0, 255, FRAME_SHAPE, np.uint8),
+            ACTION_SPACE,
+            optimize_memory_usage=True,
+            handle_timeout_termination=False,
+        )
+    with pytest.raises(ValueError, match="sequence_length must be an integer of at least 2"):
+        SequenceReplayBuffer(10, spaces.Box(0, 255, FRAME_SHAPE, np.uint8), ACTION_SPACE, sequence_length=1)
+
+
+def test_each_frame_is_stored_once() -> None:
+    buffer = filled_buffer(buffer_size=40, steps=30, episode_length=6)
+    # 30 transitions in 5 episodes: 30 next frames + 5 reset frames, plus the permanent zero slot.
+    assert buffer._n_frame_slots == 30 + 5 + 1
+    frame = int(np.prod(FRAME_SHAPE))
+    per_transition_arrays = buffer._transition_arrays_nbytes() / buffer.buffer_size
+    assert per_transition_arrays == 2 * 4 + 3 * 4 + 2 * 4  # actions (2 x float32), reward/done/timeout, 2 int32 slots
+    expected = (buffer._transition_arrays_nbytes() + 36 * (frame + 8) + buffer._last_next_frames.nbytes) / 30
+    assert buffer.bytes_per_transition() == pytest.approx(expected)
+
+
+# ---------------------------------------------------------------------------------------------- the actor's history
+
+
+def test_history_advances_and_restarts_at_episode_starts() -> None:
+    first = np.full((2, *FRAME_SHAPE), 1, dtype=np.uint8)
+    history = advance_history(None, first, None, action_dim=2, sequence_length=3)
+    assert history.observations.shape == (2, 3, *FRAME_SHAPE) and history.actions.shape == (2, 2, 2)
+    assert (history.observations[:, :2] == 0).all() and (history.observations[:, 2] == 1).all()
+    assert (history.actions == 0).all()
+    history = record_action(history, np.array([[0.5, 0.5], [-0.5, -0.5]], dtype=np.float32))
+    second = np.full((2, *FRAME_SHAPE), 2, dtype=np.uint8)
+    history = advance_history(history, second, np.array([False, True]), action_dim=2, sequence_length=3)
+    # env 0 continues: frames [0, 1, 2], actions [0, a_1]; env 1 restarted: frames [0, 0, 2], no actions.
+    assert [int(frame[0, 0, 0]) for frame in history.observations[0]] == [0, 1, 2]
+    np.testing.assert_array_equal(history.actions[0], [[0, 0], [0.5, 0.5]])
+    assert [int(frame[0, 0, 0]) for frame in history.observations[1]] == [0, 0, 2]
+    assert (history.actions[1] == 0).all()
+    with pytest.raises(ValueError, match="pass the state the previous predict returned"):
+        advance_history(history, np.zeros((2, 3, 32, 32), np.uint8), None, action_dim=2, sequence_length=3)
+
+
+def test_predict_carries_the_history_and_resets_it_at_episode_start() -> None:
+    model = make_slac()
+    env = DummyVecEnv([CountingEnv])
+    obs = env.reset()
+    actions, state = model.predict(obs, deterministic=True)
+    assert isinstance(state, SLACHistory) and actions.shape == (1, 2)
+    fresh_actions, _ = model.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(actions, fresh_actions)  # same observation, fresh history: same action
+    np.testing.assert_allclose(state.actions[0, -1], actions[0], atol=1e-7)  # the chosen action (scaled = unscaled here)
+    obs, *_ = env.step(actions)
+    continued, state2 = model.predict(obs, state=state, episode_start=np.array([False]), deterministic=True)
+    restarted, state3 = model.predict(obs, state=state, episode_start=np.array([True]), deterministic=True)
+    alone, _ = model.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(restarted, alone)
+    assert not np.array_equal(continued, restarted)  # the history changes the action
+    np.testing.assert_array_equal(state2.observations[0, -2], state.observations[0, -1])
+    assert (state3.observations[0, :-1] == 0).all()
+    # One env's observation, not vectorized: one action back.
+    single, _ = model.predict(obs[0], deterministic=True)
+    assert single.shape == (2,)
+
+
+def test_training_rollouts_restart_the_history_after_each_episode() -> None:
+    model = make_slac(env=CountingEnv(episode_length=6), learning_starts=100)
+    model.learn(total_timesteps=8)  # episode 0 (6 steps), then 2 steps of episode 1
+    history = model._rollout_history
+    assert history is not None
+    # The last action was chosen at episode 1's second observation (step 1): zeros before the episode start.
+    episode_ids = [int(frame[0, 0, 0]) for frame in history.observations[0]]
+    step_ids = [int(frame[1, 0, 0]) for frame in history.observations[0]]
+    assert episode_ids[-2:] == [1, 1] and step_ids[-2:] == [0, 1]
+    assert (history.observations[0, :-2] == 0).all()
+    assert (history.actions[0, :-2] == 0).all() and (history.actions[0, -2:] != 0).all()
+
+
+def test_evaluate_policy_passes_the_history() -> None:
+    model = make_slac()
+    env = DummyVecEnv([lambda: Monitor(CountingEnv())])
+    calls: list[Any] = []
+    original = model.policy.predict
+
+    def spy(observation, state=None, episode_start=None, deterministic=False):
+        calls.append((state, None if episode_start is None else episode_start.copy()))
+        return original(observation, state, episode_start, deterministic)
+
+    model.policy.predict = spy  # type: ignore[method-assign]
+    evaluate_policy(model, env, n_eval_episodes=2)
+    assert calls[0][0] is None and calls[1][0] is not None
+    assert [bool(start[0]) for _, start in calls[:8]] == [True, False, False, False, False, False, True, False]
+
+
+# ---------------------------------------------------------------------------------------------- updates
+
+
+def test_pretraining_runs_before_the_first_agent_update() -> None:
+    model = make_slac(model_pretraining_steps=5)
+    model.learn(total_timesteps=13)  # 10 random steps, then 3 steps with an update each
+    assert model._n_updates == 3
+    assert model._n_model_updates == 5 + 3
+    history = model.logger.history
+    assert {"train/model_loss", "train/kl", "train/critic_loss", "train/actor_loss", "train/ent_coef"} <= set(history)
+    assert history["train/n_model_updates"][-1] == 8
+
+
+def test_gradient_routing() -> None:
+    """The model's loss moves only the model; the agent's losses move the actor, the critic (and its target by the
+    EMA) and the temperature, never the model (SLAC §5: separate objectives)."""
+    model = make_slac(model_pretraining_steps=0)
+    model.learn(total_timesteps=10)
+    policy = model.policy
+    parts = {"model": policy.latent_model, "actor": policy.actor, "critic": policy.critic, "target": policy.critic_target}
+
+    before = {name: snapshot(module) for name, module in parts.items()}
+    model.model_step(lambda name, value: None)
+    assert {name: moved(before[name], module) for name, module in parts.items()} == {
+        "model": True,
+        "actor": False,
+        "critic": False,
+        "target": False,
+    }
+
+    before = {name: snapshot(module) for name, module in parts.items()}
+    log_alpha = model.log_ent_coef.detach().clone()
+    model.agent_step(8, lambda name, value: None)
+    assert {name: moved(before[name], module) for name, module in parts.items()} == {
+        "model": False,
+        "actor": True,
+        "critic": True,
+        "target": True,
+    }
+    assert not th.equal(log_alpha, model.log_ent_coef)
+    # No gradient of the agent's losses reaches the model.
+    policy.latent_model.zero_grad(set_to_none=True)
+    model.agent_step(8, lambda name, value: None)
+    assert all(param.grad is None for param in policy.latent_model.parameters())
+
+
+def test_the_critic_reads_the_last_two_latents_and_the_actor_the_whole_history() -> None:
+    model = make_slac(model_pretraining_steps=0)
+    model.learn(total_timesteps=10)
+    seen: dict[str, th.Tensor] = {}
+    original = model.sac_update
+
+    def spy(history, latent, next_latent, sequences, record):
+        seen.update(history=history, latent=latent, next_latent=next_latent, observations=sequences.observations)
+        return original(history, latent, next_latent, sequences, record)
+
+    model.sac_update = spy  # type: ignore[method-assign]
+    model.agent_step(8, lambda name, value: None)
+    policy = model.policy
+    assert seen["history"].shape == (8, SEQUENCE_LENGTH * 8 + (SEQUENCE_LENGTH - 1) * 2) == (8, policy.history_dim)
+    assert seen["latent"].shape == seen["next_latent"].shape == (8, 3 + 5)
+    assert not seen["history"].requires_grad and not seen["latent"].requires_grad
+    features = policy.latent_model.encode(seen["observations"])
+    # The history's features are the encoder's of all S frames (before this step's updates: the model did not move).
+    th.testing.assert_close(seen["history"][:, : SEQUENCE_LENGTH * 8], features.flatten(1))
+
+
+# ---------------------------------------------------------------------------------------------- save, load, resume
+
+
+def test_save_load_restores_everything(tmp_path: Path) -> None:
+    model = make_slac(model_pretraining_steps=2)
+    model.learn(total_timesteps=14)
+    model.save(tmp_path / "model.zip")
+    loaded = SLAC.load(tmp_path / "model.zip", device="cpu")
+    assert_same(snapshot(model.policy), snapshot(loaded.policy), "policy")
+    for name in ("actor.optimizer", "critic.optimizer", "latent_model.optimizer", "ent_coef_optimizer"):
+        original = model
+        for part in name.split("."):
+            original = getattr(original, part)
+        restored = loaded
+        for part in name.split("."):
+            restored = getattr(restored, part)
+        assert_same(original.state_dict(), restored.state_dict(), name)
+    assert loaded._n_model_updates == model._n_model_updates and loaded._n_updates == model._n_updates
+    assert_same(loaded._rollout_history.observations, model._rollout_history.observations)
+    assert loaded.sequence_length == SEQUENCE_LENGTH and loaded.model_batch_size == 4
+    obs = DummyVecEnv([CountingEnv]).reset()
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    with pytest.raises(ValueError, match="sequence_length=8 cannot be changed when loading"):
+        SLAC.load(tmp_path / "model.zip", sequence_length=8)
+
+
+def test_resume_is_bit_exact_on_the_cpu(tmp_path: Path) -> None:
+    """Training 12 + 12 steps in one process equals training 12, saving model and replay, loading both into a new
+    model (with the random generators' states) and training 12 more."""
+
+    def env() -> DummyVecEnv:
+        vec = DummyVecEnv([lambda: CountingEnv(episode_length=7)])
+        vec.seed(3)
+        return vec
+
+    straight = make_slac(env=env(), model_pretraining_steps=2)
+    straight.learn(total_timesteps=12)
+    straight.learn(total_timesteps=12, reset_num_timesteps=False)
+
+    first = make_slac(env=env(), model_pretraining_steps=2)
+    first.learn(total_timesteps=12)
+    first.save(tmp_path / "model.zip")
+    first.save_replay_buffer(tmp_path / "replay.pkl")
+    rng = (th.get_rng_state(), np.random.get_state(), first.action_space.np_random.bit_generator.state)
+    resumed = SLAC.load(tmp_path / "model.zip", env=first.get_env(), device="cpu", force_reset=False)
+    resumed.load_replay_buffer(tmp_path / "replay.pkl")
+    resumed.set_logger(RecordingLogger())
+    th.set_rng_state(rng[0])
+    np.random.set_state(rng[1])
+    resumed.action_space.np_random.bit_generator.state = rng[2]
+    resumed.learn(total_timesteps=12, reset_num_timesteps=False)
+
+    assert resumed.num_timesteps == straight.num_timesteps == 24
+    assert_same(snapshot(straight.policy), snapshot(resumed.policy), "policy")
+    assert_same(straight.latent_model.optimizer.state_dict(), resumed.latent_model.optimizer.state_dict(), "model optimizer")
+    assert_same(straight._rollout_history.actions, resumed._rollout_history.actions)
+
+
+def test_tensorboard_gets_a_sequence_and_its_reconstruction(tmp_path: Path) -> None:
+    model = make_slac(model_pretraining_steps=0, reconstruction_log_interval=2)
+    model.set_logger(configure(str(tmp_path), ["tensorboard"]))
+    model.learn(total_timesteps=12)
+    events = b"".join(path.read_bytes() for path in tmp_path.rglob("events.out.tfevents*"))
+    assert b"train/reconstructions" in events
+
+
+# ---------------------------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("observation_space", "action_space", "match"),
+    [
+        (spaces.Box(0, 255, (3, 16, 32), np.uint8), ACTION_SPACE, "square frames"),
+        (spaces.Box(0, 255, (3, 24, 24), np.uint8), ACTION_SPACE, "multiple of 16"),
+        (spaces.Box(-1, 1, (5,), np.float32), ACTION_SPACE, "not an image"),
+        (spaces.Dict({"pixels": spaces.Box(0, 255, FRAME_SHAPE, np.uint8)}), ACTION_SPACE, "Dict"),
+        (spaces.Box(0, 255, FRAME_SHAPE, np.uint8), spaces.Discrete(3), "continuous Box action space"),
+    ],
+)
+def test_bad_spaces_are_refused_with_the_fix(observation_space: spaces.Space, action_space: spaces.Space, match: str) -> None:
+    class Env(CountingEnv):
+        def __init__(self) -> None:
+            super().__init__()
+            self.observation_space, self.action_space = observation_space, action_space
+
+    with pytest.raises(ValueError, match=match):
+        SLAC("CnnPolicy", Env(), policy_kwargs=dict(TINY_POLICY))
+
+
+def test_stacked_frames_are_warned_about() -> None:
+    class Stacked(CountingEnv):
+        def __init__(self) -> None:
+            super().__init__()
+            self.observation_space = spaces.Box(0, 255, (9, 16, 16), np.uint8)
+
+    with pytest.warns(UserWarning, match="frame_stack=1"):
+        SLAC("CnnPolicy", Stacked(), policy_kwargs=dict(TINY_POLICY), buffer_size=10)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"sequence_length": 1}, "sequence_length must be an integer >= 2"),
+        ({"model_batch_size": 0}, "model_batch_size must be an integer >= 1"),
+        ({"model_pretraining_steps": -1}, "model_pretraining_steps must be an integer >= 0"),
+        ({"reconstruction_log_interval": 1.5}, "reconstruction_log_interval must be an integer"),
+        ({"model_learning_rate": 0}, "model_learning_rate must be a positive number"),
+        ({"replay_buffer_kwargs": {"sequence_length": 3}}, r"replay_buffer_kwargs\['sequence_length'\]=3 contradicts"),
+        ({"policy_kwargs": {**TINY_POLICY, "sequence_length": 3}}, r"policy_kwargs\['sequence_length'\]=3 contradicts"),
+        ({"replay_buffer_class": SequenceReplayBuffer.__mro__[1]}, "SLAC trains on sequences from SequenceReplayBuffer"),
+    ],
+)
+def test_bad_settings_are_refused_with_the_fix(overrides: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        make_slac(**overrides)
+
+
+def test_training_before_a_sequence_fits_says_what_to_change() -> None:
+    model = make_slac(learning_starts=1)
+    with pytest.raises(ValueError, match="learning_starts >= 3"):
+        model.learn(total_timesteps=3)
+
+
+def test_saving_to_a_file_object() -> None:
+    model = make_slac()
+    buffer = io.BytesIO()
+    model.save(buffer)
+    buffer.seek(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = SLAC.load(buffer, device="cpu")
+    assert_same(snapshot(model.policy), snapshot(loaded.policy))
