@@ -141,6 +141,33 @@ def test_elbo_terms_of_a_hand_made_sequence() -> None:
     assert terms.kl.item() == pytest.approx(expected_kl, abs=1e-5)
     assert terms.reward_log_likelihood.item() == pytest.approx(expected_reward, abs=1e-6)
     assert terms.reconstruction_mse.item() == pytest.approx((0.2**2 + 0.4**2) / 2)
+    # The first step is padding: only the second observation's terms count, and no reward (it follows the padding).
+    masked = elbo_terms(
+        images, image_means, posterior, rewards, reward_mean, reward_std, 0.5, observed=th.tensor([[0.0, 1.0]])
+    )
+    assert masked.image_log_likelihood.item() == pytest.approx(-0.5 * 0.8**2 - math.log(0.5) - half_log_2pi, abs=1e-5)
+    assert masked.kl.item() == pytest.approx(math.log(0.5) + 4.0 - 0.5, abs=1e-5)
+    assert masked.reward_log_likelihood.item() == 0.0
+    assert masked.reconstruction_mse.item() == pytest.approx(0.4**2)
+
+
+def test_the_filter_restarts_at_the_first_observed_step() -> None:
+    th.manual_seed(0)
+    model = LatentModel(FRAME_SHAPE, 2, features_dim=8, z1_dim=3, z2_dim=5, hidden_sizes=(16,), base_channels=2)
+    features, actions = th.randn(2, 4, 8), th.randn(2, 3, 2)
+    observed = th.tensor([[0.0, 0.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]])
+    posterior = model.posterior(features, actions, observed)
+    # Sequence 0 starts at step 2: q(z1 | x) of the first observation, prior N(0, I), z2 from p(z2 | z1).
+    init_mean, init_std = model.z1_posterior_init(features[0, 2])
+    th.testing.assert_close(posterior.z1_mean[0, 2], init_mean)
+    th.testing.assert_close(posterior.z1_std[0, 2], init_std)
+    assert th.equal(posterior.z1_prior_mean[0, 2], th.zeros(3)) and th.equal(posterior.z1_prior_std[0, 2], th.ones(3))
+    # Sequence 1 is observed throughout: step 2 is a transition from step 1.
+    mean, _ = model.z1_posterior(features[1, 2], posterior.z2[1, 1], actions[1, 1])
+    th.testing.assert_close(posterior.z1_mean[1, 2], mean)
+    th.testing.assert_close(posterior.z1_prior_mean[1, 2], model.z1_prior(posterior.z2[1, 1], actions[1, 1])[0])
+    # Step 3 of sequence 0 continues from its restart.
+    th.testing.assert_close(posterior.z1_mean[0, 3], model.z1_posterior(features[0, 3], posterior.z2[0, 2], actions[0, 2])[0])
 
 
 def test_latent_model_shapes_prior_and_loss() -> None:
@@ -197,45 +224,72 @@ def filled_buffer(n_envs: int = 1, buffer_size: int = 40, steps: int = 30, episo
 
 @pytest.mark.parametrize("n_envs", [1, 2])
 @pytest.mark.parametrize("truncate", [False, True])
-def test_sequences_never_mix_episodes_or_wrap_past_the_write_position(n_envs: int, truncate: bool) -> None:
+def test_sequences_never_mix_episodes_and_pad_before_the_first_observation(n_envs: int, truncate: bool) -> None:
     # 30 steps into a ring of 20 per env: the buffer has wrapped, and episodes of 6 steps end every 6th transition.
     buffer = filled_buffer(n_envs=n_envs, buffer_size=20 * n_envs, steps=30, truncate=truncate)
     assert buffer.full
     np.random.seed(0)
     for _ in range(20):
         sample = buffer.sample(16)
-        frames = sample.observations.numpy()
-        assert frames.shape == (16, SEQUENCE_LENGTH, *FRAME_SHAPE)
+        frames, observed = sample.observations.numpy(), sample.observed.numpy().astype(bool)
+        assert frames.shape == (16, SEQUENCE_LENGTH, *FRAME_SHAPE) and observed.shape == (16, SEQUENCE_LENGTH)
         episodes, steps = frames[:, :, 0, 0, 0].astype(int), frames[:, :, 1, 0, 0].astype(int)
-        assert (episodes == episodes[:, :1]).all(), "a sequence spans two episodes"
-        assert (np.diff(steps, axis=1) == 1).all(), "a sequence skips or repeats a step"
-        # Rewards are step + action / 10 of the same steps; terminal only at an episode's last step, never truncations.
-        np.testing.assert_allclose(
-            sample.rewards[..., 0].numpy(), steps[:, 1:] + sample.actions[..., 0].numpy() / 10, rtol=1e-6
-        )
-        expected_dones = (steps[:, 1:] == 6) & (not truncate)
+        # The observed steps are a suffix of consecutive steps of the last observation's episode, as many as the
+        # episode has had (its step counter + 1, up to S; fewer in episode 1, whose first steps the ring overwrote),
+        # and the padding before them is all zeros.
+        assert observed[:, -2:].all()
+        n_observed = observed.sum(axis=1)
+        expected = np.minimum(steps[:, -1] + 1, SEQUENCE_LENGTH)
+        whole = episodes[:, -1] >= 2
+        np.testing.assert_array_equal(n_observed[whole], expected[whole])
+        assert (n_observed <= expected).all()
+        for row in range(16):
+            kept = slice(SEQUENCE_LENGTH - n_observed[row], None)
+            assert (episodes[row, kept] == episodes[row, -1]).all(), "a sequence spans two episodes"
+            assert (np.diff(steps[row, kept]) == 1).all(), "a sequence skips or repeats a step"
+            assert (frames[row, : SEQUENCE_LENGTH - n_observed[row]] == 0).all(), "padding is not zeros"
+        # Rewards are step + action / 10 of the same steps, zero in the padding; terminal only at an episode's last step.
+        actions, rewards = sample.actions[..., 0].numpy(), sample.rewards[..., 0].numpy()
+        expected = np.where(observed[:, :-1], steps[:, 1:] + actions / 10, 0.0)
+        np.testing.assert_allclose(rewards, expected, rtol=1e-6)
+        assert (actions[~observed[:, :-1]] == 0).all()
+        expected_dones = (steps[:, 1:] == 6) & observed[:, :-1] & (not truncate)
         np.testing.assert_array_equal(sample.dones[..., 0].numpy(), expected_dones.astype(np.float32))
-        # Only the last step of a sequence may end an episode.
-        assert not sample.dones[:, :-1].any()
+        assert not sample.dones[:, :-1].any()  # only the last step of a sequence can end its episode
 
 
-def test_every_valid_sequence_can_be_drawn_and_no_other() -> None:
-    buffer = filled_buffer(buffer_size=14, steps=12)  # episodes of 6 steps: transitions 0-5 and 6-11
-    valid = {(int(start), int(env)) for start, env in buffer._valid_starts()}
-    # Three transitions inside one episode; the last may end it (3-5 and 9-11 end with the terminal observation).
-    assert valid == {(0, 0), (1, 0), (2, 0), (3, 0), (6, 0), (7, 0), (8, 0), (9, 0)}
-    np.random.seed(1)
-    drawn = {(int(start), int(env)) for start, env in zip(*buffer.sample_starts(500), strict=True)}
-    assert drawn == valid
+def test_sequence_steps_by_hand() -> None:
+    # Episodes of 6 steps: transitions 0-5 (episode 0) and 6-11 (episode 1), 12 of 14 slots used.
+    buffer = filled_buffer(buffer_size=14, steps=12)
+    steps, observed = buffer.sequence_steps(np.array([1, 3, 5, 6, 8]), np.zeros(5, dtype=np.int64))
+    np.testing.assert_array_equal(steps[:, -1], [1, 3, 5, 6, 8])
+    np.testing.assert_array_equal(steps[0], [13, 0, 1])  # before transition 0: nothing stored yet, padding
+    np.testing.assert_array_equal(
+        observed, [[False, True, True], [True, True, True], [True, True, True], [False, False, True], [True, True, True]]
+    )
+    # 15 steps into a ring of 12: transitions 0-2 hold steps 12-14, the oldest stored one is at index 3.
+    buffer = filled_buffer(buffer_size=12, steps=15)
+    assert buffer.full and buffer.pos == 3
+    _, observed = buffer.sequence_steps(np.array([3, 4, 2]), np.zeros(3, dtype=np.int64))
+    # index 3 (step 3) is the oldest: nothing before it; index 4 (step 4) has one; index 2 (step 14, episode 2's
+    # third transition) has two, wrapping to the end of the ring.
+    np.testing.assert_array_equal(observed, [[False, False, True], [False, True, True], [True, True, True]])
 
 
-def test_sampling_errors_name_the_fix() -> None:
-    buffer = filled_buffer(steps=2)
-    with pytest.raises(ValueError, match="fewer than the 3 of one sequence"):
-        buffer.sample(4)
-    # Episodes of 2 steps: no sequence of 4 observations fits in one.
-    buffer = filled_buffer(steps=10, episode_length=2)
-    with pytest.raises(ValueError, match="shorter than 3 steps"):
+def test_sequences_are_drawn_like_sb3_transitions() -> None:
+    """The last transitions and envs are SB3's ``ReplayBuffer.sample`` draw: same seed, same transitions."""
+    buffer = filled_buffer(n_envs=2, buffer_size=40, steps=15)
+    np.random.seed(5)
+    sample = buffer.sample(6)
+    np.random.seed(5)
+    ends = np.random.randint(0, buffer.pos, size=6)
+    envs = np.random.randint(0, 2, size=(6,))
+    np.testing.assert_array_equal(sample.actions[:, -1].numpy(), buffer.actions[ends, envs])
+
+
+def test_sampling_an_empty_buffer_says_what_to_do() -> None:
+    buffer = SequenceReplayBuffer(10, spaces.Box(0, 255, FRAME_SHAPE, np.uint8), ACTION_SPACE)
+    with pytest.raises(ValueError, match="empty"):
         buffer.sample(4)
     with pytest.raises(ValueError, match="optimize_memory_usage"):
         SequenceReplayBuffer(
@@ -516,10 +570,28 @@ def test_bad_settings_are_refused_with_the_fix(overrides: dict[str, Any], match:
         make_slac(**overrides)
 
 
-def test_training_before_a_sequence_fits_says_what_to_change() -> None:
-    model = make_slac(learning_starts=1)
-    with pytest.raises(ValueError, match="learning_starts >= 3"):
-        model.learn(total_timesteps=3)
+def test_the_actor_trains_on_the_history_it_acts_on() -> None:
+    """The replayed sequence that ends with an episode's first transition gives the actor exactly the input ``predict``
+    gives it at that episode's second step: zero frames and actions before the episode's first observation."""
+    model = make_slac(env=CountingEnv(episode_length=6), learning_starts=100)
+    model.learn(total_timesteps=9)
+    buffer, policy = model.replay_buffer, model.policy
+    first = 6  # episode 1's first transition: x_6 -> a_6 -> x_7
+    sample = buffer.sequences(np.array([first]), np.array([0]))
+    np.testing.assert_array_equal(sample.observed.numpy(), [[0, 0, 1, 1]])
+    with th.no_grad():
+        replayed = policy.actor_input(policy.latent_model.encode(sample.observations), sample.actions)
+    x_6, x_7 = buffer.get_stacks(np.array([first]), np.array([0]))
+    history = advance_history(None, x_6, np.array([True]), policy.action_dim, SEQUENCE_LENGTH)
+    history = record_action(history, buffer.actions[first])
+    history = advance_history(history, x_7, np.array([False]), policy.action_dim, SEQUENCE_LENGTH)
+    assert_same(replayed, policy.history_input(history))
+
+
+def test_training_on_an_empty_buffer_says_what_to_do() -> None:
+    model = make_slac()
+    with pytest.raises(ValueError, match="empty"):
+        model.train(gradient_steps=1, batch_size=4)
 
 
 def test_saving_to_a_file_object() -> None:

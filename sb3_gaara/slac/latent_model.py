@@ -81,8 +81,10 @@ def elbo_terms(
     reward_mean: th.Tensor,
     reward_std: th.Tensor,
     decoder_std: float,
+    observed: th.Tensor | None = None,
 ) -> ElboTerms:
-    """The ELBO's pieces from the model's outputs on one batch of sequences.
+    """The ELBO's pieces from the model's outputs on one batch of sequences; steps not ``observed`` (the padding before
+    an episode's first observation) are left out of every sum.
 
     :param images: ``(B, S, C, H, W)`` the observed frames, floats in ``[0, 1]``
     :param image_means: ``(B, S, C, H, W)`` the decoder's means ``E[x_t | z_t]`` at the posterior samples
@@ -91,16 +93,20 @@ def elbo_terms(
     :param reward_mean: ``(B, S - 1, 1)`` mean of ``p(r_t | z_t, a_t, z_{t+1})``
     :param reward_std: ``(B, S - 1, 1)`` its standard deviation
     :param decoder_std: the decoder's fixed standard deviation
+    :param observed: ``(B, S)`` 1 for observed steps, 0 for padding (``None``: every step observed); a reward counts
+        when the step it follows is observed
     """
-    batch = images.shape[0]
-    image_log_likelihood = gaussian_log_prob(images, image_means, decoder_std).reshape(batch, -1).sum(dim=1)
-    kl = gaussian_kl(posterior.z1_mean, posterior.z1_std, posterior.z1_prior_mean, posterior.z1_prior_std)
-    reward_log_likelihood = gaussian_log_prob(rewards, reward_mean, reward_std).reshape(batch, -1).sum(dim=1)
+    batch, steps = images.shape[:2]
+    mask = images.new_ones(batch, steps) if observed is None else observed.to(images.dtype)
+    image_log_prob = gaussian_log_prob(images, image_means, decoder_std).reshape(batch, steps, -1).sum(dim=2)
+    kl = gaussian_kl(posterior.z1_mean, posterior.z1_std, posterior.z1_prior_mean, posterior.z1_prior_std).sum(dim=2)
+    reward_log_prob = gaussian_log_prob(rewards, reward_mean, reward_std).reshape(batch, steps - 1, -1).sum(dim=2)
+    squared_error = (image_means.detach() - images).pow(2).reshape(batch, steps, -1).mean(dim=2)
     return ElboTerms(
-        image_log_likelihood=image_log_likelihood,
-        kl=kl.reshape(batch, -1).sum(dim=1),
-        reward_log_likelihood=reward_log_likelihood,
-        reconstruction_mse=(image_means.detach() - images).pow(2).mean(),
+        image_log_likelihood=(image_log_prob * mask).sum(dim=1),
+        kl=(kl * mask).sum(dim=1),
+        reward_log_likelihood=(reward_log_prob * mask[:, :-1]).sum(dim=1),
+        reconstruction_mse=(squared_error * mask).sum() / mask.sum(),
     )
 
 
@@ -295,12 +301,17 @@ class LatentModel(nn.Module):
         """``(..., C, H, W)`` uint8 frames -> ``(..., features_dim)`` (pixels scaled to ``[0, 1]``)."""
         return self.encoder(scale_images(images))
 
-    def posterior(self, features: th.Tensor, actions: th.Tensor) -> LatentSample:
+    def posterior(self, features: th.Tensor, actions: th.Tensor, observed: th.Tensor | None = None) -> LatentSample:
         """Filter a batch of sequences: draw ``z_{1:S}`` from the posterior (reparameterised) and return, for the KL,
         the parameters of ``q(z1_t | .)`` and of ``p(z1_t | .)`` at the drawn ``z2_{t-1}``.
 
+        The filter (re)starts at each sequence's first observed step with the initial distributions ``q(z1_1 | x_1)``,
+        ``p(z1_1) = N(0, I)`` and ``p(z2_1 | z1_1)``; the values computed on the padding before it are never read by
+        the losses (:func:`elbo_terms` masks them).
+
         :param features: ``(B, S, features_dim)`` encoded frames
         :param actions: ``(B, S - 1, action_dim)`` the actions between them
+        :param observed: ``(B, S)`` 1 for observed steps, 0 for the padding before them (``None``: all observed)
         """
         steps = features.shape[1]
         z1_mean, z1_std = self.z1_posterior_init(features[:, 0])
@@ -320,30 +331,47 @@ class LatentModel(nn.Module):
             action = actions[:, t - 1]
             prior_mean, prior_std = self.z1_prior(z2, action)
             z1_mean, z1_std = self.z1_posterior(features[:, t], z2, action)
+            first = None if observed is None else ((observed[:, t] > 0) & (observed[:, t - 1] == 0))[:, None]
+            if first is not None:
+                init_mean, init_std = self.z1_posterior_init(features[:, t])
+                z1_mean, z1_std = th.where(first, init_mean, z1_mean), th.where(first, init_std, z1_std)
+                prior_mean = th.where(first, th.zeros_like(prior_mean), prior_mean)
+                prior_std = th.where(first, th.ones_like(prior_std), prior_std)
             z1 = z1_mean + z1_std * th.randn_like(z1_std)
             z2_mean, z2_std = self.z2_transition(z1, z2, action)
+            if first is not None:
+                init_mean, init_std = self.z2_init(z1)
+                z2_mean, z2_std = th.where(first, init_mean, z2_mean), th.where(first, init_std, z2_std)
             z2 = z2_mean + z2_std * th.randn_like(z2_std)
             for name, value in zip(samples, (z1, z2, z1_mean, z1_std, prior_mean, prior_std), strict=True):
                 samples[name].append(value)
         return LatentSample(**{name: th.stack(values, dim=1) for name, values in samples.items()})
 
-    def elbo(self, images: th.Tensor, actions: th.Tensor, rewards: th.Tensor) -> tuple[ElboTerms, LatentSample, th.Tensor]:
+    def elbo(
+        self, images: th.Tensor, actions: th.Tensor, rewards: th.Tensor, observed: th.Tensor | None = None
+    ) -> tuple[ElboTerms, LatentSample, th.Tensor]:
         """The ELBO's pieces on a batch of sequences, with the posterior samples and the decoder's mean images.
 
         :param images: ``(B, S, C, H, W)`` uint8 frames
         :param actions: ``(B, S - 1, action_dim)``
         :param rewards: ``(B, S - 1, 1)``
+        :param observed: ``(B, S)`` 1 for observed steps, 0 for the padding before an episode's first observation
         """
-        posterior = self.posterior(self.encode(images), actions)
+        posterior = self.posterior(self.encode(images), actions, observed)
         latents = posterior.latents
         image_means = self.decoder(latents)
         reward_mean, reward_std = self.reward(latents[:, :-1], actions, latents[:, 1:])
-        terms = elbo_terms(scale_images(images), image_means, posterior, rewards, reward_mean, reward_std, self.decoder_std)
+        terms = elbo_terms(
+            scale_images(images), image_means, posterior, rewards, reward_mean, reward_std, self.decoder_std, observed
+        )
         return terms, posterior, image_means
 
-    def loss(self, images: th.Tensor, actions: th.Tensor, rewards: th.Tensor) -> tuple[th.Tensor, ElboTerms]:
-        """``-(log p(x | z) - KL + log p(r | z, a, z'))``, averaged over the batch: the model's loss (§5, appendix B)."""
-        terms, _, _ = self.elbo(images, actions, rewards)
+    def loss(
+        self, images: th.Tensor, actions: th.Tensor, rewards: th.Tensor, observed: th.Tensor | None = None
+    ) -> tuple[th.Tensor, ElboTerms]:
+        """``-(log p(x | z) - KL + log p(r | z, a, z'))`` summed over the observed steps, averaged over the batch: the
+        model's loss (§5, appendix B)."""
+        terms, _, _ = self.elbo(images, actions, rewards, observed)
         loss = (terms.kl - terms.image_log_likelihood - terms.reward_log_likelihood).mean()
         return loss, terms
 

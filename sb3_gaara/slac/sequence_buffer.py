@@ -3,15 +3,18 @@
 SLAC samples sequences of ``S`` observations and the ``S - 1`` actions and rewards between them (the paper: 8
 observations). :class:`SequenceReplayBuffer` is the package's :class:`~sb3_gaara.common.buffers.AugmentedPixelReplayBuffer`
 (each frame stored once, 12 KB per transition for 64 px RGB frames) read along time instead of per transition: the
-observations of a sequence starting at transition ``t`` are those of transitions ``t .. t + S - 2`` and the next
-observation of the last one, gathered from the frame store by their slots. No frame is stored twice and no
-full-size stack is kept per transition.
+sequence that ends with transition ``t`` holds the observations of transitions ``t - S + 2 .. t`` and the next
+observation of ``t``, gathered from the frame store by their slots. No frame is stored twice and no full-size stack is
+kept per transition.
 
-**Episode boundaries.** A sequence never spans two episodes: its first ``S - 2`` transitions must not end an episode
-(``done``, termination or truncation); the last may (its next observation is the terminal one SB3 keeps). The public
-SLAC code builds its sequences inside each episode the same way; the first ``S - 1`` steps of an episode appear only
-as the beginning of later sequences. The buffer's write position is a boundary too: a sequence never wraps from the
-newest transition to the oldest.
+**Episode boundaries.** Sequences are drawn by their last transition, uniformly over the stored transitions (SB3's
+draw), so every step is trained on equally often, the first steps of an episode included. A sequence never spans two
+episodes: the steps before the first observation of its last transition's episode (or before the oldest stored
+transition) are *padding*: zero frames (the store's permanent zero slot), zero actions and rewards, flagged by
+``observed = 0``. That is exactly the history the actor acts on at an episode's first steps
+(:class:`~sb3_gaara.slac.policies.SLACHistory`), so the actor trains on the inputs it acts on; the model restarts its
+filter at the first observed step and its losses skip the padding (the original SLAC code likewise restarts the
+latent at an episode's first step).
 """
 
 from __future__ import annotations
@@ -23,35 +26,34 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecNormalize
 
-from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer
+from sb3_gaara.common.buffers import ZERO_SLOT, AugmentedPixelReplayBuffer
 from sb3_gaara.common.preprocessing import channel_first_shape
-
-#: rounds of redrawing the sequences that cross a boundary before falling back to listing every valid start
-MAX_REDRAWS = 32
 
 
 class SequenceSamples(NamedTuple):
     """A batch of sequences of ``S`` observations (tensors on the buffer's ``device``).
 
-    :param observations: ``(B, S, C, H, W)`` uint8 frames, oldest first
-    :param actions: ``(B, S - 1, action_dim)`` the actions between them
-    :param rewards: ``(B, S - 1, 1)`` (normalized like SB3's when a ``VecNormalize`` is given)
+    :param observations: ``(B, S, C, H, W)`` uint8 frames, oldest first; zeros before the episode's first observation
+    :param actions: ``(B, S - 1, action_dim)`` the actions between them (zeros in the padding)
+    :param rewards: ``(B, S - 1, 1)`` (normalized like SB3's when a ``VecNormalize`` is given; zeros in the padding)
     :param dones: ``(B, S - 1, 1)`` ``done * (1 - timeout)``: 1 where the step ended the episode in a terminal state
         (SB3's ``handle_timeout_termination``); only the last step of a sequence can be 1
+    :param observed: ``(B, S)`` float32, 1 for the observations of the last step's episode, 0 for the padding before
+        it (a prefix: once 1, 1 to the end; the last two are always 1)
     """
 
     observations: th.Tensor
     actions: th.Tensor
     rewards: th.Tensor
     dones: th.Tensor
+    observed: th.Tensor
 
 
 class SequenceReplayBuffer(AugmentedPixelReplayBuffer):
     """Replay of single frames stored once, sampled as sequences of ``sequence_length`` observations (module docstring).
 
-    Transitions are added as to any SB3 buffer (``add``); :meth:`sample` returns :class:`SequenceSamples`. Sequences
-    start uniformly among the transitions of uniformly drawn envs (``np.random``, seeded like SB3's buffers); a draw
-    that crosses an episode end or the write position is drawn again.
+    Transitions are added as to any SB3 buffer (``add``); :meth:`sample` returns :class:`SequenceSamples` whose last
+    transitions are drawn with exactly SB3's ``ReplayBuffer.sample`` calls (``np.random``, seeded alike).
 
     :param buffer_size: maximum number of transitions
     :param observation_space: channel-first uint8 frames (one frame per observation for SLAC; stacked frames are
@@ -113,86 +115,58 @@ class SequenceReplayBuffer(AugmentedPixelReplayBuffer):
     # ------------------------------------------------------------------------------------------ sampling
 
     def sample(self, batch_size: int, env: VecNormalize | None = None) -> SequenceSamples:  # type: ignore[override]
-        """``batch_size`` sequences of ``sequence_length`` observations, each inside one episode."""
-        starts, env_indices = self.sample_starts(batch_size)
-        return self.sequences(starts, env_indices, env)
-
-    def sample_starts(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Buffer indices of the first transitions of ``batch_size`` valid sequences, and their envs.
-
-        The first draw is uniform over the starts whose ``S - 1`` transitions do not wrap past the write position;
-        the draws whose sequence crosses an episode end are drawn again (at most :data:`MAX_REDRAWS` rounds, then
-        among the listed valid starts).
-        """
-        transitions = self.sequence_length - 1
-        stored = self.buffer_size if self.full else self.pos
-        if stored < transitions:
-            raise ValueError(
-                f"The replay buffer holds {stored} transitions per env, fewer than the {transitions} of one sequence of "
-                f"{self.sequence_length} observations: collect more steps before training (learning_starts >= "
-                f"{transitions}) and keep buffer_size >= {transitions} per env."
-            )
-        starts = np.zeros(batch_size, dtype=np.int64)
-        env_indices = np.zeros(batch_size, dtype=np.int64)
-        pending = np.arange(batch_size)
-        for _ in range(MAX_REDRAWS):
-            offsets = np.random.randint(0, stored - transitions + 1, size=len(pending))
-            starts[pending] = (offsets + self.pos) % self.buffer_size if self.full else offsets
-            env_indices[pending] = np.random.randint(0, self.n_envs, size=len(pending))
-            pending = pending[self._crosses_episode_end(starts[pending], env_indices[pending])]
-            if len(pending) == 0:
-                return starts, env_indices
-        valid = self._valid_starts()
-        if len(valid) == 0:
-            raise ValueError(
-                f"No sequence of {self.sequence_length} observations lies inside one episode: the episodes in the replay "
-                f"buffer are shorter than {transitions} steps. Lower sequence_length or use longer episodes."
-            )
-        chosen = valid[np.random.randint(0, len(valid), size=len(pending))]
-        starts[pending], env_indices[pending] = chosen[:, 0], chosen[:, 1]
-        return starts, env_indices
-
-    def _crosses_episode_end(self, starts: np.ndarray, env_indices: np.ndarray) -> np.ndarray:
-        """Whether any of the first ``S - 2`` transitions of each sequence ends its episode."""
-        inner = (starts[:, None] + np.arange(self.sequence_length - 2)) % self.buffer_size
-        return self.dones[inner, env_indices[:, None]].any(axis=1)
-
-    def _valid_starts(self) -> np.ndarray:
-        """``(n, 2)`` every ``(start, env)`` of a valid sequence."""
-        transitions = self.sequence_length - 1
-        stored = self.buffer_size if self.full else self.pos
-        offsets = np.arange(stored - transitions + 1)
-        starts = (offsets + self.pos) % self.buffer_size if self.full else offsets
-        pairs = np.stack(np.meshgrid(starts, np.arange(self.n_envs), indexing="ij"), axis=-1).reshape(-1, 2)
-        return pairs[~self._crosses_episode_end(pairs[:, 0], pairs[:, 1])]
-
-    def sequence_frame_index(self, starts: np.ndarray, env_indices: np.ndarray) -> np.ndarray:
-        """``(B, S, frame_stack)`` frame slots of the sequences' observations, oldest first."""
-        steps = (starts[:, None] + np.arange(self.sequence_length - 1)) % self.buffer_size
-        envs = env_indices[:, None]
-        last = self.next_obs_frame_index[steps[:, -1], env_indices][:, None]
-        return np.concatenate([self.obs_frame_index[steps, envs], last], axis=1)
-
-    def sequences(self, starts: np.ndarray, env_indices: np.ndarray, env: VecNormalize | None = None) -> SequenceSamples:
-        """The sequences that start at buffer indices ``starts`` of envs ``env_indices``."""
+        """``batch_size`` sequences of ``sequence_length`` observations, each ending with a uniformly drawn transition
+        (SB3's draw of transitions and envs), padded before its episode's first observation."""
         if self._frames is None:
-            raise ValueError("The replay buffer is empty: add transitions first.")
+            raise ValueError("The replay buffer is empty: add transitions before sampling (learning_starts >= 1).")
+        upper_bound = self.buffer_size if self.full else self.pos
+        ends = np.random.randint(0, upper_bound, size=batch_size)
+        env_indices = np.random.randint(0, high=self.n_envs, size=(batch_size,))
+        return self.sequences(ends, env_indices, env)
+
+    def sequence_steps(self, ends: np.ndarray, env_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Buffer indices ``(B, S - 1)`` of the sequences' transitions, oldest first, and whether each belongs to the
+        episode of the last one (``False``: padding).
+
+        Walking back from the last transition, a step is padding once an earlier step ended an episode (``done``,
+        termination or truncation) or the walk passes the oldest stored transition."""
+        transitions = self.sequence_length - 1
+        back = np.arange(transitions - 1, -1, -1)  # steps back from the last transition, oldest first
+        steps = (ends[:, None] - back) % self.buffer_size
+        available = (ends - self.pos) % self.buffer_size if self.full else ends  # stored transitions older than the end
+        dones = self.dones[steps, env_indices[:, None]].astype(bool)
+        dones[:, -1] = False  # the last transition may end the episode: its next observation is the terminal one
+        # A step belongs to the episode iff no step from it to the last one (excluded) ended an episode.
+        ended_after = np.flip(np.cumsum(np.flip(dones, axis=1), axis=1), axis=1) > 0
+        observed = ~ended_after & (back[None, :] <= available[:, None])
+        return steps, observed
+
+    def sequences(self, ends: np.ndarray, env_indices: np.ndarray, env: VecNormalize | None = None) -> SequenceSamples:
+        """The sequences that end with transitions ``ends`` of envs ``env_indices`` (buffer indices)."""
+        if self._frames is None:
+            raise ValueError("The replay buffer is empty: add transitions before sampling (learning_starts >= 1).")
         if env is not None and env.norm_obs:
             raise ValueError("VecNormalize(norm_obs=True) would turn uint8 images into floats: use norm_obs=False.")
-        steps = (starts[:, None] + np.arange(self.sequence_length - 1)) % self.buffer_size
+        steps, observed_steps = self.sequence_steps(ends, env_indices)
         envs = env_indices[:, None]
-        index = self.sequence_frame_index(starts, env_indices)
-        batch = len(starts)
+        frame_index = np.where(observed_steps[:, :, None], self.obs_frame_index[steps, envs], ZERO_SLOT)
+        last = self.next_obs_frame_index[ends, env_indices][:, None]
+        index = np.concatenate([frame_index, last], axis=1)
+        batch = len(ends)
         if isinstance(self._frames, np.ndarray):
             images = th.from_numpy(self._frames[index])
         else:
             images = self._frames[th.as_tensor(index, dtype=th.long, device=self._frames.device)]
         images = images.reshape(batch, self.sequence_length, *self.obs_shape).to(self.device)
-        dones = self.dones[steps, envs] * (1 - self.timeouts[steps, envs])
-        rewards = self._normalize_reward(self.rewards[steps, envs], env)
+        keep = observed_steps.astype(np.float32)
+        dones = self.dones[steps, envs] * (1 - self.timeouts[steps, envs]) * keep
+        rewards = self._normalize_reward(self.rewards[steps, envs], env) * keep
+        actions = self.actions[steps, envs] * keep[:, :, None]
+        observed = np.concatenate([keep, np.ones((batch, 1), dtype=np.float32)], axis=1)
         return SequenceSamples(
             observations=images,
-            actions=self.to_torch(self.actions[steps, envs]),
+            actions=self.to_torch(actions),
             rewards=self.to_torch(rewards[..., None]),
             dones=self.to_torch(dones[..., None]),
+            observed=self.to_torch(observed),
         )

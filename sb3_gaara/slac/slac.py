@@ -290,7 +290,7 @@ class SLAC(DurableSaves, SAC):
     def model_step(self, record: Callable[[str, th.Tensor], None]) -> None:
         """One update of the latent variable model on ``model_batch_size`` sequences (its own Adam)."""
         sequences = self.replay_buffer.sample(self.model_batch_size, env=self._vec_normalize_env)
-        loss, terms = self.latent_model.loss(sequences.observations, sequences.actions, sequences.rewards)
+        loss, terms = self.latent_model.loss(sequences.observations, sequences.actions, sequences.rewards, sequences.observed)
         self.latent_model.optimizer.zero_grad()
         loss.backward()
         self.latent_model.optimizer.step()
@@ -302,14 +302,14 @@ class SLAC(DurableSaves, SAC):
         record("reconstruction_mse", terms.reconstruction_mse)
         interval = self.reconstruction_log_interval
         if interval and self._n_model_updates % interval == 0:
-            self.log_reconstructions(sequences.observations[0], sequences.actions[0])
+            self.log_reconstructions(sequences.observations[0], sequences.actions[0], sequences.observed[0])
 
     def agent_step(self, batch_size: int, record: Callable[[str, th.Tensor], None]) -> None:
         """One SAC update of the temperature, the critic and the actor on ``batch_size`` sequences, then the EMA."""
         sequences = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
         with th.no_grad():
             features = self.latent_model.encode(sequences.observations)
-            latents = self.latent_model.posterior(features, sequences.actions).latents
+            latents = self.latent_model.posterior(features, sequences.actions, sequences.observed).latents
         history = self.policy.actor_input(features, sequences.actions)
         self.sac_update(history, latents[:, -2], latents[:, -1], sequences, record)
         if self._n_updates % self.target_update_interval == 0:
@@ -369,20 +369,23 @@ class SLAC(DurableSaves, SAC):
         actor_loss.backward()
         self.actor.optimizer.step()
 
-    def log_reconstructions(self, observations: th.Tensor, actions: th.Tensor) -> None:
+    def log_reconstructions(self, observations: th.Tensor, actions: th.Tensor, observed: th.Tensor | None = None) -> None:
         """Write one replayed sequence (top row) and the decoder's means at its posterior samples (bottom row) as the
         TensorBoard image ``train/reconstructions``, at the current ``num_timesteps``; nothing without a TensorBoard
         writer. Blurred or frozen reconstructions show a model that stopped reading the frames.
 
         :param observations: ``(S, C, H, W)`` uint8
         :param actions: ``(S - 1, action_dim)``
+        :param observed: ``(S,)`` 1 for observed steps, 0 for the padding before the episode's first observation
         """
         writers = [output for output in self.logger.output_formats if isinstance(output, TensorBoardOutputFormat)]
         if not writers:
             return
         with th.no_grad():
             features = self.latent_model.encode(observations[None])
-            latents = self.latent_model.posterior(features, actions[None]).latents
+            latents = self.latent_model.posterior(
+                features, actions[None], None if observed is None else observed[None]
+            ).latents
             means = self.latent_model.decoder(latents)[0]
         steps, channels, height, width = observations.shape
         # reconstruction_grid shows its reconstructions + 0.5 (the 5-bit target of the other agents' decoders).
