@@ -68,6 +68,11 @@ class SLAC(DurableSaves, SAC):
       port masks the reward of a terminal step; DeepMind Control has none);
     * sequences hold ``sequence_length`` observations and ``sequence_length - 1`` actions, as the paper's notation
       (``x_{1:tau+1}``, ``a_{1:tau}``) and original code; the PyTorch port's hold one step more.
+    * every stored transition ends a sequence equally often (SB3's uniform draw); the steps before its episode's first
+      observation are padding, zero frames and actions: the history the actor acts on in an episode's first ``S - 1``
+      steps. The model restarts its filter at the first observed step and its losses skip the padding, as the original
+      code restarts the latent at an episode's first step. The PyTorch port keeps only sequences wholly inside an
+      episode, so its actor never trains on the padded histories it acts on.
 
     Acting carries the actor's history across steps (:class:`~sb3_gaara.slac.policies.SLACHistory`): ``model.predict``
     takes and returns it as SB3's recurrent ``state`` and clears it where ``episode_start`` is set, so SB3's
