@@ -26,7 +26,7 @@ from conftest import FakeImageEnv, tiny_kwargs, tiny_kwargs_for
 from gymnasium import spaces
 
 import sb3_gaara
-from sb3_gaara import CURLSAC, GAARASAC, SACAE, DrQ, DrQv2
+from sb3_gaara import CURLSAC, GAARASAC, SACAE, SLAC, DrQ, DrQv2
 from sb3_gaara.algorithms import ALGORITHMS
 from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer
 from sb3_gaara.envs import ACTION_REPEAT, DMC_TASKS, default_action_repeat, dmc_env_id
@@ -63,9 +63,10 @@ def test_there_is_one_hyperparams_file_per_algorithm():
     assert packaged == {f"{algo}.yml" for algo in ZOO_ALGORITHMS}
 
 
-def test_constructor_defaults_are_the_paper_settings_the_yml_omits():
-    defaults = {name: p.default for name, p in inspect.signature(GAARASAC.__init__).parameters.items()}
-    paper = dict(
+#: The papers' settings that the yml files omit because they are the constructor's defaults (their comment headers)
+PAPER_DEFAULTS: dict[type, dict[str, Any]] = {
+    # SAC+GAARA, appendix A.1
+    GAARASAC: dict(
         batch_size=128,
         learning_starts=1000,
         gamma=0.99,
@@ -75,7 +76,30 @@ def test_constructor_defaults_are_the_paper_settings_the_yml_omits():
         target_update_interval=2,
         actor_update_freq=2,
         ent_coef="auto_0.1",
-    )
+    ),
+    # SLAC, appendix B
+    SLAC: dict(
+        learning_rate=3e-4,
+        model_learning_rate=1e-4,
+        batch_size=256,
+        model_batch_size=32,
+        sequence_length=8,
+        learning_starts=10_000,
+        model_pretraining_steps=100_000,
+        gamma=0.99,
+        tau=0.005,
+        ent_coef="auto",
+        target_entropy="auto",
+        train_freq=1,
+        gradient_steps=1,
+    ),
+}
+
+
+@pytest.mark.parametrize("algorithm", list(PAPER_DEFAULTS), ids=lambda algorithm: algorithm.zoo_name)
+def test_constructor_defaults_are_the_paper_settings_the_yml_omits(algorithm: type):
+    defaults = {name: p.default for name, p in inspect.signature(algorithm.__init__).parameters.items()}
+    paper = PAPER_DEFAULTS[algorithm]
     assert {name: defaults[name] for name in paper} == paper
 
 
@@ -90,10 +114,12 @@ def test_hyperparams_follow_the_paper(algo: str):
     assert algo == "drqv2" or other_repeat <= set(entries)
     defaults = {name: p.default for name, p in inspect.signature(ZOO_ALGORITHMS[algo].__init__).parameters.items()}
     # DrQ and DrQ-v2 render at their 84 px input size instead of cropping 84 px out of 100 px renders; DrQ-v2 uses
-    # action repeat 2 on every task
+    # action repeat 2 on every task; SLAC models single 64 px frames (at the dmc-* ids' repeats, its paper's)
     env_kwargs = {"frame_stack": 3, **({"height": 84, "width": 84} if algo in ("drq", "drqv2") else {})}
     if algo == "drqv2":
         env_kwargs["action_repeat"] = 2
+    if algo == "slac":
+        env_kwargs = {"frame_stack": 1, "height": 64, "width": 64}
     for env_id, entry in entries.items():
         repeat = 2 if env_id == "default" or algo == "drqv2" else default_action_repeat(env_id.split("-")[1])
         assert entry["policy"] == "CnnPolicy"
@@ -267,7 +293,14 @@ def _manager(zoo: ModuleType, tmp_path: Path, algo: str = "gaara_sac", env_id: s
 
 def test_algorithms_are_in_the_table(zoo: ModuleType):
     # The zoo's table is derived from the library's list of algorithms, and holds the plain classes.
-    assert ZOO_ALGORITHMS == {"gaara_sac": GAARASAC, "sac_ae": SACAE, "curl_sac": CURLSAC, "drq": DrQ, "drqv2": DrQv2}
+    assert ZOO_ALGORITHMS == {
+        "gaara_sac": GAARASAC,
+        "sac_ae": SACAE,
+        "curl_sac": CURLSAC,
+        "drq": DrQ,
+        "drqv2": DrQv2,
+        "slac": SLAC,
+    }
     assert ZOO_ALGORITHMS == {cls.zoo_name: cls for cls in ALGORITHMS}
     for zoo_name, cls in ZOO_ALGORITHMS.items():
         assert zoo.utils.ALGOS[zoo_name] is cls is getattr(sb3_gaara, cls.__name__)
@@ -373,8 +406,8 @@ def test_zoo_evaluates_on_the_papers_protocol_by_default(zoo: ModuleType, tmp_pa
     assert callback.log_path == str(run / "evaluations") and callback.best_model_save_path == str(run)
     assert type(callback.callback_on_new_best).__name__ == "SaveVecNormalizeCallback"
     # a separate env built like the training env: the yml's frame stack and render size, the task's action repeat
-    size = 84 if zoo_name in ("drq", "drqv2") else 100
-    assert callback.eval_env.observation_space.shape == (9, size, size)
+    channels, size = (3, 64) if zoo_name == "slac" else (9, 84 if zoo_name in ("drq", "drqv2") else 100)
+    assert callback.eval_env.observation_space.shape == (channels, size, size)
     assert get_action_repeat(callback.eval_env) == (2 if zoo_name == "drqv2" else 8)
 
 
@@ -472,7 +505,23 @@ SEARCHED_PARAMETERS = {
     "drq": _SAC_KNOBS,
     # DDPG's knobs and the exploration schedule
     "drqv2": {"learning_rate", "batch_size_pow", "n_steps", "tau", "stddev_end", "stddev_schedule_steps"},
+    # SAC's knobs on the latents, the latent model's, and the sequences' length
+    "slac": {"learning_rate", "batch_size_pow", "tau", "model_learning_rate", "model_batch_size", "sequence_length"},
 }
+#: SLAC's networks at test size (the paper's: 256 features, z1 of 32, z2 of 256, hidden layers of 256, 32 channels)
+SLAC_TINY_POLICY_KWARGS = dict(
+    features_dim=32, z1_dim=8, z2_dim=16, model_hidden_sizes=(32,), base_channels=4, net_arch=[32, 32]
+)
+
+
+def _tiny_model(zoo_name: str, **overrides: Any) -> Any:
+    """A tiny model of ``zoo_name`` on the fake env (for SLAC: single square frames of 16 px, the encoder's least)."""
+    algorithm = ZOO_ALGORITHMS[zoo_name]
+    if zoo_name != "slac":
+        return algorithm(policy="CnnPolicy", env=FakeImageEnv(), **tiny_kwargs_for(algorithm, **overrides))
+    env = FakeImageEnv(spaces.Box(0, 255, (3, 16, 16), dtype=np.uint8))
+    overrides = {"policy_kwargs": SLAC_TINY_POLICY_KWARGS, "model_pretraining_steps": 0, **overrides}
+    return algorithm(policy="CnnPolicy", env=env, **tiny_kwargs_for(algorithm, **overrides))
 
 
 def _constructor_names(raw: set[str]) -> set[str]:
@@ -503,16 +552,46 @@ def test_optuna_samplers_give_valid_models_and_convert_back(zoo: ModuleType, zoo
         assert set(kwargs) == expected
         assert converter(trial.params) == kwargs  # loading a trial from a study rebuilds the same model
         check_hyperparameter_names(zoo_name, ZOO_ALGORITHMS[zoo_name], kwargs)
-        assert kwargs["batch_size"] in ((64, 128, 256, 512) if zoo_name == "drqv2" else (32, 64, 128, 256))
+        assert kwargs["batch_size"] in ((64, 128, 256, 512) if zoo_name in ("drqv2", "slac") else (32, 64, 128, 256))
         if "comparison_lambda_min" in kwargs:
             assert 0 <= kwargs["comparison_lambda_min"] <= kwargs["comparison_lambda"]
-        overrides = {**kwargs, "batch_size": 4}
-        algorithm = zoo.utils.ALGOS[zoo_name]
-        model = algorithm(policy="CnnPolicy", env=FakeImageEnv(), **tiny_kwargs_for(algorithm, **overrides))
+        assert zoo.utils.ALGOS[zoo_name] is ZOO_ALGORITHMS[zoo_name]
+        model = _tiny_model(zoo_name, **{**kwargs, "batch_size": 4})
         for key, value in kwargs.items():  # every sampled value reaches the model
             if key != "batch_size":
                 assert getattr(model, key) == value, key
         study.tell(trial, 0.0)
+
+
+def test_slac_search_space_brackets_the_paper_settings():
+    from sb3_gaara.zoo.hyperparams_opt import convert_slac_params, sample_slac_params
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize")
+    trial = study.ask()
+    kwargs = sample_slac_params(trial, 6, 1, {})
+    # the exact ranges: log-uniform around the paper's learning rates and tau, its batches and sequence length inside
+    assert trial.distributions == {
+        "learning_rate": optuna.distributions.FloatDistribution(1e-4, 1e-3, log=True),
+        "model_learning_rate": optuna.distributions.FloatDistribution(3e-5, 3e-4, log=True),
+        "batch_size_pow": optuna.distributions.IntDistribution(6, 9),
+        "model_batch_size": optuna.distributions.CategoricalDistribution([16, 32, 64]),
+        "tau": optuna.distributions.FloatDistribution(0.001, 0.025, log=True),
+        "sequence_length": optuna.distributions.CategoricalDistribution([4, 8, 12]),
+    }
+    assert trial.user_attrs == {"batch_size": kwargs["batch_size"]}
+    paper = PAPER_DEFAULTS[SLAC]
+    for name, distribution in trial.distributions.items():
+        value = paper[name] if name != "batch_size_pow" else int(np.log2(paper["batch_size"]))
+        if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+            assert value in distribution.choices, name
+        else:
+            assert distribution.low < value < distribution.high, name
+    # the converter is the inverse of the encoding, and leaves the other names alone
+    assert convert_slac_params({"batch_size_pow": 8, "tau": 0.005, "sequence_length": 8}) == {
+        "batch_size": 256,
+        "tau": 0.005,
+        "sequence_length": 8,
+    }
 
 
 # --- the zoo's scripts end to end ------------------------------------------------------------------------
@@ -679,6 +758,31 @@ def test_zoo_drqv2_trains_at_action_repeat_2_on_84_px_renders_and_enjoys(tmp_pat
     assert "Episode Length 20" in result.stdout  # 40 simulator steps / action repeat 2
 
 
+@pytest.mark.slow
+def test_zoo_slac_trains_on_64_px_single_frames_evaluates_and_enjoys(tmp_path: Path):
+    # cheetah: action repeat 4, episodes of 40 simulator steps = 10 agent steps (sequences of 8 observations fit)
+    common = ["--env", "dmc-cheetah-run", "-f", "logs", "--env-kwargs", "episode_length:40", "--num-threads", "1"]
+    policy_kwargs = "dict(" + ",".join(f"{key}={value!r}" for key, value in SLAC_TINY_POLICY_KWARGS.items()) + ")"
+    result = _zoo(
+        "train", "--algo", "slac", "-n", "30", "--seed", "0", "--eval-freq", "10", "--eval-episodes", "1", *common,
+        "--hyperparams", "learning_starts:20", "buffer_size:200", "batch_size:4", "model_batch_size:4",
+        "model_pretraining_steps:5", f"policy_kwargs:{policy_kwargs}", cwd=tmp_path,
+    )  # fmt: skip
+    assert "slac.yml" in result.stdout and "'frame_stack': 1, 'height': 64, 'width': 64" in result.stdout
+    run = tmp_path / "logs" / "slac" / "dmc-cheetah-run_1"
+    model = SLAC.load(run / "dmc-cheetah-run.zip", device="cpu")
+    # the pretraining's 5 model updates, then one model and one agent update per step after the 20 random ones
+    assert model.observation_space.shape == (3, 64, 64) and model._n_updates == 10 and model._n_model_updates == 15
+    # the protocol's evaluation acted with the history (SB3's recurrent state) through whole episodes
+    data = np.load(run / "evaluations.npz")
+    assert data["timesteps"].tolist() == [0, 10, 20, 30] and data["env_steps"].tolist() == [0, 40, 80, 120]
+    assert (data["ep_lengths"] == 10).all() and (run / "best_model.zip").is_file()
+    # enjoy acts with the history too; it loads SLAC with the saved buffer_size (rl-zoo3 passes buffer_size=1 only to
+    # its own off-policy algorithms), which allocates no frame store until a first add
+    result = _zoo("enjoy", "--algo", "slac", "--no-render", "-n", "12", *common, cwd=tmp_path)
+    assert "Episode Length 10" in result.stdout
+
+
 # --- the built wheel in a fresh virtual environment ------------------------------------------------------
 
 
@@ -750,7 +854,7 @@ def _installed_version(distribution: str) -> str:
 @pytest.mark.parametrize("zoo_name", sorted(ZOO_ALGORITHMS))
 def test_unknown_yml_key_names_the_key_the_closest_valid_one_and_the_file(zoo_name: str):
     algorithm = ZOO_ALGORITHMS[zoo_name]
-    name = "stddev_clip" if zoo_name == "drqv2" else "encoder_tau"
+    name = {"drqv2": "stddev_clip", "slac": "model_batch_size"}.get(zoo_name, "encoder_tau")
     with pytest.raises(ValueError, match=rf"Unknown hyper-parameter\(s\) for --algo .*'{name}s' \(did you mean '{name}'\?\)"):
         check_hyperparameter_names(zoo_name, algorithm, {f"{name}s": 0.05, **tiny_kwargs_for(algorithm)})
     with pytest.raises(ValueError, match=r"'frame_stacks' \(did you mean 'frame_stack'\?\).*yml"):

@@ -14,7 +14,8 @@ Which auxiliary knobs an algorithm searches follows from its default variant
 (:data:`sb3_gaara.gaara.variants.VARIANTS`), see :class:`SearchSpace`; there is one sampler per
 SAC-based algorithm, under its ``zoo_name``. DrQ trains the encoder by the critic alone (its variant has neither
 decoder nor ``W``), so its space is the SAC knobs. DrQv2 (DDPG) has a space of its own,
-:func:`sample_drqv2_params`.
+:func:`sample_drqv2_params`, and so has SLAC (SAC on the latents of a sequential latent variable model, trained by
+its own optimizer), :func:`sample_slac_params`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sb3_gaara.drq.drqv2 import DrQv2
 from sb3_gaara.gaara.gaara_sac import ALGORITHMS as GAARA_ALGORITHMS
 from sb3_gaara.gaara.gaara_sac import GAARASAC
 from sb3_gaara.gaara.variants import VARIANTS
+from sb3_gaara.slac.slac import SLAC
 
 #: the SAC-based algorithms, which share the GAARA search space (DrQ's variant has no auxiliary knobs)
 GAARA_SAC_ALGORITHMS: tuple[type[GAARASAC], ...] = (*GAARA_ALGORITHMS, DrQ)
@@ -150,13 +152,52 @@ def convert_drqv2_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     return hyperparams
 
 
+def sample_slac_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+    """rl-zoo3 sampler of SLAC: the SAC knobs on the latents (learning rate of the actor, the critic and the
+    temperature, batch of sequences, target rate), the latent model's learning rate and batch of sequences, and the
+    sequence length (observations per replayed sequence, also the frames of the actor's history). Log-uniform ranges
+    are centred on the paper's values (appendix B: lr 3e-4, model lr 1e-4, tau 0.005) and span about 3x on either
+    side for the learning rates and 5x for tau; the batches bracket its 256 and 32 sequences by a factor of 2 or 4,
+    the sequence length its 8 by 4.
+
+    The discount (0.99), the temperature (learned, towards an entropy of ``-action_dim``), the latent sizes (as
+    ``policy_kwargs`` set them), the random steps and the model's pretraining updates stay as the yml or
+    ``--hyperparams`` set them: the last two decide a trial's cost more than its outcome. A longer sequence costs
+    proportionally more per update and needs episodes of at least ``sequence_length - 1`` agent steps."""
+    hyperparams = convert_slac_params(_suggest_slac(trial))
+    trial.set_user_attr("batch_size", hyperparams["batch_size"])
+    return hyperparams
+
+
+def _suggest_slac(trial: optuna.Trial) -> dict[str, Any]:
+    return {
+        "learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-3, log=True),
+        "model_learning_rate": trial.suggest_float("model_learning_rate", 3e-5, 3e-4, log=True),
+        # 2**6 = 64 ... 2**9 = 512 sequences (SLAC: 256)
+        "batch_size_pow": trial.suggest_int("batch_size_pow", 6, 9),
+        "model_batch_size": trial.suggest_categorical("model_batch_size", [16, 32, 64]),
+        "tau": trial.suggest_float("tau", 0.001, 0.025, log=True),
+        "sequence_length": trial.suggest_categorical("sequence_length", [4, 8, 12]),
+    }
+
+
+def convert_slac_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
+    """Raw SLAC trial parameters to constructor keyword arguments."""
+    hyperparams = dict(sampled_params)
+    if "batch_size_pow" in hyperparams:
+        hyperparams["batch_size"] = 2 ** hyperparams.pop("batch_size_pow")
+    return hyperparams
+
+
 #: Entries added to ``rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER`` / ``HYPERPARAMS_CONVERTER``: one sampler of the
-#: GAARA search space per SAC-based algorithm (DrQ included), and DrQv2's own.
+#: GAARA search space per SAC-based algorithm (DrQ included), DrQv2's own and SLAC's own.
 HYPERPARAMS_SAMPLER: dict[str, Callable[[optuna.Trial, int, int, dict], dict[str, Any]]] = {
     **{algorithm.zoo_name: _make_sampler(algorithm) for algorithm in GAARA_SAC_ALGORITHMS},
     DrQv2.zoo_name: sample_drqv2_params,
+    SLAC.zoo_name: sample_slac_params,
 }
 HYPERPARAMS_CONVERTER: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     **dict.fromkeys(HYPERPARAMS_SAMPLER, convert_gaara_params),
     DrQv2.zoo_name: convert_drqv2_params,
+    SLAC.zoo_name: convert_slac_params,
 }
