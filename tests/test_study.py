@@ -18,6 +18,7 @@ import pytest
 import torch as th
 
 from sb3_gaara import study
+from sb3_gaara.algorithms import BY_ZOO_NAME
 from sb3_gaara.envs.pixel_reach import PIXEL_REACH_ID, PixelReachEnv, register_pixel_reach
 from sb3_gaara.study import (
     AGENTS,
@@ -407,9 +408,11 @@ def test_agents_are_the_variants_and_the_fixed_weight_ablations() -> None:
         "ad01": "AD(0,1)",
         "ad10": "AD(1,0)",
         "ad11": "AD(1,1)",
+        "slac": "SLAC",
     }
     # the order of --variants all
-    assert list(AGENTS) == [*study.MAIN_AGENTS, *study.ABLATION_AGENTS, *study.AUGMENTATION_AGENTS, *study.AD_AGENTS]
+    groups = [*study.MAIN_AGENTS, *study.ABLATION_AGENTS, *study.AUGMENTATION_AGENTS, *study.AD_AGENTS]
+    assert list(AGENTS) == [*groups, "slac"]
     for name, variant in VARIANTS.items():
         assert AGENTS[name] == study.AgentSpec(variant.label, name, {}, variant.source)
     drq, gaara_shift = AGENTS["drq"], AGENTS["gaara_shift"]
@@ -519,12 +522,28 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch) -> N
     assert run_training(config) == "skipped"
 
 
-@pytest.mark.parametrize("agent", ["gaara", "ad10"])
+#: SLAC's model on batches of 4 sequences, 3 model updates before the first agent update, networks smaller still
+_TINY_SLAC = {
+    "model_batch_size": 4,
+    "model_pretraining_steps": 3,
+    "policy_kwargs": {
+        "net_arch": [32],
+        "features_dim": 16,
+        "z1_dim": 4,
+        "z2_dim": 8,
+        "model_hidden_sizes": [16],
+        "base_channels": 4,
+    },
+}
+
+
+@pytest.mark.parametrize("agent", ["gaara", "ad10", "slac"])
 def test_a_run_stopped_and_resumed_writes_the_curve_of_a_run_that_never_stopped(tmp_path, monkeypatch, agent) -> None:
     """Learning from step 10 (batch 8), stopped mid-episode at 44 environment steps (a checkpoint at the next rollout
     start, after the transition of step 22 is stored and trained on) and resumed in a fresh process state: curve,
-    parameters, optimizer states and replay buffer equal those of the run that never stopped, bit for bit."""
-    kwargs = {"learning_starts": 10, "batch_size": 8}
+    parameters, optimizer states and replay buffer equal those of the run that never stopped, bit for bit (SLAC: with
+    the actor's history of the training env and its model's update count)."""
+    kwargs = {"learning_starts": 10, "batch_size": 8, **(_TINY_SLAC if agent == "slac" else {})}
     write_run_curve = study_run.write_run_curve
     stop = StopRequest()
 
@@ -552,11 +571,15 @@ def test_a_run_stopped_and_resumed_writes_the_curve_of_a_run_that_never_stopped(
         (0, None, True),
         (40, "ckpt_000000040", True),
     ]
-    algorithm = type(study_run._new_model(whole, study_run.make_train_env(whole.task, 0), 1))
+    algorithm = BY_ZOO_NAME[AGENTS[agent].algorithm]
     models = [algorithm.load(Path(config.run_dir) / "final_model.zip", device="cpu") for config in (whole, resumed)]
     assert models[0].num_timesteps == models[1].num_timesteps == 60 and models[0]._n_updates == models[1]._n_updates
     for (name, a), b in zip(models[0].policy.state_dict().items(), models[1].policy.state_dict().values(), strict=True):
         assert th.equal(a, b), name
+    if agent == "slac":
+        assert models[0]._n_model_updates == models[1]._n_model_updates == 3 + 60 - 10
+        for a, b in zip(models[0]._rollout_history, models[1]._rollout_history, strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_model_kwargs_are_part_of_a_runs_identity_but_cuda_graphs_is_not(tmp_path) -> None:
@@ -702,7 +725,9 @@ def test_augmentation_agents_build_their_algorithm_on_their_renders(tmp_path) ->
 def test_runs_stored_before_the_agent_spec_grew_still_resume(tmp_path) -> None:
     config = _config(tmp_path)
     stored = json.loads(json.dumps(config.identity()))
-    for key in ("algorithm", "render_at_crop_size"):
+    # The task as stored before TaskSpec said how other agents (SLAC) run it
+    assert list(stored["task"]) == ["name", "env_id", "env_kwargs", "frame_stack", "model_kwargs"]
+    for key in ("algorithm", "render_at_crop_size", "frame_stack", "render_size"):
         del stored["agent_spec"][key]  # a config.json written before these fields existed
     assert config.resumes(stored)
     drq = _config(tmp_path, agent="drq")
@@ -731,3 +756,66 @@ def test_ad_agents_build_drqv2_without_the_speed_options_it_does_not_take(tmp_pa
     assert settings["seeds"] == [0, 1, 2] and settings["env_steps"] == 100_000
     pairs, _ = build_grid(study.parse_args(["--cpu-scale", "--variants", "ad"]))
     assert pairs == [("pixel_reach", name) for name in expected]
+
+
+def test_slac_runs_on_single_frames_at_its_render_size_with_its_own_cpu_scale_settings(tmp_path) -> None:
+    from sb3_gaara import SLAC
+
+    slac = AGENTS["slac"]
+    assert (slac.label, slac.algorithm, slac.variant, slac.frame_stack, slac.render_size) == ("SLAC", "slac", None, 1, 64)
+    assert not slac.render_at_crop_size and "SLAC" in study.PUBLISHED_AGENTS  # "SLAC (ours)" beside the paper's "SLAC"
+    # DMC: single 64 px frames and the paper's settings (SLAC's defaults)
+    cheetah = resolve_task("cheetah_run")
+    task = cheetah.for_agent(slac)
+    assert (task.frame_stack, dict(task.env_kwargs), dict(task.model_kwargs)) == (1, {"height": 64, "width": 64}, {})
+    assert task.for_agent(slac) == task
+    env = study_run.make_train_env(task, 0, eval_env=True)
+    assert env.observation_space.shape == (3, 64, 64) and env.reset().shape == (1, 3, 64, 64)
+    env.close()
+    # PixelReach: single 32 px frames (a multiple of 16 px) and SLAC's CPU-scale settings, not GAARASAC's
+    config = _config(tmp_path, agent="slac")
+    assert study_run._render_size(config) is None  # no image_size: the run task renders at SLAC's size
+    assert config.run_task().env_kwargs == {"size": 32} and config.run_task().frame_stack == 1
+    env = study_run.make_train_env(config.run_task(), 0)
+    assert env.get_attr("frame_stack") == [1] and env.reset().shape == (1, 3, 32, 32)
+    model = study_run._new_model(config, env, agent_steps=60)
+    assert type(model) is SLAC
+    assert (model.batch_size, model.model_batch_size, model.learning_starts, model.model_pretraining_steps) == (
+        32,
+        16,
+        500,
+        200,
+    )
+    assert model.buffer_size == 60 and model.policy.net_arch == [64, 64]
+    assert (model.policy.features_dim, model.policy.z1_dim, model.policy.z2_dim, model.policy.base_channels) == (32, 8, 32, 8)
+    assert "use_sde" not in study.CPU_SCALE_ALGORITHM_MODEL_KWARGS["slac"]["policy_kwargs"]  # SB3 edited a copy
+    # Every other agent runs the task as it is: same envs, same settings, same identity as before SLAC.
+    for name, agent in AGENTS.items():
+        if name != "slac":
+            assert (
+                resolve_task("pixel_reach").for_agent(agent) == resolve_task("pixel_reach")
+                and cheetah.for_agent(agent) == cheetah
+            )
+    # The render size and SLAC's settings are part of its runs' identity.
+    stored = json.loads(json.dumps(config.identity()))
+    assert stored["task"]["env_kwargs"] == {"size": 32} and stored["task"]["model_kwargs"]["model_batch_size"] == 16
+    assert config.resumes(stored)
+    stored["task"]["env_kwargs"] = {"size": 64}
+    assert not config.resumes(stored)
+
+
+def test_the_study_command_runs_slac(tmp_path) -> None:
+    pairs, _ = build_grid(study.parse_args(["--cpu-scale", "--agents", "slac"]))
+    assert pairs == [("pixel_reach", "slac")]
+    argv = ["--tasks", "pixel_reach", "--agents", "slac", "--device", "cpu", "--env-steps", "60", "--eval-every", "30"]
+    argv += ["--eval-episodes", "1", "--random-episodes", "0", "--out", str(tmp_path), "--hyperparams", "learning_starts:10"]
+    argv += ["batch_size:8", *(f"{key}:{value}" for key, value in _TINY_SLAC.items())]
+    assert study.main(argv) == 0
+    assert [(row["step"], row["agent"]) for row in read_curve_csv(tmp_path / "curves.csv")] == [
+        (0, "SLAC"),
+        (30, "SLAC"),
+        (60, "SLAC"),
+    ]
+    assert "| 60 env steps | SLAC (ours) |" in (tmp_path / "results.md").read_text()
+    stored = json.loads((run_directory(tmp_path, "pixel_reach", "slac", 0) / "config.json").read_text())
+    assert (stored["task"]["frame_stack"], stored["task"]["env_kwargs"]) == (1, {"size": 32})

@@ -1,8 +1,9 @@
 """``python -m sb3_gaara.study``: a grid of tasks x agents x seeds, evaluated as the papers evaluate.
 
-Every run trains one agent (a :class:`~sb3_gaara.GAARASAC` variant) on one task with one seed, and
-evaluates it with :class:`~sb3_gaara.evaluation.EnvStepEvalCallback` (10 deterministic episodes on a
-separate env every 10k *environment* steps). The study then writes, under ``--out``:
+Every run trains one agent (``--agents``: a :class:`~sb3_gaara.GAARASAC` variant, DrQ, a DrQ-v2 AD(a, d) variant or
+SLAC) on one task with one seed, and evaluates it with :class:`~sb3_gaara.evaluation.EnvStepEvalCallback` (10
+deterministic episodes on a separate env every 10k *environment* steps; SLAC acts with its history, passed along as
+SB3's recurrent state). The study then writes, under ``--out``:
 
 * ``curves.csv``: every evaluation of every run, in the columns of DrQ's published learning curves
   (``step,episode,episode_reward,env,seed,agent``; ``step`` counts environment steps, ``env`` is
@@ -25,7 +26,8 @@ the run that never stopped, bit for bit (:mod:`~sb3_gaara.study.run`).
 
 The package, one concept per module:
 
-* :mod:`~sb3_gaara.study.catalogue`: tasks, agents (from :data:`sb3_gaara.VARIANTS`), presets, published scores;
+* :mod:`~sb3_gaara.study.catalogue`: tasks, agents (from :data:`sb3_gaara.VARIANTS`, and the frames each observes: 3
+  stacked frames, SLAC one 64 px frame), presets, published scores;
 * :mod:`~sb3_gaara.study.run`: one run (:class:`RunConfig`, :func:`run_training`) and the random baseline;
 * :mod:`~sb3_gaara.study.scheduling`: jobs in worker processes, SIGTERM / Ctrl-C as a :class:`StopRequest`, the
   progress lines;
@@ -39,6 +41,7 @@ from sb3_gaara.study.catalogue import (
     AD_AGENTS,
     AGENTS,
     AUGMENTATION_AGENTS,
+    CPU_SCALE_ALGORITHM_MODEL_KWARGS,
     CPU_SCALE_MODEL_KWARGS,
     CPU_TASK,
     MAIN_AGENTS,
@@ -95,6 +98,7 @@ __all__ = [
     "AD_AGENTS",
     "AGENTS",
     "AUGMENTATION_AGENTS",
+    "CPU_SCALE_ALGORITHM_MODEL_KWARGS",
     "CPU_SCALE_MODEL_KWARGS",
     "CPU_TASK",
     "CURVE_COLUMNS",

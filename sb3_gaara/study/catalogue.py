@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sb3_gaara import AD_VARIANTS, VARIANTS
@@ -65,8 +65,17 @@ class TaskSpec:
     :param name: name in the curves (``cheetah_run``, ``pixel_reach``)
     :param env_id: Gymnasium id
     :param env_kwargs: keyword arguments of the env
-    :param frame_stack: frames stacked by the env's ``frame_stack`` keyword (3), the first frame repeated at reset
-    :param model_kwargs: ``GAARASAC`` arguments that differ from its (paper) defaults
+    :param frame_stack: frames stacked by the env's ``frame_stack`` keyword (3), the first frame repeated at reset,
+        unless the agent observes another number (:attr:`AgentSpec.frame_stack`)
+    :param model_kwargs: ``GAARASAC`` arguments that differ from its (paper) defaults (also DrQ's and DrQ-v2's, which
+        take the same ones)
+    :param algorithm_model_kwargs: the settings of algorithms (by RL Zoo name) whose arguments are not GAARASAC's, in
+        place of ``model_kwargs`` (the CPU-scale task's SLAC settings)
+    :param agent_render_size: where this task renders smaller frames than the DeepMind Control tasks, the size at
+        which it renders those of agents with a render size of their own (:attr:`AgentSpec.render_size`; the CPU-scale
+        task: 32 px); ``None``: the agent's size
+
+    :meth:`for_agent` applies the last two and the agent's own frames: the task as one agent runs it.
     """
 
     name: str
@@ -74,6 +83,28 @@ class TaskSpec:
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
     frame_stack: int = 3
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    algorithm_model_kwargs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    agent_render_size: int | None = None
+
+    def for_agent(self, agent: AgentSpec) -> TaskSpec:
+        """The task as ``agent`` runs it: the agent's frame stack and render size (in ``env_kwargs``) and its
+        algorithm's settings as ``model_kwargs``. An agent without any of them runs the task as it is; applying it
+        twice changes nothing."""
+        env_kwargs = dict(self.env_kwargs)
+        if agent.render_size is not None:
+            size = self.agent_render_size if self.agent_render_size is not None else agent.render_size
+            env_kwargs.update(render_size_kwargs(self, size))
+        return replace(
+            self,
+            env_kwargs=env_kwargs,
+            frame_stack=agent.frame_stack if agent.frame_stack is not None else self.frame_stack,
+            model_kwargs=self.algorithm_model_kwargs.get(agent.algorithm, self.model_kwargs),
+        )
+
+
+#: ``TaskSpec`` fields that say how the task treats other agents, not how a run's agent runs it (which
+#: :meth:`TaskSpec.for_agent` applies): left out of a run's identity
+AGENT_DEPENDENT_TASK_FIELDS = ("algorithm_model_kwargs", "agent_render_size")
 
 
 #: ``GAARASAC`` settings of the CPU-scale task: 32 px crops of 40 px frames, small networks, batch 32.
@@ -86,6 +117,31 @@ CPU_SCALE_MODEL_KWARGS: dict[str, Any] = {
         "features_extractor_kwargs": {"features_dim": 32, "num_layers": 2, "num_filters": 16},
     },
 }
+
+
+#: SLAC's settings of the CPU-scale task: 32 px single frames (:data:`CPU_SCALE_RENDER_SIZE`), small networks, batches
+#: of 32 sequences (agent) and 16 (model), 500 random agent steps, then 200 model updates before the first agent
+#: update. A model and an agent update take ~80 ms on one core: a 5k-env-step run takes ~3.5 min of CPU time.
+SLAC_CPU_SCALE_MODEL_KWARGS: dict[str, Any] = {
+    "batch_size": 32,
+    "model_batch_size": 16,
+    "learning_starts": 500,
+    "model_pretraining_steps": 200,
+    "policy_kwargs": {
+        "net_arch": [64, 64],
+        "features_dim": 32,
+        "z1_dim": 8,
+        "z2_dim": 32,
+        "model_hidden_sizes": [64],
+        "base_channels": 8,
+    },
+}
+#: Settings of the CPU-scale task for the algorithms (by RL Zoo name) that take other arguments than ``GAARASAC``:
+#: they replace :data:`CPU_SCALE_MODEL_KWARGS` for them.
+CPU_SCALE_ALGORITHM_MODEL_KWARGS: dict[str, dict[str, Any]] = {"slac": SLAC_CPU_SCALE_MODEL_KWARGS}
+#: Render size of the CPU-scale task for agents with a render size of their own (SLAC: 64 px on DMC): its crop size,
+#: a multiple of 16 px as SLAC's encoder needs.
+CPU_SCALE_RENDER_SIZE = 32
 
 
 def render_size_kwargs(task: TaskSpec, size: int) -> dict[str, int]:
@@ -103,7 +159,13 @@ def resolve_task(name: str) -> TaskSpec:
         from sb3_gaara.envs.pixel_reach import PIXEL_REACH_ID, register_pixel_reach
 
         register_pixel_reach()
-        return TaskSpec(CPU_TASK, PIXEL_REACH_ID, {}, 3, CPU_SCALE_MODEL_KWARGS)
+        return TaskSpec(
+            CPU_TASK,
+            PIXEL_REACH_ID,
+            model_kwargs=CPU_SCALE_MODEL_KWARGS,
+            algorithm_model_kwargs=CPU_SCALE_ALGORITHM_MODEL_KWARGS,
+            agent_render_size=CPU_SCALE_RENDER_SIZE,
+        )
     from sb3_gaara.envs import DMC_TASKS, dmc_env_id, register_dmc_envs
 
     for domain, task in DMC_TASKS:
@@ -133,6 +195,10 @@ class AgentSpec:
     :param render_at_crop_size: render the frames at the model's ``image_size`` instead of cropping that size out
         of the task's larger frames: DrQ observes whole 84 px renders, where SAC+AE and GAARA crop 84 px out of
         100 px renders
+    :param frame_stack: frames per observation the agent needs (``None``: the task's 3); SLAC observes one frame
+    :param render_size: render the frames at this size (``None``: the task's), for an algorithm without an
+        ``image_size``: SLAC's 64 px; a task that renders smaller frames renders them at its own size instead
+        (:attr:`TaskSpec.agent_render_size`)
     """
 
     label: str
@@ -141,6 +207,12 @@ class AgentSpec:
     description: str = ""
     algorithm: str = "gaara_sac"
     render_at_crop_size: bool = False
+    frame_stack: int | None = None
+    render_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.render_at_crop_size and self.render_size is not None:
+            raise ValueError(f"{self.label}: give render_at_crop_size or render_size, not both.")
 
 
 #: The paper's Fig. 3: GAARA with its comparison weight held fixed instead of annealed 1 -> 0.5.
@@ -180,6 +252,19 @@ _AD_AGENTS: dict[str, AgentSpec] = {
     name: AgentSpec(ad.label, None, ad.kwargs, ad.source, algorithm="drqv2", render_at_crop_size=True)
     for name, ad in AD_VARIANTS.items()
 }
+#: Latent-model agents: SLAC, on single 64 px frames (its model and the actor's history give it motion)
+_LATENT_MODEL_AGENTS: dict[str, AgentSpec] = {
+    "slac": AgentSpec(
+        "SLAC",
+        None,
+        {},
+        "SLAC (Lee et al. 2020): SAC on the latents of a sequential latent variable model, the actor on the history; "
+        "single 64 px frames",
+        algorithm="slac",
+        frame_stack=1,
+        render_size=64,
+    ),
+}
 MAIN_AGENTS = ("gaara", "sac_ae", "contrastive")
 ABLATION_AGENTS = ("gaara_c1", "gaara_c05", "joint", "random_anchor", "decoder_discriminator")
 AUGMENTATION_AGENTS = ("drq", "gaara_shift", "pixel_sac")
@@ -190,10 +275,11 @@ _ALL_AGENTS = {
     **_FIXED_WEIGHT_AGENTS,
     **_AUGMENTATION_AGENTS,
     **_AD_AGENTS,
+    **_LATENT_MODEL_AGENTS,
 }
 #: Agents by command-line key: one per variant of :data:`sb3_gaara.VARIANTS` (its name, label and source),
-#: the two fixed-weight ones, the augmentation agents and the AD(a, d) variants of :data:`sb3_gaara.AD_VARIANTS`;
-#: the main agents first, then the ablations, the augmentation agents, the AD variants, then any other variant.
+#: the two fixed-weight ones, the augmentation agents, the AD(a, d) variants of :data:`sb3_gaara.AD_VARIANTS` and SLAC;
+#: the main agents first, then the ablations, the augmentation agents, the AD variants, then any other agent (SLAC).
 AGENTS: dict[str, AgentSpec] = {
     key: _ALL_AGENTS[key]
     for key in dict.fromkeys([*MAIN_AGENTS, *ABLATION_AGENTS, *AUGMENTATION_AGENTS, *AD_AGENTS, *_ALL_AGENTS])

@@ -56,6 +56,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--variants",
         "--algos",
+        "--agents",
         dest="agents",
         nargs="+",
         help=f"agents: {', '.join(AGENTS)}; 'main' = {' '.join(MAIN_AGENTS)}, 'ablations', 'augmentation', 'ad', 'all'",

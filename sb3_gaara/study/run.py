@@ -49,6 +49,7 @@ from sb3_gaara.envs import register_dmc_envs
 from sb3_gaara.envs.pixel_reach import register_pixel_reach
 from sb3_gaara.evaluation import EnvStepEvalCallback, Evaluation, make_eval_env
 from sb3_gaara.study.catalogue import (
+    AGENT_DEPENDENT_TASK_FIELDS,
     AGENTS,
     RANDOM_AGENT,
     RANDOM_LABEL,
@@ -100,11 +101,17 @@ class RunConfig:
     #: ``torch.backends.cudnn.benchmark`` while the run trains (speed only: not part of its identity)
     cudnn_benchmark: bool = False
 
+    def run_task(self) -> TaskSpec:
+        """The task as the run's agent runs it (:meth:`TaskSpec.for_agent`): its frames, render size and settings."""
+        return self.task.for_agent(AGENTS[self.agent]) if self.agent in AGENTS else self.task
+
     def identity(self) -> dict[str, Any]:
         """Settings that must match to resume a run (everything but its length, device, deadline and the
-        :data:`SPEED_ONLY_MODEL_KWARGS`)."""
+        :data:`SPEED_ONLY_MODEL_KWARGS`). The task is :meth:`run_task` without what only other agents use: the task of
+        an agent that runs it as it is reads as before these fields existed."""
+        task = {key: value for key, value in asdict(self.run_task()).items() if key not in AGENT_DEPENDENT_TASK_FIELDS}
         identity = {
-            "task": asdict(self.task),
+            "task": task,
             "agent": self.agent,
             "agent_spec": asdict(AGENTS[self.agent]) if self.agent in AGENTS else None,
             "seed": self.seed,
@@ -137,7 +144,12 @@ class RunConfig:
 
 
 #: ``AgentSpec`` fields added after runs were first stored, and their defaults (left out when comparing identities)
-AGENT_SPEC_DEFAULTS: dict[str, Any] = {"algorithm": "gaara_sac", "render_at_crop_size": False}
+AGENT_SPEC_DEFAULTS: dict[str, Any] = {
+    "algorithm": "gaara_sac",
+    "render_at_crop_size": False,
+    "frame_stack": None,
+    "render_size": None,
+}
 
 
 def run_directory(out: str | os.PathLike, task: str, agent: str, seed: int | None = None) -> Path:
@@ -152,7 +164,8 @@ def make_train_env(task: TaskSpec, seed: int, eval_env: bool = False, render_siz
     first frame repeated at reset; every task of the package, ``dmc-*`` and ``PixelReach-v0``, takes that keyword).
 
     The evaluation env is a separate instance seeded ``seed + 10_000``. ``render_size``: render the frames at this
-    size instead of the task's (DrQ's 84 px renders).
+    size instead of the task's (DrQ's 84 px renders). A run builds the envs of its :meth:`RunConfig.run_task`, whose
+    ``frame_stack`` and ``env_kwargs`` are the agent's (SLAC: single 64 px frames).
     """
     # A spawned worker starts with gymnasium's registry only: register the ids (entry-point strings, cheap).
     register_pixel_reach()
@@ -353,10 +366,10 @@ def run_training(config: RunConfig, stop: StopRequest | None = None) -> str:
     # Exact: a new run, or one whose checkpoint kept its envs.
     exact = pointer is None or restored is not None
     if restored is None:
-        render_size = _render_size(config)
+        task, render_size = config.run_task(), _render_size(config)
         restored = (
-            make_train_env(config.task, config.seed, render_size=render_size),
-            make_train_env(config.task, config.seed, eval_env=True, render_size=render_size),
+            make_train_env(task, config.seed, render_size=render_size),
+            make_train_env(task, config.seed, eval_env=True, render_size=render_size),
         )
     env, eval_env = restored
     action_repeat = get_action_repeat(env)
@@ -524,17 +537,19 @@ def _accepted(algorithm: type[OffPolicyAlgorithm], kwargs: Mapping[str, Any]) ->
 
 
 def _model_kwargs(config: RunConfig) -> dict[str, Any]:
-    """The run's model arguments: the task's settings, then the agent's, then the study's (``config.model_kwargs``).
+    """The run's model arguments: the task's settings for the agent's algorithm (:meth:`RunConfig.run_task`), then the
+    agent's, then the study's (``config.model_kwargs``).
 
     Deep copies: SB3 edits ``policy_kwargs`` in place, which would change the task's settings for later runs.
     """
     algorithm = BY_ZOO_NAME[AGENTS[config.agent].algorithm]
-    merged = {**config.task.model_kwargs, **AGENTS[config.agent].kwargs, **config.model_kwargs}
+    merged = {**config.run_task().model_kwargs, **AGENTS[config.agent].kwargs, **config.model_kwargs}
     return copy.deepcopy(_accepted(algorithm, merged))
 
 
 def _render_size(config: RunConfig) -> int | None:
-    """The render size of an agent that observes whole renders at its input size (DrQ), else ``None``."""
+    """The render size of an agent that observes whole renders at its input size (DrQ), else ``None`` (the run task's
+    frames: those of an agent with a render size of its own, SLAC's, are rendered at it there)."""
     agent = AGENTS[config.agent]
     if not agent.render_at_crop_size:
         return None
