@@ -172,3 +172,37 @@ def assert_same(a: Any, b: Any, where: str = "") -> None:
             assert_same(x, y, f"{where}[{i}]")
     else:
         assert type(a) is type(b) and a == b, f"{where}: {a!r} != {b!r}"
+
+
+def check_margin(
+    label: str, rewards: list[float], task: Any, agent_steps: int, action_repeat: int, n_episodes: int, train_time: float
+) -> None:
+    """``rewards`` (the deterministic policy's returns) beat a random policy by more than 4 standard errors and close
+    a third of the gap to a scripted policy that reads the true state."""
+    from sb3_gaara.study import evaluate_random_policy
+
+    trained_mean, trained_std = float(np.mean(rewards)), float(np.std(rewards))
+    random_mean, random_std = evaluate_random_policy(task, n_episodes)
+    # A scripted policy that reads the true state and heads straight to the goal: the task's ceiling.
+    oracle_env = gym.make(task.env_id)
+    oracle_returns = []
+    for episode in range(n_episodes):
+        oracle_env.reset(seed=10_000 + episode)
+        base, total, done = oracle_env.unwrapped, 0.0, False
+        while not done:
+            action = np.clip((base._goal - base._position) / base.max_speed, -1.0, 1.0)
+            _, reward, terminated, truncated, _ = oracle_env.step(action)
+            total, done = total + float(reward), terminated or truncated
+        oracle_returns.append(total)
+    oracle_mean = float(np.mean(oracle_returns))
+    closed = (trained_mean - random_mean) / (oracle_mean - random_mean)
+    standard_error = np.sqrt((trained_std**2 + random_std**2) / n_episodes)
+    print(
+        f"\nPixelReach, {label} after {agent_steps} agent steps ({agent_steps * action_repeat} env steps, "
+        f"{train_time:.0f} s): trained {trained_mean:.1f} ± {trained_std:.1f}, random {random_mean:.1f} ± "
+        f"{random_std:.1f}, scripted {oracle_mean:.1f} ({n_episodes} episodes each); margin over random "
+        f"{trained_mean - random_mean:.1f} = {(trained_mean - random_mean) / standard_error:.1f} standard errors, "
+        f"{100 * closed:.0f}% of the gap to the scripted policy"
+    )
+    assert trained_mean - random_mean > 4 * standard_error, label
+    assert closed > 1 / 3, label

@@ -782,10 +782,12 @@ def test_slac_runs_on_single_frames_at_its_render_size_with_its_own_cpu_scale_se
     assert type(model) is SLAC
     assert (model.batch_size, model.model_batch_size, model.learning_starts, model.model_pretraining_steps) == (
         32,
-        16,
+        8,
         500,
-        200,
+        500,
     )
+    assert (model.sequence_length, model.learning_rate, model.model_learning_rate) == (4, 1e-3, 1e-3)
+    assert model.policy.decoder_std == 0.1
     assert model.buffer_size == 60 and model.policy.net_arch == [64, 64]
     assert (model.policy.features_dim, model.policy.z1_dim, model.policy.z2_dim, model.policy.base_channels) == (32, 8, 32, 8)
     assert "use_sde" not in study.CPU_SCALE_ALGORITHM_MODEL_KWARGS["slac"]["policy_kwargs"]  # SB3 edited a copy
@@ -798,7 +800,7 @@ def test_slac_runs_on_single_frames_at_its_render_size_with_its_own_cpu_scale_se
             )
     # The render size and SLAC's settings are part of its runs' identity.
     stored = json.loads(json.dumps(config.identity()))
-    assert stored["task"]["env_kwargs"] == {"size": 32} and stored["task"]["model_kwargs"]["model_batch_size"] == 16
+    assert stored["task"]["env_kwargs"] == {"size": 32} and stored["task"]["model_kwargs"]["model_batch_size"] == 8
     assert config.resumes(stored)
     stored["task"]["env_kwargs"] = {"size": 64}
     assert not config.resumes(stored)
