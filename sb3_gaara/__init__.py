@@ -27,7 +27,7 @@ from sb3_gaara.gaara.auxiliary_losses import (
 from sb3_gaara.gaara.gaara_sac import CURLSAC, GAARASAC, SACAE
 from sb3_gaara.gaara.policies import CnnPolicy, GAARAPolicy
 from sb3_gaara.gaara.variants import VARIANTS
-from sb3_gaara.slac import SLAC, SLACPolicy, SequenceReplayBuffer
+from sb3_gaara.slac import SLAC, SequenceReplayBuffer, SLACPolicy
 
 #: Module paths of sb3-gaara 0.1, where each module now lives. Saved models and replay buffers pickle the
 #: paths of their classes, and users import them: the old paths stay importable as the same modules.
@@ -57,6 +57,7 @@ __all__ = [
     "CURLSAC",
     "GAARASAC",
     "SACAE",
+    "SLAC",
     "VARIANTS",
     "AugmentedPixelReplayBuffer",
     "AugmentedReplayBufferSamples",
@@ -80,7 +81,6 @@ __all__ = [
     "PixelEncoder",
     "ReconstructionLoss",
     "ReconstructionLossCallback",
-    "SLAC",
     "SLACPolicy",
     "SequenceReplayBuffer",
     "SingleFrameWarning",
