@@ -8,11 +8,19 @@
   (full, after wrapping) and of SB3's ``ReplayBuffer`` for the same spaces;
 * the time to sample a batch with both crops, and SB3's sample followed by the same crops;
 * the same bytes for DrQ's observations, whole 84 px renders;
+* the same bytes for SLAC's replay, :class:`~sb3_gaara.slac.SequenceReplayBuffer` on single ``3 x 64 x 64`` frames
+  (the paper's setting, no frame stack), against SB3's ``ReplayBuffer`` for those spaces, and the time to sample the
+  agent's batch of sequences of 8 frames;
 * the time of one gradient step (``model.train(gradient_steps=1, batch_size=128)``) of ``GAARASAC("CnnPolicy")``,
   ``DrQ("CnnPolicy")`` and SB3's ``SAC("CnnPolicy")`` (NatureCNN, full-stack buffer), and of ``DrQv2("CnnPolicy")``
   and SB3's ``DDPG("CnnPolicy")``, on the same random-image env, and their ratios;
   on CUDA also of ``SACAE`` and of the fast path of both (``cuda_graphs=True``), all of ours with their frames
   on the GPU, so that eager and fast differ only by the graphs;
+* SLAC's training step on single 64 px frames of a random-image env of its own, its two parts timed apart: one
+  update of the latent variable model (``SLAC.model_step``, 32 sequences of 8 frames) and one SAC update
+  (``SLAC.agent_step``, 256 sequences of 8 frames), against ``GAARASAC``'s update measured beside it. SLAC's batches
+  follow ``--batch-size`` in the papers' proportions: the model's ``batch / 4`` and the agent's ``2 x batch``
+  sequences, SLAC's 32 and 256 at the default 128 (see :func:`slac_batch_sizes`);
 * end-to-end environment steps per second of ``GAARASAC`` on ``dmc-cheetah-run``, counted after action repeat
   (as the papers' tables count them), while collecting random warm-up steps and while training one update per
   agent step; on CUDA with the eager and the fast path, rendering on the GPU (``MUJOCO_GL=egl``).
@@ -50,6 +58,7 @@ from sb3_gaara.common.durability import write_text_atomic
 from sb3_gaara.common.env_steps import env_steps
 from sb3_gaara.drq import DrQ, DrQv2
 from sb3_gaara.gaara.gaara_sac import GAARASAC, SACAE
+from sb3_gaara.slac import SLAC, SequenceReplayBuffer
 
 FRAME_SHAPE = (3, 100, 100)
 FRAME_STACK = 3
@@ -74,6 +83,14 @@ TARGET_CUDA_ENV_STEPS_PER_S = 300
 CUDA_WARMUP_STEPS = 4
 #: why the fast-path figures are missing from a CPU run
 CUDA_ONLY = "CUDA only (on a CPU, cuda_graphs=True runs the eager update)"
+#: SLAC's frames (the paper's setting: one 64 px RGB frame per observation, no frame stack) and sequences
+SLAC_FRAME_SHAPE = (3, 64, 64)
+SLAC_SEQUENCE_LENGTH = 8
+#: the benchmark's default --batch-size (GAARA's batch), at which SLAC's batches are the paper's
+DEFAULT_BATCH_SIZE = 128
+#: SLAC's batches of sequences at DEFAULT_BATCH_SIZE: the model's and the agent's (the paper's appendix B)
+SLAC_MODEL_BATCH_SIZE = 32
+SLAC_AGENT_BATCH_SIZE = 256
 
 
 class Counts(NamedTuple):
@@ -125,6 +142,25 @@ def stacked_random_env(seed: int = 0, frame_shape: tuple[int, int, int] = FRAME_
     venv = VecFrameStack(DummyVecEnv([lambda: RandomFrameEnv(frame_shape=frame_shape)]), FRAME_STACK)
     venv.seed(seed)
     return venv
+
+
+def slac_random_env(seed: int = 0) -> DummyVecEnv:
+    """SLAC's random-image env: single ``3 x 64 x 64`` frames, no stack (the paper's observations)."""
+    venv = DummyVecEnv([lambda: RandomFrameEnv(frame_shape=SLAC_FRAME_SHAPE)])
+    venv.seed(seed)
+    return venv
+
+
+def slac_batch_sizes(batch_size: int) -> tuple[int, int]:
+    """SLAC's ``(model, agent)`` batches of sequences for the benchmark's ``--batch-size`` (GAARA's batch).
+
+    At the default 128 they are the paper's 32 and 256; other batch sizes scale both in the same proportion (the
+    model's ``batch / 4``, at least 1, the agent's ``2 x batch``), so that a smaller ``--batch-size`` shortens SLAC's
+    figures as it does the others' and the papers' settings keep their ratio.
+    """
+    model = max(1, round(batch_size * SLAC_MODEL_BATCH_SIZE / DEFAULT_BATCH_SIZE))
+    agent = max(1, round(batch_size * SLAC_AGENT_BATCH_SIZE / DEFAULT_BATCH_SIZE))
+    return model, agent
 
 
 def _synchronize(device: th.device) -> None:
@@ -189,6 +225,19 @@ def bench_replay(buffer_size: int, batch_size: int, repeats: int, device: th.dev
     ours_84 = AugmentedPixelReplayBuffer(buffer_size, small.observation_space, small.action_space, image_size=IMAGE_SIZE)
     reference_84 = ReplayBuffer(buffer_size, small.observation_space, small.action_space)
     fill([ours_84, reference_84], small, n_steps=buffer_size + buffer_size // 2)
+    # SLAC's: single 64 px frames, read back as sequences
+    slac_env = slac_random_env()
+    slac = SequenceReplayBuffer(
+        buffer_size,
+        slac_env.observation_space,
+        slac_env.action_space,
+        device=device,
+        sequence_length=SLAC_SEQUENCE_LENGTH,
+        storage_device=storage_device,
+    )
+    reference_slac = ReplayBuffer(buffer_size, slac_env.observation_space, slac_env.action_space)
+    fill([slac, reference_slac], slac_env, n_steps=buffer_size + buffer_size // 2)
+    _, slac_batch_size = slac_batch_sizes(batch_size)
 
     def sb3_sample_and_crop() -> None:
         # The reference implementations' path: full stacks gathered and moved, then cropped.
@@ -212,6 +261,13 @@ def bench_replay(buffer_size: int, batch_size: int, repeats: int, device: th.dev
         "batch_size": batch_size,
         "ours_sample": time_calls(lambda: ours.sample(batch_size), repeats, warmup, device),
         "sb3_sample_and_crop": time_calls(sb3_sample_and_crop, max(5, repeats // 5), warmup, device),
+        "slac_frame_shape": list(SLAC_FRAME_SHAPE),
+        "slac_frame_bytes": int(np.prod(SLAC_FRAME_SHAPE)),
+        "slac_sequence_length": SLAC_SEQUENCE_LENGTH,
+        "slac_bytes_per_transition": slac.bytes_per_transition(),
+        "slac_sb3_bytes_per_transition": sb3_bytes_per_transition(reference_slac),
+        "slac_batch_size": slac_batch_size,
+        "slac_sample": time_calls(lambda: slac.sample(slac_batch_size), max(5, repeats // 5), warmup, device),
     }
 
 
@@ -230,18 +286,20 @@ class UpdateModel:
     cpu_skip: str | None = None
     #: models of one group alternate their steps; groups are measured one after the other (see ``bench_updates``)
     group: int = 0
+    #: the model its group measures it against, where the same class is measured in another group too
+    beside: str | None = None
 
     @property
     def ours(self) -> bool:
         return issubclass(self.algo, (GAARASAC, DrQv2))
 
     def label(self, figures: dict[str, Any]) -> str:
+        beside = f", beside {figures['beside']}" if figures.get("beside") else ""
         if not self.ours:
-            beside = f", beside {figures['beside']}" if figures.get("beside") else ""
             return f"SB3 {self.algo.__name__}('CnnPolicy'){beside}"
         if self.cuda_graphs:
             return f"{self.algo.__name__} + cuda_graphs=True"
-        return f"{self.algo.__name__}('CnnPolicy'{_conv_dtype_argument(figures)})"
+        return f"{self.algo.__name__}('CnnPolicy'{_conv_dtype_argument(figures)}){beside}"
 
 
 #: in the order of the measurements and of the report
@@ -254,15 +312,19 @@ UPDATE_MODELS = (
     UpdateModel("SAC", SAC),
     # The DrQ family, each against its SB3 counterpart, in groups of their own (see bench_updates).
     UpdateModel("DrQ", DrQ, group=1),
-    UpdateModel("SAC_beside_DrQ", SAC, group=1),
+    UpdateModel("SAC_beside_DrQ", SAC, group=1, beside="DrQ"),
     UpdateModel("DrQv2", DrQv2, group=2),
     UpdateModel("DDPG", DDPG, group=2),
+    # SLAC (model update + agent update, on 64 px single frames) against a GAARASAC of its own group.
+    UpdateModel("SLAC", SLAC, group=3),
+    UpdateModel("GAARASAC_beside_SLAC", GAARASAC, group=3, beside="SLAC"),
 )
 #: key in the update figures: (numerator, denominator) of median update times; absent where one is not measured
 UPDATE_RATIOS = {
     "ratio": ("GAARASAC", "SAC"),
     "ratio_drq": ("DrQ", "SAC_beside_DrQ"),
     "ratio_drqv2": ("DrQv2", "DDPG"),
+    "ratio_slac": ("SLAC", "GAARASAC_beside_SLAC"),
     "ratio_cuda_graphs": ("GAARASAC_cuda_graphs", "SAC"),
     "speedup_cuda_graphs": ("GAARASAC", "GAARASAC_cuda_graphs"),
     "speedup_cuda_graphs_sacae": ("SACAE", "SACAE_cuda_graphs"),
@@ -281,10 +343,16 @@ def bench_updates(
 ) -> dict[str, Any]:
     """Seconds per gradient step (``model.train(1, batch_size)``) of the :data:`UPDATE_MODELS` and their ratios.
 
-    All models train on buffers of ``filled`` transitions of the same random-image env; ours keep their frames
-    in ``storage_device``. The models of one group (GAARA's family and SAC; DrQ and SAC; DrQv2 and DDPG) alternate
-    their steps, so that a change in the machine's load weighs on all alike; the groups run one after the other,
-    each freed before the next is built. On a CPU the allocator's state moves update times by tens of percent
+    All models train on buffers of ``filled`` transitions of the same random-image env (SLAC: of its own, single
+    64 px frames); ours keep their frames in ``storage_device``. The models of one group (GAARA's family and SAC;
+    DrQ and SAC; DrQv2 and DDPG; SLAC and GAARASAC) alternate their steps, so that a change in the machine's load
+    weighs on all alike; the groups run one after the other, each freed before the next is built. SLAC's step is
+    its model update then its agent update, as its ``train`` runs them (:func:`_timed_step`), on the batches of
+    :func:`slac_batch_sizes`: its figures are those of the step (the sum of the two parts, step by step) and, under
+    ``model_update`` and ``agent_update``, of each part. SLAC's model update is many small operations (the filter
+    runs step by step along each sequence): on a CPU that other busy processes share, each waits for torch's
+    threads, and its time grows many-fold, far more than the others' (read the load average in the figures).
+    On a CPU the allocator's state moves update times by tens of percent
     (page faults, README "A tip for CPU training"), and it depends on which models share the process: each ratio
     is measured among the models it compares, as before the DrQ family was added. A model a CPU run leaves out
     has ``{"skipped": why}`` as its figures, and the ratios that need it are absent. On CUDA at least
@@ -298,6 +366,8 @@ def bench_updates(
     results: dict[str, Any] = {}
     durations: dict[str, list[float]] = {}
     page_faults: dict[str, list[int]] = {}
+    #: per model, the durations of the parts of its step where it has several (SLAC's model and agent updates)
+    part_durations: dict[str, dict[str, list[float]]] = {}
     described: dict[str, dict[str, Any]] = {}
     for group in sorted({spec.group for spec in UPDATE_MODELS}):
         models: dict[str, OffPolicyAlgorithm] = {}
@@ -306,17 +376,16 @@ def bench_updates(
                 continue
             models[spec.key] = _update_model(spec, batch_size, filled, device, seed, conv_dtype, storage_device)
         for key in models:
-            durations[key], page_faults[key] = [], []
+            durations[key], page_faults[key], part_durations[key] = [], [], {}
         for step in range(warmup + steps):
             for key, model in models.items():
-                _synchronize(model.device)
-                faults = _minor_page_faults()
-                start = time.perf_counter()
-                model.train(gradient_steps=1, batch_size=batch_size)
-                _synchronize(model.device)
+                parts = _timed_step(model, batch_size)
                 if step >= warmup:
-                    durations[key].append(time.perf_counter() - start)
-                    page_faults[key].append(_minor_page_faults() - faults)
+                    durations[key].append(sum(seconds for seconds, _ in parts.values()))
+                    page_faults[key].append(sum(faults for _, faults in parts.values()))
+                    if len(parts) > 1:
+                        for part, (seconds, _) in parts.items():
+                            part_durations[key].setdefault(part, []).append(seconds)
         for key, model in models.items():
             described[key] = {
                 "policy": type(model.policy).__name__,
@@ -327,6 +396,13 @@ def bench_updates(
                     else {}
                 ),
             }
+            if isinstance(model, SLAC):
+                described[key].update(
+                    frame_shape=list(model.observation_space.shape or ()),
+                    sequence_length=model.sequence_length,
+                    model_batch_size=model.model_batch_size,
+                    agent_batch_size=model.batch_size,
+                )
         del models
     for spec in UPDATE_MODELS:
         if spec.key not in durations:
@@ -341,8 +417,10 @@ def bench_updates(
         }
         if issubclass(spec.algo, GAARASAC):
             figures.update(conv_dtype=conv_dtype, cuda_graphs=spec.cuda_graphs)
-        if spec.key == "SAC_beside_DrQ":
-            figures["beside"] = "DrQ"
+        for part, times in part_durations[spec.key].items():
+            figures[part] = {"median_s": statistics.median(times), "min_s": min(times), "repeats": steps}
+        if spec.beside is not None:
+            figures["beside"] = spec.beside
         results[spec.key] = figures
     for key, (numerator, denominator) in UPDATE_RATIOS.items():
         if numerator in durations and denominator in durations:
@@ -364,6 +442,22 @@ def _update_model(
 ) -> OffPolicyAlgorithm:
     """``spec``'s model on the random-image env, its buffer holding ``filled`` random transitions, not trained yet."""
     ours_kwargs: dict[str, Any] = dict(replay_buffer_kwargs=dict(storage_device=storage_device))
+    if issubclass(spec.algo, SLAC):
+        model_batch_size, agent_batch_size = slac_batch_sizes(batch_size)
+        slac = SLAC(
+            "CnnPolicy",
+            slac_random_env(seed),
+            buffer_size=filled + 1,
+            learning_starts=filled,
+            batch_size=agent_batch_size,
+            model_batch_size=model_batch_size,
+            sequence_length=SLAC_SEQUENCE_LENGTH,
+            seed=seed,
+            device=device,
+            **ours_kwargs,
+        )
+        slac.learn(total_timesteps=filled)  # random actions only, as below
+        return slac
     if issubclass(spec.algo, GAARASAC):
         ours_kwargs.update(policy_kwargs=dict(conv_dtype=conv_dtype), cuda_graphs=spec.cuda_graphs)
     model = spec.algo(
@@ -378,6 +472,43 @@ def _update_model(
     )
     model.learn(total_timesteps=filled)  # random actions only: SB3 trains once num_timesteps > learning_starts
     return model
+
+
+def _discard(name: str, value: th.Tensor) -> None:
+    """SLAC's ``record`` of a training metric, for the timed steps: the benchmark logs nothing."""
+
+
+def _timed_step(model: OffPolicyAlgorithm, batch_size: int) -> dict[str, tuple[float, int]]:
+    """One training step of ``model``: seconds and minor page faults of each of its parts, each timed between device
+    synchronisations.
+
+    One part, ``update`` (``model.train(gradient_steps=1, batch_size=batch_size)``), for all but SLAC; SLAC's two, in
+    the order of its ``train``: ``model_update`` (:meth:`SLAC.model_step` on ``model_batch_size`` sequences) and
+    ``agent_update`` (:meth:`SLAC.agent_step` on its ``batch_size`` sequences, then the update count its ``train``
+    keeps). SLAC's ``train`` would run its ``model_pretraining_steps`` model updates first: calling the parts keeps
+    them out (the steady state of training, one of each per agent step).
+    """
+    parts: dict[str, Callable[[], None]]
+    if isinstance(model, SLAC):
+        slac = model
+        slac.policy.set_training_mode(True)
+
+        def agent_update() -> None:
+            slac.agent_step(slac.batch_size, _discard)
+            slac._n_updates += 1
+
+        parts = {"model_update": lambda: slac.model_step(_discard), "agent_update": agent_update}
+    else:
+        parts = {"update": lambda: model.train(gradient_steps=1, batch_size=batch_size)}
+    timed = {}
+    for part, run in parts.items():
+        _synchronize(model.device)
+        faults = _minor_page_faults()
+        start = time.perf_counter()
+        run()
+        _synchronize(model.device)
+        timed[part] = (time.perf_counter() - start, _minor_page_faults() - faults)
+    return timed
 
 
 def _minor_page_faults() -> int:
@@ -550,9 +681,28 @@ def _replay_lines(replay: dict[str, Any]) -> list[str]:
             if "ours_bytes_per_transition_84" in replay
             else []
         ),
+        *(
+            [
+                f"  SLAC, one {'x'.join(map(str, replay['slac_frame_shape']))} frame per observation: SequenceReplayBuffer "
+                f"{replay['slac_bytes_per_transition'] / 1e3:.1f} KB, SB3 ReplayBuffer "
+                f"{replay['slac_sb3_bytes_per_transition'] / 1e3:.1f} KB",
+            ]
+            if "slac_bytes_per_transition" in replay
+            else []
+        ),
         f"sample, batch {replay['batch_size']}, center + random crops (storage: {replay['storage_device']})",
         f"  AugmentedPixelReplayBuffer      {_ms(replay['ours_sample'])}",
         f"  SB3 sample + sb3_gaara.common.crops    {_ms(replay['sb3_sample_and_crop'])}",
+        *(
+            [
+                _row(
+                    f"SLAC sequences ({replay['slac_batch_size']} x {replay['slac_sequence_length']} frames)",
+                    _ms(replay["slac_sample"]),
+                )
+            ]
+            if "slac_sample" in replay
+            else []
+        ),
     ]
 
 
@@ -562,7 +712,11 @@ def _update_lines(update: dict[str, Any], batch_size: int, cuda: bool) -> list[s
     lines = [f"gradient step, batch {batch_size} (model.train)"]
     for spec in UPDATE_MODELS:
         figures = update.get(spec.key)
-        if figures is not None:
+        if figures is None:
+            continue
+        if "model_update" in figures:
+            lines += _slac_lines(figures, timing)
+        else:
             lines.append(_row(spec.label(figures), figures["skipped"] if "skipped" in figures else timing(figures)))
     eager_note = (
         "eager update" if cuda else f"target <= {TARGET_UPDATE_RATIO}x; the paper's reference code: {REFERENCE_UPDATE_RATIO}x"
@@ -571,6 +725,7 @@ def _update_lines(update: dict[str, Any], batch_size: int, cuda: bool) -> list[s
         ("ratio", "ratio GAARASAC / SAC", eager_note),
         ("ratio_drq", "ratio DrQ / SAC", "K = M = 2: twice the critic and target passes"),
         ("ratio_drqv2", "ratio DrQv2 / DDPG", "SB3's DDPG('CnnPolicy'): NatureCNN, full-stack buffer"),
+        ("ratio_slac", "ratio SLAC step / GAARASAC", "model + agent update over GAARASAC's update beside it"),
         (
             "ratio_cuda_graphs",
             "ratio fast GAARASAC / SAC",
@@ -592,6 +747,16 @@ def _update_lines(update: dict[str, Any], batch_size: int, cuda: bool) -> list[s
             _row("peak GPU memory, all models", f"{update['peak_gpu_memory_bytes'] / 2**20:8.1f} MiB (max_memory_allocated)")
         )
     return lines
+
+
+def _slac_lines(figures: dict[str, Any], timing: Callable[[dict[str, float]], str]) -> list[str]:
+    """SLAC's model update, agent update and their sum, one training step, with their batches of sequences."""
+    frames = figures["sequence_length"]
+    return [
+        _row(f"SLAC model update ({figures['model_batch_size']} x {frames} frames)", timing(figures["model_update"])),
+        _row(f"SLAC agent update ({figures['agent_batch_size']} x {frames} frames)", timing(figures["agent_update"])),
+        _row("SLAC step (model + agent)", timing(figures)),
+    ]
 
 
 def _env_run_lines(env: dict[str, Any], indent: str = "  ", target: str = "") -> list[str]:
@@ -640,7 +805,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="where our models' replay frames live: omitted = host memory on a CPU run, the training device on a CUDA run",
     )
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (about a minute on a 2-core CPU)")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"transitions per sample and update (default: {DEFAULT_BATCH_SIZE}); SLAC's batches of sequences scale "
+        f"with it, the model's batch / 4 and the agent's 2 x batch ({SLAC_MODEL_BATCH_SIZE} and "
+        f"{SLAC_AGENT_BATCH_SIZE}, the paper's, at the default)",
+    )
     parser.add_argument(
         "--conv-dtype",
         default="float32",

@@ -12,8 +12,13 @@ from sb3_gaara import benchmark
 CPU = th.device("cpu")
 
 
-def test_replay_figures_count_one_frame_per_transition_against_sb3_full_stacks():
-    replay = benchmark.bench_replay(buffer_size=300, batch_size=8, repeats=2, device=CPU, storage_device=None)
+@pytest.fixture(scope="module")
+def replay() -> dict:
+    # 300 transitions of capacity, 450 added: the buffers wrap, as in the benchmark (1.5 x buffer_size)
+    return benchmark.bench_replay(buffer_size=300, batch_size=8, repeats=2, device=CPU, storage_device=None)
+
+
+def test_replay_figures_count_one_frame_per_transition_against_sb3_full_stacks(replay):
     # SB3: observation and next observation as full 9 x 100 x 100 stacks, 6 float32 actions, reward, done, timeout.
     assert replay["sb3_bytes_per_transition"] == 2 * 9 * 100 * 100 + 6 * 4 + 3 * 4
     assert replay["frame_bytes"] == 3 * 100 * 100
@@ -23,6 +28,33 @@ def test_replay_figures_count_one_frame_per_transition_against_sb3_full_stacks()
     assert 3 * 84 * 84 < replay["ours_bytes_per_transition_84"] < 3 * 84 * 84 + 1_000
     for timing in (replay["ours_sample"], replay["sb3_sample_and_crop"]):
         assert 0 < timing["min_s"] <= timing["median_s"]
+
+
+def test_slac_replay_bytes_per_transition_are_the_hand_counted_ones(replay):
+    frame = 3 * 64 * 64
+    assert (replay["slac_frame_shape"], replay["slac_frame_bytes"]) == ([3, 64, 64], frame)
+    # Per transition: 6 float32 actions, float32 reward, done and timeout, the int32 slots of obs and next obs.
+    arrays = 6 * 4 + 3 * 4 + 2 * 4
+    # Frames: 450 steps into 300 transitions, episodes of 250 steps. The first 300 steps store the reset frame,
+    # 250 next frames, the second reset frame and 50 next frames: 302. Each of the next 150 steps (inside the second
+    # episode) stores its next frame in the slot its overwritten transition frees (that transition's obs frame, no
+    # other transition's): still 302, plus the zero slot. Each slot costs its frame and an int64 reference count.
+    slots = 1 + 250 + 1 + 50 + 1
+    # Plus the host copy of the env's last next frame, for matching the next transition's obs.
+    assert replay["slac_bytes_per_transition"] == (300 * arrays + slots * (frame + 8) + frame) / 300
+    assert replay["slac_bytes_per_transition"] == pytest.approx(12_503.92)
+    # SB3: obs and next obs, 6 float32 actions, reward, done, timeout.
+    assert replay["slac_sb3_bytes_per_transition"] == 2 * frame + 6 * 4 + 3 * 4
+    # The agent's batch of sequences at --batch-size 8 (2 x 8), sampled
+    assert (replay["slac_batch_size"], replay["slac_sequence_length"]) == (16, 8)
+    assert 0 < replay["slac_sample"]["min_s"] <= replay["slac_sample"]["median_s"]
+
+
+def test_slac_batches_are_the_papers_at_the_default_batch_size_and_scale_with_it():
+    assert benchmark.slac_batch_sizes(benchmark.DEFAULT_BATCH_SIZE) == (32, 256)
+    assert benchmark.slac_batch_sizes(16) == (4, 32)
+    assert benchmark.slac_batch_sizes(256) == (64, 512)
+    assert benchmark.slac_batch_sizes(1) == (1, 2)
 
 
 def test_update_figures_time_both_models_and_divide_their_medians():
@@ -42,11 +74,22 @@ def test_update_figures_time_both_models_and_divide_their_medians():
         assert figures["median_minor_page_faults"] >= 0
     assert (ours["cuda_graphs"], ours["storage_device"]) == (False, "host (numpy)")
     assert update["warmup"] == 1
+    # SLAC: its model update and agent update timed apart, against a GAARASAC of its own group
+    slac, beside = update["SLAC"], update["GAARASAC_beside_SLAC"]
+    assert (slac["policy"], beside["policy"], beside["beside"]) == ("SLACPolicy", "GAARAPolicy", "SLAC")
+    assert (slac["frame_shape"], slac["sequence_length"]) == ([3, 64, 64], 8)
+    assert (slac["model_batch_size"], slac["agent_batch_size"]) == benchmark.slac_batch_sizes(4) == (1, 8)
+    assert slac["repeats"] == slac["model_update"]["repeats"] == slac["agent_update"]["repeats"] == 3
+    for figures in (slac, slac["model_update"], slac["agent_update"], beside):
+        assert 0 < figures["min_s"] <= figures["median_s"]
+    # A step is one model update plus one agent update: its fastest is no faster than the two fastest parts
+    assert slac["min_s"] >= slac["model_update"]["min_s"] + slac["agent_update"]["min_s"]
+    assert update["ratio_slac"] == pytest.approx(slac["median_s"] / beside["median_s"])
 
 
 def test_a_cpu_run_leaves_the_fast_path_and_sacae_out_and_says_why():
     update = benchmark.bench_updates(batch_size=4, steps=1, warmup=0, filled=20, device=CPU)
-    assert list(update)[:9] == [
+    assert list(update)[:11] == [
         "GAARASAC",
         "GAARASAC_cuda_graphs",
         "SACAE",
@@ -56,6 +99,8 @@ def test_a_cpu_run_leaves_the_fast_path_and_sacae_out_and_says_why():
         "SAC_beside_DrQ",
         "DrQv2",
         "DDPG",
+        "SLAC",
+        "GAARASAC_beside_SLAC",
     ]
     assert update["GAARASAC_cuda_graphs"] == update["SACAE_cuda_graphs"] == {"skipped": benchmark.CUDA_ONLY}
     assert update["SACAE"]["skipped"].startswith("CUDA only")
@@ -83,6 +128,13 @@ def cpu_results() -> dict:
             "storage_device": "host (numpy)",
             "ours_sample": CPU_TIMING,
             "sb3_sample_and_crop": CPU_TIMING,
+            "slac_frame_shape": [3, 64, 64],
+            "slac_frame_bytes": 12_288,
+            "slac_sequence_length": 8,
+            "slac_bytes_per_transition": 12_503.92,
+            "slac_sb3_bytes_per_transition": 24_612.0,
+            "slac_batch_size": 256,
+            "slac_sample": {"median_s": 0.012, "min_s": 0.01},
         },
         "update": {
             "GAARASAC": {"median_s": 1.0, "min_s": 0.9, "median_minor_page_faults": 1234},
@@ -94,9 +146,23 @@ def cpu_results() -> dict:
             "SAC_beside_DrQ": {"median_s": 0.45, "min_s": 0.35, "median_minor_page_faults": 56, "beside": "DrQ"},
             "DrQv2": {"median_s": 0.5, "min_s": 0.45, "median_minor_page_faults": 12},
             "DDPG": {"median_s": 0.25, "min_s": 0.2, "median_minor_page_faults": 34},
+            "SLAC": {
+                "policy": "SLACPolicy",
+                "frame_shape": [3, 64, 64],
+                "sequence_length": 8,
+                "model_batch_size": 32,
+                "agent_batch_size": 256,
+                "median_s": 3.0,
+                "min_s": 2.5,
+                "median_minor_page_faults": 78,
+                "model_update": {"median_s": 1.25, "min_s": 1.0},
+                "agent_update": {"median_s": 1.75, "min_s": 1.5},
+            },
+            "GAARASAC_beside_SLAC": {"median_s": 1.2, "min_s": 1.0, "median_minor_page_faults": 90, "beside": "SLAC"},
             "ratio": 2.5,
             "ratio_drq": 3.0,
             "ratio_drqv2": 2.0,
+            "ratio_slac": 2.5,
         },
         "env_steps": {"skipped": "no OpenGL"},
         "env_steps_cuda_graphs": {"skipped": benchmark.CUDA_ONLY},
@@ -112,6 +178,12 @@ def test_report_prints_the_measured_figures():
     assert "ratio GAARASAC / SAC                2.50x  (target <= 2.2x" in text
     assert "1234 GAARASAC, 567 SAC" in text
     assert "skipped: no OpenGL" in text
+    assert "SLAC, one 3x64x64 frame per observation: SequenceReplayBuffer 12.5 KB, SB3 ReplayBuffer 24.6 KB" in text
+    assert "  SLAC sequences (256 x 8 frames)    12.00 ms (min 10.00)" in text
+    assert "  SLAC model update (32 x 8 frames)    1.250 s  (min 1.000)" in text
+    assert "  SLAC agent update (256 x 8 frames)    1.750 s  (min 1.500)" in text
+    assert "  SLAC step (model + agent)          3.000 s  (min 2.500)" in text
+    assert "ratio SLAC step / GAARASAC          2.50x" in text
     results["update"]["GAARASAC"]["conv_dtype"] = "bfloat16"
     assert "  GAARASAC('CnnPolicy', conv_dtype='bfloat16')    1.000 s" in benchmark.report(results)
 
@@ -129,9 +201,14 @@ def test_a_cpu_report_marks_the_fast_path_cuda_only():
         "  SB3 SAC('CnnPolicy'), beside DrQ    0.450 s  (min 0.350)",
         "  DrQv2('CnnPolicy')                 0.500 s  (min 0.450)",
         "  SB3 DDPG('CnnPolicy')              0.250 s  (min 0.200)",
+        "  SLAC model update (32 x 8 frames)    1.250 s  (min 1.000)",
+        "  SLAC agent update (256 x 8 frames)    1.750 s  (min 1.500)",
+        "  SLAC step (model + agent)          3.000 s  (min 2.500)",
+        "  GAARASAC('CnnPolicy'), beside SLAC    1.200 s  (min 1.000)",
         "  ratio GAARASAC / SAC                2.50x  (target <= 2.2x; the paper's reference code: 3.3x)",
         "  ratio DrQ / SAC                     3.00x  (K = M = 2: twice the critic and target passes)",
         "  ratio DrQv2 / DDPG                  2.00x  (SB3's DDPG('CnnPolicy'): NatureCNN, full-stack buffer)",
+        "  ratio SLAC step / GAARASAC          2.50x  (model + agent update over GAARASAC's update beside it)",
         "  minor page faults per update        1234 GAARASAC, 567 SAC (median)",
         "end to end on dmc-cheetah-run (environment steps after action repeat)",
         "  skipped: no OpenGL",
@@ -256,4 +333,17 @@ def test_quick_benchmark_writes_its_figures_as_json(tmp_path, capsys):
     assert results["update"]["GAARASAC_cuda_graphs"] == {"skipped": benchmark.CUDA_ONLY}
     assert "ratio_cuda_graphs" not in results["update"] and "gpu" not in results["machine"]
     assert results["env_steps_cuda_graphs"] == {"skipped": benchmark.CUDA_ONLY}
-    assert "figures written to" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "figures written to" in out
+    # SLAC beside GAARA in the same run, its batches scaled with --batch-size 16 (4 and 32 sequences of 8 frames)
+    written = json.loads(path.read_text())
+    slac = written["update"]["SLAC"]
+    for key in ("model_update", "agent_update"):
+        assert slac[key]["median_s"] > 0
+    assert (slac["model_batch_size"], slac["agent_batch_size"]) == (4, 32)
+    assert written["update"]["ratio_slac"] > 0 and written["update"]["GAARASAC_beside_SLAC"]["beside"] == "SLAC"
+    assert written["replay"]["slac_bytes_per_transition"] > written["replay"]["slac_frame_bytes"]
+    assert written["replay"]["slac_batch_size"] == 32 and written["replay"]["slac_sample"]["median_s"] > 0
+    for row in ("SLAC model update (4 x 8 frames)", "SLAC agent update (32 x 8 frames)", "SLAC step (model + agent)"):
+        assert row in out
+    assert "SLAC sequences (32 x 8 frames)" in out and "ratio SLAC step / GAARASAC" in out
