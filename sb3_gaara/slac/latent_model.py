@@ -314,38 +314,42 @@ class LatentModel(nn.Module):
         :param observed: ``(B, S)`` 1 for observed steps, 0 for the padding before them (``None``: all observed)
         """
         steps = features.shape[1]
-        z1_mean, z1_std = self.z1_posterior_init(features[:, 0])
-        prior_mean, prior_std = th.zeros_like(z1_mean), th.ones_like(z1_std)  # p(z1_1) = N(0, I)
+        # q(z1_1 | x) of every step at once: the first step's posterior, and a restart's (one batched call).
+        init_means, init_stds = self.z1_posterior_init(features)
+        z1_mean, z1_std = init_means[:, 0], init_stds[:, 0]
         z1 = z1_mean + z1_std * th.randn_like(z1_std)
         z2_mean, z2_std = self.z2_init(z1)
         z2 = z2_mean + z2_std * th.randn_like(z2_std)
-        samples: dict[str, list[th.Tensor]] = {
-            "z1": [z1],
-            "z2": [z2],
-            "z1_mean": [z1_mean],
-            "z1_std": [z1_std],
-            "z1_prior_mean": [prior_mean],
-            "z1_prior_std": [prior_std],
-        }
+        samples: dict[str, list[th.Tensor]] = {"z1": [z1], "z2": [z2], "z1_mean": [z1_mean], "z1_std": [z1_std]}
         for t in range(1, steps):
             action = actions[:, t - 1]
-            prior_mean, prior_std = self.z1_prior(z2, action)
             z1_mean, z1_std = self.z1_posterior(features[:, t], z2, action)
             first = None if observed is None else ((observed[:, t] > 0) & (observed[:, t - 1] == 0))[:, None]
             if first is not None:
-                init_mean, init_std = self.z1_posterior_init(features[:, t])
-                z1_mean, z1_std = th.where(first, init_mean, z1_mean), th.where(first, init_std, z1_std)
-                prior_mean = th.where(first, th.zeros_like(prior_mean), prior_mean)
-                prior_std = th.where(first, th.ones_like(prior_std), prior_std)
+                z1_mean = th.where(first, init_means[:, t], z1_mean)
+                z1_std = th.where(first, init_stds[:, t], z1_std)
             z1 = z1_mean + z1_std * th.randn_like(z1_std)
             z2_mean, z2_std = self.z2_transition(z1, z2, action)
             if first is not None:
                 init_mean, init_std = self.z2_init(z1)
                 z2_mean, z2_std = th.where(first, init_mean, z2_mean), th.where(first, init_std, z2_std)
             z2 = z2_mean + z2_std * th.randn_like(z2_std)
-            for name, value in zip(samples, (z1, z2, z1_mean, z1_std, prior_mean, prior_std), strict=True):
+            for name, value in zip(samples, (z1, z2, z1_mean, z1_std), strict=True):
                 samples[name].append(value)
-        return LatentSample(**{name: th.stack(values, dim=1) for name, values in samples.items()})
+        stacked = {name: th.stack(values, dim=1) for name, values in samples.items()}
+        # The prior p(z1_{t+1} | z2_t, a_t) at the drawn z2: no sample depends on it, so all steps in one call after the
+        # loop; p(z1_1) = N(0, I) at the first step and at restarts.
+        z2_all = stacked["z2"]
+        prior_mean, prior_std = self.z1_prior(z2_all[:, :-1], actions)
+        restart = th.ones_like(z2_all[:, :, :1], dtype=th.bool)
+        if observed is not None:
+            restart[:, 1:, 0] = (observed[:, 1:] > 0) & (observed[:, :-1] == 0)
+        else:
+            restart[:, 1:] = False
+        zeros = th.zeros_like(stacked["z1_mean"][:, :1])
+        prior_mean = th.where(restart, 0.0, th.cat([zeros, prior_mean], dim=1))
+        prior_std = th.where(restart, 1.0, th.cat([zeros + 1.0, prior_std], dim=1))
+        return LatentSample(z1_prior_mean=prior_mean, z1_prior_std=prior_std, **stacked)
 
     def elbo(
         self, images: th.Tensor, actions: th.Tensor, rewards: th.Tensor, observed: th.Tensor | None = None
