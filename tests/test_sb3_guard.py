@@ -63,6 +63,12 @@ FINGERPRINTS: dict[str, dict[str, str]] = {
     "stable_baselines3.common.utils.polyak_update": {
         "2.9.2": "3f81a041dd12f6fabd84d93c961bcdee13384a4a928a43fdd2456ccf08a2f865",
     },
+    "stable_baselines3.common.off_policy_algorithm.OffPolicyAlgorithm._sample_action": {
+        "2.9.2": "5fa732c9055b238911c9e3cbd28b97ff56ba38d8b92846dd6b948d3b2525b923",
+    },
+    "stable_baselines3.common.off_policy_algorithm.OffPolicyAlgorithm._store_transition": {
+        "2.9.2": "7cc59febfea0244519850ca582596731191cd3759e80929caf59743c59465c45",
+    },
     "rl_zoo3.exp_manager.ExperimentManager.setup_experiment": {
         "2.9.2": "b0801e46b7443cb42346bd72be6502108bca65326b559635c5460cd4a15722a0",
     },
@@ -90,7 +96,14 @@ FINGERPRINTS: dict[str, dict[str, str]] = {
 OUR_CODE: dict[str, str] = {
     "stable_baselines3.sac.sac.SAC.train": (
         "sb3_gaara.gaara.gaara_sac.GAARASAC.train and GAARASAC._gradient_step (same line order, with the documented "
-        "differences: SAC+AE's update cadence, the auxiliary losses, the detached encoder features)"
+        "differences: SAC+AE's update cadence, the auxiliary losses, the detached encoder features), and "
+        "sb3_gaara.slac.slac.SLAC.train and SLAC.sac_update (SB3's loop and update on latents and histories)"
+    ),
+    "stable_baselines3.common.off_policy_algorithm.OffPolicyAlgorithm._sample_action": (
+        "sb3_gaara.slac.slac.SLAC._sample_action (the same random warm-up draw and scaling, with the actor's history)"
+    ),
+    "stable_baselines3.common.off_policy_algorithm.OffPolicyAlgorithm._store_transition": (
+        "sb3_gaara.slac.slac.SLAC._store_transition (calls it, then reads the dones as the next episode starts)"
     ),
     "stable_baselines3.common.buffers.ReplayBuffer.__init__": (
         "sb3_gaara.common.buffers.AugmentedPixelReplayBuffer.__init__ (runs BaseBuffer.__init__ and repeats the remaining "
@@ -102,7 +115,8 @@ OUR_CODE: dict[str, str] = {
     ),
     "stable_baselines3.common.buffers.ReplayBuffer.sample": (
         "sb3_gaara.common.buffers.AugmentedPixelReplayBuffer.sample_transitions (calls it: the np.random draws of "
-        "batch_inds must stay SB3's, optimize_memory_usage included)"
+        "batch_inds must stay SB3's, optimize_memory_usage included) and "
+        "sb3_gaara.slac.sequence_buffer.SequenceReplayBuffer.sample (repeats its draws of the last transitions and envs)"
     ),
     "stable_baselines3.common.buffers.BaseBuffer.sample": (
         "sb3_gaara.common.buffers.AugmentedPixelReplayBuffer.sample_transitions (ReplayBuffer.sample calls it for the "
