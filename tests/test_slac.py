@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import pickle
 import warnings
 from pathlib import Path
 from typing import Any
@@ -202,11 +203,24 @@ def test_frame_sizes_that_are_not_multiples_of_16_are_refused(size: int) -> None
 # ---------------------------------------------------------------------------------------------- sequence replay
 
 
-def filled_buffer(n_envs: int = 1, buffer_size: int = 40, steps: int = 30, episode_length: int = 6, truncate: bool = False):
+def filled_buffer(
+    n_envs: int = 1,
+    buffer_size: int = 40,
+    steps: int = 30,
+    episode_length: int = 6,
+    truncate: bool = False,
+    storage_device: str | None = None,
+):
     env = DummyVecEnv([lambda: CountingEnv(episode_length, truncate) for _ in range(n_envs)])
     env.seed(0)
     buffer = SequenceReplayBuffer(
-        buffer_size, env.observation_space, env.action_space, device="cpu", n_envs=n_envs, sequence_length=SEQUENCE_LENGTH
+        buffer_size,
+        env.observation_space,
+        env.action_space,
+        device="cpu",
+        n_envs=n_envs,
+        sequence_length=SEQUENCE_LENGTH,
+        storage_device=storage_device,
     )
     obs = env.reset()
     rng = np.random.default_rng(0)
@@ -256,6 +270,20 @@ def test_sequences_never_mix_episodes_and_pad_before_the_first_observation(n_env
         expected_dones = (steps[:, 1:] == 6) & observed[:, :-1] & (not truncate)
         np.testing.assert_array_equal(sample.dones[..., 0].numpy(), expected_dones.astype(np.float32))
         assert not sample.dones[:, :-1].any()  # only the last step of a sequence can end its episode
+
+
+def test_a_device_frame_store_samples_the_same_sequences() -> None:
+    """The torch store (``storage_device``, the GPU path, run here on the CPU) gathers the same frames as the host one,
+    and a saved and loaded buffer samples the same sequences."""
+    host = filled_buffer(n_envs=2, buffer_size=40, steps=30)
+    device = filled_buffer(n_envs=2, buffer_size=40, steps=30, storage_device="cpu")
+    loaded = pickle.loads(pickle.dumps(device))
+    samples = []
+    for buffer in (host, device, loaded):
+        np.random.seed(4)
+        samples.append(buffer.sample(16))
+    for other in samples[1:]:
+        assert_same(samples[0]._asdict(), other._asdict())
 
 
 def test_sequence_steps_by_hand() -> None:
