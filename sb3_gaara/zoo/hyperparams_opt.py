@@ -93,11 +93,18 @@ def _suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
     return params
 
 
-def convert_gaara_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
-    """Turn raw trial parameters into constructor keyword arguments (the inverse of the encodings above)."""
+def convert_batch_size_pow(sampled_params: dict[str, Any]) -> dict[str, Any]:
+    """Raw trial parameters to constructor keyword arguments: ``batch_size_pow`` becomes ``batch_size = 2 **
+    batch_size_pow``, the rest stay as they are (every search space draws the batch size as a power of 2)."""
     hyperparams = dict(sampled_params)
     if "batch_size_pow" in hyperparams:
         hyperparams["batch_size"] = 2 ** hyperparams.pop("batch_size_pow")
+    return hyperparams
+
+
+def convert_gaara_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
+    """Turn raw trial parameters into constructor keyword arguments (the inverse of the encodings above)."""
+    hyperparams = convert_batch_size_pow(sampled_params)
     if "comparison_lambda_min_ratio" in hyperparams:
         ratio = hyperparams.pop("comparison_lambda_min_ratio")
         hyperparams["comparison_lambda_min"] = ratio * hyperparams["comparison_lambda"]
@@ -144,12 +151,8 @@ def _suggest_drqv2(trial: optuna.Trial) -> dict[str, Any]:
     }
 
 
-def convert_drqv2_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
-    """Raw DrQv2 trial parameters to constructor keyword arguments."""
-    hyperparams = dict(sampled_params)
-    if "batch_size_pow" in hyperparams:
-        hyperparams["batch_size"] = 2 ** hyperparams.pop("batch_size_pow")
-    return hyperparams
+#: Raw DrQv2 trial parameters to constructor keyword arguments (its space has no other encoding)
+convert_drqv2_params = convert_batch_size_pow
 
 
 def sample_slac_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
@@ -181,12 +184,8 @@ def _suggest_slac(trial: optuna.Trial) -> dict[str, Any]:
     }
 
 
-def convert_slac_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
-    """Raw SLAC trial parameters to constructor keyword arguments."""
-    hyperparams = dict(sampled_params)
-    if "batch_size_pow" in hyperparams:
-        hyperparams["batch_size"] = 2 ** hyperparams.pop("batch_size_pow")
-    return hyperparams
+#: Raw SLAC trial parameters to constructor keyword arguments (its space has no other encoding)
+convert_slac_params = convert_batch_size_pow
 
 
 #: Entries added to ``rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER`` / ``HYPERPARAMS_CONVERTER``: one sampler of the
