@@ -1,4 +1,5 @@
-"""sb3-gaara: SAC+GAARA, SAC+AE and contrastive pixel SAC for Stable-Baselines3 and the RL Zoo."""
+"""sb3-gaara: SAC+GAARA, SAC+AE, contrastive pixel SAC, DrQ, DrQ-v2, SLAC and Dreamer for Stable-Baselines3 and the RL
+Zoo."""
 
 import importlib
 import os
@@ -8,6 +9,7 @@ from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer, AugmentedReplay
 from sb3_gaara.common.crops import random_shift
 from sb3_gaara.common.preprocessing import SingleFrameWarning
 from sb3_gaara.common.torch_layers import ComparisonModule, PixelDecoder, PixelEncoder
+from sb3_gaara.dreamer import Dreamer, DreamerPolicy, cem_plan, evaluate_planners, lambda_returns
 from sb3_gaara.drq import AD_VARIANTS, DrQ, DrQv2, DrQv2Policy, NStepPixelReplayBuffer
 from sb3_gaara.envs import register_dmc_envs
 from sb3_gaara.envs.pixel_reach import register_pixel_reach
@@ -73,6 +75,8 @@ __all__ = [
     "DrQ",
     "DrQv2",
     "DrQv2Policy",
+    "Dreamer",
+    "DreamerPolicy",
     "GAARAPolicy",
     "JointLoss",
     "JointLossCallback",
@@ -84,5 +88,8 @@ __all__ = [
     "SLACPolicy",
     "SequenceReplayBuffer",
     "SingleFrameWarning",
+    "cem_plan",
+    "evaluate_planners",
+    "lambda_returns",
     "random_shift",
 ]
