@@ -432,6 +432,14 @@ class Dreamer(DurableSaves):
             progress_bar=progress_bar,
         )
 
+    @classmethod
+    def load(cls, path: Any, env: GymEnv | None = None, device: th.device | str = "auto", **kwargs: Any) -> Dreamer:  # type: ignore[override]
+        """SB3's ``load`` (:class:`~sb3_gaara.common.saving.DurableSaves`'s); ``planner=`` switches the planner of the
+        loaded model, with the new planner's default settings unless ``planner_kwargs=`` is given too."""
+        if "planner" in kwargs and "planner_kwargs" not in kwargs:
+            kwargs["planner_kwargs"] = {}
+        return super().load(path, env=env, device=device, **kwargs)
+
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "world_model", "actor", "value"]
 

@@ -1,0 +1,540 @@
+"""Dreamer: lambda-returns and the CEM by hand, the RSSM's shapes and restarts, the free-nats clamp, gradient routing,
+the planners, recurrent acting, save/load, exact resume, errors, and a CPU-scale learning check."""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from conftest import RecordingLogger, assert_same
+from gymnasium import spaces
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from sb3_gaara import Dreamer, SequenceReplayBuffer, cem_plan, evaluate_planners, lambda_returns
+from sb3_gaara.dreamer.policies import DreamerState
+from sb3_gaara.dreamer.world_model import RSSM, RSSMState, WorldModel, model_loss
+
+FRAME_SHAPE = (3, 64, 64)
+ACTION_SPACE = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
+SEQUENCE_LENGTH = 4
+TINY_POLICY = dict(depth=2, deter_size=8, stoch_size=4, hidden_size=8, units=8, layers=1)
+
+
+class CountingEnv(gym.Env):
+    """64 px frames of noise whose pixel ``[0, 0, 0]`` is the step within the episode; episodes end (terminate, or
+    truncate when ``truncate``) after ``episode_length`` steps; the reward is ``step + action[0] / 10``."""
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(self, episode_length: int = 6, truncate: bool = False) -> None:
+        super().__init__()
+        self.observation_space = spaces.Box(0, 255, FRAME_SHAPE, dtype=np.uint8)
+        self.action_space = ACTION_SPACE
+        self.episode_length, self.truncate = episode_length, truncate
+        self.step_count = 0
+
+    def _frame(self) -> np.ndarray:
+        frame = self.np_random.integers(0, 256, FRAME_SHAPE, dtype=np.uint8)
+        frame[0, 0, 0] = self.step_count
+        return frame
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self.step_count = 0
+        return self._frame(), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self.step_count += 1
+        reward = self.step_count + float(action[0]) / 10
+        end = self.step_count >= self.episode_length
+        return self._frame(), reward, end and not self.truncate, end and self.truncate, {}
+
+
+def make_dreamer(env: gym.Env | DummyVecEnv | None = None, **overrides: Any) -> Dreamer:
+    kwargs: dict[str, Any] = dict(
+        buffer_size=200,
+        learning_starts=6,
+        batch_size=3,
+        sequence_length=SEQUENCE_LENGTH,
+        train_freq=4,
+        gradient_steps=2,
+        imagination_horizon=3,
+        policy_kwargs=dict(TINY_POLICY),
+        seed=0,
+        device="cpu",
+    )
+    kwargs.update(overrides)
+    model = Dreamer("CnnPolicy", env if env is not None else CountingEnv(), **kwargs)
+    model.set_logger(RecordingLogger())
+    return model
+
+
+def snapshot(module: th.nn.Module) -> dict[str, th.Tensor]:
+    return {name: tensor.detach().clone() for name, tensor in module.state_dict().items()}
+
+
+def moved(before: dict[str, th.Tensor], module: th.nn.Module) -> bool:
+    return any(not th.equal(before[name], tensor) for name, tensor in module.state_dict().items())
+
+
+# ---------------------------------------------------------------------------------------------- lambda-returns
+
+
+def test_lambda_returns_by_hand_with_a_discount_of_zero_inside_the_horizon() -> None:
+    rewards = th.tensor([[1.0], [2.0], [3.0]])
+    values = th.tensor([[10.0], [20.0], [30.0], [40.0]])
+    discounts = th.tensor([[0.9], [0.0], [0.9]])
+    # R_3 = v_3 = 40; R_2 = 3 + 0.9 (0.5 * 40 + 0.5 * 40) = 39; R_1 = 2 + 0 = 2; R_0 = 1 + 0.9 (0.5 * 20 + 0.5 * 2).
+    expected = th.tensor([[10.9], [2.0], [39.0]])
+    assert th.allclose(lambda_returns(rewards, values, discounts, 0.5), expected)
+
+
+def test_lambda_returns_at_lambda_one_and_zero() -> None:
+    rewards = th.tensor([[1.0, 0.0], [2.0, 1.0]])
+    values = th.tensor([[5.0, 1.0], [6.0, 2.0], [7.0, 3.0]])
+    discounts = th.full((2, 2), 0.5)
+    # lambda = 1: the 2-step return bootstrapped by v_2; lambda = 0: one-step TD targets r_t + d v_{t+1}.
+    assert th.allclose(lambda_returns(rewards, values, discounts, 1.0), th.tensor([[1 + 0.5 * (2 + 0.5 * 7), 0 + 0.5 * (1 + 0.5 * 3)], [2 + 3.5, 1 + 1.5]]))
+    assert th.allclose(lambda_returns(rewards, values, discounts, 0.0), rewards + discounts * values[1:])
+
+
+def test_lambda_returns_refuse_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match="one row more than rewards"):
+        lambda_returns(th.zeros(3, 2), th.zeros(3, 2), th.zeros(3, 2), 0.95)
+    with pytest.raises(ValueError, match="same shape"):
+        lambda_returns(th.zeros(3, 2), th.zeros(4, 2), th.zeros(3, 1), 0.95)
+    with pytest.raises(ValueError, match=r"lambda_ must lie in \[0, 1\]"):
+        lambda_returns(th.zeros(3, 2), th.zeros(4, 2), th.zeros(3, 2), 1.5)
+
+
+# ---------------------------------------------------------------------------------------------- the CEM
+
+
+def test_cem_plan_finds_the_maximum_of_a_concave_objective() -> None:
+    target = th.tensor([[0.3, -0.5], [0.1, 0.7], [-0.8, 0.0]])
+
+    def objective(plans: th.Tensor) -> th.Tensor:
+        return -((plans - target) ** 2).sum(dim=(1, 2))
+
+    generator = th.Generator().manual_seed(0)
+    plan = cem_plan(objective, 3, 2, iterations=10, candidates=1000, top_k=100, generator=generator)
+    assert plan.shape == (3, 2)
+    assert th.allclose(plan, target, atol=0.02)
+
+
+def test_cem_plan_respects_the_bounds() -> None:
+    seen: list[th.Tensor] = []
+
+    def objective(plans: th.Tensor) -> th.Tensor:  # its maximum, 2.0, lies outside [-1, 0.5]
+        seen.append(plans)
+        return -((plans - 2.0) ** 2).sum(dim=(1, 2))
+
+    plan = cem_plan(objective, 2, 1, iterations=5, candidates=200, top_k=20, init_std=3.0, low=-1.0, high=0.5)
+    assert all(bool(((plans >= -1.0) & (plans <= 0.5)).all()) for plans in seen)
+    assert th.allclose(plan, th.full((2, 1), 0.5), atol=1e-3)
+
+
+def test_cem_plan_starts_from_the_initial_mean() -> None:
+    init = th.tensor([[0.25], [-0.5]])
+    plan = cem_plan(lambda plans: plans.sum(dim=(1, 2)), 2, 1, iterations=3, candidates=10, top_k=2, init_mean=init, init_std=0.0)
+    assert th.equal(plan, init)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"top_k": 20}, "top_k must be at most candidates"),
+        ({"iterations": 0}, "iterations must be an integer >= 1"),
+        ({"init_mean": th.zeros(3, 1)}, r"init_mean must have shape \(horizon, action_dim\) = \(2, 1\)"),
+        ({"low": 1.0, "high": -1.0}, "low < high"),
+    ],
+)
+def test_cem_plan_refuses_bad_settings(kwargs: dict[str, Any], match: str) -> None:
+    settings: dict[str, Any] = dict(horizon=2, action_dim=1, iterations=2, candidates=10, top_k=2)
+    settings.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        cem_plan(lambda plans: plans.sum(dim=(1, 2)), **settings)
+
+
+def test_cem_plan_refuses_an_objective_of_the_wrong_shape() -> None:
+    with pytest.raises(ValueError, match="one score per plan"):
+        cem_plan(lambda plans: plans.sum(dim=2), 2, 1, iterations=1, candidates=4, top_k=2)
+
+
+# ---------------------------------------------------------------------------------------------- the world model
+
+
+def test_rssm_and_world_model_shapes() -> None:
+    model = WorldModel(3, 2, **TINY_POLICY)
+    assert model.encoder.embed_dim == 32 * TINY_POLICY["depth"] and model.features_dim == 8 + 4
+    frames = th.randint(0, 256, (5, 7, *FRAME_SHAPE), dtype=th.uint8)
+    actions = th.rand(5, 6, 2) * 2 - 1
+    posterior, prior = model.rssm.observe(model.encoder(frames), actions)
+    assert posterior.deter.shape == prior.deter.shape == (5, 7, 8)
+    assert posterior.stoch.shape == posterior.mean.shape == posterior.std.shape == (5, 7, 4)
+    assert bool((posterior.std >= 0.1).all()) and bool((prior.std >= 0.1).all())
+    assert th.equal(posterior.deter, prior.deter)  # the posterior corrects s, not h
+    assert model.decoder(posterior.features).shape == (5, 7, *FRAME_SHAPE)
+    terms, states = model.loss(frames, actions, th.zeros(5, 6, 1), th.ones(5, 7))
+    assert terms.loss.shape == () and states.features.shape == (5, 7, 12)
+
+
+def test_the_filter_restarts_at_the_first_observed_step() -> None:
+    """A padded sequence's first observed step is filtered from the initial state, as an episode's first frame is."""
+    th.manual_seed(0)
+    rssm = RSSM(action_dim=2, embed_dim=6, deter_size=5, stoch_size=3, hidden_size=4)
+    embeds, actions = th.randn(1, 4, 6), th.randn(1, 3, 2)
+    observed = th.tensor([[0.0, 0.0, 1.0, 1.0]])
+    padded, _ = rssm.observe(embeds, actions * observed[:, :-1, None], observed)
+    fresh, _ = rssm.observe(embeds[:, 2:], actions[:, 2:])
+    assert th.allclose(padded.deter[:, 2], fresh.deter[:, 0]) and th.allclose(padded.mean[:, 2], fresh.mean[:, 0])
+    unmasked, _ = rssm.observe(embeds, actions)
+    assert not th.allclose(unmasked.mean[:, 2], fresh.mean[:, 0])
+
+
+def _states(mean: th.Tensor, std: th.Tensor) -> RSSMState:
+    return RSSMState(th.zeros(*mean.shape[:-1], 1), mean, mean, std)
+
+
+def test_model_loss_by_hand_and_the_free_nats_clamp() -> None:
+    """Images equal to their means: log p(o) = -pixels * log(2 pi) / 2 per frame. Rewards 1 below their means:
+    log p(r) = -1/2 - log(2 pi) / 2. KL(N(m, 1) || N(0, 1)) = m^2 / 2 per unit, 2 units."""
+    images = th.zeros(2, 3, 1, 2, 2)
+    rewards, reward_means = th.zeros(2, 2), th.ones(2, 2)
+    observed = th.ones(2, 3)
+    log_2pi = math.log(2 * math.pi)
+    for offset, free_nats in ((1.0, 3.0), (3.0, 3.0)):
+        mean = th.full((2, 3, 2), offset, requires_grad=True)
+        terms = model_loss(
+            images, images, rewards, reward_means, _states(mean, th.ones(2, 3, 2)),
+            _states(th.zeros(2, 3, 2), th.ones(2, 3, 2)), observed, free_nats=free_nats,
+        )  # fmt: skip
+        kl = offset**2  # 2 units of offset^2 / 2
+        assert terms.kl.item() == pytest.approx(kl)
+        assert terms.image_log_likelihood.item() == pytest.approx(-4 * log_2pi / 2)
+        assert terms.reward_log_likelihood.item() == pytest.approx(-0.5 - log_2pi / 2)
+        assert terms.loss.item() == pytest.approx(max(kl, free_nats) + 2 * log_2pi + 0.5 + log_2pi / 2)
+        assert terms.reward_mse.item() == pytest.approx(1.0)
+        (gradient,) = th.autograd.grad(terms.loss, mean)
+        # Below the free nats (KL 1 < 3) the KL gives the posterior no gradient; above (KL 9) it does.
+        assert (gradient.abs().sum().item() == 0.0) == (kl < free_nats)
+
+
+def test_model_loss_skips_the_padding() -> None:
+    images = th.zeros(1, 3, 1, 2, 2)
+    means = images.clone()
+    means[:, 0] = 5.0  # a padded frame: however wrong, it counts nowhere
+    rewards = th.tensor([[7.0, 0.0]])  # the reward of the action taken from the padding
+    observed = th.tensor([[0.0, 1.0, 1.0]])
+    states = _states(th.zeros(1, 3, 2), th.ones(1, 3, 2))
+    terms = model_loss(images, means, rewards, th.zeros(1, 2), states, states, observed)
+    assert terms.reconstruction_mse.item() == 0.0 and terms.reward_mse.item() == 0.0
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def test_gradient_routing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model's loss reaches only the world model, the actor's only the actor (through the model's dynamics, whose
+    parameters stay frozen), the value's only the value."""
+    model = make_dreamer()
+    model.learn(total_timesteps=6)
+    parts = {"world_model": model.world_model, "actor": model.actor, "value": model.value}
+    reached: list[tuple[str, set[str]]] = []
+
+    def clipped_step(module: th.nn.Module, loss: th.Tensor) -> th.Tensor:
+        for part in parts.values():
+            part.zero_grad(set_to_none=True)
+        loss.backward()
+        touched = {
+            name
+            for name, part in parts.items()
+            if any(parameter.grad is not None and bool(parameter.grad.abs().sum() > 0) for parameter in part.parameters())
+        }
+        name = next(name for name, part in parts.items() if part is module)
+        reached.append((name, touched))
+        module.optimizer.step()  # type: ignore[operator]
+        return th.zeros(())
+
+    monkeypatch.setattr(model, "_clipped_step", clipped_step)
+    before = {name: snapshot(part) for name, part in parts.items()}
+    model.train(gradient_steps=1, batch_size=3)
+    assert reached == [("world_model", {"world_model"}), ("actor", {"actor"}), ("value", {"value"})]
+    assert all(moved(before[name], part) for name, part in parts.items())
+    assert all(parameter.requires_grad for part in parts.values() for parameter in part.parameters())
+
+
+def test_behaviour_starts_from_observed_states_only() -> None:
+    model = make_dreamer()
+    model.learn(total_timesteps=6)
+    sequences = model.replay_buffer.sequences(np.array([0, 1, 5]), np.zeros(3, dtype=int))
+    starts: list[int] = []
+    imagine = model.policy.imagine
+
+    def recording(start: RSSMState, horizon: int, actions: th.Tensor | None = None) -> tuple[RSSMState, th.Tensor]:
+        starts.append(start.deter.shape[0])
+        return imagine(start, horizon, actions)
+
+    model.policy.imagine = recording  # type: ignore[method-assign]
+    posterior = model.model_step(sequences, lambda name, value: None)
+    model.behaviour_step(posterior, sequences.observed, lambda name, value: None)
+    assert starts == [int(sequences.observed.sum())] and starts[0] < 3 * SEQUENCE_LENGTH
+
+
+def test_training_logs_the_losses_and_counts_updates() -> None:
+    model = make_dreamer()
+    model.learn(total_timesteps=10)  # rollouts of 4 steps: trains after steps 8 and 12 (> learning_starts), 2 updates each
+    logged = model.logger.name_to_value  # type: ignore[attr-defined]
+    assert model._n_updates == 4 and model.num_timesteps == 12
+    for key in ("model_loss", "kl", "reconstruction_mse", "reward_mse", "actor_loss", "value_loss", "imagined_return"):
+        assert math.isfinite(logged[f"train/{key}"]), key
+
+
+def test_exploration_noise_is_sb3_gaussian_action_noise() -> None:
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    model = make_dreamer()
+    assert isinstance(model.action_noise, NormalActionNoise)
+    np.testing.assert_array_equal(model.action_noise._sigma, [0.3, 0.3])
+    assert make_dreamer(exploration_noise=0.0).action_noise is None
+
+
+# ---------------------------------------------------------------------------------------------- acting
+
+
+def test_predict_carries_the_state_and_resets_it_at_episode_start() -> None:
+    model = make_dreamer()
+    env = CountingEnv()
+    first, _ = env.reset(seed=0)
+    second, *_ = env.step(np.zeros(2, dtype=np.float32))
+    action, state = model.predict(first, deterministic=True)
+    assert isinstance(state, DreamerState) and state.deter.shape == (1, 8) and state.action.shape == (1, 2)
+    np.testing.assert_allclose(state.action[0], action, rtol=1e-6)  # actions in [-1, 1] are their own scaled values
+    carried, _ = model.predict(second, state=state, episode_start=np.array([False]), deterministic=True)
+    restarted, _ = model.predict(second, state=state, episode_start=np.array([True]), deterministic=True)
+    fresh, _ = model.predict(second, deterministic=True)
+    np.testing.assert_array_equal(restarted, fresh)
+    assert not np.array_equal(carried, fresh)
+    with pytest.raises(ValueError, match="pass the state the previous predict returned"):
+        model.predict(second, state=DreamerState(np.zeros((1, 3)), state.stoch, state.action))
+
+
+def test_evaluate_policy_passes_the_state() -> None:
+    model = make_dreamer()
+    calls: list[bool] = []
+    predict = model.policy.predict
+
+    def recording(observation: np.ndarray, state: Any = None, episode_start: Any = None, deterministic: bool = False) -> Any:
+        calls.append(state is not None)
+        return predict(observation, state, episode_start, deterministic)
+
+    model.policy.predict = recording  # type: ignore[method-assign]
+    evaluate_policy(model, DummyVecEnv([CountingEnv]), n_eval_episodes=1)
+    assert calls[0] is False and all(calls[1:]) and len(calls) == 6
+
+
+def test_the_mpc_planner_starts_from_the_actor_plan() -> None:
+    """With no spread around the actor's imagined plan, Dreamer's MPC acts as the actor does."""
+    model = make_dreamer()
+    observation = CountingEnv().reset(seed=1)[0]
+    actor_action, _ = model.predict(observation, deterministic=True)
+    model.set_planner("dreamer_mpc", {"init_std": 0.0, "candidates": 4, "top_k": 2, "iterations": 2})
+    mpc_action, _ = model.predict(observation, deterministic=True)
+    np.testing.assert_allclose(mpc_action, actor_action, atol=1e-6)
+
+
+@pytest.mark.parametrize("planner", ["cem", "dreamer_mpc"])
+def test_planners_act_within_the_bounds_and_differ_from_the_actor(planner: str) -> None:
+    model = make_dreamer(planner=planner, planner_kwargs={"candidates": 16, "top_k": 4, "iterations": 2, "horizon": 3})
+    observation = CountingEnv().reset(seed=1)[0]
+    action, state = model.predict(observation, deterministic=True)
+    assert action.shape == (2,) and bool(((action >= -1) & (action <= 1)).all())
+    model.set_planner("actor")
+    actor_action, _ = model.predict(observation, deterministic=True)
+    assert not np.allclose(action, actor_action)
+
+
+def test_evaluate_planners_compares_one_model_and_restores_its_planner() -> None:
+    model = make_dreamer(planner_kwargs={})
+    small = {"candidates": 8, "top_k": 2, "iterations": 1, "horizon": 2}
+    results = evaluate_planners(model, DummyVecEnv([CountingEnv]), n_eval_episodes=1, planner_kwargs={"cem": small, "dreamer_mpc": small})
+    assert set(results) == {"actor", "cem", "dreamer_mpc"}
+    assert all(math.isfinite(mean) for mean, _ in results.values())
+    assert model.planner == "actor" and model.policy.planner == "actor"
+
+
+def test_training_rollouts_restart_the_state_after_each_episode(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = make_dreamer(env=CountingEnv(episode_length=3))
+    starts: list[bool] = []
+    filter_ = model.policy.filter
+
+    def recording(state: Any, frames: np.ndarray, episode_start: Any, deterministic: bool) -> RSSMState:
+        starts.append(state is None or bool(np.asarray(episode_start).all()))
+        return filter_(state, frames, episode_start, deterministic)
+
+    monkeypatch.setattr(model.policy, "filter", recording)
+    model.learn(total_timesteps=7)  # two rollouts of 4 steps
+    assert starts == [True, False, False, True, False, False, True, False]
+
+
+def test_open_loop_reconstructs_the_context_then_imagines() -> None:
+    model = make_dreamer()
+    frames = th.randint(0, 256, (1, 6, *FRAME_SHAPE), dtype=th.uint8)
+    actions = th.zeros(1, 5, 2)
+    predicted = model.open_loop(frames, actions, context=2)
+    assert predicted.shape == (1, 6, *FRAME_SHAPE)
+    with th.no_grad():
+        embeds = model.world_model.encoder(frames[:, :2])
+        posterior, _ = model.world_model.rssm.observe(embeds, actions[:, :1])
+    th.manual_seed(0)  # the context's posterior samples differ run to run; the decoder of the same states agrees
+    assert predicted[:, 2:].shape == (1, 4, *FRAME_SHAPE) and posterior.features.shape == (1, 2, 12)
+
+
+# ---------------------------------------------------------------------------------------------- save, load, resume
+
+
+def test_save_load_restores_everything(tmp_path: Path) -> None:
+    model = make_dreamer(planner_kwargs={})
+    model.learn(total_timesteps=10)
+    model.set_planner("cem", {"candidates": 8, "top_k": 2})
+    model.save(tmp_path / "model.zip")
+    loaded = Dreamer.load(tmp_path / "model.zip", device="cpu")
+    assert_same(snapshot(model.policy), snapshot(loaded.policy), "policy")
+    for name in ("world_model", "actor", "value"):
+        assert_same(getattr(model, name).optimizer.state_dict(), getattr(loaded, name).optimizer.state_dict(), name)
+    assert loaded._n_updates == model._n_updates == 4
+    assert model._rollout_state is not None and loaded._rollout_state is not None
+    assert_same(loaded._rollout_state.deter, model._rollout_state.deter)
+    assert loaded.planner == "cem" and loaded.policy.planner_settings["candidates"] == 8
+    assert loaded.sequence_length == SEQUENCE_LENGTH and loaded.imagination_horizon == 3
+    obs = CountingEnv().reset(seed=0)[0]
+    model.set_planner("actor")
+    loaded.set_planner("actor")
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    switched = Dreamer.load(tmp_path / "model.zip", device="cpu", planner="actor")
+    assert switched.policy.planner == "actor"
+
+
+def test_resume_is_bit_exact_on_the_cpu(tmp_path: Path) -> None:
+    """Training 12 + 12 steps in one process equals training 12, saving model and replay, loading both into a new
+    model (with the random generators' states) and training 12 more."""
+
+    def env() -> DummyVecEnv:
+        vec = DummyVecEnv([lambda: CountingEnv(episode_length=7)])
+        vec.seed(3)
+        return vec
+
+    straight = make_dreamer(env=env())
+    straight.learn(total_timesteps=12)
+    straight.learn(total_timesteps=12, reset_num_timesteps=False)
+
+    first = make_dreamer(env=env())
+    first.learn(total_timesteps=12)
+    first.save(tmp_path / "model.zip")
+    first.save_replay_buffer(tmp_path / "replay.pkl")
+    rng = (th.get_rng_state(), np.random.get_state(), first.action_space.np_random.bit_generator.state)
+    resumed = Dreamer.load(tmp_path / "model.zip", env=first.get_env(), device="cpu", force_reset=False)
+    resumed.load_replay_buffer(tmp_path / "replay.pkl")
+    resumed.set_logger(RecordingLogger())
+    th.set_rng_state(rng[0])
+    np.random.set_state(rng[1])
+    resumed.action_space.np_random.bit_generator.state = rng[2]
+    resumed.learn(total_timesteps=12, reset_num_timesteps=False)
+
+    assert resumed.num_timesteps == straight.num_timesteps == 24 and resumed._n_updates == straight._n_updates > 0
+    assert_same(snapshot(straight.policy), snapshot(resumed.policy), "policy")
+    for name in ("world_model", "actor", "value"):
+        assert_same(getattr(straight, name).optimizer.state_dict(), getattr(resumed, name).optimizer.state_dict(), name)
+    assert straight._rollout_state is not None and resumed._rollout_state is not None
+    assert_same(straight._rollout_state.action, resumed._rollout_state.action)
+
+
+def test_tensorboard_gets_real_and_imagined_frames(tmp_path: Path) -> None:
+    model = make_dreamer(imagination_log_interval=2)
+    model.set_logger(configure(str(tmp_path), ["tensorboard"]))
+    model.learn(total_timesteps=10)
+    events = b"".join(path.read_bytes() for path in tmp_path.rglob("events.out.tfevents*"))
+    assert b"train/imagination" in events
+
+
+def test_saving_to_a_file_object() -> None:
+    model = make_dreamer()
+    buffer = io.BytesIO()
+    model.save(buffer)
+    buffer.seek(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = Dreamer.load(buffer, device="cpu")
+    assert_same(snapshot(model.policy), snapshot(loaded.policy))
+
+
+# ---------------------------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("observation_space", "action_space", "match"),
+    [
+        (spaces.Box(0, 255, (3, 32, 32), np.uint8), ACTION_SPACE, "built for 64 x 64 frames"),
+        (spaces.Box(0, 255, (3, 64, 48), np.uint8), ACTION_SPACE, "height=64, width=64"),
+        (spaces.Box(-1, 1, (5,), np.float32), ACTION_SPACE, "not an image"),
+        (spaces.Dict({"pixels": spaces.Box(0, 255, FRAME_SHAPE, np.uint8)}), ACTION_SPACE, "Dict"),
+        (spaces.Box(0, 255, FRAME_SHAPE, np.uint8), spaces.Discrete(3), "continuous Box action space"),
+    ],
+)
+def test_bad_spaces_are_refused_with_the_fix(observation_space: spaces.Space, action_space: spaces.Space, match: str) -> None:
+    class Env(CountingEnv):
+        def __init__(self) -> None:
+            super().__init__()
+            self.observation_space, self.action_space = observation_space, action_space
+
+    with pytest.raises(ValueError, match=match):
+        Dreamer("CnnPolicy", Env(), policy_kwargs=dict(TINY_POLICY))
+
+
+def test_stacked_frames_are_warned_about() -> None:
+    class Stacked(CountingEnv):
+        def __init__(self) -> None:
+            super().__init__()
+            self.observation_space = spaces.Box(0, 255, (9, 64, 64), np.uint8)
+
+    with pytest.warns(UserWarning, match="frame_stack=1"):
+        Dreamer("CnnPolicy", Stacked(), policy_kwargs=dict(TINY_POLICY), buffer_size=10)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"sequence_length": 1}, "sequence_length must be an integer >= 2"),
+        ({"imagination_horizon": 0}, "imagination_horizon must be an integer >= 1"),
+        ({"imagination_log_interval": 1.5}, "imagination_log_interval must be an integer"),
+        ({"model_learning_rate": 0}, "model_learning_rate must be a positive number"),
+        ({"grad_clip": -1.0}, "grad_clip must be a positive number"),
+        ({"free_nats": -1.0}, "free_nats must be a number >= 0"),
+        ({"lambda_": 1.5}, r"lambda_ must lie in \[0, 1\]"),
+        ({"planner": "mpc"}, "planner must be one of"),
+        ({"planner": "cem", "planner_kwargs": {"init_std": 2.0}}, r"\['init_std'\] are not settings of the 'cem' planner"),
+        ({"planner": "cem", "planner_kwargs": {"top_k": 200, "candidates": 100}}, "top_k=200 exceeds candidates=100"),
+        ({"planner": "cem", "planner_kwargs": {"horizon": 0}}, r"planner_kwargs\['horizon'\] must be a positive integer"),
+        ({"replay_buffer_kwargs": {"sequence_length": 3}}, r"replay_buffer_kwargs\['sequence_length'\]=3 contradicts"),
+        ({"policy_kwargs": {**TINY_POLICY, "planner": "cem"}}, r"policy_kwargs\['planner'\]='cem' contradicts"),
+        ({"replay_buffer_class": SequenceReplayBuffer.__mro__[1]}, "Dreamer trains on sequences from SequenceReplayBuffer"),
+    ],
+)
+def test_bad_settings_are_refused_with_the_fix(overrides: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        make_dreamer(**overrides)
+
+
+def test_training_on_an_empty_buffer_says_what_to_do() -> None:
+    model = make_dreamer()
+    with pytest.raises(ValueError, match="empty"):
+        model.train(gradient_steps=1, batch_size=2)
