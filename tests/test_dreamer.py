@@ -103,7 +103,10 @@ def test_lambda_returns_at_lambda_one_and_zero() -> None:
     values = th.tensor([[5.0, 1.0], [6.0, 2.0], [7.0, 3.0]])
     discounts = th.full((2, 2), 0.5)
     # lambda = 1: the 2-step return bootstrapped by v_2; lambda = 0: one-step TD targets r_t + d v_{t+1}.
-    assert th.allclose(lambda_returns(rewards, values, discounts, 1.0), th.tensor([[1 + 0.5 * (2 + 0.5 * 7), 0 + 0.5 * (1 + 0.5 * 3)], [2 + 3.5, 1 + 1.5]]))
+    assert th.allclose(
+        lambda_returns(rewards, values, discounts, 1.0),
+        th.tensor([[1 + 0.5 * (2 + 0.5 * 7), 0 + 0.5 * (1 + 0.5 * 3)], [2 + 3.5, 1 + 1.5]]),
+    )
     assert th.allclose(lambda_returns(rewards, values, discounts, 0.0), rewards + discounts * values[1:])
 
 
@@ -145,7 +148,9 @@ def test_cem_plan_respects_the_bounds() -> None:
 
 def test_cem_plan_starts_from_the_initial_mean() -> None:
     init = th.tensor([[0.25], [-0.5]])
-    plan = cem_plan(lambda plans: plans.sum(dim=(1, 2)), 2, 1, iterations=3, candidates=10, top_k=2, init_mean=init, init_std=0.0)
+    plan = cem_plan(
+        lambda plans: plans.sum(dim=(1, 2)), 2, 1, iterations=3, candidates=10, top_k=2, init_mean=init, init_std=0.0
+    )
     assert th.equal(plan, init)
 
 
@@ -186,6 +191,22 @@ def test_rssm_and_world_model_shapes() -> None:
     assert model.decoder(posterior.features).shape == (5, 7, *FRAME_SHAPE)
     terms, states = model.loss(frames, actions, th.zeros(5, 6, 1), th.ones(5, 7))
     assert terms.loss.shape == () and states.features.shape == (5, 7, 12)
+
+
+def test_32_px_frames_drop_the_outermost_layers() -> None:
+    """The paper's 64 px networks (four layers each way, Dreamer's channels), and the CPU-scale 32 px ones (three)."""
+    paper = WorldModel(3, 2, image_size=64, depth=32)
+    assert paper.encoder.embed_dim == 1024 and paper.decoder.linear.out_features == 1024
+    convs = [layer.out_channels for layer in paper.encoder.convs if isinstance(layer, th.nn.Conv2d)]
+    deconvs = [
+        (layer.out_channels, layer.kernel_size[0])
+        for layer in paper.decoder.deconvs
+        if isinstance(layer, th.nn.ConvTranspose2d)
+    ]
+    assert convs == [32, 64, 128, 256] and deconvs == [(128, 5), (64, 5), (32, 6), (3, 6)]
+    small = WorldModel(3, 2, image_size=32, depth=4)
+    frames = th.zeros(2, 3, 32, 32, dtype=th.uint8)
+    assert small.encoder(frames).shape == (2, 64) and small.decoder(th.zeros(2, small.features_dim)).shape == (2, 3, 32, 32)
 
 
 def test_the_filter_restarts_at_the_first_observed_step() -> None:
@@ -366,7 +387,9 @@ def test_planners_act_within_the_bounds_and_differ_from_the_actor(planner: str) 
 def test_evaluate_planners_compares_one_model_and_restores_its_planner() -> None:
     model = make_dreamer(planner_kwargs={})
     small = {"candidates": 8, "top_k": 2, "iterations": 1, "horizon": 2}
-    results = evaluate_planners(model, DummyVecEnv([CountingEnv]), n_eval_episodes=1, planner_kwargs={"cem": small, "dreamer_mpc": small})
+    results = evaluate_planners(
+        model, DummyVecEnv([CountingEnv]), n_eval_episodes=1, planner_kwargs={"cem": small, "dreamer_mpc": small}
+    )
     assert set(results) == {"actor", "cem", "dreamer_mpc"}
     assert all(math.isfinite(mean) for mean, _ in results.values())
     assert model.planner == "actor" and model.policy.planner == "actor"
@@ -483,7 +506,7 @@ def test_saving_to_a_file_object() -> None:
 @pytest.mark.parametrize(
     ("observation_space", "action_space", "match"),
     [
-        (spaces.Box(0, 255, (3, 32, 32), np.uint8), ACTION_SPACE, "built for 64 x 64 frames"),
+        (spaces.Box(0, 255, (3, 48, 48), np.uint8), ACTION_SPACE, "built for 64 x 64 frames"),
         (spaces.Box(0, 255, (3, 64, 48), np.uint8), ACTION_SPACE, "height=64, width=64"),
         (spaces.Box(-1, 1, (5,), np.float32), ACTION_SPACE, "not an image"),
         (spaces.Dict({"pixels": spaces.Box(0, 255, FRAME_SHAPE, np.uint8)}), ACTION_SPACE, "Dict"),

@@ -132,7 +132,7 @@ class DreamerPolicy(BasePolicy):
       8e-5);
     * ``value``: three dense layers of 300 on ``[s, h]`` (``value.optimizer``: Adam at ``value_learning_rate``, 8e-5).
 
-    :param observation_space: channel-first uint8 frames of 64 x 64
+    :param observation_space: channel-first uint8 frames of 64 x 64 (or 32 x 32)
     :param action_space: Box actions
     :param lr_schedule: the actor's learning rate
     :param depth: the convolutions' base channels (32)
@@ -244,6 +244,7 @@ class DreamerPolicy(BasePolicy):
         self.world_model = WorldModel(
             shape[0],
             self.action_dim,
+            image_size=shape[1],
             depth=self.depth,
             deter_size=self.deter_size,
             stoch_size=self.stoch_size,

@@ -15,7 +15,8 @@ The latent state of step ``t`` has a deterministic part ``h_t`` (the GRU's 200 u
 
 The model trains on the ELBO (:func:`model_loss`): ``sum_t [log p(o_t) + log p(r_t) - max(KL(q_t || p_t), free
 nats)]``, the KL clamped below ``free_nats`` (3) on its batch mean as in Dreamer's code. Sizes are Dreamer's appendix
-A: the convolutional encoder and decoder of Ha & Schmidhuber's world models on 64 x 64 frames (depth 32), the RSSM's
+A: the convolutional encoder and decoder of Ha & Schmidhuber's world models on 64 x 64 frames (depth 32; 32 x 32
+frames, for CPU-scale runs, drop the outermost layer of each), the RSSM's
 200-unit GRU and hidden layers, 30 stochastic units of minimum standard deviation 0.1, ELU activations.
 """
 
@@ -30,17 +31,20 @@ from torch.nn import functional as F
 
 from sb3_gaara.slac.latent_model import gaussian_kl, gaussian_log_prob
 
-#: the side of the frames the encoder and decoder are built for (Dreamer's 64 x 64)
-IMAGE_SIZE = 64
+#: the frame sides the encoder and decoder are built for: Dreamer's 64 x 64, and 32 x 32 with the outermost layer of
+#: each dropped (the package's CPU-scale runs: a quarter of the pixels, for checks that must run in minutes on a CPU)
+IMAGE_SIZES = (64, 32)
+#: the decoder's transposed-convolution kernels per frame side: 1 -> 5 -> 13 -> 30 -> 64, and 1 -> 5 -> 14 -> 32
+DECODER_KERNELS = {64: (5, 5, 6, 6), 32: (5, 6, 6)}
 #: the stochastic state's smallest standard deviation (Dreamer's 0.1: keeps the KL finite)
 MIN_STD = 0.1
 
 
 def check_image_size(height: int, width: int) -> None:
     """Refuse frames the encoder and decoder are not built for, naming the fix."""
-    if (height, width) != (IMAGE_SIZE, IMAGE_SIZE):
+    if height != width or height not in IMAGE_SIZES:
         raise ValueError(
-            f"Dreamer's encoder and decoder are built for {IMAGE_SIZE} x {IMAGE_SIZE} frames (the paper's), got "
+            f"Dreamer's encoder and decoder are built for 64 x 64 frames (the paper's; 32 x 32 for CPU-scale runs), got "
             f"{height} x {width}. Render the env at 64 px: dmc-*: env_kwargs=dict(height=64, width=64); PixelReach-v0: "
             "size=64."
         )
@@ -158,25 +162,22 @@ def _stack(states: list[RSSMState]) -> RSSMState:
 
 
 class ConvEncoder(nn.Module):
-    """Four convolutions of kernel 4 and stride 2 (``depth`` x 1, 2, 4, 8 channels, ReLU) from a 64 px frame to a
-    ``32 * depth`` embedding (1024 at Dreamer's depth 32). Frames are uint8; they are scaled to ``[-0.5, 0.5]``."""
+    """Convolutions of kernel 4 and stride 2 (``depth`` x 1, 2, 4, 8 channels, ReLU) from a 64 px frame to a 2 x 2 map
+    of ``8 * depth`` channels: a ``32 * depth`` embedding (1024 at Dreamer's depth 32). A 32 px frame takes the first
+    three (a ``16 * depth`` embedding). Frames are uint8; they are scaled to ``[-0.5, 0.5]``."""
 
-    def __init__(self, channels: int, depth: int = 32) -> None:
+    def __init__(self, channels: int, depth: int = 32, image_size: int = 64) -> None:
         super().__init__()
-        self.convs = nn.Sequential(
-            nn.Conv2d(channels, depth, 4, stride=2),
-            nn.ReLU(),
-            nn.Conv2d(depth, 2 * depth, 4, stride=2),
-            nn.ReLU(),
-            nn.Conv2d(2 * depth, 4 * depth, 4, stride=2),
-            nn.ReLU(),
-            nn.Conv2d(4 * depth, 8 * depth, 4, stride=2),
-            nn.ReLU(),
-        )
-        self.embed_dim = 32 * depth  # 8 * depth channels on a 2 x 2 map
+        check_image_size(image_size, image_size)
+        widths = [depth * 2**index for index in range(len(DECODER_KERNELS[image_size]))]
+        layers: list[nn.Module] = []
+        for in_channels, out_channels in zip([channels, *widths[:-1]], widths, strict=True):
+            layers += [nn.Conv2d(in_channels, out_channels, 4, stride=2), nn.ReLU()]
+        self.convs = nn.Sequential(*layers)
+        self.embed_dim = 4 * widths[-1]  # a 2 x 2 map
 
     def forward(self, frames: th.Tensor) -> th.Tensor:
-        """``(..., C, 64, 64)`` uint8 -> ``(..., 32 * depth)``."""
+        """``(..., C, S, S)`` uint8 -> ``(..., embed_dim)``."""
         leading = frames.shape[:-3]
         x = preprocess(frames).reshape(-1, *frames.shape[-3:])
         return self.convs(x).reshape(*leading, self.embed_dim)
@@ -185,23 +186,23 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     """The encoder's mirror: a linear layer to ``32 * depth`` units as a 1 x 1 map, then transposed convolutions of
     kernels 5, 5, 6, 6 at stride 2 (``depth`` x 4, 2, 1 channels, ReLU, then ``channels``) to a 64 px mean frame
-    in ``[-0.5, 0.5]`` units."""
+    in ``[-0.5, 0.5]`` units. For 32 px frames: ``16 * depth`` units, kernels 5, 6, 6, ``depth`` x 2, 1 channels."""
 
-    def __init__(self, features_dim: int, channels: int, depth: int = 32) -> None:
+    def __init__(self, features_dim: int, channels: int, depth: int = 32, image_size: int = 64) -> None:
         super().__init__()
-        self.linear = nn.Linear(features_dim, 32 * depth)
-        self.deconvs = nn.Sequential(
-            nn.ConvTranspose2d(32 * depth, 4 * depth, 5, stride=2),
-            nn.ReLU(),
-            nn.ConvTranspose2d(4 * depth, 2 * depth, 5, stride=2),
-            nn.ReLU(),
-            nn.ConvTranspose2d(2 * depth, depth, 6, stride=2),
-            nn.ReLU(),
-            nn.ConvTranspose2d(depth, channels, 6, stride=2),
-        )
+        check_image_size(image_size, image_size)
+        kernels = DECODER_KERNELS[image_size]
+        widths = [depth * 2**index for index in reversed(range(len(kernels) - 1))]
+        self.linear = nn.Linear(features_dim, 4 * depth * 2 ** (len(kernels) - 1))
+        layers: list[nn.Module] = []
+        for in_channels, out_channels, kernel in zip(
+            [self.linear.out_features, *widths], [*widths, channels], kernels, strict=True
+        ):
+            layers += [nn.ConvTranspose2d(in_channels, out_channels, kernel, stride=2), nn.ReLU()]
+        self.deconvs = nn.Sequential(*layers[:-1])  # no activation on the mean
 
     def forward(self, features: th.Tensor) -> th.Tensor:
-        """``(..., features_dim)`` -> ``(..., C, 64, 64)``."""
+        """``(..., features_dim)`` -> ``(..., C, S, S)``."""
         leading = features.shape[:-1]
         x = self.linear(features).reshape(-1, self.linear.out_features, 1, 1)
         images = self.deconvs(x)
@@ -292,6 +293,7 @@ class WorldModel(nn.Module):
 
     :param channels: channels of a frame (3 for RGB)
     :param action_dim: action dimensions
+    :param image_size: side of the square frames (64; 32 for CPU-scale runs)
     :param depth: the convolutions' base channels (32)
     :param deter_size: GRU units (200)
     :param stoch_size: stochastic units (30)
@@ -306,6 +308,7 @@ class WorldModel(nn.Module):
         self,
         channels: int,
         action_dim: int,
+        image_size: int = 64,
         depth: int = 32,
         deter_size: int = 200,
         stoch_size: int = 30,
@@ -314,9 +317,9 @@ class WorldModel(nn.Module):
         layers: int = 3,
     ) -> None:
         super().__init__()
-        self.encoder = ConvEncoder(channels, depth)
+        self.encoder = ConvEncoder(channels, depth, image_size)
         self.rssm = RSSM(action_dim, self.encoder.embed_dim, deter_size, stoch_size, hidden_size)
-        self.decoder = ConvDecoder(self.rssm.features_dim, channels, depth)
+        self.decoder = ConvDecoder(self.rssm.features_dim, channels, depth, image_size)
         self.reward_model = DenseHead(self.rssm.features_dim, 1, units, layers)
 
     @property
