@@ -377,7 +377,7 @@ def test_the_mpc_planner_starts_from_the_actor_plan() -> None:
 def test_planners_act_within_the_bounds_and_differ_from_the_actor(planner: str) -> None:
     model = make_dreamer(planner=planner, planner_kwargs={"candidates": 16, "top_k": 4, "iterations": 2, "horizon": 3})
     observation = CountingEnv().reset(seed=1)[0]
-    action, state = model.predict(observation, deterministic=True)
+    action, _ = model.predict(observation, deterministic=True)
     assert action.shape == (2,) and bool(((action >= -1) & (action <= 1)).all())
     model.set_planner("actor")
     actor_action, _ = model.predict(observation, deterministic=True)
