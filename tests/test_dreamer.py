@@ -250,6 +250,28 @@ def test_model_loss_by_hand_and_the_free_nats_clamp() -> None:
         assert (gradient.abs().sum().item() == 0.0) == (kl < free_nats)
 
 
+def test_kl_balancing_splits_the_gradient_between_prior_and_posterior() -> None:
+    """DreamerV2's balancing keeps the loss's value and gives the prior ``alpha`` of the KL's gradient, the posterior
+    ``1 - alpha``."""
+    images, observed = th.zeros(1, 2, 1, 2, 2), th.ones(1, 2)
+
+    def gradients(kl_balance: float | None) -> tuple[float, th.Tensor, th.Tensor]:
+        q_mean = th.full((1, 2, 2), 3.0, requires_grad=True)
+        p_mean = th.zeros(1, 2, 2, requires_grad=True)
+        terms = model_loss(
+            images, images, th.zeros(1, 1), th.zeros(1, 1), _states(q_mean, th.ones(1, 2, 2)),
+            _states(p_mean, th.ones(1, 2, 2)), observed, free_nats=1.0, kl_balance=kl_balance,
+        )  # fmt: skip
+        q_grad, p_grad = th.autograd.grad(terms.loss, [q_mean, p_mean])
+        return terms.loss.item(), q_grad, p_grad
+
+    plain, q_plain, p_plain = gradients(None)
+    balanced, q_balanced, p_balanced = gradients(0.8)
+    assert balanced == pytest.approx(plain)
+    assert th.allclose(q_balanced, 0.2 * q_plain) and th.allclose(p_balanced, 0.8 * p_plain)
+    assert q_plain.abs().sum() > 0
+
+
 def test_model_loss_skips_the_padding() -> None:
     images = th.zeros(1, 3, 1, 2, 2)
     means = images.clone()
@@ -543,6 +565,7 @@ def test_stacked_frames_are_warned_about() -> None:
         ({"grad_clip": -1.0}, "grad_clip must be a positive number"),
         ({"free_nats": -1.0}, "free_nats must be a number >= 0"),
         ({"lambda_": 1.5}, r"lambda_ must lie in \[0, 1\]"),
+        ({"kl_balance": 1.2}, r"kl_balance must be None \(Dreamer\) or lie in \[0, 1\]"),
         ({"planner": "mpc"}, "planner must be one of"),
         ({"planner": "cem", "planner_kwargs": {"init_std": 2.0}}, r"\['init_std'\] are not settings of the 'cem' planner"),
         ({"planner": "cem", "planner_kwargs": {"top_k": 200, "candidates": 100}}, "top_k=200 exceeds candidates=100"),

@@ -81,6 +81,9 @@ class Dreamer(DurableSaves):
     :param lambda_: the lambda of the returns (0.95)
     :param free_nats: the KL's floor (3)
     :param kl_scale: the KL's weight (1)
+    :param kl_balance: ``None`` (Dreamer's plain KL), or DreamerV2's KL balancing weight ``alpha`` (0.8 there): the
+        prior is trained by ``alpha`` of the KL, the posterior by ``1 - alpha``
+        (:func:`~sb3_gaara.dreamer.world_model.model_loss`)
     :param model_learning_rate: the world model's Adam (6e-4)
     :param value_learning_rate: the value's Adam (8e-5); ``learning_rate`` is the actor's (8e-5)
     :param grad_clip: gradient norms of each of the three parts are scaled down to at most this (100)
@@ -130,6 +133,7 @@ class Dreamer(DurableSaves):
         lambda_: float = 0.95,
         free_nats: float = 3.0,
         kl_scale: float = 1.0,
+        kl_balance: float | None = None,
         model_learning_rate: float = 6e-4,
         value_learning_rate: float = 8e-5,
         grad_clip: float = 100.0,
@@ -144,6 +148,7 @@ class Dreamer(DurableSaves):
         self.lambda_ = lambda_
         self.free_nats = free_nats
         self.kl_scale = kl_scale
+        self.kl_balance = kl_balance
         self.model_learning_rate = model_learning_rate
         self.value_learning_rate = value_learning_rate
         self.grad_clip = grad_clip
@@ -223,6 +228,8 @@ class Dreamer(DurableSaves):
         for key, number, floor_default in non_negative:
             if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0:
                 raise ValueError(f"{key} must be a number >= 0 (Dreamer: {floor_default}), got {number!r}.")
+        if self.kl_balance is not None and (isinstance(self.kl_balance, bool) or not 0.0 <= self.kl_balance <= 1.0):
+            raise ValueError(f"kl_balance must be None (Dreamer) or lie in [0, 1] (DreamerV2: 0.8), got {self.kl_balance!r}.")
         if not 0.0 <= self.lambda_ <= 1.0:
             raise ValueError(f"lambda_ must lie in [0, 1] (Dreamer: 0.95), got {self.lambda_!r}.")
         if not 0.0 <= gamma <= 1.0:
@@ -341,6 +348,7 @@ class Dreamer(DurableSaves):
             sequences.observed,
             free_nats=self.free_nats,
             kl_scale=self.kl_scale,
+            kl_balance=self.kl_balance,
         )
         norm = self._clipped_step(self.world_model, terms.loss)
         record("model_loss", terms.loss)

@@ -257,6 +257,7 @@ def model_loss(
     observed: th.Tensor,
     free_nats: float = 3.0,
     kl_scale: float = 1.0,
+    kl_balance: float | None = None,
 ) -> ModelTerms:
     """Dreamer's world-model loss on ``(B, T)`` sequences (module docstring).
 
@@ -270,6 +271,10 @@ def model_loss(
         taken from padding, count in no term
     :param free_nats: the KL's floor (3): below it the KL has no gradient, so the model keeps information in ``s``
     :param kl_scale: the KL's weight (1)
+    :param kl_balance: ``None`` (Dreamer): one KL trains the prior and the posterior alike. A number ``alpha`` in
+        ``[0, 1]`` is DreamerV2's KL balancing (Hafner et al. 2021, §2): ``alpha * KL(sg(q) || p) + (1 - alpha) *
+        KL(q || sg(p))``, each clamped at ``free_nats``, so the prior moves towards the posterior faster than the
+        posterior gives up information (``kl`` is reported as before)
     """
     steps = observed.sum().clamp(min=1.0)
     image_log_prob = gaussian_log_prob(images, image_means, 1.0).flatten(2).sum(-1)
@@ -277,9 +282,18 @@ def model_loss(
     transitions = observed[:, :-1]
     n_rewards = transitions.sum().clamp(min=1.0)
     reward_log_likelihood = (gaussian_log_prob(rewards, reward_means, 1.0) * transitions).sum() / n_rewards
-    kl_per_step = gaussian_kl(posterior.mean, posterior.std, prior.mean, prior.std).sum(-1)
-    kl = (kl_per_step * observed).sum() / steps
-    loss = kl_scale * th.clamp(kl, min=free_nats) - image_log_likelihood - reward_log_likelihood
+
+    def mean_kl(q_mean: th.Tensor, q_std: th.Tensor, p_mean: th.Tensor, p_std: th.Tensor) -> th.Tensor:
+        return (gaussian_kl(q_mean, q_std, p_mean, p_std).sum(-1) * observed).sum() / steps
+
+    kl = mean_kl(posterior.mean, posterior.std, prior.mean, prior.std)
+    if kl_balance is None:
+        kl_loss = th.clamp(kl, min=free_nats)
+    else:
+        to_prior = mean_kl(posterior.mean.detach(), posterior.std.detach(), prior.mean, prior.std)
+        to_posterior = mean_kl(posterior.mean, posterior.std, prior.mean.detach(), prior.std.detach())
+        kl_loss = kl_balance * th.clamp(to_prior, min=free_nats) + (1 - kl_balance) * th.clamp(to_posterior, min=free_nats)
+    loss = kl_scale * kl_loss - image_log_likelihood - reward_log_likelihood
     with th.no_grad():
         pixels = math.prod(images.shape[2:])
         reconstruction_mse = (((images - image_means) ** 2).flatten(2).sum(-1) * observed).sum() / (steps * pixels)
@@ -338,6 +352,7 @@ class WorldModel(nn.Module):
         observed: th.Tensor,
         free_nats: float = 3.0,
         kl_scale: float = 1.0,
+        kl_balance: float | None = None,
     ) -> tuple[ModelTerms, RSSMState]:
         """The model's terms on replayed sequences and their posterior states (which behaviour learning starts from).
 
@@ -361,5 +376,6 @@ class WorldModel(nn.Module):
             observed,
             free_nats=free_nats,
             kl_scale=kl_scale,
+            kl_balance=kl_balance,
         )
         return terms, posterior
