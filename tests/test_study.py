@@ -40,6 +40,7 @@ from sb3_gaara.study import (
     write_curve_csv,
 )
 from sb3_gaara.study import cli as study_cli
+from sb3_gaara.study import report as study_report
 from sb3_gaara.study import run as study_run
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
@@ -262,7 +263,7 @@ def test_build_grid_presets_and_flags() -> None:
     assert [agent for _, agent in pairs] == list(study.ABLATION_AGENTS)
     assert settings["milestones"] == [100_000, 500_000]
     with pytest.raises(SystemExit):
-        build_grid(study.parse_args(["--variants", "dreamer"]))
+        build_grid(study.parse_args(["--variants", "planet"]))
 
 
 def test_gpu_10min_preset_and_flags_over_it() -> None:
@@ -409,10 +410,13 @@ def test_agents_are_the_variants_and_the_fixed_weight_ablations() -> None:
         "ad10": "AD(1,0)",
         "ad11": "AD(1,1)",
         "slac": "SLAC",
+        "dreamer": "Dreamer",
+        "dreamer_cem": "Dreamer+CEM",
+        "dreamer_mpc": "Dreamer+MPC",
     }
     # the order of --variants all
     groups = [*study.MAIN_AGENTS, *study.ABLATION_AGENTS, *study.AUGMENTATION_AGENTS, *study.AD_AGENTS]
-    assert list(AGENTS) == [*groups, "slac"]
+    assert list(AGENTS) == [*groups, "slac", "dreamer", "dreamer_cem", "dreamer_mpc"]
     for name, variant in VARIANTS.items():
         assert AGENTS[name] == study.AgentSpec(variant.label, name, {}, variant.source)
     drq, gaara_shift = AGENTS["drq"], AGENTS["gaara_shift"]
@@ -537,13 +541,34 @@ _TINY_SLAC = {
 }
 
 
-@pytest.mark.parametrize("agent", ["gaara", "ad10", "slac"])
+#: Dreamer's world model on sequences of 4 frames, one update per agent step, imagination over 3 steps, networks
+#: smaller still
+_TINY_DREAMER = {
+    "sequence_length": 4,
+    "train_freq": 1,
+    "gradient_steps": 1,
+    "imagination_horizon": 3,
+    "policy_kwargs": {"depth": 4, "deter_size": 8, "stoch_size": 4, "hidden_size": 8, "units": 8, "layers": 1},
+}
+#: each agent's tiny settings in the tests (over the task's CPU-scale ones)
+_TINY = {
+    "slac": _TINY_SLAC,
+    **{name: _TINY_DREAMER for name in ("dreamer", "dreamer_cem", "dreamer_mpc")},
+}
+#: the planners' search, smaller still
+_TINY_PLANNER = {"planner_kwargs": {"candidates": 8, "top_k": 2, "iterations": 2, "horizon": 3}}
+
+
+@pytest.mark.parametrize("agent", ["gaara", "ad10", "slac", "dreamer", "dreamer_mpc"])
 def test_a_run_stopped_and_resumed_writes_the_curve_of_a_run_that_never_stopped(tmp_path, monkeypatch, agent) -> None:
     """Learning from step 10 (batch 8), stopped mid-episode at 44 environment steps (a checkpoint at the next rollout
     start, after the transition of step 22 is stored and trained on) and resumed in a fresh process state: curve,
     parameters, optimizer states and replay buffer equal those of the run that never stopped, bit for bit (SLAC: with
-    the actor's history of the training env and its model's update count)."""
-    kwargs = {"learning_starts": 10, "batch_size": 8, **(_TINY_SLAC if agent == "slac" else {})}
+    the actor's history of the training env and its model's update count; Dreamer: with the latent state and last
+    action of the training env, and with the random draws of its MPC planner)."""
+    kwargs = {"learning_starts": 10, "batch_size": 8, **_TINY.get(agent, {})}
+    if agent == "dreamer_mpc":
+        kwargs.update(_TINY_PLANNER)
     write_run_curve = study_run.write_run_curve
     stop = StopRequest()
 
@@ -580,6 +605,16 @@ def test_a_run_stopped_and_resumed_writes_the_curve_of_a_run_that_never_stopped(
         assert models[0]._n_model_updates == models[1]._n_model_updates == 3 + 60 - 10
         for a, b in zip(models[0]._rollout_history, models[1]._rollout_history, strict=True):
             np.testing.assert_array_equal(a, b)
+    if agent.startswith("dreamer"):
+        assert models[0]._n_updates == 60 - 10 and models[0].planner == AGENTS[agent].kwargs.get("planner", "actor")
+        assert models[0]._rollout_state is not None and models[1]._rollout_state is not None
+        for a, b in zip(models[0]._rollout_state, models[1]._rollout_state, strict=True):
+            np.testing.assert_array_equal(a, b)
+        for part in ("world_model", "actor", "value"):
+            states = [getattr(model, part).optimizer.state_dict()["state"] for model in models]
+            for key, value in states[0].items():
+                for name, tensor in value.items():
+                    assert th.equal(tensor, states[1][key][name]), (part, key, name)
 
 
 def test_model_kwargs_are_part_of_a_runs_identity_but_cuda_graphs_is_not(tmp_path) -> None:
@@ -727,7 +762,7 @@ def test_runs_stored_before_the_agent_spec_grew_still_resume(tmp_path) -> None:
     stored = json.loads(json.dumps(config.identity()))
     # The task as stored before TaskSpec said how other agents (SLAC) run it
     assert list(stored["task"]) == ["name", "env_id", "env_kwargs", "frame_stack", "model_kwargs"]
-    for key in ("algorithm", "render_at_crop_size", "frame_stack", "render_size"):
+    for key in ("algorithm", "render_at_crop_size", "frame_stack", "render_size", "action_repeat"):
         del stored["agent_spec"][key]  # a config.json written before these fields existed
     assert config.resumes(stored)
     drq = _config(tmp_path, agent="drq")
@@ -791,9 +826,9 @@ def test_slac_runs_on_single_frames_at_its_render_size_with_its_own_cpu_scale_se
     assert model.buffer_size == 60 and model.policy.net_arch == [64, 64]
     assert (model.policy.features_dim, model.policy.z1_dim, model.policy.z2_dim, model.policy.base_channels) == (32, 8, 32, 8)
     assert "use_sde" not in study.CPU_SCALE_ALGORITHM_MODEL_KWARGS["slac"]["policy_kwargs"]  # SB3 edited a copy
-    # Every other agent runs the task as it is: same envs, same settings, same identity as before SLAC.
-    for name, agent in AGENTS.items():
-        if name != "slac":
+    # Every agent but the latent-model ones runs the task as it is: same envs, same settings, same identity as before.
+    for agent in AGENTS.values():
+        if agent.algorithm not in ("slac", "dreamer"):
             assert (
                 resolve_task("pixel_reach").for_agent(agent) == resolve_task("pixel_reach")
                 and cheetah.for_agent(agent) == cheetah
@@ -821,3 +856,109 @@ def test_the_study_command_runs_slac(tmp_path) -> None:
     assert "| 60 env steps | SLAC (ours) |" in (tmp_path / "results.md").read_text()
     stored = json.loads((run_directory(tmp_path, "pixel_reach", "slac", 0) / "config.json").read_text())
     assert (stored["task"]["frame_stack"], stored["task"]["env_kwargs"]) == (1, {"size": 32})
+
+
+def test_dreamer_agents_run_on_single_64px_frames_at_action_repeat_2_with_their_cpu_scale_settings(tmp_path) -> None:
+    from sb3_gaara import Dreamer
+    from sb3_gaara.dreamer import PLANNER_DEFAULTS
+
+    planners = {"dreamer": "actor", "dreamer_cem": "cem", "dreamer_mpc": "dreamer_mpc"}
+    labels = {"dreamer": "Dreamer", "dreamer_cem": "Dreamer+CEM", "dreamer_mpc": "Dreamer+MPC"}
+    for name, planner in planners.items():
+        agent = AGENTS[name]
+        assert (agent.label, agent.algorithm, agent.variant, agent.frame_stack, agent.render_size, agent.action_repeat) == (
+            labels[name],
+            "dreamer",
+            None,
+            1,
+            64,
+            2,
+        )
+        assert not agent.render_at_crop_size and dict(agent.kwargs) == ({} if planner == "actor" else {"planner": planner})
+        # No published column bears a Dreamer label: the table has no Dreamer, and Dreamer+CEM is not PlaNet.
+        assert agent.label not in study.PUBLISHED_AGENTS
+        # DMC: single 64 px frames at action repeat 2 on every task, and the paper's settings (Dreamer's defaults,
+        # the planners' PlaNet-sized searches)
+        cheetah = resolve_task("cheetah_run")
+        task = cheetah.for_agent(agent)
+        assert (task.frame_stack, dict(task.env_kwargs), dict(task.model_kwargs)) == (
+            1,
+            {"height": 64, "width": 64, "action_repeat": 2},
+            {},
+        )
+        assert task.for_agent(agent) == task
+        # PixelReach: single 64 px frames, its action repeat 2 said explicitly, Dreamer's CPU-scale settings and, for
+        # the planners, their smaller search
+        config = _config(tmp_path, agent=name)
+        assert study_run._render_size(config) is None
+        assert config.run_task().env_kwargs == {"size": 64, "action_repeat": 2} and config.run_task().frame_stack == 1
+        expected = dict(study.CPU_SCALE_ALGORITHM_MODEL_KWARGS["dreamer"])
+        if planner != "actor":
+            expected["planner_kwargs"] = {"candidates": 100, "top_k": 10, "iterations": 3, "horizon": 8}
+        assert dict(config.run_task().model_kwargs) == expected
+        env = study_run.make_train_env(config.run_task(), 0)
+        assert env.get_attr("frame_stack") == [1] and env.get_attr("action_repeat") == [2]
+        assert env.reset().shape == (1, 3, 64, 64)
+        model = study_run._new_model(config, env, agent_steps=60)
+        assert type(model) is Dreamer and model.planner == planner
+        assert model.policy.planner_settings == {**PLANNER_DEFAULTS[planner], **expected.get("planner_kwargs", {})}
+        assert (model.learning_starts, model.batch_size, model.sequence_length, model.gradient_steps) == (200, 16, 16, 10)
+        assert (model.train_freq.frequency, model.imagination_horizon, model.buffer_size) == (25, 10, 60)
+        assert (model.learning_rate, model.value_learning_rate, model.model_learning_rate) == (3e-4, 3e-4, 1e-3)
+        policy = model.policy
+        assert (policy.depth, policy.deter_size, policy.stoch_size, policy.hidden_size, policy.units, policy.layers) == (
+            8,
+            64,
+            16,
+            64,
+            64,
+            2,
+        )
+        env.close()
+    # Colours of their own in the plots: none a published agent's or a spare one another agent may get
+    colors = [study_report._AGENT_COLORS[label] for label in labels.values()]
+    assert len(set(colors)) == 3 and not set(colors) & {*study_report._SPARE_COLORS, study_report._AGENT_COLORS["PlaNet"]}
+    # SB3 edited copies, not the catalogue's settings
+    assert "use_sde" not in study.CPU_SCALE_ALGORITHM_MODEL_KWARGS["dreamer"]["policy_kwargs"]
+    assert set(study.CPU_SCALE_ALGORITHM_MODEL_KWARGS["dreamer"]) == {
+        "learning_starts",
+        "batch_size",
+        "sequence_length",
+        "train_freq",
+        "gradient_steps",
+        "imagination_horizon",
+        "learning_rate",
+        "value_learning_rate",
+        "model_learning_rate",
+        "policy_kwargs",
+    }
+    # The frames, the action repeat and the planner's search are part of the runs' identity.
+    config = _config(tmp_path, agent="dreamer_cem")
+    stored = json.loads(json.dumps(config.identity()))
+    assert stored["task"]["env_kwargs"] == {"size": 64, "action_repeat": 2}
+    assert stored["task"]["model_kwargs"]["planner_kwargs"]["candidates"] == 100
+    assert stored["agent_spec"]["action_repeat"] == 2 and config.resumes(stored)
+    for key, value in (("env_kwargs", {"size": 32, "action_repeat": 2}), ("model_kwargs", {})):
+        changed = json.loads(json.dumps(stored))
+        changed["task"][key] = value
+        assert not config.resumes(changed)
+
+
+def test_the_study_command_runs_dreamer(tmp_path) -> None:
+    pairs, _ = build_grid(study.parse_args(["--cpu-scale", "--agents", "dreamer"]))
+    assert pairs == [("pixel_reach", "dreamer")]
+    pairs, _ = build_grid(study.parse_args(["--tasks", "cheetah_run", "--agents", "dreamer", "dreamer_cem", "dreamer_mpc"]))
+    assert pairs == [("cheetah_run", "dreamer"), ("cheetah_run", "dreamer_cem"), ("cheetah_run", "dreamer_mpc")]
+    argv = ["--tasks", "pixel_reach", "--agents", "dreamer", "--device", "cpu", "--env-steps", "60", "--eval-every", "30"]
+    argv += ["--eval-episodes", "1", "--random-episodes", "0", "--out", str(tmp_path), "--hyperparams", "learning_starts:10"]
+    argv += ["batch_size:8", *(f"{key}:{value}" for key, value in _TINY_DREAMER.items())]
+    assert study.main(argv) == 0
+    assert [(row["step"], row["agent"]) for row in read_curve_csv(tmp_path / "curves.csv")] == [
+        (0, "Dreamer"),
+        (30, "Dreamer"),
+        (60, "Dreamer"),
+    ]
+    assert "| 60 env steps | Dreamer (ours) |" in (tmp_path / "results.md").read_text()
+    stored = json.loads((run_directory(tmp_path, "pixel_reach", "dreamer", 0) / "config.json").read_text())
+    assert (stored["task"]["frame_stack"], stored["task"]["env_kwargs"]) == (1, {"size": 64, "action_repeat": 2})
+    assert stored["model_kwargs"]["sequence_length"] == 4

@@ -1,9 +1,10 @@
 """``python -m sb3_gaara.study``: a grid of tasks x agents x seeds, evaluated as the papers evaluate.
 
-Every run trains one agent (``--agents``: a :class:`~sb3_gaara.GAARASAC` variant, DrQ, a DrQ-v2 AD(a, d) variant or
-SLAC) on one task with one seed, and evaluates it with :class:`~sb3_gaara.evaluation.EnvStepEvalCallback` (10
-deterministic episodes on a separate env every 10k *environment* steps; SLAC acts with its history, passed along as
-SB3's recurrent state). The study then writes, under ``--out``:
+Every run trains one agent (``--agents``: a :class:`~sb3_gaara.GAARASAC` variant, DrQ, a DrQ-v2 AD(a, d) variant,
+SLAC or Dreamer with one of its planners) on one task with one seed, and evaluates it with
+:class:`~sb3_gaara.evaluation.EnvStepEvalCallback` (10 deterministic episodes on a separate env every 10k *environment*
+steps; SLAC acts with its history, Dreamer with its filtered latent state, passed along as SB3's recurrent state).
+The study then writes, under ``--out``:
 
 * ``curves.csv``: every evaluation of every run, in the columns of DrQ's published learning curves
   (``step,episode,episode_reward,env,seed,agent``; ``step`` counts environment steps, ``env`` is
@@ -27,7 +28,7 @@ the run that never stopped, bit for bit (:mod:`~sb3_gaara.study.run`).
 The package, one concept per module:
 
 * :mod:`~sb3_gaara.study.catalogue`: tasks, agents (from :data:`sb3_gaara.VARIANTS`, and the frames each observes: 3
-  stacked frames, SLAC one 64 px frame), presets, published scores;
+  stacked frames, SLAC and Dreamer one 64 px frame), presets, published scores;
 * :mod:`~sb3_gaara.study.run`: one run (:class:`RunConfig`, :func:`run_training`) and the random baseline;
 * :mod:`~sb3_gaara.study.scheduling`: jobs in worker processes, SIGTERM / Ctrl-C as a :class:`StopRequest`, the
   progress lines;

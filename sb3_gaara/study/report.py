@@ -372,6 +372,9 @@ _AGENT_COLORS = {
     "DrQ": "black",
     "SLAC": "tab:purple",
     "PlaNet": "tab:brown",
+    "Dreamer": "crimson",
+    "Dreamer+CEM": "sienna",
+    "Dreamer+MPC": "mediumvioletred",
     "SAC from state": "tab:gray",
 }
 _SPARE_COLORS = ("tab:red", "tab:pink", "tab:cyan", "gold", "navy", "lime", "teal", "maroon")

@@ -149,6 +149,7 @@ AGENT_SPEC_DEFAULTS: dict[str, Any] = {
     "render_at_crop_size": False,
     "frame_stack": None,
     "render_size": None,
+    "action_repeat": None,
 }
 
 
@@ -165,7 +166,7 @@ def make_train_env(task: TaskSpec, seed: int, eval_env: bool = False, render_siz
 
     The evaluation env is a separate instance seeded ``seed + 10_000``. ``render_size``: render the frames at this
     size instead of the task's (DrQ's 84 px renders). A run builds the envs of its :meth:`RunConfig.run_task`, whose
-    ``frame_stack`` and ``env_kwargs`` are the agent's (SLAC: single 64 px frames).
+    ``frame_stack`` and ``env_kwargs`` are the agent's (SLAC: single 64 px frames; Dreamer: also at action repeat 2).
     """
     # A spawned worker starts with gymnasium's registry only: register the ids (entry-point strings, cheap).
     register_pixel_reach()
@@ -549,7 +550,7 @@ def _model_kwargs(config: RunConfig) -> dict[str, Any]:
 
 def _render_size(config: RunConfig) -> int | None:
     """The render size of an agent that observes whole renders at its input size (DrQ), else ``None`` (the run task's
-    frames: those of an agent with a render size of its own, SLAC's, are rendered at it there)."""
+    frames: those of an agent with a render size of its own, SLAC's and Dreamer's, are rendered at it there)."""
     agent = AGENTS[config.agent]
     if not agent.render_at_crop_size:
         return None
