@@ -26,7 +26,7 @@ from conftest import FakeImageEnv, tiny_kwargs, tiny_kwargs_for
 from gymnasium import spaces
 
 import sb3_gaara
-from sb3_gaara import CURLSAC, GAARASAC, SACAE, SLAC, DrQ, DrQv2
+from sb3_gaara import CURLSAC, GAARASAC, SACAE, SLAC, Dreamer, DrQ, DrQv2
 from sb3_gaara.algorithms import ALGORITHMS
 from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer
 from sb3_gaara.envs import ACTION_REPEAT, DMC_TASKS, default_action_repeat, dmc_env_id
@@ -93,6 +93,27 @@ PAPER_DEFAULTS: dict[type, dict[str, Any]] = {
         train_freq=1,
         gradient_steps=1,
     ),
+    # Dreamer, appendix A (5 seed episodes and 100 updates per 1000-step episode, at action repeat 2)
+    Dreamer: dict(
+        learning_rate=8e-5,
+        value_learning_rate=8e-5,
+        model_learning_rate=6e-4,
+        batch_size=50,
+        sequence_length=50,
+        imagination_horizon=15,
+        gamma=0.99,
+        lambda_=0.95,
+        free_nats=3.0,
+        kl_scale=1.0,
+        kl_balance=None,
+        grad_clip=100.0,
+        exploration_noise=0.3,
+        learning_starts=2500,
+        train_freq=500,
+        gradient_steps=100,
+        planner="actor",
+        planner_kwargs=None,
+    ),
 }
 
 
@@ -111,17 +132,21 @@ def test_hyperparams_follow_the_paper(algo: str):
     # the default entry assumes an action repeat of 2: every task with another repeat needs its own entry
     assert set(ACTION_REPEAT) == {task.split("-")[0] for task in PLANET_TASKS}
     other_repeat = {dmc_env_id(domain, task) for domain, task in DMC_TASKS if default_action_repeat(domain) != 2}
-    assert algo == "drqv2" or other_repeat <= set(entries)
+    assert algo in ("drqv2", "dreamer") or other_repeat <= set(entries)
     defaults = {name: p.default for name, p in inspect.signature(ZOO_ALGORITHMS[algo].__init__).parameters.items()}
     # DrQ and DrQ-v2 render at their 84 px input size instead of cropping 84 px out of 100 px renders; DrQ-v2 uses
-    # action repeat 2 on every task; SLAC models single 64 px frames (at the dmc-* ids' repeats, its paper's)
+    # action repeat 2 on every task; SLAC models single 64 px frames (at the dmc-* ids' repeats, its paper's), and so
+    # does Dreamer, at action repeat 2 on every task
     env_kwargs = {"frame_stack": 3, **({"height": 84, "width": 84} if algo in ("drq", "drqv2") else {})}
     if algo == "drqv2":
         env_kwargs["action_repeat"] = 2
     if algo == "slac":
         env_kwargs = {"frame_stack": 1, "height": 64, "width": 64}
+    if algo == "dreamer":
+        env_kwargs = {"frame_stack": 1, "height": 64, "width": 64, "action_repeat": 2}
     for env_id, entry in entries.items():
-        repeat = 2 if env_id == "default" or algo == "drqv2" else default_action_repeat(env_id.split("-")[1])
+        fixed_repeat = env_id == "default" or algo in ("drqv2", "dreamer")
+        repeat = 2 if fixed_repeat else default_action_repeat(env_id.split("-")[1])
         assert entry["policy"] == "CnnPolicy"
         # the env stacks 3 frames as the papers' code does; rl-zoo3's frame_stack (VecFrameStack) pads with black
         assert entry["env_kwargs"] == env_kwargs and "frame_stack" not in entry
@@ -186,13 +211,14 @@ def test_hook_registers_everything_when_rl_zoo3_is_imported(startup_dir: Path):
         """
         import gymnasium as gym
         from rl_zoo3 import ALGOS
-        assert {"gaara_sac", "sac_ae", "curl_sac"} <= set(ALGOS), sorted(ALGOS)
+        from sb3_gaara.algorithms import BY_ZOO_NAME
+        assert {"gaara_sac", "sac_ae", "curl_sac", "slac", "dreamer"} <= set(BY_ZOO_NAME) <= set(ALGOS), sorted(ALGOS)
         assert ALGOS["gaara_sac"].__name__ == "GAARASAC" and ALGOS["gaara_sac"].__module__ == "sb3_gaara.gaara.gaara_sac"
         assert "dmc-cheetah-run" in gym.registry and "dmc-ball_in_cup-catch" in gym.registry
         import sys
         assert "dm_control" not in sys.modules  # environments are only registered, not built
         from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
-        assert {"gaara_sac", "sac_ae", "curl_sac"} <= set(HYPERPARAMS_SAMPLER) & set(HYPERPARAMS_CONVERTER)
+        assert set(BY_ZOO_NAME) <= set(HYPERPARAMS_SAMPLER) & set(HYPERPARAMS_CONVERTER)
         from rl_zoo3.exp_manager import ExperimentManager
         assert ExperimentManager._sb3_gaara_patched
         import argparse
@@ -201,6 +227,7 @@ def test_hook_registers_everything_when_rl_zoo3_is_imported(startup_dir: Path):
         """,
     )
     assert result.returncode == 0, result.stderr
+    assert "could not register" not in result.stderr  # every patch applied (a failing one only warns)
     assert result.stdout.strip() == str(REPO_ROOT / "sb3_gaara" / "hyperparams" / "gaara_sac.yml")
 
 
@@ -300,6 +327,7 @@ def test_algorithms_are_in_the_table(zoo: ModuleType):
         "drq": DrQ,
         "drqv2": DrQv2,
         "slac": SLAC,
+        "dreamer": Dreamer,
     }
     assert ZOO_ALGORITHMS == {cls.zoo_name: cls for cls in ALGORITHMS}
     for zoo_name, cls in ZOO_ALGORITHMS.items():
@@ -406,9 +434,10 @@ def test_zoo_evaluates_on_the_papers_protocol_by_default(zoo: ModuleType, tmp_pa
     assert callback.log_path == str(run / "evaluations") and callback.best_model_save_path == str(run)
     assert type(callback.callback_on_new_best).__name__ == "SaveVecNormalizeCallback"
     # a separate env built like the training env: the yml's frame stack and render size, the task's action repeat
-    channels, size = (3, 64) if zoo_name == "slac" else (9, 84 if zoo_name in ("drq", "drqv2") else 100)
+    single_frames = zoo_name in ("slac", "dreamer")
+    channels, size = (3, 64) if single_frames else (9, 84 if zoo_name in ("drq", "drqv2") else 100)
     assert callback.eval_env.observation_space.shape == (channels, size, size)
-    assert get_action_repeat(callback.eval_env) == (2 if zoo_name == "drqv2" else 8)
+    assert get_action_repeat(callback.eval_env) == (2 if zoo_name in ("drqv2", "dreamer") else 8)
 
 
 def test_zoo_eval_flags_replace_the_protocol_values(zoo: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -507,6 +536,17 @@ SEARCHED_PARAMETERS = {
     "drqv2": {"learning_rate", "batch_size_pow", "n_steps", "tau", "stddev_end", "stddev_schedule_steps"},
     # SAC's knobs on the latents, the latent model's, and the sequences' length
     "slac": {"learning_rate", "batch_size_pow", "tau", "model_learning_rate", "model_batch_size", "sequence_length"},
+    # the three parts' learning rates, the replayed sequences, and the behaviour's imagination and the KL's floor
+    "dreamer": {
+        "learning_rate",
+        "value_learning_rate",
+        "model_learning_rate",
+        "batch_size",
+        "sequence_length",
+        "imagination_horizon",
+        "lambda_",
+        "free_nats",
+    },
 }
 #: SLAC's networks at test size (the paper's: 256 features, z1 of 32, z2 of 256, hidden layers of 256, 32 channels)
 SLAC_TINY_POLICY_KWARGS = dict(
@@ -514,9 +554,19 @@ SLAC_TINY_POLICY_KWARGS = dict(
 )
 
 
+#: Dreamer's networks at test size (the paper's: 32 channels, GRU of 200, stochastic state of 30, RSSM hidden layer of
+#: 200, 3 dense layers of 300)
+DREAMER_TINY_POLICY_KWARGS = dict(depth=4, deter_size=16, stoch_size=4, hidden_size=16, units=16, layers=1)
+
+
 def _tiny_model(zoo_name: str, **overrides: Any) -> Any:
-    """A tiny model of ``zoo_name`` on the fake env (for SLAC: single square frames of 16 px, the encoder's least)."""
+    """A tiny model of ``zoo_name`` on the fake env (for SLAC: single square frames of 16 px, the encoder's least; for
+    Dreamer: single frames of 32 px, its CPU-scale size)."""
     algorithm = ZOO_ALGORITHMS[zoo_name]
+    if zoo_name == "dreamer":
+        env = FakeImageEnv(spaces.Box(0, 255, (3, 32, 32), dtype=np.uint8))
+        overrides = {"policy_kwargs": DREAMER_TINY_POLICY_KWARGS, **overrides}
+        return algorithm(policy="CnnPolicy", env=env, **tiny_kwargs_for(algorithm, **overrides))
     if zoo_name != "slac":
         return algorithm(policy="CnnPolicy", env=FakeImageEnv(), **tiny_kwargs_for(algorithm, **overrides))
     env = FakeImageEnv(spaces.Box(0, 255, (3, 16, 16), dtype=np.uint8))
@@ -552,7 +602,8 @@ def test_optuna_samplers_give_valid_models_and_convert_back(zoo: ModuleType, zoo
         assert set(kwargs) == expected
         assert converter(trial.params) == kwargs  # loading a trial from a study rebuilds the same model
         check_hyperparameter_names(zoo_name, ZOO_ALGORITHMS[zoo_name], kwargs)
-        assert kwargs["batch_size"] in ((64, 128, 256, 512) if zoo_name in ("drqv2", "slac") else (32, 64, 128, 256))
+        batch_sizes = {"drqv2": (64, 128, 256, 512), "slac": (64, 128, 256, 512), "dreamer": (16, 32, 50, 64)}
+        assert kwargs["batch_size"] in batch_sizes.get(zoo_name, (32, 64, 128, 256))
         if "comparison_lambda_min" in kwargs:
             assert 0 <= kwargs["comparison_lambda_min"] <= kwargs["comparison_lambda"]
         assert zoo.utils.ALGOS[zoo_name] is ZOO_ALGORITHMS[zoo_name]
@@ -592,6 +643,36 @@ def test_slac_search_space_brackets_the_paper_settings():
         "tau": 0.005,
         "sequence_length": 8,
     }
+
+
+def test_dreamer_search_space_brackets_the_paper_settings():
+    from sb3_gaara.zoo.hyperparams_opt import convert_dreamer_params, sample_dreamer_params
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize")
+    trial = study.ask()
+    kwargs = sample_dreamer_params(trial, 6, 1, {})
+    # the exact ranges: log-uniform around the paper's learning rates, its batch, sequence length and horizon inside,
+    # lambda and the free nats uniform around its values
+    assert trial.distributions == {
+        "learning_rate": optuna.distributions.FloatDistribution(3e-5, 3e-4, log=True),
+        "value_learning_rate": optuna.distributions.FloatDistribution(3e-5, 3e-4, log=True),
+        "model_learning_rate": optuna.distributions.FloatDistribution(2e-4, 2e-3, log=True),
+        "batch_size": optuna.distributions.CategoricalDistribution([16, 32, 50, 64]),
+        "sequence_length": optuna.distributions.CategoricalDistribution([32, 50, 64]),
+        "imagination_horizon": optuna.distributions.CategoricalDistribution([10, 15, 20]),
+        "lambda_": optuna.distributions.FloatDistribution(0.9, 0.98),
+        "free_nats": optuna.distributions.FloatDistribution(1.0, 5.0),
+    }
+    assert kwargs == trial.params and trial.user_attrs == {}  # drawn as the constructor takes them
+    paper = PAPER_DEFAULTS[Dreamer]
+    for name, distribution in trial.distributions.items():
+        if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+            assert paper[name] in distribution.choices, name
+        else:
+            assert distribution.low < paper[name] < distribution.high, name
+    # the converter leaves the names and values alone (and returns a copy)
+    raw = {"batch_size": 50, "lambda_": 0.95, "sequence_length": 50}
+    assert convert_dreamer_params(raw) == raw and convert_dreamer_params(raw) is not raw
 
 
 # --- the zoo's scripts end to end ------------------------------------------------------------------------
@@ -783,6 +864,32 @@ def test_zoo_slac_trains_on_64_px_single_frames_evaluates_and_enjoys(tmp_path: P
     assert "Episode Length 10" in result.stdout
 
 
+@pytest.mark.slow
+def test_zoo_dreamer_trains_on_64_px_single_frames_at_action_repeat_2_evaluates_and_enjoys(tmp_path: Path):
+    # walker: episodes of 20 simulator steps = 10 agent steps at Dreamer's action repeat of 2 (the yml's, not the id's)
+    common = ["--env", "dmc-walker-walk", "-f", "logs", "--env-kwargs", "episode_length:20", "--num-threads", "1"]
+    policy_kwargs = "dict(" + ",".join(f"{key}={value!r}" for key, value in DREAMER_TINY_POLICY_KWARGS.items()) + ")"
+    result = _zoo(
+        "train", "--algo", "dreamer", "-n", "30", "--seed", "0", "--eval-freq", "10", "--eval-episodes", "1", *common,
+        "--hyperparams", "learning_starts:10", "buffer_size:100", "batch_size:2", "sequence_length:8", "train_freq:10",
+        "gradient_steps:2", "imagination_horizon:3", f"policy_kwargs:{policy_kwargs}", cwd=tmp_path,
+    )  # fmt: skip
+    assert "dreamer.yml" in result.stdout
+    assert "'frame_stack': 1, 'height': 64, 'width': 64, 'action_repeat': 2" in result.stdout
+    run = tmp_path / "logs" / "dreamer" / "dmc-walker-walk_1"
+    model = Dreamer.load(run / "dmc-walker-walk.zip", device="cpu")
+    # 2 updates per 10 agent steps collected, after the 10 random ones: at steps 20 and 30
+    assert model.observation_space.shape == (3, 64, 64) and model._n_updates == 4 and model.planner == "actor"
+    assert (model.batch_size, model.sequence_length, model.imagination_horizon) == (2, 8, 3)
+    # the protocol's evaluation acted with the filtered latent state (SB3's recurrent state) through whole episodes
+    data = np.load(run / "evaluations.npz")
+    assert data["timesteps"].tolist() == [0, 10, 20, 30] and data["env_steps"].tolist() == [0, 20, 40, 60]
+    assert (data["ep_lengths"] == 10).all() and (run / "best_model.zip").is_file()
+    # enjoy passes the state along too (rl-zoo3's recurrent loop), at the saved env_kwargs' action repeat of 2
+    result = _zoo("enjoy", "--algo", "dreamer", "--no-render", "-n", "12", *common, cwd=tmp_path)
+    assert "Episode Length 10" in result.stdout
+
+
 # --- the built wheel in a fresh virtual environment ------------------------------------------------------
 
 
@@ -854,7 +961,7 @@ def _installed_version(distribution: str) -> str:
 @pytest.mark.parametrize("zoo_name", sorted(ZOO_ALGORITHMS))
 def test_unknown_yml_key_names_the_key_the_closest_valid_one_and_the_file(zoo_name: str):
     algorithm = ZOO_ALGORITHMS[zoo_name]
-    name = {"drqv2": "stddev_clip", "slac": "model_batch_size"}.get(zoo_name, "encoder_tau")
+    name = {"drqv2": "stddev_clip", "slac": "model_batch_size", "dreamer": "free_nats"}.get(zoo_name, "encoder_tau")
     with pytest.raises(ValueError, match=rf"Unknown hyper-parameter\(s\) for --algo .*'{name}s' \(did you mean '{name}'\?\)"):
         check_hyperparameter_names(zoo_name, algorithm, {f"{name}s": 0.05, **tiny_kwargs_for(algorithm)})
     with pytest.raises(ValueError, match=r"'frame_stacks' \(did you mean 'frame_stack'\?\).*yml"):

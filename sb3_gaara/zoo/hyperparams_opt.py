@@ -1,4 +1,4 @@
-"""Optuna search spaces for ``python -m rl_zoo3.train --algo gaara_sac -optimize``.
+"""Optuna search spaces for ``python -m rl_zoo3.train --algo gaara_sac -optimize`` (and each other ``--algo``).
 
 rl-zoo3 calls a sampler as ``sampler(trial, n_actions, n_envs, additional_args)`` and expects
 constructor keyword arguments back; to rebuild a trial's model later (``--storage ... --trial-id``)
@@ -15,7 +15,8 @@ Which auxiliary knobs an algorithm searches follows from its default variant
 SAC-based algorithm, under its ``zoo_name``. DrQ trains the encoder by the critic alone (its variant has neither
 decoder nor ``W``), so its space is the SAC knobs. DrQv2 (DDPG) has a space of its own,
 :func:`sample_drqv2_params`, and so has SLAC (SAC on the latents of a sequential latent variable model, trained by
-its own optimizer), :func:`sample_slac_params`.
+its own optimizer), :func:`sample_slac_params`, and Dreamer (a world model, an actor and a value, each with its own
+optimizer, the behaviour learned on imagined trajectories), :func:`sample_dreamer_params`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 import optuna
 
+from sb3_gaara.dreamer.dreamer import Dreamer
 from sb3_gaara.drq.drq import DrQ
 from sb3_gaara.drq.drqv2 import DrQv2
 from sb3_gaara.gaara.gaara_sac import ALGORITHMS as GAARA_ALGORITHMS
@@ -95,7 +97,7 @@ def _suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
 
 def convert_batch_size_pow(sampled_params: dict[str, Any]) -> dict[str, Any]:
     """Raw trial parameters to constructor keyword arguments: ``batch_size_pow`` becomes ``batch_size = 2 **
-    batch_size_pow``, the rest stay as they are (every search space draws the batch size as a power of 2)."""
+    batch_size_pow``, the rest stay as they are (the GAARA, DrQv2 and SLAC spaces draw the batch size as a power of 2)."""
     hyperparams = dict(sampled_params)
     if "batch_size_pow" in hyperparams:
         hyperparams["batch_size"] = 2 ** hyperparams.pop("batch_size_pow")
@@ -188,15 +190,55 @@ def _suggest_slac(trial: optuna.Trial) -> dict[str, Any]:
 convert_slac_params = convert_batch_size_pow
 
 
+def sample_dreamer_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+    """rl-zoo3 sampler of Dreamer: the learning rates of its three parts (the actor's ``learning_rate``, the value's
+    and the world model's), the batch of sequences and their length, and the behaviour's imagination horizon,
+    ``lambda_`` of the returns and the KL's free nats. Log-uniform ranges bracket the paper's learning rates
+    (appendix A: actor and value 8e-5, model 6e-4) by about 3x on either side; the batch (16, 32, 50, 64 sequences)
+    and the sequence length (32, 50, 64 steps) include its 50 and 50, the horizon (10, 15, 20) its 15; ``lambda_``
+    is uniform over 0.9 - 0.98 (0.95) and the free nats over 1 - 5 (3).
+
+    The discount (0.99), the gradient clip (100), the exploration noise (0.3), the network sizes (as ``policy_kwargs``
+    set them), the planner, the seed episodes (``learning_starts``) and the update schedule (``train_freq``,
+    ``gradient_steps``) stay as the yml or ``--hyperparams`` set them: the last two decide a trial's cost more than
+    its outcome. An update filters ``batch_size * sequence_length`` states and imagines ``imagination_horizon`` steps
+    from each: the largest draws (64 x 64, horizon 20) filter 1.6x the paper's 2500 states and imagine 2.2x its
+    steps, the smallest (16 x 32, horizon 10) a fifth and a seventh. Episodes may be shorter than a sequence (it is
+    padded before its episode's first frame)."""
+    return convert_dreamer_params(_suggest_dreamer(trial))
+
+
+def _suggest_dreamer(trial: optuna.Trial) -> dict[str, Any]:
+    return {
+        "learning_rate": trial.suggest_float("learning_rate", 3e-5, 3e-4, log=True),
+        "value_learning_rate": trial.suggest_float("value_learning_rate", 3e-5, 3e-4, log=True),
+        "model_learning_rate": trial.suggest_float("model_learning_rate", 2e-4, 2e-3, log=True),
+        # Dreamer: 50 sequences of 50 steps (not powers of 2, so both are drawn as they are)
+        "batch_size": trial.suggest_categorical("batch_size", [16, 32, 50, 64]),
+        "sequence_length": trial.suggest_categorical("sequence_length", [32, 50, 64]),
+        "imagination_horizon": trial.suggest_categorical("imagination_horizon", [10, 15, 20]),
+        "lambda_": trial.suggest_float("lambda_", 0.9, 0.98),
+        "free_nats": trial.suggest_float("free_nats", 1.0, 5.0),
+    }
+
+
+def convert_dreamer_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
+    """Raw Dreamer trial parameters to constructor keyword arguments: the same (its space draws every parameter as
+    the constructor takes it, the batch size included)."""
+    return dict(sampled_params)
+
+
 #: Entries added to ``rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER`` / ``HYPERPARAMS_CONVERTER``: one sampler of the
-#: GAARA search space per SAC-based algorithm (DrQ included), DrQv2's own and SLAC's own.
+#: GAARA search space per SAC-based algorithm (DrQ included), DrQv2's own, SLAC's own and Dreamer's own.
 HYPERPARAMS_SAMPLER: dict[str, Callable[[optuna.Trial, int, int, dict], dict[str, Any]]] = {
     **{algorithm.zoo_name: _make_sampler(algorithm) for algorithm in GAARA_SAC_ALGORITHMS},
     DrQv2.zoo_name: sample_drqv2_params,
     SLAC.zoo_name: sample_slac_params,
+    Dreamer.zoo_name: sample_dreamer_params,
 }
 HYPERPARAMS_CONVERTER: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     **dict.fromkeys(HYPERPARAMS_SAMPLER, convert_gaara_params),
     DrQv2.zoo_name: convert_drqv2_params,
     SLAC.zoo_name: convert_slac_params,
+    Dreamer.zoo_name: convert_dreamer_params,
 }

@@ -5,9 +5,11 @@ Each ``patch_*`` function receives an rl-zoo3 module right after it has executed
 
 - ``rl_zoo3.utils``: the ``dmc-*`` Gymnasium ids are registered (``train`` checks ``--env``
   against the registry), and the algorithms of :data:`sb3_gaara.algorithms.ALGORITHMS` are added
-  to ``ALGOS`` under their ``zoo_name`` (``gaara_sac``, ``sac_ae``, ``curl_sac``, ``drq``, ``drqv2``, ``slac``), as
-  the plain classes: ``train``, ``enjoy``, ``record_video`` and the hub scripts validate ``--algo`` against that
-  table and build or load models from it.
+  to ``ALGOS`` under their ``zoo_name`` (``gaara_sac``, ``sac_ae``, ``curl_sac``, ``drq``, ``drqv2``, ``slac``,
+  ``dreamer``), as the plain classes: ``train``, ``enjoy``, ``record_video`` and the hub scripts validate ``--algo``
+  against that table and build or load models from it. ``enjoy`` and ``record_video`` call ``predict`` with SB3's
+  recurrent ``state`` and ``episode_start``, so SLAC (its history of frames and actions) and Dreamer (its filtered
+  latent state) act there as in training, with no patch.
 - ``rl_zoo3.hyperparams_opt``: Optuna samplers and converters for ``-optimize``.
 - ``rl_zoo3.exp_manager``: ``ExperimentManager`` reads the hyper-parameters of our algorithms from
   the package's ``hyperparams/<algo>.yml`` (rl-zoo3 only looks in its own folder) unless ``-conf``
