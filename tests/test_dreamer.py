@@ -565,6 +565,8 @@ def test_stacked_frames_are_warned_about() -> None:
         ({"grad_clip": -1.0}, "grad_clip must be a positive number"),
         ({"free_nats": -1.0}, "free_nats must be a number >= 0"),
         ({"lambda_": 1.5}, r"lambda_ must lie in \[0, 1\]"),
+        ({"gamma": "0.99"}, r"gamma must lie in \[0, 1\]"),
+        ({"kl_balance": "0.8"}, r"kl_balance must be None"),
         ({"kl_balance": 1.2}, r"kl_balance must be None \(Dreamer\) or lie in \[0, 1\]"),
         ({"planner": "mpc"}, "planner must be one of"),
         ({"planner": "cem", "planner_kwargs": {"init_std": 2.0}}, r"\['init_std'\] are not settings of the 'cem' planner"),
@@ -584,3 +586,80 @@ def test_training_on_an_empty_buffer_says_what_to_do() -> None:
     model = make_dreamer()
     with pytest.raises(ValueError, match="empty"):
         model.train(gradient_steps=1, batch_size=2)
+
+
+# ---------------------------------------------------------------------------------------------- learning
+
+
+#: agent steps of the CPU-scale check that runs in CI (PixelReach, the study's CPU-scale Dreamer settings); the README's
+#: figures come from ``_train_dreamer(seed, 3000)`` for seeds 0 and 1 side by side
+LEARNING_STEPS = 1_500
+EVAL_EPISODES = 10
+#: the planners' search in the learning check: the study's CPU-scale one
+SMALL_SEARCH = {"candidates": 100, "top_k": 10, "iterations": 3, "horizon": 8}
+
+
+def _model_errors(model: Dreamer, ends: np.ndarray) -> tuple[float, float]:
+    """The world model's reconstruction and reward errors on fixed replayed sequences (posterior samples drawn from
+    a forked, seeded generator, so that measuring leaves training's random numbers alone)."""
+    sequences = model.replay_buffer.sequences(ends, np.zeros_like(ends))
+    with th.no_grad(), th.random.fork_rng():
+        th.manual_seed(0)
+        terms, _ = model.world_model.loss(sequences.observations, sequences.actions, sequences.rewards, sequences.observed)
+    return float(terms.reconstruction_mse), float(terms.reward_mse)
+
+
+def _train_dreamer(seed: int, steps: int = LEARNING_STEPS, episodes: int = EVAL_EPISODES) -> dict[str, Any]:
+    """Train Dreamer with the study's CPU-scale settings on PixelReach (one core) for ``steps`` agent steps; the
+    deterministic returns of each planner acting with the trained model over ``episodes`` episodes, the training time,
+    and the model's errors before and after training (on the random policy's first sequences)."""
+    import copy
+    import time
+
+    from sb3_gaara.study import AGENTS, make_train_env, resolve_task
+
+    th.set_num_threads(1)
+    task = resolve_task("pixel_reach").for_agent(AGENTS["dreamer"])
+    env = make_train_env(task, seed=seed)
+    eval_env = make_train_env(task, seed=seed, eval_env=True)
+    model = Dreamer("CnnPolicy", env, seed=seed, buffer_size=steps, **copy.deepcopy(dict(task.model_kwargs)))
+    start = time.time()
+    model.learn(model.learning_starts)  # the random steps: the buffer fills, nothing trains yet
+    ends = np.arange(model.sequence_length, model.learning_starts, 5)
+    before = _model_errors(model, ends)
+    model.learn(steps - model.learning_starts, reset_num_timesteps=False)
+    train_time = time.time() - start
+    after = _model_errors(model, ends)
+    returns = {}
+    for planner in ("actor", "cem", "dreamer_mpc"):
+        model.set_planner(planner, None if planner == "actor" else SMALL_SEARCH)
+        rewards, _ = evaluate_policy(
+            model, eval_env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True
+        )
+        returns[planner] = [float(reward) for reward in rewards]
+    return {"returns": returns, "train_time": train_time, "before": before, "after": after}
+
+
+@pytest.mark.slow
+def test_dreamer_world_model_learns_from_pixels() -> None:
+    """Dreamer on PixelReach with the study's CPU-scale settings (one seed, 1500 agent steps): the world model's
+    reconstruction error falls below 0.7 of its start and its reward error below 0.3, and every planner acts with the
+    trained model. The returns of the actor, CEM and Dreamer-MPC are printed beside the random policy's; at this CPU
+    budget they do not beat it reliably (the README gives the two-seed figures), so they are reported, not asserted."""
+    from sb3_gaara.study import AGENTS, evaluate_random_policy, resolve_task
+
+    outcome = _train_dreamer(0)
+    task = resolve_task("pixel_reach").for_agent(AGENTS["dreamer"])
+    random_mean, random_std = evaluate_random_policy(task, EVAL_EPISODES)
+    (mse_before, reward_before), (mse_after, reward_after) = outcome["before"], outcome["after"]
+    figures = ", ".join(
+        f"{planner} {np.mean(rewards):.1f} ± {np.std(rewards):.1f}" for planner, rewards in outcome["returns"].items()
+    )
+    print(
+        f"\nDreamer after {LEARNING_STEPS} agent steps ({outcome['train_time']:.0f} s): {figures}, random "
+        f"{random_mean:.1f} ± {random_std:.1f} ({EVAL_EPISODES} episodes each); reconstruction MSE {mse_before:.4f} -> "
+        f"{mse_after:.4f}, reward MSE {reward_before:.3f} -> {reward_after:.3f}"
+    )
+    assert mse_after < 0.7 * mse_before, "the reconstruction error did not fall"
+    assert reward_after < 0.3 * reward_before, "the reward error did not fall"
+    assert all(len(rewards) == EVAL_EPISODES and np.isfinite(rewards).all() for rewards in outcome["returns"].values())

@@ -858,7 +858,7 @@ def test_the_study_command_runs_slac(tmp_path) -> None:
     assert (stored["task"]["frame_stack"], stored["task"]["env_kwargs"]) == (1, {"size": 32})
 
 
-def test_dreamer_agents_run_on_single_64px_frames_at_action_repeat_2_with_their_cpu_scale_settings(tmp_path) -> None:
+def test_dreamer_agents_run_on_single_frames_at_action_repeat_2_with_their_cpu_scale_settings(tmp_path) -> None:
     from sb3_gaara import Dreamer
     from sb3_gaara.dreamer import PLANNER_DEFAULTS
 
@@ -887,24 +887,25 @@ def test_dreamer_agents_run_on_single_64px_frames_at_action_repeat_2_with_their_
             {},
         )
         assert task.for_agent(agent) == task
-        # PixelReach: single 64 px frames, its action repeat 2 said explicitly, Dreamer's CPU-scale settings and, for
-        # the planners, their smaller search
+        # PixelReach: single 32 px frames (as SLAC's), its action repeat 2 said explicitly, Dreamer's CPU-scale
+        # settings and, for the planners, their smaller search
         config = _config(tmp_path, agent=name)
         assert study_run._render_size(config) is None
-        assert config.run_task().env_kwargs == {"size": 64, "action_repeat": 2} and config.run_task().frame_stack == 1
+        assert config.run_task().env_kwargs == {"size": 32, "action_repeat": 2} and config.run_task().frame_stack == 1
         expected = dict(study.CPU_SCALE_ALGORITHM_MODEL_KWARGS["dreamer"])
         if planner != "actor":
             expected["planner_kwargs"] = {"candidates": 100, "top_k": 10, "iterations": 3, "horizon": 8}
         assert dict(config.run_task().model_kwargs) == expected
         env = study_run.make_train_env(config.run_task(), 0)
         assert env.get_attr("frame_stack") == [1] and env.get_attr("action_repeat") == [2]
-        assert env.reset().shape == (1, 3, 64, 64)
+        assert env.reset().shape == (1, 3, 32, 32)
         model = study_run._new_model(config, env, agent_steps=60)
         assert type(model) is Dreamer and model.planner == planner
         assert model.policy.planner_settings == {**PLANNER_DEFAULTS[planner], **expected.get("planner_kwargs", {})}
-        assert (model.learning_starts, model.batch_size, model.sequence_length, model.gradient_steps) == (200, 16, 16, 10)
-        assert (model.train_freq.frequency, model.imagination_horizon, model.buffer_size) == (25, 10, 60)
-        assert (model.learning_rate, model.value_learning_rate, model.model_learning_rate) == (3e-4, 3e-4, 1e-3)
+        assert (model.learning_starts, model.batch_size, model.sequence_length, model.gradient_steps) == (500, 8, 16, 12)
+        assert (model.train_freq.frequency, model.imagination_horizon, model.buffer_size) == (25, 15, 60)
+        assert (model.learning_rate, model.value_learning_rate, model.model_learning_rate) == (4e-4, 1e-3, 2e-3)
+        assert (model.gamma, model.kl_scale, model.kl_balance) == (0.95, 0.2, 0.95)
         policy = model.policy
         assert (policy.depth, policy.deter_size, policy.stoch_size, policy.hidden_size, policy.units, policy.layers) == (
             8,
@@ -930,15 +931,18 @@ def test_dreamer_agents_run_on_single_64px_frames_at_action_repeat_2_with_their_
         "learning_rate",
         "value_learning_rate",
         "model_learning_rate",
+        "gamma",
+        "kl_scale",
+        "kl_balance",
         "policy_kwargs",
     }
     # The frames, the action repeat and the planner's search are part of the runs' identity.
     config = _config(tmp_path, agent="dreamer_cem")
     stored = json.loads(json.dumps(config.identity()))
-    assert stored["task"]["env_kwargs"] == {"size": 64, "action_repeat": 2}
+    assert stored["task"]["env_kwargs"] == {"size": 32, "action_repeat": 2}
     assert stored["task"]["model_kwargs"]["planner_kwargs"]["candidates"] == 100
     assert stored["agent_spec"]["action_repeat"] == 2 and config.resumes(stored)
-    for key, value in (("env_kwargs", {"size": 32, "action_repeat": 2}), ("model_kwargs", {})):
+    for key, value in (("env_kwargs", {"size": 64, "action_repeat": 2}), ("model_kwargs", {})):
         changed = json.loads(json.dumps(stored))
         changed["task"][key] = value
         assert not config.resumes(changed)
@@ -960,5 +964,5 @@ def test_the_study_command_runs_dreamer(tmp_path) -> None:
     ]
     assert "| 60 env steps | Dreamer (ours) |" in (tmp_path / "results.md").read_text()
     stored = json.loads((run_directory(tmp_path, "pixel_reach", "dreamer", 0) / "config.json").read_text())
-    assert (stored["task"]["frame_stack"], stored["task"]["env_kwargs"]) == (1, {"size": 64, "action_repeat": 2})
+    assert (stored["task"]["frame_stack"], stored["task"]["env_kwargs"]) == (1, {"size": 32, "action_repeat": 2})
     assert stored["model_kwargs"]["sequence_length"] == 4

@@ -228,12 +228,14 @@ class Dreamer(DurableSaves):
         for key, number, floor_default in non_negative:
             if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0:
                 raise ValueError(f"{key} must be a number >= 0 (Dreamer: {floor_default}), got {number!r}.")
-        if self.kl_balance is not None and (isinstance(self.kl_balance, bool) or not 0.0 <= self.kl_balance <= 1.0):
+        balance = self.kl_balance
+        if balance is not None and (
+            isinstance(balance, bool) or not isinstance(balance, (int, float)) or not 0 <= balance <= 1
+        ):
             raise ValueError(f"kl_balance must be None (Dreamer) or lie in [0, 1] (DreamerV2: 0.8), got {self.kl_balance!r}.")
-        if not 0.0 <= self.lambda_ <= 1.0:
-            raise ValueError(f"lambda_ must lie in [0, 1] (Dreamer: 0.95), got {self.lambda_!r}.")
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"gamma must lie in [0, 1] (Dreamer: 0.99), got {gamma!r}.")
+        for key, number, paper in (("lambda_", self.lambda_, 0.95), ("gamma", gamma, 0.99)):
+            if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0.0 <= number <= 1.0:
+                raise ValueError(f"{key} must lie in [0, 1] (Dreamer: {paper}), got {number!r}.")
         if self.planner not in PLANNERS:
             raise ValueError(f"planner must be one of {PLANNERS} (Dreamer: 'actor'), got {self.planner!r}.")
 
