@@ -1,8 +1,8 @@
 """Replay memory, sampling, update and environment-step figures of GAARASAC next to SB3's SAC.
 
 ``python -m sb3_gaara.benchmark [--json out.json] [--device cpu|cuda] [--quick] [--conv-dtype bfloat16]
-[--sections replay update env]`` measures, in one process on one machine, with 3 stacked ``3 x 100 x 100`` frames
-(``9 x 100 x 100`` observations) and 84 px crops:
+[--sections replay update env] [--update-groups gaara drq drqv2 slac dreamer]`` measures, in one process on one
+machine, with 3 stacked ``3 x 100 x 100`` frames (``9 x 100 x 100`` observations) and 84 px crops:
 
 * replay bytes per transition of :class:`~sb3_gaara.common.buffers.AugmentedPixelReplayBuffer` in steady state
   (full, after wrapping) and of SB3's ``ReplayBuffer`` for the same spaces;
@@ -10,7 +10,8 @@
 * the same bytes for DrQ's observations, whole 84 px renders;
 * the same bytes for SLAC's replay, :class:`~sb3_gaara.slac.SequenceReplayBuffer` on single ``3 x 64 x 64`` frames
   (the paper's setting, no frame stack), against SB3's ``ReplayBuffer`` for those spaces, and the time to sample the
-  agent's batch of sequences of 8 frames;
+  agent's batch of sequences of 8 frames; Dreamer's, the same store read as sequences of 50 frames, and the time to
+  sample its batch of them;
 * the time of one gradient step (``model.train(gradient_steps=1, batch_size=128)``) of ``GAARASAC("CnnPolicy")``,
   ``DrQ("CnnPolicy")`` and SB3's ``SAC("CnnPolicy")`` (NatureCNN, full-stack buffer), and of ``DrQv2("CnnPolicy")``
   and SB3's ``DDPG("CnnPolicy")``, on the same random-image env, and their ratios;
@@ -21,6 +22,12 @@
   (``SLAC.agent_step``, 256 sequences of 8 frames), against ``GAARASAC``'s update measured beside it. SLAC's batches
   follow ``--batch-size`` in the papers' proportions: the model's ``batch / 4`` and the agent's ``2 x batch``
   sequences, SLAC's 32 and 256 at the default 128 (see :func:`slac_batch_sizes`);
+* Dreamer's update on the same single 64 px frames, its two parts timed apart: the world model's
+  (``Dreamer.model_step``, 50 sequences of 50 frames: the replayed batch, sampled in this part) and the behaviour's
+  (``Dreamer.behaviour_step``: actor and value on trajectories imagined 15 steps from every state of that batch),
+  against ``GAARASAC``'s update measured beside it. Dreamer's batch follows ``--batch-size`` in proportion, the
+  paper's 50 at the default 128 (see :func:`dreamer_batch_size`); ``--update-groups`` measures only some of the
+  groups of models (a paper-sized Dreamer update takes tens of seconds on a 2-core CPU);
 * end-to-end environment steps per second of ``GAARASAC`` on ``dmc-cheetah-run``, counted after action repeat
   (as the papers' tables count them), while collecting random warm-up steps and while training one update per
   agent step; on CUDA with the eager and the fast path, rendering on the GPU (``MUJOCO_GL=egl``).
@@ -38,7 +45,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -56,9 +63,11 @@ from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer
 from sb3_gaara.common.crops import center_crop, crop, random_crop_offsets
 from sb3_gaara.common.durability import write_text_atomic
 from sb3_gaara.common.env_steps import env_steps
+from sb3_gaara.dreamer import Dreamer, RSSMState
 from sb3_gaara.drq import DrQ, DrQv2
 from sb3_gaara.gaara.gaara_sac import GAARASAC, SACAE
 from sb3_gaara.slac import SLAC, SequenceReplayBuffer
+from sb3_gaara.slac.sequence_buffer import SequenceSamples
 
 FRAME_SHAPE = (3, 100, 100)
 FRAME_STACK = 3
@@ -91,6 +100,11 @@ DEFAULT_BATCH_SIZE = 128
 #: SLAC's batches of sequences at DEFAULT_BATCH_SIZE: the model's and the agent's (the paper's appendix B)
 SLAC_MODEL_BATCH_SIZE = 32
 SLAC_AGENT_BATCH_SIZE = 256
+#: Dreamer's frames (the paper's: one 64 px RGB frame per observation, SLAC's), sequences and their batch at
+#: DEFAULT_BATCH_SIZE (appendix A: 50 sequences of 50 steps)
+DREAMER_FRAME_SHAPE = SLAC_FRAME_SHAPE
+DREAMER_SEQUENCE_LENGTH = 50
+DREAMER_BATCH_SIZE = 50
 
 
 class Counts(NamedTuple):
@@ -145,7 +159,7 @@ def stacked_random_env(seed: int = 0, frame_shape: tuple[int, int, int] = FRAME_
 
 
 def slac_random_env(seed: int = 0) -> DummyVecEnv:
-    """SLAC's random-image env: single ``3 x 64 x 64`` frames, no stack (the paper's observations)."""
+    """SLAC's (and Dreamer's) random-image env: single ``3 x 64 x 64`` frames, no stack (the papers' observations)."""
     venv = DummyVecEnv([lambda: RandomFrameEnv(frame_shape=SLAC_FRAME_SHAPE)])
     venv.seed(seed)
     return venv
@@ -161,6 +175,12 @@ def slac_batch_sizes(batch_size: int) -> tuple[int, int]:
     model = max(1, round(batch_size * SLAC_MODEL_BATCH_SIZE / DEFAULT_BATCH_SIZE))
     agent = max(1, round(batch_size * SLAC_AGENT_BATCH_SIZE / DEFAULT_BATCH_SIZE))
     return model, agent
+
+
+def dreamer_batch_size(batch_size: int) -> int:
+    """Dreamer's batch of sequences for the benchmark's ``--batch-size`` (GAARA's batch): the paper's 50 at the
+    default 128, in proportion otherwise (at least 1), as :func:`slac_batch_sizes` scales SLAC's."""
+    return max(1, round(batch_size * DREAMER_BATCH_SIZE / DEFAULT_BATCH_SIZE))
 
 
 def _synchronize(device: th.device) -> None:
@@ -236,8 +256,18 @@ def bench_replay(buffer_size: int, batch_size: int, repeats: int, device: th.dev
         storage_device=storage_device,
     )
     reference_slac = ReplayBuffer(buffer_size, slac_env.observation_space, slac_env.action_space)
-    fill([slac, reference_slac], slac_env, n_steps=buffer_size + buffer_size // 2)
+    # Dreamer's: the same frames and store, read back as longer sequences
+    dreamer = SequenceReplayBuffer(
+        buffer_size,
+        slac_env.observation_space,
+        slac_env.action_space,
+        device=device,
+        sequence_length=DREAMER_SEQUENCE_LENGTH,
+        storage_device=storage_device,
+    )
+    fill([slac, reference_slac, dreamer], slac_env, n_steps=buffer_size + buffer_size // 2)
     _, slac_batch_size = slac_batch_sizes(batch_size)
+    dreamer_batch = dreamer_batch_size(batch_size)
 
     def sb3_sample_and_crop() -> None:
         # The reference implementations' path: full stacks gathered and moved, then cropped.
@@ -268,6 +298,10 @@ def bench_replay(buffer_size: int, batch_size: int, repeats: int, device: th.dev
         "slac_sb3_bytes_per_transition": sb3_bytes_per_transition(reference_slac),
         "slac_batch_size": slac_batch_size,
         "slac_sample": time_calls(lambda: slac.sample(slac_batch_size), max(5, repeats // 5), warmup, device),
+        "dreamer_sequence_length": DREAMER_SEQUENCE_LENGTH,
+        "dreamer_bytes_per_transition": dreamer.bytes_per_transition(),
+        "dreamer_batch_size": dreamer_batch,
+        "dreamer_sample": time_calls(lambda: dreamer.sample(dreamer_batch), max(5, repeats // 5), warmup, device),
     }
 
 
@@ -285,7 +319,7 @@ class UpdateModel:
     #: why a CPU run leaves it out (None: measured everywhere)
     cpu_skip: str | None = None
     #: models of one group alternate their steps; groups are measured one after the other (see ``bench_updates``)
-    group: int = 0
+    group: str = "gaara"
     #: the model its group measures it against, where the same class is measured in another group too
     beside: str | None = None
 
@@ -311,20 +345,26 @@ UPDATE_MODELS = (
     UpdateModel("SACAE_cuda_graphs", SACAE, cuda_graphs=True, cpu_skip=CUDA_ONLY),
     UpdateModel("SAC", SAC),
     # The DrQ family, each against its SB3 counterpart, in groups of their own (see bench_updates).
-    UpdateModel("DrQ", DrQ, group=1),
-    UpdateModel("SAC_beside_DrQ", SAC, group=1, beside="DrQ"),
-    UpdateModel("DrQv2", DrQv2, group=2),
-    UpdateModel("DDPG", DDPG, group=2),
+    UpdateModel("DrQ", DrQ, group="drq"),
+    UpdateModel("SAC_beside_DrQ", SAC, group="drq", beside="DrQ"),
+    UpdateModel("DrQv2", DrQv2, group="drqv2"),
+    UpdateModel("DDPG", DDPG, group="drqv2"),
     # SLAC (model update + agent update, on 64 px single frames) against a GAARASAC of its own group.
-    UpdateModel("SLAC", SLAC, group=3),
-    UpdateModel("GAARASAC_beside_SLAC", GAARASAC, group=3, beside="SLAC"),
+    UpdateModel("SLAC", SLAC, group="slac"),
+    UpdateModel("GAARASAC_beside_SLAC", GAARASAC, group="slac", beside="SLAC"),
+    # Dreamer (world-model update + behaviour update, on the same frames) against a GAARASAC of its own group.
+    UpdateModel("Dreamer", Dreamer, group="dreamer"),
+    UpdateModel("GAARASAC_beside_Dreamer", GAARASAC, group="dreamer", beside="Dreamer"),
 )
+#: the groups of :data:`UPDATE_MODELS`, in the order they are measured (``--update-groups``)
+UPDATE_GROUPS = tuple(dict.fromkeys(spec.group for spec in UPDATE_MODELS))
 #: key in the update figures: (numerator, denominator) of median update times; absent where one is not measured
 UPDATE_RATIOS = {
     "ratio": ("GAARASAC", "SAC"),
     "ratio_drq": ("DrQ", "SAC_beside_DrQ"),
     "ratio_drqv2": ("DrQv2", "DDPG"),
     "ratio_slac": ("SLAC", "GAARASAC_beside_SLAC"),
+    "ratio_dreamer": ("Dreamer", "GAARASAC_beside_Dreamer"),
     "ratio_cuda_graphs": ("GAARASAC_cuda_graphs", "SAC"),
     "speedup_cuda_graphs": ("GAARASAC", "GAARASAC_cuda_graphs"),
     "speedup_cuda_graphs_sacae": ("SACAE", "SACAE_cuda_graphs"),
@@ -340,16 +380,20 @@ def bench_updates(
     seed: int = 0,
     conv_dtype: str = "float32",
     storage_device: str | None = None,
+    groups: Sequence[str] = UPDATE_GROUPS,
 ) -> dict[str, Any]:
-    """Seconds per gradient step (``model.train(1, batch_size)``) of the :data:`UPDATE_MODELS` and their ratios.
+    """Seconds per gradient step (``model.train(1, batch_size)``) of the :data:`UPDATE_MODELS` of ``groups`` and their
+    ratios (the models of the other groups are left out of the figures).
 
-    All models train on buffers of ``filled`` transitions of the same random-image env (SLAC: of its own, single
-    64 px frames); ours keep their frames in ``storage_device``. The models of one group (GAARA's family and SAC;
-    DrQ and SAC; DrQv2 and DDPG; SLAC and GAARASAC) alternate their steps, so that a change in the machine's load
-    weighs on all alike; the groups run one after the other, each freed before the next is built. SLAC's step is
-    its model update then its agent update, as its ``train`` runs them (:func:`_timed_step`), on the batches of
-    :func:`slac_batch_sizes`: its figures are those of the step (the sum of the two parts, step by step) and, under
-    ``model_update`` and ``agent_update``, of each part. SLAC's model update is many small operations (the filter
+    All models train on buffers of ``filled`` transitions of the same random-image env (SLAC and Dreamer: of their
+    own, single 64 px frames); ours keep their frames in ``storage_device``. The models of one group (GAARA's family
+    and SAC; DrQ and SAC; DrQv2 and DDPG; SLAC and GAARASAC; Dreamer and GAARASAC) alternate their steps, so that a
+    change in the machine's load weighs on all alike; the groups run one after the other, each freed before the next
+    is built. SLAC's step is its model update then its agent update, as its ``train`` runs them (:func:`_timed_step`),
+    on the batches of :func:`slac_batch_sizes`: its figures are those of the step (the sum of the two parts, step by
+    step) and, under ``model_update`` and ``agent_update``, of each part. Dreamer's update likewise: its world model's
+    (``model_update``, the batch of :func:`dreamer_batch_size` sampled in it) then its behaviour's
+    (``behaviour_update``). SLAC's model update is many small operations (the filter
     runs step by step along each sequence): on a CPU that other busy processes share, each waits for torch's
     threads, and its time grows many-fold, far more than the others' (read the load average in the figures).
     On a CPU the allocator's state moves update times by tens of percent
@@ -369,7 +413,10 @@ def bench_updates(
     #: per model, the durations of the parts of its step where it has several (SLAC's model and agent updates)
     part_durations: dict[str, dict[str, list[float]]] = {}
     described: dict[str, dict[str, Any]] = {}
-    for group in sorted({spec.group for spec in UPDATE_MODELS}):
+    unknown = sorted(set(groups) - set(UPDATE_GROUPS))
+    if unknown:
+        raise ValueError(f"Unknown update groups {unknown}; the groups are {', '.join(UPDATE_GROUPS)}.")
+    for group in (group for group in UPDATE_GROUPS if group in groups):
         models: dict[str, OffPolicyAlgorithm] = {}
         for spec in UPDATE_MODELS:
             if spec.group != group or (spec.cpu_skip is not None and not cuda):
@@ -403,8 +450,17 @@ def bench_updates(
                     model_batch_size=model.model_batch_size,
                     agent_batch_size=model.batch_size,
                 )
+            if isinstance(model, Dreamer):
+                described[key].update(
+                    frame_shape=list(model.observation_space.shape or ()),
+                    sequence_length=model.sequence_length,
+                    batch_size=model.batch_size,
+                    imagination_horizon=model.imagination_horizon,
+                )
         del models
     for spec in UPDATE_MODELS:
+        if spec.group not in groups:
+            continue
         if spec.key not in durations:
             results[spec.key] = {"skipped": spec.cpu_skip}
             continue
@@ -426,6 +482,7 @@ def bench_updates(
         if numerator in durations and denominator in durations:
             results[key] = results[numerator]["median_s"] / results[denominator]["median_s"]
     results["warmup"] = warmup
+    results["groups"] = [group for group in UPDATE_GROUPS if group in groups]
     if cuda:
         results["peak_gpu_memory_bytes"] = th.cuda.max_memory_allocated(device)
     return results
@@ -458,6 +515,22 @@ def _update_model(
         )
         slac.learn(total_timesteps=filled)  # random actions only, as below
         return slac
+    if issubclass(spec.algo, Dreamer):
+        dreamer = Dreamer(
+            "CnnPolicy",
+            slac_random_env(seed),
+            buffer_size=filled + 1,
+            learning_starts=filled,
+            # One agent step per rollout: SB3 collects whole rollouts (Dreamer's are 500 steps), past total_timesteps.
+            train_freq=1,
+            batch_size=dreamer_batch_size(batch_size),
+            sequence_length=DREAMER_SEQUENCE_LENGTH,
+            seed=seed,
+            device=device,
+            **ours_kwargs,
+        )
+        dreamer.learn(total_timesteps=filled)  # random actions only (every frame filtered, as Dreamer acts)
+        return dreamer
     if issubclass(spec.algo, GAARASAC):
         ours_kwargs.update(policy_kwargs=dict(conv_dtype=conv_dtype), cuda_graphs=spec.cuda_graphs)
     model = spec.algo(
@@ -475,21 +548,38 @@ def _update_model(
 
 
 def _discard(name: str, value: th.Tensor) -> None:
-    """SLAC's ``record`` of a training metric, for the timed steps: the benchmark logs nothing."""
+    """SLAC's and Dreamer's ``record`` of a training metric, for the timed steps: the benchmark logs nothing."""
 
 
 def _timed_step(model: OffPolicyAlgorithm, batch_size: int) -> dict[str, tuple[float, int]]:
     """One training step of ``model``: seconds and minor page faults of each of its parts, each timed between device
     synchronisations.
 
-    One part, ``update`` (``model.train(gradient_steps=1, batch_size=batch_size)``), for all but SLAC; SLAC's two, in
-    the order of its ``train``: ``model_update`` (:meth:`SLAC.model_step` on ``model_batch_size`` sequences) and
-    ``agent_update`` (:meth:`SLAC.agent_step` on its ``batch_size`` sequences, then the update count its ``train``
-    keeps). SLAC's ``train`` would run its ``model_pretraining_steps`` model updates first: calling the parts keeps
-    them out (the steady state of training, one of each per agent step).
+    One part, ``update`` (``model.train(gradient_steps=1, batch_size=batch_size)``), for all but SLAC and Dreamer;
+    SLAC's two, in the order of its ``train``: ``model_update`` (:meth:`SLAC.model_step` on ``model_batch_size``
+    sequences) and ``agent_update`` (:meth:`SLAC.agent_step` on its ``batch_size`` sequences, then the update count
+    its ``train`` keeps). SLAC's ``train`` would run its ``model_pretraining_steps`` model updates first: calling the
+    parts keeps them out (the steady state of training, one of each per agent step). Dreamer's two, as one iteration
+    of its ``train``: ``model_update`` (its ``batch_size`` sequences sampled, :meth:`Dreamer.model_step` on them) and
+    ``behaviour_update`` (:meth:`Dreamer.behaviour_step` from their posterior states, then the update count).
     """
     parts: dict[str, Callable[[], None]]
-    if isinstance(model, SLAC):
+    if isinstance(model, Dreamer):
+        dreamer = model
+        dreamer.policy.set_training_mode(True)
+        batch: list[tuple[SequenceSamples, RSSMState]] = []
+
+        def world_model_update() -> None:
+            sequences = dreamer.replay_buffer.sample(dreamer.batch_size)
+            batch.append((sequences, dreamer.model_step(sequences, _discard)))
+
+        def behaviour_update() -> None:
+            sequences, posterior = batch.pop()
+            dreamer.behaviour_step(posterior, sequences.observed, _discard)
+            dreamer._n_updates += 1
+
+        parts = {"model_update": world_model_update, "behaviour_update": behaviour_update}
+    elif isinstance(model, SLAC):
         slac = model
         slac.policy.set_training_mode(True)
 
@@ -690,6 +780,7 @@ def _replay_lines(replay: dict[str, Any]) -> list[str]:
             if "slac_bytes_per_transition" in replay
             else []
         ),
+        *([_dreamer_replay_line(replay)] if "dreamer_bytes_per_transition" in replay else []),
         f"sample, batch {replay['batch_size']}, center + random crops (storage: {replay['storage_device']})",
         f"  AugmentedPixelReplayBuffer      {_ms(replay['ours_sample'])}",
         f"  SB3 sample + sb3_gaara.common.crops    {_ms(replay['sb3_sample_and_crop'])}",
@@ -703,7 +794,26 @@ def _replay_lines(replay: dict[str, Any]) -> list[str]:
             if "slac_sample" in replay
             else []
         ),
+        *(
+            [
+                _row(
+                    f"Dreamer sequences ({replay['dreamer_batch_size']} x {replay['dreamer_sequence_length']} frames)",
+                    _ms(replay["dreamer_sample"]),
+                )
+            ]
+            if "dreamer_sample" in replay
+            else []
+        ),
     ]
+
+
+def _dreamer_replay_line(replay: dict[str, Any]) -> str:
+    """Dreamer's replay memory: SLAC's store read as longer sequences, so the same bytes where SLAC's were measured."""
+    kb = f"{replay['dreamer_bytes_per_transition'] / 1e3:.1f} KB"
+    same = replay.get("slac_bytes_per_transition") == replay["dreamer_bytes_per_transition"]
+    return f"  Dreamer, sequences of {replay['dreamer_sequence_length']}: SequenceReplayBuffer {kb}" + (
+        ", as SLAC's (frames stored once)" if same else ""
+    )
 
 
 def _update_lines(update: dict[str, Any], batch_size: int, cuda: bool) -> list[str]:
@@ -714,7 +824,9 @@ def _update_lines(update: dict[str, Any], batch_size: int, cuda: bool) -> list[s
         figures = update.get(spec.key)
         if figures is None:
             continue
-        if "model_update" in figures:
+        if "behaviour_update" in figures:
+            lines += _dreamer_lines(figures, timing)
+        elif "model_update" in figures:
             lines += _slac_lines(figures, timing)
         else:
             lines.append(_row(spec.label(figures), figures["skipped"] if "skipped" in figures else timing(figures)))
@@ -727,6 +839,11 @@ def _update_lines(update: dict[str, Any], batch_size: int, cuda: bool) -> list[s
         ("ratio_drqv2", "ratio DrQv2 / DDPG", "SB3's DDPG('CnnPolicy'): NatureCNN, full-stack buffer"),
         ("ratio_slac", "ratio SLAC step / GAARASAC", "model + agent update over GAARASAC's update beside it"),
         (
+            "ratio_dreamer",
+            "ratio Dreamer update / GAARASAC",
+            "model + behaviour update over GAARASAC's update beside it",
+        ),
+        (
             "ratio_cuda_graphs",
             "ratio fast GAARASAC / SAC",
             f"fast = cuda_graphs=True; target <= {TARGET_CUDA_GRAPHS_UPDATE_RATIO}x on one H100",
@@ -735,13 +852,14 @@ def _update_lines(update: dict[str, Any], batch_size: int, cuda: bool) -> list[s
         ("speedup_cuda_graphs_sacae", "speed-up of fast SACAE", "eager time / fast time"),
     )
     lines += [_row(label, f"{update[key]:8.2f}x  ({note})") for key, label, note in ratios if key in update]
-    ours, sb3 = update["GAARASAC"], update["SAC"]
-    lines.append(
-        _row(
-            "minor page faults per update",
-            f"{ours['median_minor_page_faults']:8.0f} GAARASAC, {sb3['median_minor_page_faults']:.0f} SAC (median)",
+    ours, sb3 = update.get("GAARASAC", {}), update.get("SAC", {})
+    if "median_minor_page_faults" in ours and "median_minor_page_faults" in sb3:
+        lines.append(
+            _row(
+                "minor page faults per update",
+                f"{ours['median_minor_page_faults']:8.0f} GAARASAC, {sb3['median_minor_page_faults']:.0f} SAC (median)",
+            )
         )
-    )
     if "peak_gpu_memory_bytes" in update:
         lines.append(
             _row("peak GPU memory, all models", f"{update['peak_gpu_memory_bytes'] / 2**20:8.1f} MiB (max_memory_allocated)")
@@ -756,6 +874,19 @@ def _slac_lines(figures: dict[str, Any], timing: Callable[[dict[str, float]], st
         _row(f"SLAC model update ({figures['model_batch_size']} x {frames} frames)", timing(figures["model_update"])),
         _row(f"SLAC agent update ({figures['agent_batch_size']} x {frames} frames)", timing(figures["agent_update"])),
         _row("SLAC step (model + agent)", timing(figures)),
+    ]
+
+
+def _dreamer_lines(figures: dict[str, Any], timing: Callable[[dict[str, float]], str]) -> list[str]:
+    """Dreamer's world-model update, behaviour update and their sum, one update, with its batch of sequences."""
+    batch = f"{figures['batch_size']} x {figures['sequence_length']} frames"
+    return [
+        _row(f"Dreamer model update ({batch})", timing(figures["model_update"])),
+        _row(
+            f"Dreamer behaviour update ({figures['imagination_horizon']} imagined steps)",
+            timing(figures["behaviour_update"]),
+        ),
+        _row("Dreamer update (model + behaviour)", timing(figures)),
     ]
 
 
@@ -811,7 +942,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=DEFAULT_BATCH_SIZE,
         help=f"transitions per sample and update (default: {DEFAULT_BATCH_SIZE}); SLAC's batches of sequences scale "
         f"with it, the model's batch / 4 and the agent's 2 x batch ({SLAC_MODEL_BATCH_SIZE} and "
-        f"{SLAC_AGENT_BATCH_SIZE}, the paper's, at the default)",
+        f"{SLAC_AGENT_BATCH_SIZE}, the paper's, at the default), and Dreamer's, batch x 50 / 128 "
+        f"({DREAMER_BATCH_SIZE} sequences of {DREAMER_SEQUENCE_LENGTH} frames at the default)",
     )
     parser.add_argument(
         "--conv-dtype",
@@ -831,6 +963,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         choices=SECTIONS,
         default=list(SECTIONS),
         help="measure only these parts: replay memory and sampling, update times, end-to-end env steps (default: all)",
+    )
+    parser.add_argument(
+        "--update-groups",
+        nargs="+",
+        choices=UPDATE_GROUPS,
+        default=list(UPDATE_GROUPS),
+        help="the update section's groups of models (default: all): gaara (GAARASAC, SACAE, SAC), drq (DrQ, SAC), "
+        "drqv2 (DrQv2, DDPG), slac (SLAC, GAARASAC), dreamer (Dreamer, GAARASAC)",
     )
     args = parser.parse_args(argv)
 
@@ -867,6 +1007,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             device=device,
             conv_dtype=args.conv_dtype,
             storage_device=storage_device,
+            groups=args.update_groups,
         )
     if "env" in sections:
 

@@ -50,6 +50,22 @@ def test_slac_replay_bytes_per_transition_are_the_hand_counted_ones(replay):
     assert 0 < replay["slac_sample"]["min_s"] <= replay["slac_sample"]["median_s"]
 
 
+def test_dreamer_replay_is_slacs_store_read_as_sequences_of_50(replay):
+    # The same frames stored once, whatever the sequences' length: Dreamer's bytes are SLAC's
+    assert replay["dreamer_sequence_length"] == 50
+    assert replay["dreamer_bytes_per_transition"] == replay["slac_bytes_per_transition"] == pytest.approx(12_503.92)
+    # Dreamer's batch at --batch-size 8: 8 x 50 / 128, rounded, sampled
+    assert replay["dreamer_batch_size"] == benchmark.dreamer_batch_size(8) == 3
+    assert 0 < replay["dreamer_sample"]["min_s"] <= replay["dreamer_sample"]["median_s"]
+
+
+def test_dreamer_batch_is_the_papers_at_the_default_batch_size_and_scales_with_it():
+    assert benchmark.dreamer_batch_size(benchmark.DEFAULT_BATCH_SIZE) == 50
+    assert benchmark.dreamer_batch_size(256) == 100
+    assert benchmark.dreamer_batch_size(16) == 6
+    assert benchmark.dreamer_batch_size(1) == 1
+
+
 def test_slac_batches_are_the_papers_at_the_default_batch_size_and_scale_with_it():
     assert benchmark.slac_batch_sizes(benchmark.DEFAULT_BATCH_SIZE) == (32, 256)
     assert benchmark.slac_batch_sizes(16) == (4, 32)
@@ -85,11 +101,39 @@ def test_update_figures_time_both_models_and_divide_their_medians():
     # A step is one model update plus one agent update: its fastest is no faster than the two fastest parts
     assert slac["min_s"] >= slac["model_update"]["min_s"] + slac["agent_update"]["min_s"]
     assert update["ratio_slac"] == pytest.approx(slac["median_s"] / beside["median_s"])
+    assert update["groups"] == list(benchmark.UPDATE_GROUPS)
+
+
+@pytest.fixture(scope="module")
+def dreamer_update() -> dict:
+    # Dreamer's group alone: 2 sequences of 50 frames at --batch-size 4, default networks
+    return benchmark.bench_updates(batch_size=4, steps=3, warmup=1, filled=20, device=CPU, groups=["dreamer"])
+
+
+def test_dreamer_update_figures_time_its_model_and_behaviour_updates_beside_gaara(dreamer_update):
+    update = dreamer_update
+    dreamer, beside = update["Dreamer"], update["GAARASAC_beside_Dreamer"]
+    assert (dreamer["policy"], beside["policy"], beside["beside"]) == ("DreamerPolicy", "GAARAPolicy", "Dreamer")
+    assert (dreamer["frame_shape"], dreamer["sequence_length"], dreamer["imagination_horizon"]) == ([3, 64, 64], 50, 15)
+    assert dreamer["batch_size"] == benchmark.dreamer_batch_size(4) == 2
+    assert dreamer["repeats"] == dreamer["model_update"]["repeats"] == dreamer["behaviour_update"]["repeats"] == 3
+    for figures in (dreamer, dreamer["model_update"], dreamer["behaviour_update"], beside):
+        assert 0 < figures["min_s"] <= figures["median_s"]
+    # An update is one world-model update plus one behaviour update
+    assert dreamer["min_s"] >= dreamer["model_update"]["min_s"] + dreamer["behaviour_update"]["min_s"]
+    assert update["ratio_dreamer"] == pytest.approx(dreamer["median_s"] / beside["median_s"])
+    # Only the group asked for: no other model, no other ratio
+    assert update["groups"] == ["dreamer"]
+    assert set(update) == {"Dreamer", "GAARASAC_beside_Dreamer", "ratio_dreamer", "warmup", "groups"}
+    text = benchmark.report({"device": "cpu", "batch_size": 4, "machine": benchmark.machine(CPU), "update": update})
+    assert "Dreamer model update (2 x 50 frames)" in text and "minor page faults" not in text
+    with pytest.raises(ValueError, match="Unknown update groups"):
+        benchmark.bench_updates(batch_size=4, steps=1, warmup=0, filled=20, device=CPU, groups=["planet"])
 
 
 def test_a_cpu_run_leaves_the_fast_path_and_sacae_out_and_says_why():
     update = benchmark.bench_updates(batch_size=4, steps=1, warmup=0, filled=20, device=CPU)
-    assert list(update)[:11] == [
+    assert list(update)[:13] == [
         "GAARASAC",
         "GAARASAC_cuda_graphs",
         "SACAE",
@@ -101,6 +145,8 @@ def test_a_cpu_run_leaves_the_fast_path_and_sacae_out_and_says_why():
         "DDPG",
         "SLAC",
         "GAARASAC_beside_SLAC",
+        "Dreamer",
+        "GAARASAC_beside_Dreamer",
     ]
     assert update["GAARASAC_cuda_graphs"] == update["SACAE_cuda_graphs"] == {"skipped": benchmark.CUDA_ONLY}
     assert update["SACAE"]["skipped"].startswith("CUDA only")
@@ -135,6 +181,10 @@ def cpu_results() -> dict:
             "slac_sb3_bytes_per_transition": 24_612.0,
             "slac_batch_size": 256,
             "slac_sample": {"median_s": 0.012, "min_s": 0.01},
+            "dreamer_sequence_length": 50,
+            "dreamer_bytes_per_transition": 12_503.92,
+            "dreamer_batch_size": 50,
+            "dreamer_sample": {"median_s": 0.03, "min_s": 0.025},
         },
         "update": {
             "GAARASAC": {"median_s": 1.0, "min_s": 0.9, "median_minor_page_faults": 1234},
@@ -159,10 +209,24 @@ def cpu_results() -> dict:
                 "agent_update": {"median_s": 1.75, "min_s": 1.5},
             },
             "GAARASAC_beside_SLAC": {"median_s": 1.2, "min_s": 1.0, "median_minor_page_faults": 90, "beside": "SLAC"},
+            "Dreamer": {
+                "policy": "DreamerPolicy",
+                "frame_shape": [3, 64, 64],
+                "sequence_length": 50,
+                "batch_size": 50,
+                "imagination_horizon": 15,
+                "median_s": 20.0,
+                "min_s": 18.0,
+                "median_minor_page_faults": 91,
+                "model_update": {"median_s": 15.0, "min_s": 14.0},
+                "behaviour_update": {"median_s": 5.0, "min_s": 4.0},
+            },
+            "GAARASAC_beside_Dreamer": {"median_s": 2.0, "min_s": 1.5, "median_minor_page_faults": 92, "beside": "Dreamer"},
             "ratio": 2.5,
             "ratio_drq": 3.0,
             "ratio_drqv2": 2.0,
             "ratio_slac": 2.5,
+            "ratio_dreamer": 10.0,
         },
         "env_steps": {"skipped": "no OpenGL"},
         "env_steps_cuda_graphs": {"skipped": benchmark.CUDA_ONLY},
@@ -184,6 +248,12 @@ def test_report_prints_the_measured_figures():
     assert "  SLAC agent update (256 x 8 frames)    1.750 s  (min 1.500)" in text
     assert "  SLAC step (model + agent)          3.000 s  (min 2.500)" in text
     assert "ratio SLAC step / GAARASAC          2.50x" in text
+    assert "  Dreamer, sequences of 50: SequenceReplayBuffer 12.5 KB, as SLAC's (frames stored once)" in text
+    assert "  Dreamer sequences (50 x 50 frames)    30.00 ms (min 25.00)" in text
+    assert "  Dreamer model update (50 x 50 frames)   15.000 s  (min 14.000)" in text
+    assert "  Dreamer behaviour update (15 imagined steps)    5.000 s  (min 4.000)" in text
+    assert "  Dreamer update (model + behaviour)   20.000 s  (min 18.000)" in text
+    assert "ratio Dreamer update / GAARASAC    10.00x" in text
     results["update"]["GAARASAC"]["conv_dtype"] = "bfloat16"
     assert "  GAARASAC('CnnPolicy', conv_dtype='bfloat16')    1.000 s" in benchmark.report(results)
 
@@ -205,10 +275,15 @@ def test_a_cpu_report_marks_the_fast_path_cuda_only():
         "  SLAC agent update (256 x 8 frames)    1.750 s  (min 1.500)",
         "  SLAC step (model + agent)          3.000 s  (min 2.500)",
         "  GAARASAC('CnnPolicy'), beside SLAC    1.200 s  (min 1.000)",
+        "  Dreamer model update (50 x 50 frames)   15.000 s  (min 14.000)",
+        "  Dreamer behaviour update (15 imagined steps)    5.000 s  (min 4.000)",
+        "  Dreamer update (model + behaviour)   20.000 s  (min 18.000)",
+        "  GAARASAC('CnnPolicy'), beside Dreamer    2.000 s  (min 1.500)",
         "  ratio GAARASAC / SAC                2.50x  (target <= 2.2x; the paper's reference code: 3.3x)",
         "  ratio DrQ / SAC                     3.00x  (K = M = 2: twice the critic and target passes)",
         "  ratio DrQv2 / DDPG                  2.00x  (SB3's DDPG('CnnPolicy'): NatureCNN, full-stack buffer)",
         "  ratio SLAC step / GAARASAC          2.50x  (model + agent update over GAARASAC's update beside it)",
+        "  ratio Dreamer update / GAARASAC    10.00x  (model + behaviour update over GAARASAC's update beside it)",
         "  minor page faults per update        1234 GAARASAC, 567 SAC (median)",
         "end to end on dmc-cheetah-run (environment steps after action repeat)",
         "  skipped: no OpenGL",
@@ -310,11 +385,16 @@ def test_sections_measure_only_the_parts_asked_for(monkeypatch, capsys):
     results = benchmark.main(["--quick", "--device", "cpu", "--sections", "env"])
     # One eager run with the CPU's small counts, host frames; the fast path is CUDA only.
     assert calls == [("env", (100, 4, CPU, None), {"cuda_graphs": False})]
+    calls.clear()
+    benchmark.main(["--quick", "--sections", "update", "--update-groups", "dreamer", "slac"])
+    assert [(name, kwargs["groups"]) for name, _, kwargs in calls] == [("update", ["dreamer", "slac"])]
     assert results["sections"] == ["env"] and "replay" not in results and "update" not in results
     assert results["env_steps_cuda_graphs"] == {"skipped": benchmark.CUDA_ONLY}
     assert "with cuda_graphs=True: CUDA only" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         benchmark.main(["--sections", "nothing"])
+    with pytest.raises(SystemExit):
+        benchmark.main(["--update-groups", "planet"])
 
 
 def test_update_figures_of_bfloat16_convolutions():
@@ -347,3 +427,10 @@ def test_quick_benchmark_writes_its_figures_as_json(tmp_path, capsys):
     for row in ("SLAC model update (4 x 8 frames)", "SLAC agent update (32 x 8 frames)", "SLAC step (model + agent)"):
         assert row in out
     assert "SLAC sequences (32 x 8 frames)" in out and "ratio SLAC step / GAARASAC" in out
+    # Dreamer beside GAARA, 6 sequences of 50 frames at --batch-size 16
+    dreamer = written["update"]["Dreamer"]
+    assert dreamer["batch_size"] == written["replay"]["dreamer_batch_size"] == 6
+    assert dreamer["model_update"]["median_s"] > 0 and dreamer["behaviour_update"]["median_s"] > 0
+    assert written["update"]["ratio_dreamer"] > 0
+    for row in ("Dreamer model update (6 x 50 frames)", "Dreamer update (model + behaviour)", "Dreamer sequences (6 x 50"):
+        assert row in out
