@@ -74,7 +74,8 @@ class Dreamer(DurableSaves):
       value estimates the rewards *after* a state: ``lambda_returns`` gets ``H`` rewards of the states reached and
       ``H + 1`` values, so the first imagined action's reward counts in the first return;
     * the deterministic action is ``tanh(mean)``, not the mode Dreamer estimates from 100 samples, and deterministic
-      acting filters with the posterior's mean rather than a sample, so that evaluation episodes are repeatable.
+      acting filters with the posterior's mean rather than a sample, so that the actor's evaluation episodes are
+      repeatable (the planners' candidates are still drawn from torch's generator).
 
     :param sequence_length: steps per replayed sequence (50)
     :param imagination_horizon: imagined steps from each filtered state (15)
