@@ -209,6 +209,29 @@ def test_32_px_frames_drop_the_outermost_layers() -> None:
     assert small.encoder(frames).shape == (2, 64) and small.decoder(th.zeros(2, small.features_dim)).shape == (2, 3, 32, 32)
 
 
+def test_the_actor_starts_broad_and_bounded() -> None:
+    """Dreamer's actor: a standard deviation of 5 (+ its floor 1e-4) before the tanh at initialization, whatever the
+    layer's output; the mean bounded by 5; both settable."""
+    from sb3_gaara.dreamer.policies import ActionModel
+
+    actor = ActionModel(4, 2, units=8, layers=1)
+    with th.no_grad():
+        actor.net.net[-1].weight.zero_()
+        actor.net.net[-1].bias.zero_()
+    mean, std = actor.distribution(th.randn(3, 4))
+    assert th.allclose(std, th.full((3, 2), 5.0 + 1e-4)) and th.equal(mean, th.zeros(3, 2))
+    with th.no_grad():
+        actor.net.net[-1].bias.fill_(100.0)
+    assert th.allclose(actor.distribution(th.randn(3, 4))[0], th.full((3, 2), 5.0), atol=1e-4)
+    narrow = ActionModel(4, 2, units=8, layers=1, init_std=1.0, mean_scale=2.0)
+    with th.no_grad():
+        narrow.net.net[-1].weight.zero_()
+        narrow.net.net[-1].bias.fill_(0.0)
+    assert th.allclose(narrow.distribution(th.randn(3, 4))[1], th.full((3, 2), 1.0 + 1e-4))
+    with pytest.raises(ValueError, match="init_std must exceed"):
+        ActionModel(4, 2, init_std=0.0)
+
+
 def test_the_filter_restarts_at_the_first_observed_step() -> None:
     """A padded sequence's first observed step is filtered from the initial state, as an episode's first frame is."""
     th.manual_seed(0)

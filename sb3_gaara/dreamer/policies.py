@@ -72,19 +72,35 @@ class ActionModel(nn.Module):
     :param action_dim: action dimensions
     :param units: units per dense layer (300)
     :param layers: dense layers (3)
+    :param init_std: the standard deviation before the tanh at initialization (Dreamer's 5)
+    :param mean_scale: the bound of the mean before the tanh (Dreamer's 5)
     """
 
     optimizer: th.optim.Optimizer
 
-    def __init__(self, features_dim: int, action_dim: int, units: int = 300, layers: int = 3) -> None:
+    def __init__(
+        self,
+        features_dim: int,
+        action_dim: int,
+        units: int = 300,
+        layers: int = 3,
+        init_std: float = INIT_STD,
+        mean_scale: float = MEAN_SCALE,
+    ) -> None:
         super().__init__()
+        if not init_std > ACTOR_MIN_STD or not mean_scale > 0:
+            raise ValueError(
+                f"The actor's init_std must exceed {ACTOR_MIN_STD} and its mean_scale be positive (Dreamer: 5 and 5), "
+                f"got {init_std!r} and {mean_scale!r}."
+            )
         self.net = DenseHead(features_dim, 2 * action_dim, units, layers)
-        self.raw_init_std = math.log(math.expm1(INIT_STD))
+        self.raw_init_std = math.log(math.expm1(init_std))
+        self.mean_scale = mean_scale
 
     def distribution(self, features: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """The Gaussian before the tanh: ``(mean, std)``."""
         mean, raw_std = self.net(features).chunk(2, dim=-1)
-        mean = MEAN_SCALE * th.tanh(mean / MEAN_SCALE)
+        mean = self.mean_scale * th.tanh(mean / self.mean_scale)
         std = F.softplus(raw_std + self.raw_init_std) + ACTOR_MIN_STD
         return mean, std
 
@@ -141,6 +157,8 @@ class DreamerPolicy(BasePolicy):
     :param hidden_size: the RSSM's hidden units (200)
     :param units: units of the dense layers of the reward model, the actor and the value (300)
     :param layers: their dense layers (3)
+    :param actor_init_std: the actor's standard deviation before the tanh at initialization (5)
+    :param actor_mean_scale: the bound of the actor's mean before the tanh (5)
     :param model_learning_rate: the world model's Adam (6e-4)
     :param value_learning_rate: the value's Adam (8e-5)
     :param planner: how the agent acts: ``"actor"``, ``"cem"`` or ``"dreamer_mpc"`` (see :class:`~sb3_gaara.Dreamer`)
@@ -168,6 +186,8 @@ class DreamerPolicy(BasePolicy):
         hidden_size: int = 200,
         units: int = 300,
         layers: int = 3,
+        actor_init_std: float = INIT_STD,
+        actor_mean_scale: float = MEAN_SCALE,
         model_learning_rate: float = 6e-4,
         value_learning_rate: float = 8e-5,
         planner: str = "actor",
@@ -200,6 +220,8 @@ class DreamerPolicy(BasePolicy):
         self.hidden_size = hidden_size
         self.units = units
         self.layers = layers
+        self.actor_init_std = actor_init_std
+        self.actor_mean_scale = actor_mean_scale
         self.model_learning_rate = model_learning_rate
         self.value_learning_rate = value_learning_rate
         self.gamma = gamma
@@ -253,7 +275,9 @@ class DreamerPolicy(BasePolicy):
             layers=self.layers,
         ).to(self.device)
         features_dim = self.world_model.features_dim
-        self.actor = ActionModel(features_dim, self.action_dim, self.units, self.layers).to(self.device)
+        self.actor = ActionModel(
+            features_dim, self.action_dim, self.units, self.layers, self.actor_init_std, self.actor_mean_scale
+        ).to(self.device)
         self.value = ValueModel(features_dim, self.units, self.layers).to(self.device)
         self.world_model.optimizer = self.optimizer_class(  # type: ignore[call-arg]
             self.world_model.parameters(), lr=self.model_learning_rate, **self.optimizer_kwargs
@@ -272,6 +296,8 @@ class DreamerPolicy(BasePolicy):
             hidden_size=self.hidden_size,
             units=self.units,
             layers=self.layers,
+            actor_init_std=self.actor_init_std,
+            actor_mean_scale=self.actor_mean_scale,
             model_learning_rate=self.model_learning_rate,
             value_learning_rate=self.value_learning_rate,
             planner=self.planner,
