@@ -100,10 +100,12 @@ OUR_CODE: dict[str, str] = {
         "sb3_gaara.slac.slac.SLAC.train and SLAC.sac_update (SB3's loop and update on latents and histories)"
     ),
     "stable_baselines3.common.off_policy_algorithm.OffPolicyAlgorithm._sample_action": (
-        "sb3_gaara.slac.slac.SLAC._sample_action (the same random warm-up draw and scaling, with the actor's history)"
+        "sb3_gaara.slac.slac.SLAC._sample_action (the same random warm-up draw and scaling, with the actor's history) "
+        "and sb3_gaara.dreamer.dreamer.Dreamer._sample_action (the same, with the filtered latent state)"
     ),
     "stable_baselines3.common.off_policy_algorithm.OffPolicyAlgorithm._store_transition": (
-        "sb3_gaara.slac.slac.SLAC._store_transition (calls it, then reads the dones as the next episode starts)"
+        "sb3_gaara.common.recurrent.TracksEpisodeStarts._store_transition (SLAC's and Dreamer's: calls it, then reads "
+        "the dones as the next episode starts)"
     ),
     "stable_baselines3.common.buffers.ReplayBuffer.__init__": (
         "sb3_gaara.common.buffers.AugmentedPixelReplayBuffer.__init__ (runs BaseBuffer.__init__ and repeats the remaining "

@@ -23,6 +23,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_gaara.common.preprocessing import channel_first_shape, check_pixel_observation_space
+from sb3_gaara.common.recurrent import TracksEpisodeStarts
 from sb3_gaara.common.saving import DurableSaves
 from sb3_gaara.dreamer.policies import PLANNERS, ActionModel, CnnPolicy, DreamerPolicy, DreamerState, ValueModel, frozen
 from sb3_gaara.dreamer.world_model import RSSMState, WorldModel, check_image_size
@@ -32,7 +33,7 @@ from sb3_gaara.slac.sequence_buffer import SequenceReplayBuffer, SequenceSamples
 SelfDreamer = TypeVar("SelfDreamer", bound="Dreamer")
 
 
-class Dreamer(DurableSaves):
+class Dreamer(DurableSaves, TracksEpisodeStarts):
     """Dreamer: behaviour learned by latent imagination, acting by its actor or by planning over its model.
 
     ``Dreamer("CnnPolicy", env)`` trains with the paper's settings (appendix A): 64 x 64 frames, one per observation
@@ -290,19 +291,6 @@ class Dreamer(DurableSaves):
             posterior.deter.cpu().numpy(), posterior.stoch.cpu().numpy(), scaled_action.astype(np.float32)
         )
         return self.policy.unscale_action(scaled_action), scaled_action
-
-    def _store_transition(
-        self,
-        replay_buffer: ReplayBuffer,
-        buffer_action: np.ndarray,
-        new_obs: np.ndarray | dict[str, np.ndarray],
-        reward: np.ndarray,
-        dones: np.ndarray,
-        infos: list[dict[str, Any]],
-    ) -> None:
-        """SB3's ``_store_transition``; the envs whose episode ended restart from the initial state at the next step."""
-        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
-        self._last_episode_starts = np.asarray(dones, dtype=bool).copy()
 
     # ------------------------------------------------------------------------------------------ the update
 

@@ -23,13 +23,13 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.preprocessing import is_image_space_channels_first, maybe_transpose
+from stable_baselines3.common.preprocessing import is_image_space_channels_first
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
-from stable_baselines3.common.utils import is_vectorized_observation
 from torch import nn
 from torch.nn import functional as F
 
+from sb3_gaara.common.recurrent import observation_frames
 from sb3_gaara.dreamer.planning import cem_plan, lambda_returns
 from sb3_gaara.dreamer.world_model import DenseHead, RSSMState, WorldModel
 
@@ -435,14 +435,9 @@ class DreamerPolicy(BasePolicy):
             return self.act(posterior, deterministic)
 
     def frames(self, observation: np.ndarray) -> tuple[np.ndarray, bool]:
-        """``(n_envs, C, H, W)`` uint8 frames of an observation as ``predict`` gets it, and whether it was vectorized."""
-        if isinstance(observation, dict):
-            raise ValueError(f"Dreamer acts on single image observations, got a dict with keys {list(observation)}.")
-        observation = maybe_transpose(np.asarray(observation), self.observation_space)
-        vectorized = is_vectorized_observation(observation, self.observation_space)
-        shape = self.observation_space.shape
-        assert shape is not None
-        return observation.reshape((-1, *shape)).astype(np.uint8, copy=False), vectorized
+        """``(n_envs, C, H, W)`` uint8 frames of an observation as ``predict`` gets it, and whether it was vectorized
+        (:func:`~sb3_gaara.common.recurrent.observation_frames`)."""
+        return observation_frames(observation, self.observation_space, "Dreamer")
 
     def step(
         self, frames: np.ndarray, state: DreamerState | None, episode_start: np.ndarray | None, deterministic: bool

@@ -17,13 +17,13 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
-from stable_baselines3.common.preprocessing import is_image_space_channels_first, maybe_transpose
+from stable_baselines3.common.preprocessing import is_image_space_channels_first
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
-from stable_baselines3.common.utils import is_vectorized_observation
 from stable_baselines3.sac.policies import Actor
 from torch import nn
 
+from sb3_gaara.common.recurrent import observation_frames
 from sb3_gaara.slac.latent_model import DECODER_STD, LatentModel, xavier_init
 
 
@@ -274,15 +274,9 @@ class SLACPolicy(BasePolicy):
         return self.actor(self.history_input(history), deterministic=deterministic)
 
     def frames(self, observation: np.ndarray) -> tuple[np.ndarray, bool]:
-        """``(n_envs, C, H, W)`` uint8 frames of an observation as ``predict`` gets it (one env's or a VecEnv's,
-        channel-first or -last), and whether it was vectorized."""
-        if isinstance(observation, dict):
-            raise ValueError(f"SLAC acts on single image observations, got a dict with keys {list(observation)}.")
-        observation = maybe_transpose(np.asarray(observation), self.observation_space)
-        vectorized = is_vectorized_observation(observation, self.observation_space)
-        shape = self.observation_space.shape
-        assert shape is not None
-        return observation.reshape((-1, *shape)).astype(np.uint8, copy=False), vectorized
+        """``(n_envs, C, H, W)`` uint8 frames of an observation as ``predict`` gets it, and whether it was vectorized
+        (:func:`~sb3_gaara.common.recurrent.observation_frames`)."""
+        return observation_frames(observation, self.observation_space, "SLAC")
 
     def predict(  # type: ignore[override]
         self,

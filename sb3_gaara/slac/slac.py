@@ -26,6 +26,7 @@ from stable_baselines3.common.utils import polyak_update
 from stable_baselines3.sac import SAC
 
 from sb3_gaara.common.preprocessing import channel_first_shape, check_pixel_observation_space
+from sb3_gaara.common.recurrent import TracksEpisodeStarts
 from sb3_gaara.common.saving import DurableSaves
 from sb3_gaara.plotting import reconstruction_grid
 from sb3_gaara.slac.latent_model import check_image_size
@@ -35,7 +36,7 @@ from sb3_gaara.slac.sequence_buffer import SequenceReplayBuffer, SequenceSamples
 SelfSLAC = TypeVar("SelfSLAC", bound="SLAC")
 
 
-class SLAC(DurableSaves, SAC):
+class SLAC(DurableSaves, TracksEpisodeStarts, SAC):
     """Stochastic latent actor-critic from pixels.
 
     ``SLAC("CnnPolicy", env)`` trains with the paper's settings (appendix B): frames of 64 x 64 px, one per
@@ -239,19 +240,6 @@ class SLAC(DurableSaves, SAC):
             scaled_action = np.clip(scaled_action + action_noise(), -1, 1)
         self._rollout_history = record_action(history, scaled_action)
         return self.policy.unscale_action(scaled_action), scaled_action
-
-    def _store_transition(
-        self,
-        replay_buffer: ReplayBuffer,
-        buffer_action: np.ndarray,
-        new_obs: np.ndarray | dict[str, np.ndarray],
-        reward: np.ndarray,
-        dones: np.ndarray,
-        infos: list[dict[str, Any]],
-    ) -> None:
-        """SB3's ``_store_transition``; the envs whose episode ended start a new history at the next action."""
-        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
-        self._last_episode_starts = np.asarray(dones, dtype=bool).copy()
 
     # ------------------------------------------------------------------------------------------ the update
 
