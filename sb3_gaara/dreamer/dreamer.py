@@ -16,6 +16,7 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import Image, TensorBoardOutputFormat
 from stable_baselines3.common.noise import ActionNoise, NormalActionNoise
 from stable_baselines3.common.policies import BasePolicy
@@ -163,12 +164,15 @@ class Dreamer(DurableSaves, TracksEpisodeStarts):
             # Fail here, before SB3 wraps the env, with a message that says what to change.
             _check_observation_space(env.observation_space)
             _check_action_space(env.action_space)
+        # The values Dreamer decides for its buffer and policy (gamma is set on the model only by SB3's __init__).
+        decided = {key: getattr(self, key) for key in ("sequence_length", *_POLICY_DECIDED) if key != "gamma"}
+        decided["gamma"] = gamma
         for where, kwargs, keys in (
             ("replay_buffer_kwargs", replay_buffer_kwargs, ("sequence_length",)),
             ("policy_kwargs", policy_kwargs, _POLICY_DECIDED),
         ):
             for key in keys:
-                if kwargs and key in kwargs and kwargs[key] != getattr(self, key, gamma):
+                if kwargs and key in kwargs and kwargs[key] != decided[key]:
                     raise ValueError(
                         f"{where}[{key!r}]={kwargs[key]!r} contradicts Dreamer's {key}; set {key} on Dreamer, not in {where}."
                     )
@@ -464,8 +468,6 @@ def evaluate_planners(
 
     :param planner_kwargs: per planner, overrides of its settings (e.g. ``{"cem": {"candidates": 100}}``)
     """
-    from stable_baselines3.common.evaluation import evaluate_policy
-
     saved = (model.planner, model.planner_kwargs)
     results: dict[str, tuple[float, float]] = {}
     try:
