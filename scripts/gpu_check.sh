@@ -7,13 +7,18 @@
 #   3. scripts/gpu_speed_options.py (stage "options", not run by default): the fast path's update under
 #      cudnn.benchmark and bfloat16 convolutions, a profile of the eager update, and end-to-end steps per second
 #      with the faster float32 setting, which the study then uses (--cudnn-benchmark);
+#   mps (not run by default): starts NVIDIA's Multi-Process Service where the driver has it, so that the study's
+#      runs, one process each, share the GPU's multiprocessors instead of taking turns; skipped, and stopped
+#      again, if a CUDA process cannot start under it;
 #   4. python -m sb3_gaara.study --preset gpu-10min, limited to the time left of the budget (with
 #      --no-cuda-graphs if step 1 failed, so that the study still runs).
 # What a reader needs comes out small, in OUT_DIR: log.txt, tests.txt, benchmark.txt, benchmark.json, results.md,
 # curves.csv and the task's PNG (the study's run directories stay in STUDY_DIR).
 #
 # Usage: scripts/gpu_check.sh OUT_DIR [BUDGET_SECONDS (540)]
-# Environment: PYTHON (python3), STUDY_DIR (OUT_DIR/../gpu_study), STUDY_ARGS and BENCH_ARGS (extra flags),
+# Environment: PYTHON (python3), STUDY_DIR (OUT_DIR/../gpu_study), STUDY_ARGS and BENCH_ARGS (extra flags), BENCH_TIMEOUT (240 s),
+#   STUDY_ARGS_NO_MPS (the study's flags instead of STUDY_ARGS where the mps stage ran and MPS did not start: fewer runs
+#   when they must take turns),
 #   STAGES ("tests bench study"; "tests options study" measures the settings instead of the full benchmark). Tiny CPU rehearsal of the script (a minute or two):
 #   STAGES="bench study" BENCH_ARGS="--device cpu --quick" STUDY_ARGS="--device cpu --tasks pixel_reach
 #     --env-steps 400 --eval-every 200 --eval-episodes 2 --random-episodes 2" scripts/gpu_check.sh /tmp/check 300
@@ -35,6 +40,10 @@ $python -c "import torch, sys; print('python', sys.version.split()[0], 'torch', 
 
 graphs_ok=1
 cudnn_benchmark=0
+mps=0
+mps_tried=0
+stop_mps() { [ $mps -eq 1 ] && echo quit | nvidia-cuda-mps-control >/dev/null 2>&1; mps=0; }
+trap stop_mps EXIT
 for stage in $stages; do
   case $stage in
     tests)
@@ -47,9 +56,24 @@ for stage in $stages; do
     bench)
       say "benchmark"
       # shellcheck disable=SC2086
-      timeout 240 $python -m sb3_gaara.benchmark --device cuda --json "$out/benchmark.json" ${BENCH_ARGS:-} >"$out/benchmark.txt" 2>&1
+      timeout "${BENCH_TIMEOUT:-240}" $python -m sb3_gaara.benchmark --device cuda --json "$out/benchmark.json" ${BENCH_ARGS:-} >"$out/benchmark.txt" 2>&1
       say "benchmark exit $?"
       tail -n 40 "$out/benchmark.txt" >>"$log"
+      ;;
+    mps)
+      mps_tried=1
+      if ! command -v nvidia-cuda-mps-control >/dev/null 2>&1; then say "no nvidia-cuda-mps-control: runs take turns on the GPU"; continue; fi
+      export CUDA_MPS_PIPE_DIRECTORY=/tmp/gpu_check_mps/pipe CUDA_MPS_LOG_DIRECTORY=/tmp/gpu_check_mps/log
+      mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+      if nvidia-cuda-mps-control -d >>"$log" 2>&1; then mps=1; fi
+      if [ $mps -eq 1 ] && timeout 30 $python -c "import torch; print('MPS client ok', float(torch.ones(8, device='cuda').sum()))" >>"$log" 2>&1; then
+        say "MPS started: the study's processes share the GPU"
+      else
+        say "MPS did not start a CUDA client: runs take turns on the GPU"
+        tail -n 5 "$CUDA_MPS_LOG_DIRECTORY"/control.log >>"$log" 2>/dev/null
+        stop_mps
+        unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+      fi
       ;;
     options)
       say "speed options"
@@ -71,9 +95,11 @@ for stage in $stages; do
       for candidate in shared/reference/drq_planet_bench.csv ../shared/reference/drq_planet_bench.csv .device/drq_planet_bench.csv; do
         [ -f "$candidate" ] && reference="--reference $candidate" && break
       done
-      say "study, time limit ${left} s $extra"
+      study_args=${STUDY_ARGS:-}
+      [ "$mps_tried" = 1 ] && [ $mps -eq 0 ] && study_args=${STUDY_ARGS_NO_MPS:-$study_args}
+      say "study, time limit ${left} s $extra $study_args"
       # shellcheck disable=SC2086
-      $python -m sb3_gaara.study --preset gpu-10min --time-limit "$left" --out "$study_dir" $reference $extra ${STUDY_ARGS:-} \
+      $python -m sb3_gaara.study --preset gpu-10min --time-limit "$left" --out "$study_dir" $reference $extra $study_args \
         >"$out/study.txt" 2>&1
       say "study exit $?"
       tail -n 20 "$out/study.txt" >>"$log"
@@ -84,4 +110,5 @@ for stage in $stages; do
     *) say "unknown stage $stage" ;;
   esac
 done
+stop_mps
 say "done"
