@@ -18,6 +18,10 @@ ENV ?= dmc-cheetah-run
 STEPS ?= 1000
 OUT ?= runs/quickstart
 PYTEST_ARGS ?=
+# Test files run in parallel, one worker process per CPU (pytest-xdist), each file whole on one worker so that its
+# module fixtures are built once; TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= auto
+XDIST := -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: install install-dev train test test-slow lint clean
 
@@ -44,10 +48,10 @@ train: install
 	$(PY) examples/first_run.py --env $(ENV) --steps $(STEPS) --out $(OUT)
 
 test: install-dev
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(XDIST) $(PYTEST_ARGS)
 
 test-slow: install-dev
-	$(PY) -m pytest -q -m slow --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m slow --durations=15 $(XDIST) $(PYTEST_ARGS)
 
 lint: install-dev
 	$(VENV)/bin/ruff check sb3_gaara tests examples scripts

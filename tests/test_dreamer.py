@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-from conftest import RecordingLogger, assert_same
+from conftest import RecordingLogger, assert_same, check_margin
 from gymnasium import spaces
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
@@ -614,10 +614,11 @@ def test_training_on_an_empty_buffer_says_what_to_do() -> None:
 # ---------------------------------------------------------------------------------------------- learning
 
 
-#: agent steps of the CPU-scale check that runs in CI (PixelReach, the study's CPU-scale Dreamer settings); the README's
-#: figures come from ``_train_dreamer(seed, 3000)`` for seeds 0 and 1 side by side
-LEARNING_STEPS = 1_500
-EVAL_EPISODES = 10
+#: agent steps of the CPU-scale check that runs in CI (PixelReach, the study's CPU-scale Dreamer settings, seed 0); the
+#: README's figures come from ``_train_dreamer(seed)`` for seeds 0 and 1 side by side
+LEARNING_STEPS = 3_000
+#: evaluation episodes of the actor (the margin over the random policy is asserted on it) and of each planner (printed)
+EVAL_EPISODES = {"actor": 100, "cem": 10, "dreamer_mpc": 10}
 #: the planners' search in the learning check: the study's CPU-scale one
 SMALL_SEARCH = {"candidates": 100, "top_k": 10, "iterations": 3, "horizon": 8}
 
@@ -632,10 +633,10 @@ def _model_errors(model: Dreamer, ends: np.ndarray) -> tuple[float, float]:
     return float(terms.reconstruction_mse), float(terms.reward_mse)
 
 
-def _train_dreamer(seed: int, steps: int = LEARNING_STEPS, episodes: int = EVAL_EPISODES) -> dict[str, Any]:
+def _train_dreamer(seed: int, steps: int = LEARNING_STEPS, episodes: dict[str, int] = EVAL_EPISODES) -> dict[str, Any]:
     """Train Dreamer with the study's CPU-scale settings on PixelReach (one core) for ``steps`` agent steps; the
-    deterministic returns of each planner acting with the trained model over ``episodes`` episodes, the training time,
-    and the model's errors before and after training (on the random policy's first sequences)."""
+    deterministic returns of each planner acting with the trained model (``episodes[planner]`` episodes), the training
+    time, and the model's errors before and after training (on the random policy's first sequences)."""
     import copy
     import time
 
@@ -654,35 +655,40 @@ def _train_dreamer(seed: int, steps: int = LEARNING_STEPS, episodes: int = EVAL_
     train_time = time.time() - start
     after = _model_errors(model, ends)
     returns = {}
-    for planner in ("actor", "cem", "dreamer_mpc"):
+    for planner, n_episodes in episodes.items():
         model.set_planner(planner, None if planner == "actor" else SMALL_SEARCH)
         rewards, _ = evaluate_policy(
-            model, eval_env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True
+            model, eval_env, n_eval_episodes=n_episodes, deterministic=True, return_episode_rewards=True
         )
         returns[planner] = [float(reward) for reward in rewards]
-    return {"returns": returns, "train_time": train_time, "before": before, "after": after}
+    action_repeat = int(env.get_attr("action_repeat")[0])
+    return {"returns": returns, "train_time": train_time, "before": before, "after": after, "action_repeat": action_repeat}
 
 
 @pytest.mark.slow
-def test_dreamer_world_model_learns_from_pixels() -> None:
-    """Dreamer on PixelReach with the study's CPU-scale settings (one seed, 1500 agent steps): the world model's
-    reconstruction error falls below 0.7 of its start and its reward error below 0.3, and every planner acts with the
-    trained model. The returns of the actor, CEM and Dreamer-MPC are printed beside the random policy's; at this CPU
-    budget they do not beat it reliably (the README gives the two-seed figures), so they are reported, not asserted."""
-    from sb3_gaara.study import AGENTS, evaluate_random_policy, resolve_task
+def test_dreamer_learns_from_pixels() -> None:
+    """Dreamer on PixelReach with the study's CPU-scale settings (seed 0, 3000 agent steps, ~8 min on one core): the
+    actor's deterministic policy beats a random one by more than 4 standard errors and closes a third of the gap to a
+    scripted policy, and the world model's reconstruction and reward errors fall below 0.3 of their start. The two
+    planners acting with the trained model are evaluated too and their returns printed (10 episodes each)."""
+    from sb3_gaara.study import AGENTS, resolve_task
 
     outcome = _train_dreamer(0)
     task = resolve_task("pixel_reach").for_agent(AGENTS["dreamer"])
-    random_mean, random_std = evaluate_random_policy(task, EVAL_EPISODES)
     (mse_before, reward_before), (mse_after, reward_after) = outcome["before"], outcome["after"]
-    figures = ", ".join(
-        f"{planner} {np.mean(rewards):.1f} ± {np.std(rewards):.1f}" for planner, rewards in outcome["returns"].items()
+    planners = ", ".join(
+        f"{planner} {np.mean(rewards):.1f} ± {np.std(rewards):.1f}"
+        for planner, rewards in outcome["returns"].items()
+        if planner != "actor"
     )
     print(
-        f"\nDreamer after {LEARNING_STEPS} agent steps ({outcome['train_time']:.0f} s): {figures}, random "
-        f"{random_mean:.1f} ± {random_std:.1f} ({EVAL_EPISODES} episodes each); reconstruction MSE {mse_before:.4f} -> "
-        f"{mse_after:.4f}, reward MSE {reward_before:.3f} -> {reward_after:.3f}"
+        f"\nDreamer's planners after {LEARNING_STEPS} agent steps: {planners} ({EVAL_EPISODES['cem']} episodes each); "
+        f"reconstruction MSE {mse_before:.4f} -> {mse_after:.4f}, reward MSE {reward_before:.3f} -> {reward_after:.3f}"
     )
-    assert mse_after < 0.7 * mse_before, "the reconstruction error did not fall"
+    assert mse_after < 0.3 * mse_before, "the reconstruction error did not fall"
     assert reward_after < 0.3 * reward_before, "the reward error did not fall"
-    assert all(len(rewards) == EVAL_EPISODES and np.isfinite(rewards).all() for rewards in outcome["returns"].values())
+    assert all(np.isfinite(rewards).all() for rewards in outcome["returns"].values())
+    check_margin(
+        "Dreamer (actor)", outcome["returns"]["actor"], task, LEARNING_STEPS, outcome["action_repeat"],
+        EVAL_EPISODES["actor"], outcome["train_time"],
+    )  # fmt: skip

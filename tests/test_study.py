@@ -902,9 +902,9 @@ def test_dreamer_agents_run_on_single_frames_at_action_repeat_2_with_their_cpu_s
         model = study_run._new_model(config, env, agent_steps=60)
         assert type(model) is Dreamer and model.planner == planner
         assert model.policy.planner_settings == {**PLANNER_DEFAULTS[planner], **expected.get("planner_kwargs", {})}
-        assert (model.learning_starts, model.batch_size, model.sequence_length, model.gradient_steps) == (500, 8, 16, 12)
+        assert (model.learning_starts, model.batch_size, model.sequence_length, model.gradient_steps) == (500, 8, 16, 36)
         assert (model.train_freq.frequency, model.imagination_horizon, model.buffer_size) == (25, 15, 60)
-        assert (model.learning_rate, model.value_learning_rate, model.model_learning_rate) == (4e-4, 1e-3, 2e-3)
+        assert (model.learning_rate, model.value_learning_rate, model.model_learning_rate) == (2e-4, 1e-3, 2e-3)
         assert (model.gamma, model.kl_scale, model.kl_balance) == (0.95, 0.2, 0.95)
         policy = model.policy
         assert (policy.depth, policy.deter_size, policy.stoch_size, policy.hidden_size, policy.units, policy.layers) == (
