@@ -636,10 +636,11 @@ def test_saving_to_a_file_object() -> None:
 # ---------------------------------------------------------------------------------------------- learning
 
 
-#: seeds and agent steps of the CPU-scale learning check (PixelReach, the study's CPU-scale SLAC settings)
-LEARNING_SEEDS = (0, 1)
+#: agent steps and evaluation episodes of the CPU-scale learning check that runs in CI (PixelReach, the study's
+#: CPU-scale SLAC settings, seed 0); the README's two-seed figures come from ``_train_slac(seed, 30)`` for seeds 0 and 1
+#: side by side
 LEARNING_STEPS = 4_000
-LEARNING_EPISODES = 30
+LEARNING_EPISODES = 60
 
 
 def _reconstruction_mse(model: SLAC, ends: np.ndarray) -> float:
@@ -652,7 +653,7 @@ def _reconstruction_mse(model: SLAC, ends: np.ndarray) -> float:
     return float(terms.reconstruction_mse)
 
 
-def _train_slac(seed: int) -> tuple[list[float], float, float, float, int]:
+def _train_slac(seed: int, episodes: int = LEARNING_EPISODES) -> tuple[list[float], float, float, float, int]:
     """Train SLAC with the study's CPU-scale settings on PixelReach (one core); its evaluation returns, training time,
     reconstruction errors before and after training (on the random policy's first sequences) and action repeat."""
     import copy
@@ -672,36 +673,21 @@ def _train_slac(seed: int) -> tuple[list[float], float, float, float, int]:
     model.learn(LEARNING_STEPS - model.learning_starts, reset_num_timesteps=False)
     train_time = time.time() - start
     after = _reconstruction_mse(model, ends)
-    rewards, _ = evaluate_policy(
-        model, eval_env, n_eval_episodes=LEARNING_EPISODES, deterministic=True, return_episode_rewards=True
-    )
+    rewards, _ = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True)
     return [float(reward) for reward in rewards], train_time, before, after, int(env.get_attr("action_repeat")[0])
 
 
 @pytest.mark.slow
 def test_slac_learns_from_pixels() -> None:
-    """SLAC on PixelReach with the study's CPU-scale settings, two seeds side by side (one core each): the pooled
+    """SLAC on PixelReach with the study's CPU-scale settings (seed 0, 4000 agent steps, ~3 min on one core): the
     deterministic returns beat a random policy by more than 4 standard errors and close a third of the gap to a
-    scripted policy, each seed beats the random policy's mean, and the model's reconstruction error falls."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
+    scripted policy, and the model's reconstruction error falls below half of its start."""
     from conftest import check_margin
 
-    from sb3_gaara.study import AGENTS, evaluate_random_policy, resolve_task
+    from sb3_gaara.study import AGENTS, resolve_task
 
-    with ProcessPoolExecutor(len(LEARNING_SEEDS), mp_context=multiprocessing.get_context("spawn")) as pool:
-        outcomes = list(pool.map(_train_slac, LEARNING_SEEDS))
+    rewards, train_time, before, after, action_repeat = _train_slac(0)
+    print(f"\nSLAC seed 0: reconstruction MSE {before:.4f} -> {after:.4f}")
+    assert after < 0.5 * before, "the reconstruction error did not fall"
     task = resolve_task("pixel_reach").for_agent(AGENTS["slac"])
-    random_mean, _ = evaluate_random_policy(task, LEARNING_EPISODES * len(LEARNING_SEEDS))
-    for seed, (rewards, train_time, before, after, _) in zip(LEARNING_SEEDS, outcomes, strict=True):
-        print(
-            f"\nSLAC seed {seed}: {np.mean(rewards):.1f} ± {np.std(rewards):.1f} over {len(rewards)} episodes after "
-            f"{train_time:.0f} s; reconstruction MSE {before:.4f} -> {after:.4f}"
-        )
-        assert np.mean(rewards) > random_mean, f"seed {seed}"
-        assert after < 0.5 * before, f"seed {seed}: the reconstruction error did not fall"
-    pooled = [reward for rewards, *_ in outcomes for reward in rewards]
-    train_time = max(outcome[1] for outcome in outcomes)
-    action_repeat = outcomes[0][4]
-    check_margin("SLAC (2 seeds)", pooled, task, LEARNING_STEPS, action_repeat, len(pooled), train_time)
+    check_margin("SLAC", rewards, task, LEARNING_STEPS, action_repeat, LEARNING_EPISODES, train_time)
