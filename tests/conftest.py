@@ -80,6 +80,20 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+#: The test files whose slow tests run longest (the CPU-scale learning checks, several minutes each), longest first.
+#: They are collected first, so that pytest-xdist (``make test-slow``: one worker per CPU, whole files) starts them
+#: first and the workers finish together instead of one waiting on a check that started last.
+LONGEST_FILES_FIRST = ("test_dreamer.py", "test_evaluation.py", "test_zoo.py", "test_slac.py", "test_study.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FILES_FIRST.index(name) if name in LONGEST_FILES_FIRST else len(LONGEST_FILES_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file, and of the other files, is kept
+
+
 #: bfloat16 convolutions are emulated, and about 4x slower than float32, on a CPU without these
 NATIVE_BFLOAT16 = bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
