@@ -7,7 +7,7 @@
 #   3. scripts/gpu_speed_options.py (stage "options", not run by default): the fast path's update under
 #      cudnn.benchmark and bfloat16 convolutions, a profile of the eager update, and end-to-end steps per second
 #      with the faster float32 setting, which the study then uses (--cudnn-benchmark);
-#   mps (not run by default): starts NVIDIA's Multi-Process Service where the driver has it, so that the study's
+#   mps (before the study by default): starts NVIDIA's Multi-Process Service where the driver has it, so that the study's
 #      runs, one process each, share the GPU's multiprocessors instead of taking turns; skipped, and stopped
 #      again, if a CUDA process cannot start under it;
 #   4. python -m sb3_gaara.study --preset gpu-10min, limited to the time left of the budget (with
@@ -19,14 +19,14 @@
 # Environment: PYTHON (python3), STUDY_DIR (OUT_DIR/../gpu_study), STUDY_ARGS and BENCH_ARGS (extra flags), BENCH_TIMEOUT (240 s),
 #   STUDY_ARGS_NO_MPS (the study's flags instead of STUDY_ARGS where the mps stage ran and MPS did not start: fewer runs
 #   when they must take turns),
-#   STAGES ("tests bench study"; "tests options study" measures the settings instead of the full benchmark). Tiny CPU rehearsal of the script (a minute or two):
+#   STAGES ("tests bench mps study"; "tests options mps study" measures the settings instead of the full benchmark). Tiny CPU rehearsal of the script (a minute or two):
 #   STAGES="bench study" BENCH_ARGS="--device cpu --quick" STUDY_ARGS="--device cpu --tasks pixel_reach
 #     --env-steps 400 --eval-every 200 --eval-episodes 2 --random-episodes 2" scripts/gpu_check.sh /tmp/check 300
 set -uo pipefail
 out=${1:?usage: scripts/gpu_check.sh OUT_DIR [BUDGET_SECONDS]}
 budget=${2:-540}
 python=${PYTHON:-python3}
-stages=${STAGES:-tests bench study}
+stages=${STAGES:-tests bench mps study}
 study_dir=${STUDY_DIR:-$out/../gpu_study}
 export MUJOCO_GL=${MUJOCO_GL:-egl} PYTHONUNBUFFERED=1
 start=$(date +%s)
