@@ -43,7 +43,7 @@ cudnn_benchmark=0
 mps=0
 mps_tried=0
 stop_mps() { [ $mps -eq 1 ] && echo quit | nvidia-cuda-mps-control >/dev/null 2>&1; mps=0; }
-trap stop_mps EXIT
+trap stop_mps EXIT  # at the end, and on any exit: a daemon left running would outlive the job
 for stage in $stages; do
   case $stage in
     tests)
@@ -110,5 +110,4 @@ for stage in $stages; do
     *) say "unknown stage $stage" ;;
   esac
 done
-stop_mps
 say "done"
