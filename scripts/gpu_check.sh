@@ -16,7 +16,8 @@
 # curves.csv and the task's PNG (the study's run directories stay in STUDY_DIR).
 #
 # Usage: scripts/gpu_check.sh OUT_DIR [BUDGET_SECONDS (540)]
-# Environment: PYTHON (python3), STUDY_DIR (OUT_DIR/../gpu_study), STUDY_ARGS and BENCH_ARGS (extra flags), BENCH_TIMEOUT (240 s),
+# Environment: PYTHON (python3), STUDY_DIR (OUT_DIR/../gpu_study), STUDY_ARGS, BENCH_ARGS and OPTIONS_ARGS (extra flags),
+#   BENCH_TIMEOUT and OPTIONS_TIMEOUT (240 s each),
 #   STUDY_ARGS_NO_MPS (the study's flags instead of STUDY_ARGS where the mps stage ran and MPS did not start: fewer runs
 #   when they must take turns),
 #   STAGES ("tests bench mps study"; "tests options mps study" measures the settings instead of the full benchmark). Tiny CPU rehearsal of the script (a minute or two):
@@ -78,7 +79,7 @@ for stage in $stages; do
     options)
       say "speed options"
       # shellcheck disable=SC2086
-      timeout 150 $python scripts/gpu_speed_options.py --json "$out/options.json" --profile "$out/profile.txt" \
+      timeout "${OPTIONS_TIMEOUT:-240}" $python scripts/gpu_speed_options.py --json "$out/options.json" --profile "$out/profile.txt" \
         --choice "$out/choice.env" ${OPTIONS_ARGS:-} >"$out/options.txt" 2>&1
       say "speed options exit $?"
       tail -n 12 "$out/options.txt" | tee -a "$log"

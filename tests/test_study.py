@@ -325,29 +325,46 @@ def test_gpu_10min_preset_runs_its_grid_with_its_settings(tmp_path, monkeypatch,
     assert "start over" in printed
 
 
-def test_cudnn_benchmark_is_a_speed_setting_each_run_applies(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize(
+    ("flag", "setting", "described", "torch_flag"),
+    [
+        ("--cudnn-benchmark", "cudnn_benchmark", "cudnn.benchmark on", ("cudnn", "benchmark")),
+        ("--tf32", "tf32", "TF32 matrix products", ("cuda.matmul", "allow_tf32")),
+    ],
+)
+def test_process_wide_gpu_flags_are_run_time_settings_each_run_applies(
+    tmp_path, monkeypatch, flag, setting, described, torch_flag
+) -> None:
+    import operator
+
     import torch
 
     from sb3_gaara.study import run as study_run
 
     _, settings = build_grid(study.parse_args(["--preset", "gpu-10min"]))
-    assert settings["cudnn_benchmark"] is False
-    _, settings = build_grid(study.parse_args(["--preset", "gpu-10min", "--cudnn-benchmark"]))
-    assert settings["cudnn_benchmark"] is True
-    assert "; cudnn.benchmark on; GAARASAC cuda_graphs=True" in study.describe_settings(settings)
+    assert settings[setting] is False
+    assert described not in study.describe_settings(settings)
+    _, settings = build_grid(study.parse_args(["--preset", "gpu-10min", flag]))
+    assert settings[setting] is True
+    assert f"; {described}; GAARASAC cuda_graphs=True" in study.describe_settings(settings)
     # Not part of a run's identity: a run resumes with the flag switched either way.
-    assert _config(tmp_path, cudnn_benchmark=True).identity() == _config(tmp_path).identity()
+    assert _config(tmp_path, **{setting: True}).identity() == _config(tmp_path).identity()
+    module = operator.attrgetter(torch_flag[0])(torch.backends)
     seen: list[bool] = []
 
     def stop_at_env(*args, **kwargs):
-        seen.append(torch.backends.cudnn.benchmark)
+        seen.append(getattr(module, torch_flag[1]))
         raise RuntimeError("stop here")
 
     monkeypatch.setattr(study_run, "make_train_env", stop_at_env)
-    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
-    for flag in (True, False):
-        with pytest.raises(RuntimeError, match="stop here"):
-            study_run.run_training(_config(tmp_path, cudnn_benchmark=flag))
+    original = getattr(module, torch_flag[1])  # torch's flag objects refuse monkeypatch's own bookkeeping
+    try:
+        setattr(module, torch_flag[1], False)
+        for value in (True, False):
+            with pytest.raises(RuntimeError, match="stop here"):
+                study_run.run_training(_config(tmp_path, **{setting: value}))
+    finally:
+        setattr(module, torch_flag[1], original)
     assert seen == [True, False]
 
 

@@ -439,6 +439,10 @@ RUNTIME_DEFAULTS: dict[str, Any] = {
     # computation, other kernels (float results may differ in the last bits). A process-wide torch flag, so a
     # run-time setting of the study rather than a GAARASAC argument.
     "cudnn_benchmark": False,
+    # The Linear layers' matrix products in TF32 on a GPU (``torch.backends.cuda.matmul.allow_tf32``, off by
+    # default in torch; cuDNN's convolutions use TF32 already): fewer mantissa bits, faster products. Process-wide
+    # too, and like bfloat16 convolutions it changes the numbers, so it is opt-in.
+    "tf32": False,
 }
 
 #: ``GAARASAC`` arguments that change how fast a run computes, not what it computes (``cuda_graphs``: the

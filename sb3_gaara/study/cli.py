@@ -105,6 +105,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="torch.backends.cudnn.benchmark in every run: cuDNN picks its fastest convolution kernels on a GPU "
         "(default: off)",
     )
+    parser.add_argument(
+        "--tf32",
+        action=argparse.BooleanOptionalAction,
+        help="torch.backends.cuda.matmul.allow_tf32 in every run: the Linear layers' products in TF32 on a GPU, faster "
+        "and less precise (default: off, torch's default)",
+    )
     cluster = parser.add_argument_group(
         "Ray cluster", 'runs as Ray tasks (pip install "sb3-gaara[ray]"); --out must be on a filesystem every node sees'
     )
@@ -306,6 +312,7 @@ def plan_jobs(
                 model_kwargs=settings["model_kwargs"],
                 checkpoint_at_deadline=settings["checkpoint_at_deadline"],
                 cudnn_benchmark=settings["cudnn_benchmark"],
+                tf32=settings["tf32"],
             )
             jobs.append(("train", config))
     return jobs

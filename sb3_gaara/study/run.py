@@ -100,6 +100,9 @@ class RunConfig:
     checkpoint_at_deadline: bool = True
     #: ``torch.backends.cudnn.benchmark`` while the run trains (speed only: not part of its identity)
     cudnn_benchmark: bool = False
+    #: ``torch.backends.cuda.matmul.allow_tf32`` while the run trains (a precision setting of the GPU's matrix
+    #: products; like the device, not part of its identity)
+    tf32: bool = False
 
     def run_task(self) -> TaskSpec:
         """The task as the run's agent runs it (:meth:`TaskSpec.for_agent`): its frames, render size and settings."""
@@ -362,6 +365,7 @@ def run_training(config: RunConfig, stop: StopRequest | None = None) -> str:
     if config.threads is not None:
         th.set_num_threads(config.threads)
     th.backends.cudnn.benchmark = config.cudnn_benchmark
+    th.backends.cuda.matmul.allow_tf32 = config.tf32
     state = read_checkpoint_state(run_dir / pointer["dir"]) if pointer is not None else None
     restored = _restore_envs(state, run_dir) if state is not None else None
     # Exact: a new run, or one whose checkpoint kept its envs.
