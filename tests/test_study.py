@@ -236,6 +236,41 @@ def test_results_markdown_says_where_time_limited_runs_got() -> None:
     assert table.endswith("| cheetah_run | GAARA | 0 | 20k | 250±0 | \u2013 | \u2013 |\n")
 
 
+def test_curves_of_other_jobs_merge_into_one_report(tmp_path) -> None:
+    # Four 10-minute jobs, one run each, come back as four curves.csv files; --curves puts the grid together.
+    jobs = {
+        ("GAARA", 0): [_row(0, 1.0), _row(100_000, 300.0)],
+        ("GAARA", 1): [_row(0, 2.0, seed=1), _row(100_000, 200.0, seed=1)],
+        ("SAC+AE", 0): [_row(0, 3.0, agent="SAC+AE"), _row(100_000, 240.0, agent="SAC+AE")],
+    }
+    paths = []
+    for (agent, seed), rows in jobs.items():
+        paths.append(tmp_path / f"job_{agent}_{seed}" / "curves.csv")
+        paths[-1].parent.mkdir()
+        write_curve_csv(paths[-1], rows)
+    out = tmp_path / "merged"
+    argv = ["--preset", "gpu-10min", "--report-only", "--out", str(out), "--curves", *map(str, paths)]
+    assert study.main([*argv, str(paths[0])]) == 0  # a file given twice counts once
+    merged = read_curve_csv(out / "curves.csv")
+    assert len(merged) == 6 and merged == sorted(merged, key=lambda r: (r["env"], r["agent"], r["seed"], r["step"]))
+    table = (out / "results.md").read_text()
+    assert "| cheetah_run | 250±50 | 240±0 (n=1) | 344±67 |" in table
+    assert (out / "cheetah_run.png").exists()
+    # The same seed trained twice, with another return: an error naming both files, not a third seed.
+    clash = tmp_path / "clash.csv"
+    write_curve_csv(clash, [_row(100_000, 310.0)])
+    with pytest.raises(SystemExit, match=r"seed 0 at 100000 env steps has two returns, 300.0 in .*job_GAARA_0.* and 310.0"):
+        study.main([*argv, str(clash)])
+    # The same clash between a run directory and a file, found when the report is written.
+    run_curve = tmp_path / "runs_out" / "runs" / "cheetah_run" / "gaara" / "seed_0" / "curve.csv"
+    run_curve.parent.mkdir(parents=True)
+    write_curve_csv(run_curve, [_row(100_000, 299.0)])
+    with pytest.raises(SystemExit, match=r"299.0 in the run directories and 300.0 in .*job_GAARA_0"):
+        study.main(["--preset", "gpu-10min", "--report-only", "--out", str(run_curve.parents[4]), "--curves", str(paths[0])])
+    with pytest.raises(SystemExit, match=r"--curves .*missing\.csv: no such file"):
+        study.main([*argv, str(tmp_path / "missing.csv")])
+
+
 def test_plot_writes_png(tmp_path) -> None:
     ours = {"GAARA": [(0, 0.0, 0.0, 2), (10_000, 100.0, 10.0, 2)]}
     reference = {"DrQ": [(0, 0.0, 0.0, 10), (8000, 200.0, 20.0, 10), (200_000, 500.0, 20.0, 10)]}

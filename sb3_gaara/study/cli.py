@@ -36,6 +36,7 @@ from sb3_gaara.study.report import (
     describe_settings,
     format_count,
     format_steps,
+    merge_curves,
     write_json,
     write_reports,
 )
@@ -138,6 +139,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reference", help="reference curves CSV (DrQ's dmc_planet_bench.csv); default: found nearby")
     parser.add_argument("--out", default="study", help="output directory (default: ./study)")
     parser.add_argument("--report-only", action="store_true", help="only rewrite curves.csv, PNGs and results.md")
+    parser.add_argument(
+        "--curves",
+        nargs="+",
+        default=[],
+        metavar="CSV",
+        help="also report the evaluations in these curves.csv files of other jobs (one slice of the grid each, "
+        "e.g. one --variants / --seeds per 10-minute GPU job); the written curves.csv holds them all",
+    )
     parser.add_argument("--verbose", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -244,6 +253,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     remain (rerun the command to resume them); 1: a run failed."""
     args = parse_args(argv)
     pairs, settings = build_grid(args)
+    try:  # a missing, foreign or clashing --curves file stops the command before any run starts
+        merge_curves([], args.curves)
+    except (OSError, ValueError) as error:
+        raise SystemExit(str(error)) from None
     # The limit counts from here: the whole command, setup and reports included, has to fit a job's slot.
     started = time.time()
     deadline = started + settings["time_limit"] if settings["time_limit"] else None
@@ -266,7 +279,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             counts = run_jobs_on_ray(jobs, str(out), ray_options, progress_every=args.progress_every)
         else:
             counts = run_jobs(jobs, str(out), settings["workers"], progress_every=args.progress_every)
-    written = write_reports(
+    try:
+        written = _write_reports(args, out, pairs, settings)
+    except ValueError as error:  # a run directory and a --curves file disagree
+        raise SystemExit(str(error)) from None
+    print(f"[study] {dict(counts)} in {time.time() - started:.0f} s; wrote " + ", ".join(str(p) for p in written.values()))
+    return _exit_code(counts, settings)
+
+
+def _write_reports(
+    args: argparse.Namespace, out: Path, pairs: Sequence[tuple[str, str]], settings: Mapping[str, Any]
+) -> dict[str, Path]:
+    """:func:`write_reports` with the command's settings."""
+    return write_reports(
         out,
         settings["milestones"],
         settings["eval_every"],
@@ -275,9 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         n_seeds=len(settings["seeds"]),
         max_step=settings["env_steps"],
         eval_episodes=settings["eval_episodes"],
+        curves=args.curves,
     )
-    print(f"[study] {dict(counts)} in {time.time() - started:.0f} s; wrote " + ", ".join(str(p) for p in written.values()))
-    return _exit_code(counts, settings)
 
 
 def plan_jobs(

@@ -114,6 +114,34 @@ def collect_curves(out: str | os.PathLike) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: (row["env"], row["agent"], row["seed"], row["step"]))
 
 
+def merge_curves(rows: Iterable[Mapping[str, Any]], paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
+    """``rows`` and the evaluations of other jobs' ``curves.csv`` files (``--curves``), as one sorted curve.
+
+    A machine that keeps nothing runs one slice of a grid per job and returns its ``curves.csv``; this puts the
+    slices back together. An evaluation found twice with the same return counts once; with another return it
+    is an error naming both places, since two runs of one seed would otherwise be averaged as two seeds.
+    """
+    merged: dict[tuple[str, str, int, int], dict[str, Any]] = {}
+    where: dict[tuple[str, str, int, int], str] = {}
+    sources: list[tuple[str, Iterable[Mapping[str, Any]]]] = [("the run directories", rows)]
+    for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--curves {path}: no such file (give the curves.csv that a study wrote).")
+        sources.append((str(path), read_curve_csv(path)))
+    for source, source_rows in sources:
+        for row in source_rows:
+            key = (row["env"], row["agent"], row["seed"], row["step"])
+            if key in merged and merged[key]["episode_reward"] != row["episode_reward"]:
+                raise ValueError(
+                    f"{row['env']}/{row['agent']} seed {row['seed']} at {row['step']} env steps has two returns, "
+                    f"{merged[key]['episode_reward']} in {where[key]} and {row['episode_reward']} in {source}: "
+                    "the same run was trained twice. Keep one of the two files (or one run directory)."
+                )
+            merged.setdefault(key, dict(row))
+            where.setdefault(key, source)
+    return [merged[key] for key in sorted(merged)]
+
+
 def collect_random_baselines(out: str | os.PathLike) -> dict[str, tuple[float, float]]:
     """``{task: (mean, std)}`` of the random-policy baselines under ``<out>/runs``."""
     baselines = {}
@@ -467,11 +495,13 @@ def write_reports(
     n_seeds: int | None = None,
     max_step: int | None = None,
     eval_episodes: int = 10,
+    curves: Sequence[str | os.PathLike] = (),
 ) -> dict[str, Path]:
     """Write ``curves.csv``, ``<task>.png`` and ``results.md`` from the run directories under ``out`` (and
-    the settings of the last command that ran them, ``study.json``)."""
+    the settings of the last command that ran them, ``study.json``), with the evaluations of the ``curves``
+    files of other jobs (:func:`merge_curves`)."""
     out = Path(out)
-    rows = collect_curves(out)
+    rows = merge_curves(collect_curves(out), curves)
     write_curve_csv(out / "curves.csv", rows)
     baselines = collect_random_baselines(out)
     ours = aggregate_curves(rows)
