@@ -19,7 +19,8 @@ STEPS ?= 1000
 OUT ?= runs/quickstart
 PYTEST_ARGS ?=
 # Test files run in parallel, one worker process per CPU (pytest-xdist), each file whole on one worker so that its
-# module fixtures are built once; TEST_WORKERS=0 runs them in this process.
+# module fixtures are built once; TEST_WORKERS=0 runs them in this process. The slow suite keeps the collection's
+# file order (tests/conftest.py: longest first) instead of xdist's default order by number of tests per file.
 TEST_WORKERS ?= auto
 XDIST := -n $(TEST_WORKERS) --dist loadfile
 
@@ -51,7 +52,7 @@ test: install-dev
 	$(PY) -m pytest -q $(XDIST) $(PYTEST_ARGS)
 
 test-slow: install-dev
-	$(PY) -m pytest -q -m slow --durations=15 $(XDIST) $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m slow --durations=15 $(XDIST) --no-loadscope-reorder $(PYTEST_ARGS)
 
 lint: install-dev
 	$(VENV)/bin/ruff check sb3_gaara tests examples scripts

@@ -80,10 +80,20 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-#: The test files whose slow tests run longest (the CPU-scale learning checks, several minutes each), longest first.
-#: They are collected first, so that pytest-xdist (``make test-slow``: one worker per CPU, whole files) starts them
-#: first and the workers finish together instead of one waiting on a check that started last.
-LONGEST_FILES_FIRST = ("test_dreamer.py", "test_evaluation.py", "test_zoo.py", "test_slac.py", "test_study.py")
+#: The test files whose slow tests take longest in all (the CPU-scale learning checks, several minutes each; the zoo's
+#: ten subprocess runs), longest first, as measured by ``make test-slow`` (``--durations``). They are collected first,
+#: so that pytest-xdist (one worker per CPU, whole files, ``--no-loadscope-reorder``) hands each free worker the
+#: longest file left and the workers finish together instead of one waiting on a check that started last.
+LONGEST_FILES_FIRST = (
+    "test_zoo.py",
+    "test_dreamer.py",
+    "test_evaluation.py",
+    "test_study.py",
+    "test_slac.py",
+    "test_examples.py",
+    "test_study_ray.py",
+    "test_benchmark.py",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
