@@ -40,12 +40,13 @@ processes leave it alone). It prints a table and, with ``--json``, writes the fi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -627,6 +628,53 @@ def make_dmc_env() -> tuple[VecEnv, int]:
     return venv, default_action_repeat("cheetah")
 
 
+#: The parts of an agent step that :func:`bench_env_steps` times on their own, as the off-policy loop calls them:
+#: choosing the action (the actor's forward pass and the action's copy to the host), stepping the environment
+#: (simulation and rendering), storing the transition (the frame's copy into the replay) and the update. What is
+#: left of the step is SB3's loop itself (callbacks, logging, bookkeeping).
+STEP_PARTS: dict[str, str] = {
+    "action": "_sample_action",
+    "env_step": "step",
+    "store": "_store_transition",
+    "update": "train",
+}
+
+
+@contextlib.contextmanager
+def timed_step_parts(model: OffPolicyAlgorithm) -> Iterator[dict[str, dict[str, float]]]:
+    """Seconds spent in, and calls of, each of :data:`STEP_PARTS` while the block runs ``model.learn``.
+
+    Each method is wrapped by an instance attribute of the same name (the environment's ``step`` on
+    ``model.env``), removed again on exit, so nothing else of the model changes. On a GPU the update's time
+    includes its kernels: ``train`` ends with a synchronisation (the loss check), so the action's time does not
+    carry the update's work.
+    """
+    totals = {part: {"seconds": 0.0, "calls": 0.0} for part in STEP_PARTS}
+    owners: dict[str, Any] = {part: model.env if part == "env_step" else model for part in STEP_PARTS}
+
+    def timed(method: Callable[..., Any], total: dict[str, float]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                total["seconds"] += time.perf_counter() - start
+                total["calls"] += 1
+
+        return wrapper
+
+    for part, name in STEP_PARTS.items():
+        if name in vars(owners[part]):
+            raise RuntimeError(f"{type(owners[part]).__name__}.{name} is already wrapped: timed_step_parts does not nest.")
+    for part, name in STEP_PARTS.items():
+        setattr(owners[part], name, timed(getattr(owners[part], name), totals[part]))
+    try:
+        yield totals
+    finally:
+        for part, name in STEP_PARTS.items():
+            delattr(owners[part], name)  # the class's method again
+
+
 def bench_env_steps(
     random_steps: int,
     train_steps: int,
@@ -664,11 +712,14 @@ def bench_env_steps(
     model.learn(total_timesteps=random_steps)
     _synchronize(device)
     collect_s = time.perf_counter() - start
-    start = time.perf_counter()
-    model.learn(total_timesteps=train_steps, reset_num_timesteps=False)
-    _synchronize(device)
-    train_s = time.perf_counter() - start
+    with timed_step_parts(model) as parts:
+        start = time.perf_counter()
+        model.learn(total_timesteps=train_steps, reset_num_timesteps=False)
+        _synchronize(device)
+        train_s = time.perf_counter() - start
     venv.close()
+    per_step_ms = {part: 1e3 * parts[part]["seconds"] / max(train_steps, 1) for part in STEP_PARTS}
+    per_step_ms["rest"] = 1e3 * train_s / max(train_steps, 1) - sum(per_step_ms.values())
     return {
         "cuda_graphs": cuda_graphs,
         "conv_dtype": conv_dtype,
@@ -680,6 +731,8 @@ def bench_env_steps(
         "train_agent_steps": train_steps,
         "gradient_steps": model._n_updates,
         "train_env_steps_per_s": env_steps(train_steps, action_repeat) / train_s,
+        # Where a training agent step's time goes (STEP_PARTS, then the loop's "rest"), in ms per agent step.
+        "train_ms_per_agent_step": per_step_ms,
     }
 
 
@@ -894,10 +947,19 @@ def _env_run_lines(env: dict[str, Any], indent: str = "  ", target: str = "") ->
     if "skipped" in env:
         return [f"{indent}skipped: {env['skipped']}"]
     collect, train = env["collect_env_steps_per_s"], env["train_env_steps_per_s"]
-    return [
+    lines = [
         f"{indent}random warm-up ({env['random_agent_steps']} agent steps)   {collect:8.1f} env steps/s",
         f"{indent}training ({env['train_agent_steps']} agent steps, 1 update each) {train:6.2f} env steps/s{target}",
     ]
+    if "train_ms_per_agent_step" in env:  # absent from the JSON of runs before it was measured
+        lines.append(f"{indent}  one training agent step: {step_parts_line(env['train_ms_per_agent_step'])}")
+    return lines
+
+
+def step_parts_line(per_step_ms: dict[str, float]) -> str:
+    """``"16.1 ms = action 0.9 + env step 4.4 + store 0.2 + update 10.3 + rest 0.3"``: a training agent step and its parts."""
+    parts = " + ".join(f"{part.replace('_', ' ')} {ms:.1f}" for part, ms in per_step_ms.items())
+    return f"{sum(per_step_ms.values()):.1f} ms = {parts}"
 
 
 def _env_lines(eager: dict[str, Any], fast: dict[str, Any] | None) -> list[str]:

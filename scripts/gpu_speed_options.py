@@ -34,7 +34,7 @@ from typing import Any
 import torch as th
 from stable_baselines3 import SAC
 
-from sb3_gaara.benchmark import _synchronize, bench_env_steps, gpu_facts, stacked_random_env
+from sb3_gaara.benchmark import _synchronize, bench_env_steps, gpu_facts, stacked_random_env, step_parts_line
 from sb3_gaara.common.durability import write_text_atomic
 from sb3_gaara.gaara.gaara_sac import GAARASAC
 
@@ -157,6 +157,7 @@ def report(results: dict[str, Any]) -> str:
                 f"  {name:32s} training {env['train_env_steps_per_s']:7.1f}  (random warm-up "
                 f"{env['collect_env_steps_per_s']:.1f}; {env['train_agent_steps']} agent steps, 1 update each)"
             )
+            lines.append(f"  {'':32s}   one agent step: {step_parts_line(env['train_ms_per_agent_step'])}")
     return "\n".join(lines)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch as th
@@ -102,6 +103,33 @@ def test_update_figures_time_both_models_and_divide_their_medians():
     assert slac["min_s"] >= slac["model_update"]["min_s"] + slac["agent_update"]["min_s"]
     assert update["ratio_slac"] == pytest.approx(slac["median_s"] / beside["median_s"])
     assert update["groups"] == list(benchmark.UPDATE_GROUPS)
+
+
+def test_timed_step_parts_count_each_part_of_the_training_loop_and_leave_the_model_as_it_was(filled_model):
+    model = filled_model()
+    model_attributes, env_attributes = set(vars(model)), set(vars(model.env))
+    updates = model._n_updates
+    steps = 6
+    start = time.perf_counter()
+    with benchmark.timed_step_parts(model) as parts:
+        model.learn(total_timesteps=steps, reset_num_timesteps=False)
+    elapsed = time.perf_counter() - start
+    # One action, one environment step, one stored transition and one train() call per agent step.
+    assert {part: totals["calls"] for part, totals in parts.items()} == dict.fromkeys(benchmark.STEP_PARTS, steps)
+    assert model._n_updates - updates == steps
+    assert all(totals["seconds"] > 0 for totals in parts.values())
+    assert sum(totals["seconds"] for totals in parts.values()) < elapsed
+    # The wrappers are gone: the class's methods run again, and nothing else was added.
+    assert set(vars(model)) == model_attributes and set(vars(model.env)) == env_attributes
+    with benchmark.timed_step_parts(model), pytest.raises(RuntimeError, match="does not nest"):
+        with benchmark.timed_step_parts(model):
+            pass
+    assert set(vars(model)) == model_attributes and set(vars(model.env)) == env_attributes
+
+
+def test_step_parts_line_adds_the_parts_up():
+    line = benchmark.step_parts_line({"action": 1.0, "env_step": 4.5, "store": 0.25, "update": 10.0, "rest": 0.5})
+    assert line == "16.2 ms = action 1.0 + env step 4.5 + store 0.2 + update 10.0 + rest 0.5"
 
 
 @pytest.fixture(scope="module")
@@ -340,7 +368,10 @@ def test_a_cuda_report_prints_the_fast_path_its_ratios_targets_and_the_gpu():
             "peak_gpu_memory_bytes": 1536 * 2**20,
         },
         "env_steps": env_figures(False, 150.0),
-        "env_steps_cuda_graphs": env_figures(True, 350.0),
+        "env_steps_cuda_graphs": {
+            **env_figures(True, 350.0),
+            "train_ms_per_agent_step": {"action": 1.0, "env_step": 4.5, "store": 0.25, "update": 5.25, "rest": 0.5},
+        },
     }
     assert benchmark.report(results).splitlines() == [
         "sb3-gaara benchmark (cuda; 16 CPUs, 16 torch threads, load 1.0)",
@@ -366,6 +397,7 @@ def test_a_cuda_report_prints_the_fast_path_its_ratios_targets_and_the_gpu():
         "  fast path, cuda_graphs=True (frames in cuda:0)",
         "    random warm-up (1000 agent steps)     2500.0 env steps/s",
         "    training (1000 agent steps, 1 update each) 350.00 env steps/s  (target >= 300 on one GPU)",
+        "      one training agent step: 11.5 ms = action 1.0 + env step 4.5 + store 0.2 + update 5.2 + rest 0.5",
     ]
 
 
@@ -409,12 +441,19 @@ def test_quick_benchmark_writes_its_figures_as_json(tmp_path, capsys):
     results = benchmark.main(["--quick", "--batch-size", "16", "--json", str(path)])
     assert json.loads(path.read_text()) == json.loads(json.dumps(results))
     assert results["update"]["ratio"] > 0
-    assert "env_id" in results["env_steps"], results["env_steps"]
+    env = results["env_steps"]
+    assert "env_id" in env, env
+    # The parts of a training agent step add up to its time, and the update and the rendering step take most of it.
+    parts = env["train_ms_per_agent_step"]
+    assert list(parts) == [*benchmark.STEP_PARTS, "rest"]
+    step_ms = 1e3 * env["action_repeat"] / env["train_env_steps_per_s"]
+    assert sum(parts.values()) == pytest.approx(step_ms)
+    assert parts["update"] + parts["env_step"] > 0.5 * step_ms
     assert results["update"]["GAARASAC_cuda_graphs"] == {"skipped": benchmark.CUDA_ONLY}
     assert "ratio_cuda_graphs" not in results["update"] and "gpu" not in results["machine"]
     assert results["env_steps_cuda_graphs"] == {"skipped": benchmark.CUDA_ONLY}
     out = capsys.readouterr().out
-    assert "figures written to" in out
+    assert "figures written to" in out and "one training agent step: " in out
     # SLAC beside GAARA in the same run, its batches scaled with --batch-size 16 (4 and 32 sequences of 8 frames)
     written = json.loads(path.read_text())
     slac = written["update"]["SLAC"]
