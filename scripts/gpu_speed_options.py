@@ -150,15 +150,19 @@ def report(results: dict[str, Any]) -> str:
     if runs:
         lines.append("end to end, dmc-cheetah-run, one fast-path run each (cudnn.benchmark as chosen), env steps/s")
     for name, env in runs.items():
-        if "skipped" in env:
-            lines.append(f"  {name:32s} skipped ({env['skipped']})")
-        else:
-            lines.append(
-                f"  {name:32s} training {env['train_env_steps_per_s']:7.1f}  (random warm-up "
-                f"{env['collect_env_steps_per_s']:.1f}; {env['train_agent_steps']} agent steps, 1 update each)"
-            )
-            lines.append(f"  {'':32s}   one agent step: {step_parts_line(env['train_ms_per_agent_step'])}")
+        lines += env_run_lines(name, env)
     return "\n".join(lines)
+
+
+def env_run_lines(name: str, env: dict[str, Any]) -> list[str]:
+    """One end-to-end run's lines of the report: its rate, and where a training agent step's time goes."""
+    if "skipped" in env:
+        return [f"  {name:32s} skipped ({env['skipped']})"]
+    return [
+        f"  {name:32s} training {env['train_env_steps_per_s']:7.1f}  (random warm-up "
+        f"{env['collect_env_steps_per_s']:.1f}; {env['train_agent_steps']} agent steps, 1 update each)",
+        f"  {'':32s}   one agent step: {step_parts_line(env['train_ms_per_agent_step'])}",
+    ]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -201,7 +205,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 cuda_graphs=device.type == "cuda",
                 conv_dtype=conv_dtype,
             )
-            print(report(results).splitlines()[-1], flush=True)
+            print("\n".join(env_run_lines(name, results["env_steps"][name])), flush=True)
         th.backends.cuda.matmul.allow_tf32 = False
         th.backends.cudnn.benchmark = False
     results["seconds"] = time.perf_counter() - started

@@ -75,3 +75,47 @@ def test_mps_that_cannot_start_a_cuda_client_is_stopped_before_the_study(tmp_pat
     assert "MPS did not start a CUDA client: runs take turns on the GPU" in log
     assert log.count("--agents gaara --seeds 1") == 2
     assert calls.read_text().split() == ["start", "quit"]  # stopped once, not again at the exit
+
+
+def _speed_options_module():
+    import importlib.util
+
+    path = SCRIPT.parent / "gpu_speed_options.py"
+    spec = importlib.util.spec_from_file_location("gpu_speed_options", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_speed_options_report_prints_each_setting_against_sb3_and_each_runs_step_parts():
+    options = _speed_options_module()
+
+    def timing(ms: float) -> dict:
+        return {"median_s": ms / 1e3, "min_s": ms / 2e3, "repeats": 100}
+
+    run = {
+        "train_env_steps_per_s": 220.0,
+        "collect_env_steps_per_s": 900.0,
+        "train_agent_steps": 1000,
+        "train_ms_per_agent_step": {"action": 1.0, "env_step": 4.5, "store": 0.25, "update": 12.0, "rest": 0.5},
+    }
+    results = {
+        "device": "cuda",
+        "batch_size": 128,
+        "gpu": {"name": "NVIDIA H100 80GB HBM3", "cuda": "13.0", "cudnn": 91900},
+        "update": {"float32": timing(13.0), "SAC, cudnn.benchmark off": timing(26.0)},
+        "cudnn_benchmark": False,
+        "env_steps": {"bfloat16": run, "float32": {"skipped": "no OpenGL"}},
+    }
+    assert options.report(results).splitlines() == [
+        "GAARASAC fast-path update by GPU setting (cuda; batch 128)",
+        "GPU NVIDIA H100 80GB HBM3, CUDA 13.0, cuDNN 91900",
+        "  float32                            13.00 ms (min 6.50)  0.50x SB3 SAC eager",
+        "  SAC, cudnn.benchmark off           26.00 ms (min 13.00)  1.00x SB3 SAC eager",
+        "fastest float32 setting: cudnn.benchmark off",
+        "end to end, dmc-cheetah-run, one fast-path run each (cudnn.benchmark as chosen), env steps/s",
+        "  bfloat16                         training   220.0  (random warm-up 900.0; 1000 agent steps, 1 update each)",
+        " " * 37 + "one agent step: 18.2 ms = action 1.0 + env step 4.5 + store 0.2 + update 12.0 + rest 0.5",
+        "  float32                          skipped (no OpenGL)",
+    ]
