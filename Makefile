@@ -20,7 +20,8 @@ OUT ?= runs/quickstart
 PYTEST_ARGS ?=
 # Test files run in parallel, one worker process per CPU (pytest-xdist), each file whole on one worker so that its
 # module fixtures are built once; TEST_WORKERS=0 runs them in this process. The slow suite keeps the collection's
-# file order (tests/conftest.py: longest first) instead of xdist's default order by number of tests per file.
+# file order (tests/conftest.py: longest first) instead of xdist's default order by number of tests per file
+# (--no-loadscope-reorder, pytest-xdist 3.8 or newer: the dev extra asks for it).
 TEST_WORKERS ?= auto
 XDIST := -n $(TEST_WORKERS) --dist loadfile
 
