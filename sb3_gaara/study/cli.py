@@ -32,6 +32,7 @@ from sb3_gaara.study.catalogue import (
 from sb3_gaara.study.ray_scheduling import RayOptions, connect, run_jobs_on_ray, runtime_env
 from sb3_gaara.study.report import (
     STUDY_FILE,
+    CurveConflict,
     default_reference_path,
     describe_settings,
     format_count,
@@ -280,28 +281,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             counts = run_jobs(jobs, str(out), settings["workers"], progress_every=args.progress_every)
     try:
-        written = _write_reports(args, out, pairs, settings)
-    except ValueError as error:  # a run directory and a --curves file disagree
+        written = write_reports(
+            out,
+            settings["milestones"],
+            settings["eval_every"],
+            reference_path=args.reference or default_reference_path(),
+            agents=list(dict.fromkeys(AGENTS[agent].label for _, agent in pairs)),
+            n_seeds=len(settings["seeds"]),
+            max_step=settings["env_steps"],
+            eval_episodes=settings["eval_episodes"],
+            curves=args.curves,
+        )
+    except CurveConflict as error:  # a run directory and a --curves file disagree
         raise SystemExit(str(error)) from None
     print(f"[study] {dict(counts)} in {time.time() - started:.0f} s; wrote " + ", ".join(str(p) for p in written.values()))
     return _exit_code(counts, settings)
-
-
-def _write_reports(
-    args: argparse.Namespace, out: Path, pairs: Sequence[tuple[str, str]], settings: Mapping[str, Any]
-) -> dict[str, Path]:
-    """:func:`write_reports` with the command's settings."""
-    return write_reports(
-        out,
-        settings["milestones"],
-        settings["eval_every"],
-        reference_path=args.reference or default_reference_path(),
-        agents=list(dict.fromkeys(AGENTS[agent].label for _, agent in pairs)),
-        n_seeds=len(settings["seeds"]),
-        max_step=settings["env_steps"],
-        eval_episodes=settings["eval_episodes"],
-        curves=args.curves,
-    )
 
 
 def plan_jobs(

@@ -114,6 +114,10 @@ def collect_curves(out: str | os.PathLike) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: (row["env"], row["agent"], row["seed"], row["step"]))
 
 
+class CurveConflict(ValueError):
+    """One evaluation (task, agent, seed, step) with two different returns in the curves :func:`merge_curves` joins."""
+
+
 def merge_curves(rows: Iterable[Mapping[str, Any]], paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
     """``rows`` and the evaluations of other jobs' ``curves.csv`` files (``--curves``), as one sorted curve.
 
@@ -132,7 +136,7 @@ def merge_curves(rows: Iterable[Mapping[str, Any]], paths: Sequence[str | os.Pat
         for row in source_rows:
             key = (row["env"], row["agent"], row["seed"], row["step"])
             if key in merged and merged[key]["episode_reward"] != row["episode_reward"]:
-                raise ValueError(
+                raise CurveConflict(
                     f"{row['env']}/{row['agent']} seed {row['seed']} at {row['step']} env steps has two returns, "
                     f"{merged[key]['episode_reward']} in {where[key]} and {row['episode_reward']} in {source}: "
                     "the same run was trained twice. Keep one of the two files (or one run directory)."
