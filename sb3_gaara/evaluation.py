@@ -191,6 +191,12 @@ class EnvStepEvalCallback(EvalCallback):
             return True
         return self.evaluate()
 
+    def may_act_on_step(self, num_timesteps: int) -> bool:
+        """Whether the step that brings the model to ``num_timesteps`` agent steps evaluates (and so reads the model,
+        may save it or stop training): see :func:`sb3_gaara.common.overlap.may_act_on_step`."""
+        assert self.action_repeat is not None, "The callback is not initialised yet."
+        return self.eval_freq_env_steps > 0 and env_steps(num_timesteps, self.action_repeat) >= self.next_eval_env_steps
+
     def evaluate(self, during_rollout: bool = True) -> bool:
         """Evaluate now; ``during_rollout``: called from ``_on_step``, where ``self.locals`` holds the step's ``dones``."""
         # Adapted from SB3 2.9 EvalCallback._on_step, same line order: the schedule is in environment steps,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole GPU check in one command, sized for one job of at most 10 minutes on one GPU:
 #   1. the CUDA tests of the graph-captured update (tests/test_cuda_graphs.py: capture, replay without a
-#      synchronisation, the same update as the eager one);
+#      synchronisation, the same update as the eager one) and of updates begun before the env step
+#      (tests/test_overlap.py: the same training as without overlap_env_step);
 #   2. python -m sb3_gaara.benchmark --device cuda: update times (GAARASAC eager and CUDA graphs, SACAE, SB3's SAC),
 #      environment steps per second on dmc-cheetah-run with rendering on the GPU;
 #   3. scripts/gpu_speed_options.py (stage "options", not run by default): the fast path's update under
@@ -11,7 +12,7 @@
 #      runs, one process each, share the GPU's multiprocessors instead of taking turns; skipped, and stopped
 #      again, if a CUDA process cannot start under it;
 #   4. python -m sb3_gaara.study --preset gpu-10min, limited to the time left of the budget (with
-#      --no-cuda-graphs if step 1 failed, so that the study still runs).
+#      --no-cuda-graphs --no-overlap-env-step if step 1 failed, so that the study still runs).
 # What a reader needs comes out small, in OUT_DIR: log.txt, tests.txt, benchmark.txt, benchmark.json, results.md,
 # curves.csv and the task's PNG (the study's run directories stay in STUDY_DIR).
 #
@@ -49,7 +50,7 @@ for stage in $stages; do
   case $stage in
     tests)
       say "CUDA tests"
-      timeout 120 $python -m pytest -q -p no:cacheprovider tests/test_cuda_graphs.py >"$out/tests.txt" 2>&1
+      timeout 150 $python -m pytest -q -p no:cacheprovider tests/test_cuda_graphs.py tests/test_overlap.py >"$out/tests.txt" 2>&1
       status=$?
       tail -n 3 "$out/tests.txt" | tee -a "$log"
       if [ $status -ne 0 ]; then graphs_ok=0; say "CUDA tests failed (exit $status): the study runs without CUDA graphs"; fi
@@ -90,7 +91,7 @@ for stage in $stages; do
       left=$((budget - ($(date +%s) - start) - 45))
       if [ $left -lt 60 ]; then say "only ${left} s left: no study"; continue; fi
       extra=""
-      [ $graphs_ok -eq 1 ] || extra="--no-cuda-graphs"
+      [ $graphs_ok -eq 1 ] || extra="--no-cuda-graphs --no-overlap-env-step"
       [ "$cudnn_benchmark" = 1 ] && extra="$extra --cudnn-benchmark"
       reference=""
       for candidate in shared/reference/drq_planet_bench.csv ../shared/reference/drq_planet_bench.csv .device/drq_planet_bench.csv; do

@@ -14,9 +14,11 @@ times SB3's eager ``SAC("CnnPolicy")`` with the flag off and on as the reference
 update (the kernels that a replay runs, by total GPU time; that update samples from host memory, so its profile
 also shows the batch's copies to the GPU, which the fast path does not make). Then it measures end-to-end
 environment steps per second on dmc-cheetah-run with the faster cudnn.benchmark setting, in float32 and in
-bfloat16, each without and with TF32 matrix products (``torch.backends.cuda.matmul.allow_tf32``, torch's
-process-wide switch). It prints a report and writes JSON; ``--choice FILE`` writes ``CUDNN_BENCHMARK=0|1`` for
-a shell script to source.
+bfloat16, each without and with ``overlap_env_step`` (each update begun before the env step, so that the GPU
+updates while the host steps the simulator and renders; same results). TF32 matrix products
+(``python -m sb3_gaara.study --tf32``) are no longer measured here: on the H100 they gave nothing end to end
+(195.1 against 196.6 env steps/s in float32, docs/benchmarks/cuda-h100-options.txt). It prints a report and
+writes JSON; ``--choice FILE`` writes ``CUDNN_BENCHMARK=0|1`` for a shell script to source.
 
     MUJOCO_GL=egl python scripts/gpu_speed_options.py --json options.json --profile profile.txt --choice choice.env
 
@@ -45,13 +47,12 @@ SETTINGS = (
     ("float32 + cudnn.benchmark", True, "float32"),
     ("bfloat16 + cudnn.benchmark", True, "bfloat16"),
 )
-#: (name, conv_dtype, TF32 matrix products) of the end-to-end runs; TF32 is torch's process-wide
-#: ``torch.backends.cuda.matmul.allow_tf32`` (off by default): the Linear layers' products in TF32
+#: (name, conv_dtype, overlap_env_step) of the end-to-end runs
 END_TO_END_SETTINGS = (
     ("float32", "float32", False),
-    ("float32 + TF32 matmul", "float32", True),
+    ("float32 + overlap_env_step", "float32", True),
     ("bfloat16", "bfloat16", False),
-    ("bfloat16 + TF32 matmul", "bfloat16", True),
+    ("bfloat16 + overlap_env_step", "bfloat16", True),
 )
 
 
@@ -158,9 +159,12 @@ def env_run_lines(name: str, env: dict[str, Any]) -> list[str]:
     """One end-to-end run's lines of the report: its rate, and where a training agent step's time goes."""
     if "skipped" in env:
         return [f"  {name:32s} skipped ({env['skipped']})"]
+    began = ""
+    if env.get("overlap_env_step"):  # absent from the JSON of runs before the option
+        began = f", {env['overlapped_updates']} of them begun before the env step"
     return [
         f"  {name:32s} training {env['train_env_steps_per_s']:7.1f}  (random warm-up "
-        f"{env['collect_env_steps_per_s']:.1f}; {env['train_agent_steps']} agent steps, 1 update each)",
+        f"{env['collect_env_steps_per_s']:.1f}; {env['train_agent_steps']} agent steps, 1 update each{began})",
         f"  {'':32s}   one agent step: {step_parts_line(env['train_ms_per_agent_step'])}",
     ]
 
@@ -195,8 +199,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         th.backends.cudnn.benchmark = results["cudnn_benchmark"]
         random_steps = 100 if args.quick else 1000
         results["env_steps"] = {}
-        for name, conv_dtype, tf32 in END_TO_END_SETTINGS:
-            th.backends.cuda.matmul.allow_tf32 = tf32
+        for name, conv_dtype, overlap_env_step in END_TO_END_SETTINGS:
             results["env_steps"][name] = bench_env_steps(
                 random_steps,
                 args.env_steps,
@@ -204,9 +207,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 storage_device="auto" if device.type == "cuda" else None,
                 cuda_graphs=device.type == "cuda",
                 conv_dtype=conv_dtype,
+                overlap_env_step=overlap_env_step,
             )
             print("\n".join(env_run_lines(name, results["env_steps"][name])), flush=True)
-        th.backends.cuda.matmul.allow_tf32 = False
         th.backends.cudnn.benchmark = False
     results["seconds"] = time.perf_counter() - started
     print(report(results))

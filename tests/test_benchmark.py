@@ -372,6 +372,12 @@ def test_a_cuda_report_prints_the_fast_path_its_ratios_targets_and_the_gpu():
             **env_figures(True, 350.0),
             "train_ms_per_agent_step": {"action": 1.0, "env_step": 4.5, "store": 0.25, "update": 5.25, "rest": 0.5},
         },
+        "env_steps_overlap_env_step": {
+            **env_figures(True, 400.0),
+            "overlap_env_step": True,
+            "overlapped_updates": 990,
+            "train_ms_per_agent_step": {"action": 1.5, "env_step": 4.5, "store": 3.25, "update": 0.25, "rest": 0.5},
+        },
     }
     assert benchmark.report(results).splitlines() == [
         "sb3-gaara benchmark (cuda; 16 CPUs, 16 torch threads, load 1.0)",
@@ -398,6 +404,10 @@ def test_a_cuda_report_prints_the_fast_path_its_ratios_targets_and_the_gpu():
         "    random warm-up (1000 agent steps)     2500.0 env steps/s",
         "    training (1000 agent steps, 1 update each) 350.00 env steps/s  (target >= 300 on one GPU)",
         "      one training agent step: 11.5 ms = action 1.0 + env step 4.5 + store 0.2 + update 5.2 + rest 0.5",
+        "  fast path + overlap_env_step=True (990 of 1000 updates begun early)",
+        "    random warm-up (1000 agent steps)     2500.0 env steps/s",
+        "    training (1000 agent steps, 1 update each) 400.00 env steps/s  (target >= 300 on one GPU)",
+        "      one training agent step: 10.0 ms = action 1.5 + env step 4.5 + store 3.2 + update 0.2 + rest 0.5",
     ]
 
 
@@ -416,7 +426,7 @@ def test_sections_measure_only_the_parts_asked_for(monkeypatch, capsys):
     monkeypatch.setattr(benchmark, "bench_env_steps", fake("env", {"skipped": "no OpenGL"}))
     results = benchmark.main(["--quick", "--device", "cpu", "--sections", "env"])
     # One eager run with the CPU's small counts, host frames; the fast path is CUDA only.
-    assert calls == [("env", (100, 4, CPU, None), {"cuda_graphs": False})]
+    assert calls == [("env", (100, 4, CPU, None), {"cuda_graphs": False, "overlap_env_step": False})]
     calls.clear()
     benchmark.main(["--quick", "--sections", "update", "--update-groups", "dreamer", "slac"])
     assert [(name, kwargs["groups"]) for name, _, kwargs in calls] == [("update", ["dreamer", "slac"])]

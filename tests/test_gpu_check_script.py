@@ -106,7 +106,11 @@ def test_speed_options_report_prints_each_setting_against_sb3_and_each_runs_step
         "gpu": {"name": "NVIDIA H100 80GB HBM3", "cuda": "13.0", "cudnn": 91900},
         "update": {"float32": timing(13.0), "SAC, cudnn.benchmark off": timing(26.0)},
         "cudnn_benchmark": False,
-        "env_steps": {"bfloat16": run, "float32": {"skipped": "no OpenGL"}},
+        "env_steps": {
+            "bfloat16": run,
+            "bfloat16 + overlap_env_step": {**run, "overlap_env_step": True, "overlapped_updates": 987},
+            "float32": {"skipped": "no OpenGL"},
+        },
     }
     assert options.report(results).splitlines() == [
         "GAARASAC fast-path update by GPU setting (cuda; batch 128)",
@@ -116,6 +120,9 @@ def test_speed_options_report_prints_each_setting_against_sb3_and_each_runs_step
         "fastest float32 setting: cudnn.benchmark off",
         "end to end, dmc-cheetah-run, one fast-path run each (cudnn.benchmark as chosen), env steps/s",
         "  bfloat16                         training   220.0  (random warm-up 900.0; 1000 agent steps, 1 update each)",
+        " " * 37 + "one agent step: 18.2 ms = action 1.0 + env step 4.5 + store 0.2 + update 12.0 + rest 0.5",
+        "  bfloat16 + overlap_env_step      training   220.0  (random warm-up 900.0; 1000 agent steps, 1 update each, "
+        "987 of them begun before the env step)",
         " " * 37 + "one agent step: 18.2 ms = action 1.0 + env step 4.5 + store 0.2 + update 12.0 + rest 0.5",
         "  float32                          skipped (no OpenGL)",
     ]

@@ -69,6 +69,30 @@ FINGERPRINTS: dict[str, dict[str, str]] = {
     "stable_baselines3.common.off_policy_algorithm.OffPolicyAlgorithm._store_transition": {
         "2.9.2": "7cc59febfea0244519850ca582596731191cd3759e80929caf59743c59465c45",
     },
+    "stable_baselines3.common.off_policy_algorithm.OffPolicyAlgorithm.learn": {
+        "2.9.2": "080c75043e0caa592c3513fc284e605443078e02fd2bd91790e5de9a98757d83",
+    },
+    "stable_baselines3.common.base_class.BaseAlgorithm._update_current_progress_remaining": {
+        "2.9.2": "987f82c974f32c7665f672d31116cc040e1c50d242fbffb1bc45ed68732fb735",
+    },
+    "stable_baselines3.common.callbacks.BaseCallback.on_step": {
+        "2.9.2": "ac7ba65a226bddb7f2895b76bd958263f8c807da378053d63c0a90c2ea59bc13",
+    },
+    "stable_baselines3.common.callbacks.EvalCallback._on_step": {
+        "2.9.2": "ab70003b94c6955cdb20f5317adffbd2be6f1c391d7fc07e9c5c128c4848b7cd",
+    },
+    "stable_baselines3.common.callbacks.CheckpointCallback._on_step": {
+        "2.9.2": "e9222feea6a6dc73b063a0a3b18a2b5b14f970be5a1ea5f55977c078a386672a",
+    },
+    "stable_baselines3.common.callbacks.ProgressBarCallback._on_step": {
+        "2.9.2": "173c6411c4ddb2c5551b4b2d69043689fd4087d9f7b34fe2e9e941c44261691f",
+    },
+    "stable_baselines3.common.callbacks.ConvertCallback._on_step": {
+        "2.9.2": "13503e2f6dea664d8d640372ee7b2e959d2870cf0bdbe420e661c72c17388d0d",
+    },
+    "rl_zoo3.callbacks.TrialEvalCallback._on_step": {
+        "2.9.2": "86102ab632ee5212aa187f90f66f9ebadabae7e022e9f1a3c68d3f5107195f00",
+    },
     "rl_zoo3.exp_manager.ExperimentManager.setup_experiment": {
         "2.9.2": "b0801e46b7443cb42346bd72be6502108bca65326b559635c5460cd4a15722a0",
     },
@@ -150,6 +174,34 @@ OUR_CODE: dict[str, str] = {
     "stable_baselines3.common.utils.polyak_update": (
         "sb3_gaara.gaara.gaara_sac.GAARASAC._gradient_step (the EMA of the Q heads and of the encoder, also replayed "
         "inside the CUDA graphs of sb3_gaara.common.cuda_graphs)"
+    ),
+    "stable_baselines3.common.off_policy_algorithm.OffPolicyAlgorithm.learn": (
+        "sb3_gaara.gaara.gaara_sac.GAARASAC._can_begin_update_early (overlap_env_step: a rollout of one agent step is "
+        "followed by train() only when num_timesteps > learning_starts, with gradient_steps updates)"
+    ),
+    "stable_baselines3.common.base_class.BaseAlgorithm._update_current_progress_remaining": (
+        "sb3_gaara.gaara.gaara_sac.GAARASAC._begin_update (computes the progress of after the agent step the same way, "
+        "for the learning rates of an update begun before it)"
+    ),
+    "stable_baselines3.common.callbacks.BaseCallback.on_step": (
+        "sb3_gaara.common.overlap.may_act_on_step (n_calls is incremented before _on_step: the coming call is n_calls + 1)"
+    ),
+    "stable_baselines3.common.callbacks.EvalCallback._on_step": (
+        "sb3_gaara.common.overlap.may_act_on_step (evaluates when n_calls % eval_freq == 0) and "
+        "sb3_gaara.evaluation.EnvStepEvalCallback.evaluate (adapted from it)"
+    ),
+    "stable_baselines3.common.callbacks.CheckpointCallback._on_step": (
+        "sb3_gaara.common.overlap.may_act_on_step (saves when n_calls % save_freq == 0)"
+    ),
+    "stable_baselines3.common.callbacks.ProgressBarCallback._on_step": (
+        "sb3_gaara.common.overlap.may_act_on_step (only advances the bar: never acts)"
+    ),
+    "stable_baselines3.common.callbacks.ConvertCallback._on_step": (
+        "sb3_gaara.common.overlap.may_act_on_step (without a function it does nothing)"
+    ),
+    "rl_zoo3.callbacks.TrialEvalCallback._on_step": (
+        "sb3_gaara.zoo.patches.trial_eval_callback_class's may_act_on_step (evaluates and may prune when n_calls % "
+        "eval_freq == 0)"
     ),
     "rl_zoo3.exp_manager.ExperimentManager.setup_experiment": (
         "sb3_gaara.zoo.patches.patch_exp_manager (checks the names on what _preprocess_action_noise returns, expecting "

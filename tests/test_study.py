@@ -307,24 +307,30 @@ def test_gpu_10min_preset_and_flags_over_it() -> None:
     assert settings["seeds"] == [0, 1] and settings["env_steps"] == 100_000 and settings["milestones"] == [100_000]
     assert settings["eval_every"] == 10_000 and settings["eval_episodes"] == 10
     assert settings["workers"] == 5  # 4 training runs and the random baseline side by side
-    assert settings["device"] == "cuda" and settings["model_kwargs"] == {"cuda_graphs": True}
+    assert settings["device"] == "cuda"
+    assert settings["model_kwargs"] == {"cuda_graphs": True, "overlap_env_step": True}
     assert settings["time_limit"] == 510 and settings["checkpoint_at_deadline"] is False
     assert settings["checkpoint_every"] > settings["env_steps"]  # no checkpoint during a run
     # Explicit flags win, including those that switch a preset's setting off.
     argv = ["--preset", "gpu-10min", "--device", "cpu", "--workers", "1", "--time-limit", "0", "--checkpoint-at-deadline"]
-    argv += ["--no-cuda-graphs", "--checkpoint-every", "500", "--env-steps", "80", "--eval-every", "40"]
+    argv += ["--no-cuda-graphs", "--no-overlap-env-step", "--checkpoint-every", "500", "--env-steps", "80"]
+    argv += ["--eval-every", "40"]
     pairs, settings = build_grid(study.parse_args(argv))
     assert pairs == [("cheetah_run", "gaara"), ("cheetah_run", "sac_ae")]
     assert (settings["device"], settings["workers"], settings["time_limit"]) == ("cpu", 1, 0)
-    assert settings["checkpoint_at_deadline"] is True and settings["model_kwargs"] == {"cuda_graphs": False}
+    assert settings["checkpoint_at_deadline"] is True
+    assert settings["model_kwargs"] == {"cuda_graphs": False, "overlap_env_step": False}
     assert (settings["checkpoint_every"], settings["env_steps"], settings["eval_every"]) == (500, 80, 40)
-    assert study.PRESETS["gpu-10min"]["model_kwargs"] == {"cuda_graphs": True}  # the flag did not edit the preset
+    # The flags did not edit the preset.
+    assert study.PRESETS["gpu-10min"]["model_kwargs"] == {"cuda_graphs": True, "overlap_env_step": True}
     # Without a preset: the defaults of before, and --cuda-graphs alone.
     _, settings = build_grid(study.parse_args(["--tasks", "cheetah_run", "--cuda-graphs"]))
     assert (settings["device"], settings["workers"], settings["time_limit"]) == ("auto", 1, None)
     assert settings["checkpoint_at_deadline"] is True and settings["model_kwargs"] == {"cuda_graphs": True}
     _, settings = build_grid(study.parse_args(["--tasks", "cheetah_run"]))
     assert settings["model_kwargs"] == {}
+    _, settings = build_grid(study.parse_args(["--tasks", "cheetah_run", "--overlap-env-step"]))
+    assert settings["model_kwargs"] == {"overlap_env_step": True}
     with pytest.raises(SystemExit, match="time-limit"):
         build_grid(study.parse_args(["--time-limit", "-5"]))
 
@@ -349,14 +355,14 @@ def test_gpu_10min_preset_runs_its_grid_with_its_settings(tmp_path, monkeypatch,
         ("cheetah_run", "sac_ae", 1),
     ]
     for config in configs:
-        assert config.device == "cpu" and config.model_kwargs == {"cuda_graphs": True}
+        assert config.device == "cpu" and config.model_kwargs == {"cuda_graphs": True, "overlap_env_step": True}
         assert not config.checkpoint_at_deadline and config.checkpoint_every > config.env_steps == 100_000
         assert (config.eval_every, config.eval_episodes) == (10_000, 10)
         assert config.deadline is not None and before + 510 <= config.deadline <= time.time() + 510
     printed = capsys.readouterr().out
     assert "tasks cheetah_run; agents gaara sac_ae; seeds 0 1; 100k env steps, evaluated every 10k over 10 episodes" in printed
     settings = "device cpu; 5 workers; time limit 510 s (no checkpoint at the limit); checkpoints every 1M env steps"
-    assert f"[study] {settings}; GAARASAC cuda_graphs=True\n" in printed
+    assert f"[study] {settings}; GAARASAC cuda_graphs=True, overlap_env_step=True\n" in printed
     assert "start over" in printed
 
 
@@ -421,7 +427,8 @@ def test_cuda_asked_without_cuda_fails_before_any_run(tmp_path, monkeypatch) -> 
 
 
 def test_gpu_10min_preset_grid_on_the_cpu(tmp_path) -> None:
-    """The preset's settings end to end at CPU scale: PixelReach, tiny budgets, cuda_graphs=True on the CPU."""
+    """The preset's settings end to end at CPU scale: PixelReach, tiny budgets, cuda_graphs=True and
+    overlap_env_step=True on the CPU."""
     argv = ["--preset", "gpu-10min", "--tasks", "pixel_reach", "--variants", "gaara", "sac_ae", "--device", "cpu"]
     argv += ["--workers", "1", "--env-steps", "80", "--eval-every", "40", "--eval-episodes", "1", "--random-episodes", "1"]
     assert study.main([*argv, "--out", str(tmp_path)]) == 0
@@ -432,14 +439,15 @@ def test_gpu_10min_preset_grid_on_the_cpu(tmp_path) -> None:
         assert re.search(row, table, re.M)
     assert re.search(r"^Device: cpu \(\d+ cores?\)\.$", table, re.M)
     settings = "device cpu; 1 worker; time limit 510 s (no checkpoint at the limit); checkpoints every 1M env steps"
-    assert f"\nStudy: {settings}; GAARASAC cuda_graphs=True.\n" in table
+    kwargs = "GAARASAC cuda_graphs=True, overlap_env_step=True"
+    assert f"\nStudy: {settings}; {kwargs}.\n" in table
     # --report-only without the flags: results.md still names the settings of the command that ran the runs.
     (tmp_path / "results.md").unlink()
     assert study.main(["--report-only", "--out", str(tmp_path)]) == 0
-    assert f"\nStudy: {settings}; GAARASAC cuda_graphs=True.\n" in (tmp_path / "results.md").read_text()
+    assert f"\nStudy: {settings}; {kwargs}.\n" in (tmp_path / "results.md").read_text()
     assert not list(tmp_path.rglob("replay_buffer.pkl"))
     config = json.loads((run_directory(tmp_path, "pixel_reach", "gaara", 0) / "config.json").read_text())
-    assert "model_kwargs" not in config  # cuda_graphs is a speed option, not part of the run's identity
+    assert "model_kwargs" not in config  # speed options, not part of the run's identity
 
 
 def test_agents_are_the_variants_and_the_fixed_weight_ablations() -> None:
@@ -611,13 +619,15 @@ _TINY = {
 _TINY_PLANNER = {"planner_kwargs": {"candidates": 8, "top_k": 2, "iterations": 2, "horizon": 3}}
 
 
-@pytest.mark.parametrize("agent", ["gaara", "ad10", "slac", "dreamer", "dreamer_mpc"])
+@pytest.mark.parametrize("agent", ["gaara", "gaara+overlap_env_step", "ad10", "slac", "dreamer", "dreamer_mpc"])
 def test_a_run_stopped_and_resumed_writes_the_curve_of_a_run_that_never_stopped(tmp_path, monkeypatch, agent) -> None:
     """Learning from step 10 (batch 8), stopped mid-episode at 44 environment steps (a checkpoint at the next rollout
     start, after the transition of step 22 is stored and trained on) and resumed in a fresh process state: curve,
     parameters, optimizer states and replay buffer equal those of the run that never stopped, bit for bit (SLAC: with
     the actor's history of the training env and its model's update count; Dreamer: with the latent state and last
-    action of the training env, and with the random draws of its MPC planner)."""
+    action of the training env, and with the random draws of its MPC planner). ``+overlap_env_step``: the stopped and
+    resumed run begins its updates before the env steps, the other does not."""
+    agent, _, option = agent.partition("+")
     kwargs = {"learning_starts": 10, "batch_size": 8, **_TINY.get(agent, {})}
     if agent == "dreamer_mpc":
         kwargs.update(_TINY_PLANNER)
@@ -631,7 +641,8 @@ def test_a_run_stopped_and_resumed_writes_the_curve_of_a_run_that_never_stopped(
 
     whole = _config(tmp_path, agent=agent, run_dir=str(tmp_path / "whole"), model_kwargs=kwargs)
     assert run_training(whole) == "done"
-    resumed = _config(tmp_path, agent=agent, run_dir=str(tmp_path / "resumed"), model_kwargs=kwargs)
+    resumed_kwargs = {**kwargs, **({option: True} if option else {})}
+    resumed = _config(tmp_path, agent=agent, run_dir=str(tmp_path / "resumed"), model_kwargs=resumed_kwargs)
     monkeypatch.setattr(study_run, "write_run_curve", stop_after_40)
     assert run_training(resumed, stop) == "stopped"
     monkeypatch.setattr(study_run, "write_run_curve", write_run_curve)
@@ -651,6 +662,8 @@ def test_a_run_stopped_and_resumed_writes_the_curve_of_a_run_that_never_stopped(
     algorithm = BY_ZOO_NAME[AGENTS[agent].algorithm]
     models = [algorithm.load(Path(config.run_dir) / "final_model.zip", device="cpu") for config in (whole, resumed)]
     assert models[0].num_timesteps == models[1].num_timesteps == 60 and models[0]._n_updates == models[1]._n_updates
+    if option:  # most updates began early: all but those at evaluations and at the steps whose batch read the newest
+        assert models[0].overlapped_updates == 0 and models[1].overlapped_updates > (60 - 10) // 2
     for (name, a), b in zip(models[0].policy.state_dict().items(), models[1].policy.state_dict().values(), strict=True):
         assert th.equal(a, b), name
     if agent == "slac":
@@ -669,9 +682,10 @@ def test_a_run_stopped_and_resumed_writes_the_curve_of_a_run_that_never_stopped(
                     assert th.equal(tensor, states[1][key][name]), (part, key, name)
 
 
-def test_model_kwargs_are_part_of_a_runs_identity_but_cuda_graphs_is_not(tmp_path) -> None:
+def test_model_kwargs_are_part_of_a_runs_identity_but_speed_options_are_not(tmp_path) -> None:
     config = _config(tmp_path)
     assert _config(tmp_path, model_kwargs={"cuda_graphs": True}).identity() == config.identity()
+    assert _config(tmp_path, model_kwargs={"overlap_env_step": True}).identity() == config.identity()
     assert _config(tmp_path, model_kwargs={"batch_size": 16}).identity() == {
         **config.identity(),
         "model_kwargs": {"batch_size": 16},

@@ -557,11 +557,38 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
         """
         return super().sample(batch_size, env)  # type: ignore[return-value]  # our _get_samples below
 
+    def draw_after_next_add(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Draw now the ``batch_inds`` and ``env_indices`` that :meth:`sample_transitions` would draw right after the
+        next :meth:`add`: the same ``np.random`` calls, over the rows the buffer will hold then.
+
+        This lets a gradient step start before the environment step whose transition the next ``add`` stores
+        (``GAARASAC(overlap_env_step=True)``). Every drawn row except :attr:`pos` (the row that ``add`` writes, which
+        then holds the newest transition) is already what it will be, with its frames: slots are never overwritten
+        while a live transition refers to them. :meth:`gather_transitions` turns the draw into the sample.
+        """
+        if self.optimize_memory_usage:
+            raise ValueError(
+                "optimize_memory_usage=True makes a transition's next observation the following transition's, which the "
+                "next add() writes: a batch cannot be drawn before it. Use optimize_memory_usage=False."
+            )
+        # SB3 2.9 BaseBuffer.sample and ReplayBuffer._get_samples, with the upper bound after one more add().
+        upper_bound = self.buffer_size if self.full or self.pos + 1 == self.buffer_size else self.pos + 1
+        batch_inds = np.random.randint(0, upper_bound, size=batch_size)
+        env_indices = np.random.randint(0, high=self.n_envs, size=(batch_size,))
+        return batch_inds, env_indices
+
     def _get_samples(  # type: ignore[override]
         self, batch_inds: np.ndarray, env: VecNormalize | None = None
     ) -> SampledTransitions:
         # Same draw of env indices as SB3's ReplayBuffer._get_samples, so both return the same transitions.
         env_indices = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
+        return self.gather_transitions(batch_inds, env_indices, env)
+
+    def gather_transitions(
+        self, batch_inds: np.ndarray, env_indices: np.ndarray, env: VecNormalize | None = None
+    ) -> SampledTransitions:
+        """The host-side part of the transitions at rows ``batch_inds`` of envs ``env_indices`` (what
+        :meth:`sample_transitions` returns once it has drawn them)."""
         if env is not None and env.norm_obs:
             raise ValueError("VecNormalize(norm_obs=True) would turn uint8 images into floats: use norm_obs=False.")
         return SampledTransitions(

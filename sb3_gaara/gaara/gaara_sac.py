@@ -8,6 +8,7 @@ import io
 import pathlib
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import numpy as np
@@ -15,18 +16,21 @@ import torch as th
 import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Image, TensorBoardOutputFormat
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import polyak_update
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutReturn, Schedule, TrainFreq, TrainFrequencyUnit
+from stable_baselines3.common.utils import polyak_update, update_learning_rate
+from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.sac import SAC
 from torch import nn
 
-from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer, AugmentedReplayBufferSamples
+from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer, AugmentedReplayBufferSamples, SampledTransitions
 from sb3_gaara.common.crops import random_shift
 from sb3_gaara.common.cuda_graphs import GraphedGradientStep
 from sb3_gaara.common.losses import anneal_comparison_lambda
+from sb3_gaara.common.overlap import may_act_on_step
 from sb3_gaara.common.preprocessing import check_pixel_observation_space, warn_if_single_frame
 from sb3_gaara.common.saving import DurableSaves
 from sb3_gaara.gaara.auxiliary_losses import AuxiliaryBatch, AuxiliaryLoss, AuxiliarySettings
@@ -54,6 +58,28 @@ class UpdatePhase(NamedTuple):
     targets: bool
     #: the auxiliary losses (every ``decoder_update_freq`` steps, when the variant has any)
     auxiliary: bool
+
+
+#: values recorded during one ``train()`` call: per metric, (update number, value) pairs
+Metrics = dict[str, list[tuple[int, th.Tensor]]]
+
+
+@dataclass
+class EarlyUpdate:
+    """The first gradient step of the coming ``train()`` call, begun before the environment step
+    (``overlap_env_step``).
+
+    Either it ran (on a GPU: was launched) and was counted, and ``sample`` is what it trained on; or its batch,
+    drawn already, reads the row the coming ``add()`` writes, and ``batch`` keeps the draw for ``train()`` to gather
+    after the store.
+    """
+
+    #: the values the step recorded (empty when it has not run)
+    metrics: Metrics
+    #: what the step trained on: the cropped batch (eager update) or the drawn transitions (CUDA graphs)
+    sample: AugmentedReplayBufferSamples | SampledTransitions | None = None
+    #: ``(batch_inds, env_indices)`` drawn for the step, when it has not run
+    batch: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class GAARASAC(DurableSaves, SAC):
@@ -105,6 +131,16 @@ class GAARASAC(DurableSaves, SAC):
         update, one launch instead of about a thousand kernels. Needs the fused optimizers (the default) and
         ``skip_nonfinite_updates=False``; learning-rate schedules work but recapture at each change. On other
         devices it changes nothing: the eager update runs.
+    :param overlap_env_step: begin each gradient step right after the action is chosen, before the environment step
+        whose transition it comes after, so that on a GPU the update (launched asynchronously, e.g. as a CUDA graph)
+        runs while the host steps the simulator and renders. The batch is drawn with the same ``np.random`` calls over
+        the rows the buffer will hold after the store, and when it reads the newest transition (not yet stored) the
+        step waits for the store: the updates, random numbers, logs and evaluations are those without the option,
+        bit for bit on a CPU. It applies at the agent steps where it can change nothing: ``train_freq=1`` step and
+        ``gradient_steps=1`` (the papers'), after the first training, without ``VecNormalize``, and where no callback
+        could act (:func:`sb3_gaara.common.overlap.may_act_on_step`: an evaluation, a checkpoint, a stop); elsewhere the
+        step runs after the store, as without the option. ``model.overlapped_updates`` counts the steps begun early.
+        Needs ``optimize_memory_usage=False``. It saves time only where the update runs asynchronously (CUDA).
     :param reconstruction_log_interval: every this many gradient steps, write the decoder's reconstructions of
         a few observations of the batch, next to them, to TensorBoard (:meth:`log_reconstructions`; needs
         ``tensorboard_log``). 0 (default): never, at the cost of one integer test per gradient step. Only for
@@ -187,6 +223,7 @@ class GAARASAC(DurableSaves, SAC):
         ent_coef_lr: float = 1e-4,
         skip_nonfinite_updates: bool = False,
         cuda_graphs: bool = False,
+        overlap_env_step: bool = False,
         init_gradient_steps: int | None = None,
         comparison_anneal: str = "loss",
         reconstruction_log_interval: int = 0,
@@ -225,6 +262,10 @@ class GAARASAC(DurableSaves, SAC):
         self.skip_nonfinite_updates = skip_nonfinite_updates
         self.skipped_updates = 0
         self.cuda_graphs = cuda_graphs
+        self.overlap_env_step = overlap_env_step
+        self.overlapped_updates = 0
+        self._early_update: EarlyUpdate | None = None
+        self._begin_update_with_action = False
         self.init_gradient_steps = init_gradient_steps
         self.comparison_anneal = comparison_anneal
         self.reconstruction_log_interval = reconstruction_log_interval
@@ -377,6 +418,7 @@ class GAARASAC(DurableSaves, SAC):
                     f"(image_size={self.image_size}, variant={self.variant!r}); set it on GAARASAC, not in policy_kwargs."
                 )
         super()._setup_model()
+        self._check_overlap_settings()
         if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
             # SAC+AE's temperature optimizer: lr 1e-4, beta1 0.5 (SB3 would reuse the actor's lr and betas).
             self.ent_coef_optimizer = th.optim.Adam(
@@ -434,6 +476,28 @@ class GAARASAC(DurableSaves, SAC):
                 f"storage_device={storage!r}: remove it (the default is the model's device) or set it to 'auto'."
             )
 
+    def _check_overlap_settings(self) -> None:
+        """Reject ``overlap_env_step=True`` with settings under which no gradient step could ever begin early."""
+        if not isinstance(self.overlap_env_step, (bool, np.bool_)):
+            raise ValueError(f"overlap_env_step must be True or False, got {self.overlap_env_step!r}.")
+        if not self.overlap_env_step:
+            return
+        train_freq = self.train_freq
+        assert isinstance(train_freq, TrainFreq)  # SB3's _setup_model converted it
+        if train_freq != TrainFreq(1, TrainFrequencyUnit.STEP) or self.gradient_steps != 1:
+            raise ValueError(
+                f"overlap_env_step=True begins the one gradient step that follows each agent step, but train_freq="
+                f"({train_freq.frequency}, {train_freq.unit.value!r}) and gradient_steps={self.gradient_steps}: "
+                "use train_freq=1 and gradient_steps=1 "
+                "(the papers' settings), or overlap_env_step=False."
+            )
+        if self.optimize_memory_usage:
+            raise ValueError(
+                "overlap_env_step=True draws the batch before the store, which optimize_memory_usage=True does not allow "
+                "(the next add() writes a sampled transition's next observation): use optimize_memory_usage=False (it "
+                "saves nothing with this package's frame-once buffer)."
+            )
+
     def optimizers(self) -> list[th.optim.Optimizer]:
         """Every optimizer of the model: actor, critic, temperature (if learned) and the auxiliary losses'."""
         optimizers = [self.actor.optimizer, self.critic.optimizer]
@@ -465,6 +529,121 @@ class GAARASAC(DurableSaves, SAC):
             assert self._graphed_step is not None
             self._graphed_step.reset()
 
+    def collect_rollouts(
+        self,
+        env: VecEnv,
+        callback: BaseCallback,
+        train_freq: TrainFreq,
+        replay_buffer: ReplayBuffer,
+        action_noise: ActionNoise | None = None,
+        learning_starts: int = 0,
+        log_interval: int | None = None,
+    ) -> RolloutReturn:
+        """SB3's ``collect_rollouts``; with ``overlap_env_step``, the coming gradient step begins as soon as the action
+        is chosen (:meth:`_sample_action`) when :meth:`_can_begin_update_early` says that changes nothing."""
+        self._early_update = None  # one left by a rollout that raised belongs to no train() call
+        self._begin_update_with_action = self._can_begin_update_early(
+            env, callback, train_freq, replay_buffer, learning_starts
+        )
+        try:
+            return super().collect_rollouts(
+                env, callback, train_freq, replay_buffer, action_noise, learning_starts, log_interval
+            )
+        finally:
+            self._begin_update_with_action = False
+
+    def _can_begin_update_early(
+        self, env: VecEnv, callback: BaseCallback, train_freq: TrainFreq, replay_buffer: ReplayBuffer, learning_starts: int
+    ) -> bool:
+        """Whether this rollout's one agent step can begin the gradient step that ``learn()`` runs after it.
+
+        Only then is the result the same: the rollout is one agent step and ``learn()`` follows it with one gradient
+        step (not the first training's burst); the buffer samples as :meth:`AugmentedPixelReplayBuffer.draw_after_next_add`
+        can draw ahead, with no ``VecNormalize`` statistics that the environment step would change; and no callback
+        may read, save or stop the model at this step.
+        """
+        num_timesteps = self.num_timesteps + env.num_envs
+        return (
+            bool(self.overlap_env_step)
+            and self._in_learn
+            and train_freq == TrainFreq(1, TrainFrequencyUnit.STEP)
+            and self.gradient_steps == 1
+            and num_timesteps > learning_starts  # learn() trains after this step
+            and self._initial_burst(1) == 1
+            and isinstance(replay_buffer, AugmentedPixelReplayBuffer)
+            and not replay_buffer.optimize_memory_usage
+            and self._vec_normalize_env is None
+            and not may_act_on_step(callback, num_timesteps)
+        )
+
+    def _sample_action(
+        self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """SB3's ``_sample_action``; then, when the rollout allows it, the gradient step begins (:meth:`_begin_update`)."""
+        actions = super()._sample_action(learning_starts, action_noise, n_envs)
+        if self._begin_update_with_action:
+            self._begin_update_with_action = False
+            self._early_update = self._begin_update(n_envs)
+        return actions
+
+    def _begin_update(self, n_envs: int) -> EarlyUpdate:
+        """Begin, before the environment step, the gradient step that ``train()`` would run after the store.
+
+        What ``train()`` does first is done now with the values it will have then: training mode, and the learning
+        rates at the progress after this agent step (SB3 updates the progress after the store). The batch is drawn as
+        it would be after the store; if it reads the row that the store writes, the step is left to ``train()``.
+        """
+        buffer = self.replay_buffer
+        self.policy.set_training_mode(True)
+        progress_after_step = 1.0 - float(self.num_timesteps + n_envs) / float(self._total_timesteps)
+        for optimizer in (self.actor.optimizer, self.critic.optimizer):
+            update_learning_rate(optimizer, self.lr_schedule(progress_after_step))
+        batch = buffer.draw_after_next_add(self.batch_size)
+        metrics: Metrics = {}
+        if np.any(batch[0] == buffer.pos):
+            return EarlyUpdate(metrics, batch=batch)
+        try:
+            sample = self._counted_gradient_step(self.batch_size, self._recorder(metrics), buffer.gather_transitions(*batch))
+        except ValueError as error:  # as in train(): name the loss that went non-finite, if one did
+            self._log_and_check(metrics, error)
+            raise
+        self.overlapped_updates += 1
+        return EarlyUpdate(metrics, sample=sample)
+
+    def _recorder(self, metrics: Metrics) -> Callable[[str, th.Tensor], None]:
+        """A ``record(name, value)`` that appends the value to ``metrics`` with the number of the running update."""
+
+        def record(name: str, value: th.Tensor) -> None:
+            metrics.setdefault(name, []).append((self._n_updates + 1, value.detach()))
+
+        return record
+
+    def _counted_gradient_step(
+        self, batch_size: int, record: Callable[[str, th.Tensor], None], transitions: SampledTransitions | None = None
+    ) -> AugmentedReplayBufferSamples | SampledTransitions:
+        """One gradient step on a batch sampled now (or on ``transitions``, drawn already), eagerly or as a CUDA graph;
+        then the comparison weight's annealing and ``_n_updates``. Returns what the step trained on."""
+        buffer = self.replay_buffer
+        sample: AugmentedReplayBufferSamples | SampledTransitions
+        if self._graphed_step is None:
+            if transitions is None:
+                sample = buffer.sample(batch_size, env=self._vec_normalize_env)
+            else:
+                sample = buffer.crop(transitions)
+            anneal = self._gradient_step(sample, record, self.comparison_lambda)
+        else:
+            if transitions is None:
+                transitions = buffer.sample_transitions(batch_size, env=self._vec_normalize_env)
+            sample = transitions
+            anneal = self._graphed_step.step(transitions, self.comparison_lambda, record)
+        if anneal:
+            # SAC+GAARA §4.4: the weight drops after each applied comparison step, down to its floor.
+            self.comparison_lambda = anneal_comparison_lambda(
+                self.comparison_lambda, self.comparison_lambda_decay, self.comparison_lambda_min
+            )
+        self._n_updates += 1
+        return sample
+
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         """``gradient_steps`` updates on batches of ``batch_size``: SB3's ``SAC.train`` loop, SAC+AE's update.
 
@@ -493,31 +672,24 @@ class GAARASAC(DurableSaves, SAC):
         self.policy.set_training_mode(True)
         self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
         gradient_steps = self._initial_burst(gradient_steps)
+        early, self._early_update = self._early_update, None
 
         # Each value keeps the number of its update: the actor and the auxiliary losses are not recorded every step.
-        metrics: dict[str, list[tuple[int, th.Tensor]]] = {}
-
-        def record(name: str, value: th.Tensor) -> None:
-            metrics.setdefault(name, []).append((self._n_updates + 1, value.detach()))
+        metrics: Metrics = {} if early is None else early.metrics
+        record = self._recorder(metrics)
 
         try:
-            for _ in range(gradient_steps):
-                if self._graphed_step is None:
-                    replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
-                    anneal = self._gradient_step(replay_data, record, self.comparison_lambda)
+            for step in range(gradient_steps):
+                if step == 0 and early is not None and early.sample is not None:
+                    sample = early.sample  # begun before the env step (overlap_env_step), and counted
                 else:
-                    transitions = self.replay_buffer.sample_transitions(batch_size, env=self._vec_normalize_env)
-                    anneal = self._graphed_step.step(transitions, self.comparison_lambda, record)
-                if anneal:
-                    # SAC+GAARA §4.4: the weight drops after each applied comparison step, down to its floor.
-                    self.comparison_lambda = anneal_comparison_lambda(
-                        self.comparison_lambda, self.comparison_lambda_decay, self.comparison_lambda_min
-                    )
-                self._n_updates += 1
+                    drawn = early.batch if step == 0 and early is not None else None
+                    transitions = None if drawn is None else self.replay_buffer.gather_transitions(*drawn)
+                    sample = self._counted_gradient_step(batch_size, record, transitions)
                 if self.reconstruction_log_interval and self._n_updates % self.reconstruction_log_interval == 0:
-                    if self._graphed_step is not None:
-                        replay_data = self.replay_buffer.crop(transitions)
-                    self.log_reconstructions(replay_data.observations)
+                    if isinstance(sample, SampledTransitions):
+                        sample = self.replay_buffer.crop(sample)
+                    self.log_reconstructions(sample.observations)
         except ValueError as error:
             # With gradient_steps > 1 a non-finite update is applied before the check below, and the next step's
             # torch.distributions.Normal rejects the NaN actor: report the loss that went non-finite first instead.
@@ -708,7 +880,7 @@ class GAARASAC(DurableSaves, SAC):
                 param.sub_(old).mul_(step_scale).add_(old)
         return True
 
-    def _log_and_check(self, metrics: dict[str, list[tuple[int, th.Tensor]]], error: Exception | None = None) -> None:
+    def _log_and_check(self, metrics: Metrics, error: Exception | None = None) -> None:
         """Log the mean of each metric; stop at the first non-finite loss or parameter, naming it and its update.
 
         The check reads the losses once per ``train()`` call (one device sync), not once per loss. With ``error``
@@ -753,6 +925,8 @@ class GAARASAC(DurableSaves, SAC):
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         if self.skip_nonfinite_updates:
             self.logger.record("train/skipped_updates", self.skipped_updates)
+        if self.overlap_env_step:
+            self.logger.record("train/overlapped_updates", self.overlapped_updates)
         for name, value in means.items():
             self.logger.record(f"train/{name}", value)
         if VARIANTS[self.variant].anneals:
@@ -795,6 +969,7 @@ class GAARASAC(DurableSaves, SAC):
             )
         finally:
             self._in_learn = False
+            self._early_update = None
 
     def _initial_burst(self, gradient_steps: int) -> int:
         """Gradient steps of this ``train()`` call: the initial burst on the first training inside ``learn()``."""
@@ -813,6 +988,8 @@ class GAARASAC(DurableSaves, SAC):
             "_encoder_target_parameters",
             "_graphed_step",
             "_in_learn",
+            "_early_update",
+            "_begin_update_with_action",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:

@@ -425,7 +425,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # Leaves ~30 s of the 9 minutes for an evaluation begun just before the limit (it runs to its end),
         # the workers' exit and the reports.
         "time_limit": 510,
-        "model_kwargs": {"cuda_graphs": True},
+        "model_kwargs": {"cuda_graphs": True, "overlap_env_step": True},
     },
 }
 
@@ -446,7 +446,8 @@ RUNTIME_DEFAULTS: dict[str, Any] = {
 }
 
 #: ``GAARASAC`` arguments that change how fast a run computes, not what it computes (``cuda_graphs``: the
-#: same update captured as CUDA graphs, eager on a CPU with identical results). Like ``device``, they are
+#: same update captured as CUDA graphs, eager on a CPU with identical results; ``overlap_env_step``: the same
+#: updates, begun before the environment step where that changes nothing). Like ``device``, they are
 #: left out of a run's identity, so a run checkpointed on a GPU can resume on a CPU, and they are given
 #: again when a run resumes (the checkpoint's own value would win otherwise).
-SPEED_ONLY_MODEL_KWARGS = frozenset({"cuda_graphs"})
+SPEED_ONLY_MODEL_KWARGS = frozenset({"cuda_graphs", "overlap_env_step"})

@@ -26,6 +26,7 @@ from sb3_gaara.study.catalogue import (
     PRESETS,
     RANDOM_AGENT,
     RUNTIME_DEFAULTS,
+    SPEED_ONLY_MODEL_KWARGS,
     TaskSpec,
     resolve_task,
 )
@@ -100,6 +101,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--cuda-graphs",
         action=argparse.BooleanOptionalAction,
         help="GAARASAC(cuda_graphs=...): the update as CUDA graphs on a GPU, same results (default: off)",
+    )
+    parser.add_argument(
+        "--overlap-env-step",
+        action=argparse.BooleanOptionalAction,
+        help="GAARASAC(overlap_env_step=...): each update begins before the env step it follows, so that a GPU update "
+        "runs while the simulator steps and renders; same results (default: off; the gpu-10min preset: on)",
     )
     parser.add_argument(
         "--cudnn-benchmark",
@@ -195,8 +202,9 @@ def build_grid(args: argparse.Namespace) -> tuple[list[tuple[str, str]], dict[st
     hyperparams = args.hyperparams or {}
     _check_hyperparams(hyperparams, {agent for _, agent in pairs})
     model_kwargs = {**preset.get("model_kwargs", {}), **hyperparams}
-    if args.cuda_graphs is not None:
-        model_kwargs["cuda_graphs"] = args.cuda_graphs
+    for key in sorted(SPEED_ONLY_MODEL_KWARGS):  # --cuda-graphs, --overlap-env-step
+        if getattr(args, key) is not None:
+            model_kwargs[key] = getattr(args, key)
     settings["model_kwargs"] = model_kwargs
     if args.milestones:
         milestones = args.milestones

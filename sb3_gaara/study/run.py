@@ -333,6 +333,15 @@ class StudyCheckpointCallback(BaseCallback):
             self.last_report = now
         return True
 
+    def may_act_on_step(self, num_timesteps: int) -> bool:
+        """Whether ``on_step`` at the coming agent step may stop training: the step after a stop's checkpoint.
+
+        A deadline without a checkpoint (``save_at_deadline=False``) also stops at once, at a step nothing can foretell;
+        the run then keeps no state past its last checkpoint, so an update begun early at that step
+        (``overlap_env_step``) is never seen. Checkpoints are written at rollout starts, between two agent steps.
+        """
+        return self.stop_due and not self.save_due
+
 
 class _AfterEvaluation(BaseCallback):
     """Calls ``action`` after each evaluation (an evaluation callback's ``callback_after_eval``)."""

@@ -339,6 +339,10 @@ def trial_eval_callback_class() -> type:
                 self.trial.set_user_attr(TRIAL_ENV_STEPS_ATTR, list(self.eval_env_steps))
             return continue_training
 
+        def may_act_on_step(self, num_timesteps: int) -> bool:
+            """Whether the coming step evaluates (and may prune): rl-zoo3's schedule, every ``eval_freq`` calls."""
+            return self.eval_freq > 0 and (self.n_calls + 1) % self.eval_freq == 0
+
     return ProtocolTrialEvalCallback
 
 
