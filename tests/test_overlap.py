@@ -183,6 +183,32 @@ def test_a_nonfinite_loss_of_an_update_begun_early_is_reported_as_without_the_op
     assert nonfinite_training(overlap=True) == (message, 4) and overlapped == 0
 
 
+class StopsAfterRolloutStart(BaseCallback):
+    """Decides at the rollout start of agent step 30 to stop training at that step, as the study's checkpoint callback
+    does after a stop's checkpoint."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopping = False
+
+    def _on_rollout_start(self) -> None:
+        self.stopping = self.num_timesteps == 29
+
+    def _on_step(self) -> bool:
+        return not self.stopping
+
+    def may_act_on_step(self, num_timesteps: int) -> bool:
+        return self.stopping
+
+
+def test_callbacks_are_asked_after_their_rollout_start():
+    sequential, _ = train(overlap=False, callbacks=StopsAfterRolloutStart)
+    overlapped, kinds = train(overlap=True, callbacks=StopsAfterRolloutStart)
+    assert sequential.num_timesteps == overlapped.num_timesteps == 30
+    assert_same(state(sequential), state(overlapped), "state")  # the update after step 30 never began
+    assert overlapped._n_updates == 29 - 10 and kinds["ran"] + kinds["waited"] == 29 - 10
+
+
 def test_which_callbacks_may_act_on_a_step():
     evaluation = EvalCallback(FakeImageEnv(), eval_freq=3)
     checkpoint = CheckpointCallback(save_freq=4, save_path="unused")

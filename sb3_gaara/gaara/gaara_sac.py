@@ -265,7 +265,8 @@ class GAARASAC(DurableSaves, SAC):
         self.overlap_env_step = overlap_env_step
         self.overlapped_updates = 0
         self._early_update: EarlyUpdate | None = None
-        self._begin_update_with_action = False
+        #: while a rollout runs with overlap_env_step: whether its agent step may begin the update (asked once)
+        self._early_update_check: Callable[[], bool] | None = None
         self.init_gradient_steps = init_gradient_steps
         self.comparison_anneal = comparison_anneal
         self.reconstruction_log_interval = reconstruction_log_interval
@@ -540,17 +541,20 @@ class GAARASAC(DurableSaves, SAC):
         log_interval: int | None = None,
     ) -> RolloutReturn:
         """SB3's ``collect_rollouts``; with ``overlap_env_step``, the coming gradient step begins as soon as the action
-        is chosen (:meth:`_sample_action`) when :meth:`_can_begin_update_early` says that changes nothing."""
+        is chosen (:meth:`_sample_action`) when :meth:`_can_begin_update_early` says that changes nothing. It asks then,
+        after the callbacks' ``on_rollout_start``, which may change what they do at the step (the study's checkpoint
+        callback writes a stop's checkpoint there, and its next step stops training)."""
         self._early_update = None  # one left by a rollout that raised belongs to no train() call
-        self._begin_update_with_action = self._can_begin_update_early(
-            env, callback, train_freq, replay_buffer, learning_starts
-        )
+        if self.overlap_env_step:
+            self._early_update_check = lambda: self._can_begin_update_early(
+                env, callback, train_freq, replay_buffer, learning_starts
+            )
         try:
             return super().collect_rollouts(
                 env, callback, train_freq, replay_buffer, action_noise, learning_starts, log_interval
             )
         finally:
-            self._begin_update_with_action = False
+            self._early_update_check = None
 
     def _can_begin_update_early(
         self, env: VecEnv, callback: BaseCallback, train_freq: TrainFreq, replay_buffer: ReplayBuffer, learning_starts: int
@@ -581,8 +585,8 @@ class GAARASAC(DurableSaves, SAC):
     ) -> tuple[np.ndarray, np.ndarray]:
         """SB3's ``_sample_action``; then, when the rollout allows it, the gradient step begins (:meth:`_begin_update`)."""
         actions = super()._sample_action(learning_starts, action_noise, n_envs)
-        if self._begin_update_with_action:
-            self._begin_update_with_action = False
+        check, self._early_update_check = self._early_update_check, None  # one agent step per rollout
+        if check is not None and check():
             self._early_update = self._begin_update(n_envs)
         return actions
 
@@ -989,7 +993,7 @@ class GAARASAC(DurableSaves, SAC):
             "_graphed_step",
             "_in_learn",
             "_early_update",
-            "_begin_update_with_action",
+            "_early_update_check",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
