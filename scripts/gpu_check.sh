@@ -7,7 +7,8 @@
 #      environment steps per second on dmc-cheetah-run with rendering on the GPU;
 #   3. scripts/gpu_speed_options.py (stage "options", not run by default): the fast path's update under
 #      cudnn.benchmark and bfloat16 convolutions, a profile of the eager update, and end-to-end steps per second
-#      with the faster float32 setting, which the study then uses (--cudnn-benchmark);
+#      in float32 and bfloat16, each with and without overlap_env_step, under the faster cudnn.benchmark setting,
+#      which the study then uses (--cudnn-benchmark);
 #   mps (before the study by default): starts NVIDIA's Multi-Process Service where the driver has it, so that the study's
 #      runs, one process each, share the GPU's multiprocessors instead of taking turns; skipped, and stopped
 #      again, if a CUDA process cannot start under it;
