@@ -33,6 +33,7 @@ from sb3_gaara.common.cuda_graphs import GraphedGradientStep
 from sb3_gaara.common.overlap import may_act_on_step
 from sb3_gaara.evaluation import EnvStepEvalCallback
 from sb3_gaara.study.run import StudyCheckpointCallback
+from sb3_gaara.zoo.patches import trial_eval_callback_class
 
 cuda = pytest.mark.skipif(not th.cuda.is_available(), reason="needs a CUDA device")
 
@@ -228,6 +229,13 @@ def test_which_callbacks_may_act_on_a_step():
     env_steps = EnvStepEvalCallback(FakeImageEnv(), eval_freq_env_steps=100)
     env_steps.action_repeat, env_steps.next_eval_env_steps = 4, 200
     assert not may_act_on_step(env_steps, 49) and may_act_on_step(env_steps, 50)
+
+    # rl-zoo3's Optuna evaluation callback, as this package builds it for its algorithms.
+    trial_evaluation = trial_eval_callback_class()(make_vec_env(FakeImageEnv), trial=None, eval_freq=5)
+    trial_evaluation.n_calls = 3
+    assert not may_act_on_step(trial_evaluation, 0)
+    trial_evaluation.n_calls = 4
+    assert may_act_on_step(trial_evaluation, 0)
 
     study = StudyCheckpointCallback(save=lambda: None, action_repeat=4, every=1000, deadline=None)
     assert not may_act_on_step(study, 1)
