@@ -606,6 +606,19 @@ def test_nonfinite_parameter_stops_training_naming_the_parameter(filled_model, m
         model.train(gradient_steps=1, batch_size=BATCH_SIZE)
 
 
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_the_parameter_check_names_each_kind_of_nonfinite_value_and_only_those(make_model, value):
+    model = make_model()
+    assert model._first_nonfinite_parameter() is None
+    with th.no_grad():
+        # Finite, but their sum overflows float32: the quick check of the sums fails and the search clears them.
+        model.critic.q_networks[1][0].weight.fill_(3e38)
+        assert not th.isfinite(model.critic.q_networks[1][0].weight.sum())
+        assert model._first_nonfinite_parameter() is None
+        model.policy.decoder.fc.bias[3] = value
+    assert model._first_nonfinite_parameter() == "policy.decoder.fc.bias"
+
+
 def test_skipping_nonfinite_updates_counts_logs_and_keeps_the_parameters_finite(filled_model, monkeypatch):
     model = filled_model(skip_nonfinite_updates=True)
     nan_rewards_from(model, monkeypatch, first=3, last=4)  # only the critic reads rewards: 2 skipped critic steps

@@ -939,11 +939,16 @@ class GAARASAC(DurableSaves, SAC):
     def _first_nonfinite_parameter(self) -> str | None:
         """Name of the first parameter holding a NaN or an infinity (``policy.<name>``, ...), or ``None``."""
         modules = {"policy": self.policy, "auxiliary_losses": self.auxiliary_losses}
-        if self.device.type != "cpu":
-            # One check, one synchronisation, for all of them; the names are searched only when one is bad.
-            every = th.cat([param.detach().reshape(-1) for module in modules.values() for param in module.parameters()])
-            if bool(th.isfinite(every).all()):
-                return None
+        params = [param.detach() for module in modules.values() for param in module.parameters()]
+        # A quick check of all of them, one synchronisation on a GPU; the names are searched only when it fails.
+        if self.device.type == "cpu":
+            # A NaN or an infinity makes its parameter's sum non-finite (and a finite parameter whose sum overflows is
+            # cleared by the search below): one pass over the memory, 19x faster than isfinite on 84 px GAARA.
+            quick = th.isfinite(th.stack([param.sum() for param in params])).all()
+        else:
+            quick = th.isfinite(th.cat([param.reshape(-1) for param in params])).all()  # one kernel of each
+        if bool(quick):
+            return None
         for module_name, module in modules.items():
             bad = next((name for name, param in module.named_parameters() if not bool(th.isfinite(param).all())), None)
             if bad is not None:
