@@ -15,15 +15,24 @@ so with ``n_envs`` training envs and action repeat ``k`` each ``env.step`` call 
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import subprocess
+import sys
+import traceback
 import warnings
+from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
+import cloudpickle
 import gymnasium as gym
 import numpy as np
+import torch as th
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import VecEnv, sync_envs_normalization
 
 from sb3_gaara.common.env_steps import env_steps, get_action_repeat
@@ -45,6 +54,107 @@ class Evaluation(NamedTuple):
     mean_reward: float
     std_reward: float
     training_episodes: int
+
+
+class _Started(NamedTuple):
+    """What an evaluation knows of training when it starts: where it stands on the curve."""
+
+    env_steps: int
+    num_timesteps: int
+    training_episodes: int
+
+
+class _Episodes(NamedTuple):
+    """The episodes of one evaluation."""
+
+    rewards: list[float]
+    lengths: list[int]
+    successes: list[bool]
+
+
+class _PolicyAgent:
+    """``predict`` of a policy, as ``evaluate_policy`` calls an algorithm's (SB3's ``BaseAlgorithm.predict`` is the
+    policy's ``predict``)."""
+
+    def __init__(self, policy: BasePolicy) -> None:
+        self.policy = policy
+
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False) -> Any:
+        return self.policy.predict(observation, state, episode_start, deterministic)
+
+
+class _WorkerSetup(NamedTuple):
+    """What the evaluation process is started with: the eval env, how to build the policy, and torch's settings."""
+
+    env: VecEnv
+    policy_class: type[BasePolicy]
+    policy_kwargs: dict[str, Any]
+    device: str
+    threads: int
+    cudnn_benchmark: bool
+    tf32: bool
+
+
+def run_episodes(agent: Any, env: VecEnv, **kwargs: Any) -> _Episodes:
+    """SB3's ``evaluate_policy`` with each episode's return and length, and the ``is_success`` of the episodes whose
+    last info has one (what ``EvalCallback._log_success_callback`` collects)."""
+    successes: list[bool] = []
+
+    def log_success(locals_: dict[str, Any], globals_: dict[str, Any]) -> None:
+        if locals_["done"]:
+            maybe_is_success = locals_["info"].get("is_success")
+            if maybe_is_success is not None:
+                successes.append(maybe_is_success)
+
+    rewards, lengths = evaluate_policy(agent, env, return_episode_rewards=True, callback=log_success, **kwargs)
+    assert isinstance(rewards, list) and isinstance(lengths, list)
+    return _Episodes(rewards, lengths, successes)
+
+
+def _send(connection: Connection, message: Any) -> None:
+    """Send with cloudpickle: ``Connection.send`` would share tensors through file descriptors, which only a
+    multiprocessing child (with the parent's authentication key) can collect."""
+    connection.send_bytes(cloudpickle.dumps(message))
+
+
+def _receive(connection: Connection) -> Any:
+    return cloudpickle.loads(connection.recv_bytes())
+
+
+def _evaluation_process_main(fd: int) -> None:
+    """The evaluation process of ``EnvStepEvalCallback(asynchronous=True)``: it owns the eval env (which it steps,
+    renders and closes: an OpenGL context stays with the thread that made it) and a copy of the policy. It receives its
+    :class:`_WorkerSetup` (pickled), then answers requests in order: ``("evaluate", state_dict, kwargs)`` with the
+    episodes' returns, lengths and successes, ``("env",)`` with the env pickled, and ``("close",)``."""
+    connection = Connection(fd)
+    try:
+        setup = cloudpickle.loads(connection.recv_bytes())
+        th.set_num_threads(setup.threads)
+        th.backends.cudnn.benchmark = setup.cudnn_benchmark
+        th.backends.cuda.matmul.allow_tf32 = setup.tf32
+        policy = setup.policy_class(**setup.policy_kwargs).to(setup.device)
+        policy.set_training_mode(False)
+        env = setup.env
+    except BaseException:
+        _send(connection, ("error", traceback.format_exc()))
+        return
+    while True:
+        try:
+            request = _receive(connection)
+        except EOFError:  # the training process is gone
+            return
+        try:
+            if request[0] == "evaluate":
+                policy.load_state_dict(request[1])
+                _send(connection, ("episodes", run_episodes(_PolicyAgent(policy), env, **request[2])))
+            elif request[0] == "env":
+                _send(connection, ("env", env))
+            else:
+                env.close()
+                _send(connection, ("closed", None))
+                return
+        except BaseException:
+            _send(connection, ("error", traceback.format_exc()))
 
 
 def make_eval_env(
@@ -110,6 +220,15 @@ class EnvStepEvalCallback(EvalCallback):
     :param eval_freq_agent_steps: evaluate every this many *agent* steps instead (rl-zoo3's ``--eval-freq`` unit,
         summed over parallel envs), i.e. every ``eval_freq_agent_steps * action_repeat`` environment steps; ``None``:
         ``eval_freq_env_steps`` holds
+    :param asynchronous: run the evaluations in a process of their own, on a copy of the policy taken at each
+        evaluation's step, while training goes on. ``eval_env`` moves to that process at the first evaluation (pickled:
+        :meth:`current_eval_env` returns it as it is then, :meth:`close` closes it there); the copy of the policy runs
+        on the model's device. Evaluations still run one at a time and in order on that env, so they return what
+        synchronous ones return. An evaluation is logged, saved, added to :attr:`history` and passed to its callbacks
+        at the first rollout start after it finished (at the latest when the next one starts, when training ends, or
+        at :meth:`finish_evaluation`); a stop its callbacks ask for takes effect at the next agent step. Not with
+        ``best_model_save_path`` (the model saved would no longer be the one evaluated) nor ``VecNormalize``, and only
+        for algorithms that act with their policy's ``predict`` (SB3's ``BaseAlgorithm.predict``)
     The other parameters are SB3's ``EvalCallback``'s (``deterministic=True``).
     """
 
@@ -133,11 +252,17 @@ class EnvStepEvalCallback(EvalCallback):
         verbose: int = 1,
         warn: bool = True,
         eval_freq_agent_steps: int | None = None,
+        asynchronous: bool = False,
     ) -> None:
         if isinstance(eval_env, str):
             eval_env = make_eval_env(eval_env, env_kwargs=eval_env_kwargs, frame_stack=frame_stack, seed=eval_seed)
         if action_repeat is not None and (isinstance(action_repeat, bool) or action_repeat < 1):
             raise ValueError(f"action_repeat must be a positive integer or None, got {action_repeat!r}")
+        if asynchronous and best_model_save_path is not None:
+            raise ValueError(
+                "asynchronous=True saves an evaluation's results after training went on, when the model is no longer the "
+                "one evaluated: it cannot save best_model. Use asynchronous=False with best_model_save_path."
+            )
         super().__init__(
             eval_env,
             callback_on_new_best=callback_on_new_best,
@@ -158,6 +283,14 @@ class EnvStepEvalCallback(EvalCallback):
         self.history: list[Evaluation] = list(history or [])
         self.evaluations_env_steps: list[int] = []
         self.next_eval_env_steps = 0
+        self.asynchronous = asynchronous
+        #: the evaluation process and the training process's end of its pipe (asynchronous, once started)
+        self._worker: subprocess.Popen[bytes] | None = None
+        self._connection: Connection | None = None
+        #: where the evaluation under way in the evaluation process started
+        self._pending: _Started | None = None
+        #: the callbacks of a finished background evaluation asked to stop training
+        self._stop_requested = False
 
     @property
     def env_steps(self) -> int:
@@ -174,8 +307,28 @@ class EnvStepEvalCallback(EvalCallback):
         if self.eval_freq_agent_steps is not None:
             self.eval_freq_env_steps = env_steps(self.eval_freq_agent_steps, self.action_repeat)
         warn_if_action_repeats_differ(eval_repeat, self.action_repeat)
+        reason = self.evaluated_here_because(self.model) if self.asynchronous else None
+        if reason is not None:
+            raise ValueError(f"asynchronous=True evaluates a copy of the policy in a process of its own, but {reason}.")
+
+    @staticmethod
+    def evaluated_here_because(model: BaseAlgorithm) -> str | None:
+        """Why ``model`` must be evaluated in the training process to give the results it gives there (``None``: it
+        need not; see ``asynchronous``)."""
+        name = type(model).__name__
+        if type(model).predict is not BaseAlgorithm.predict:
+            return f"{name} acts with a predict of its own: use asynchronous=False"
+        if model.get_vec_normalize_env() is not None:
+            return "VecNormalize's statistics could not follow training's there: use asynchronous=False with VecNormalize"
+        if getattr(model.policy, "draws_while_acting", False):
+            return (
+                f"{name}'s policy draws random numbers while it acts, from the generator training draws from: there it "
+                "would draw others, and training here would too. Use asynchronous=False (or the actor as planner)"
+            )
+        return None
 
     def _on_training_start(self) -> None:
+        self._stop_requested = False
         freq = self.eval_freq_env_steps
         if self.history:
             self.next_eval_env_steps = (self.history[-1].env_steps // freq + 1) * freq if freq > 0 else 0
@@ -187,21 +340,35 @@ class EnvStepEvalCallback(EvalCallback):
             self.evaluate(during_rollout=False)
 
     def _on_step(self) -> bool:
+        if self._stop_requested:
+            return False
         if self.eval_freq_env_steps <= 0 or self.env_steps < self.next_eval_env_steps:
             return True
         return self.evaluate()
 
+    def _on_rollout_start(self) -> None:
+        # Between two agent steps: a background evaluation that has finished is recorded here.
+        if self._pending is not None and self._connection is not None and self._connection.poll():
+            self.finish_evaluation()
+
+    def _on_training_end(self) -> None:
+        self.finish_evaluation()
+
     def may_act_on_step(self, num_timesteps: int) -> bool:
         """Whether the step that brings the model to ``num_timesteps`` agent steps evaluates (and so reads the model,
-        may save it or stop training): see :func:`sb3_gaara.common.overlap.may_act_on_step`."""
+        may save it or stop training), or stops training for a finished background evaluation: see
+        :func:`sb3_gaara.common.overlap.may_act_on_step`."""
         assert self.action_repeat is not None, "The callback is not initialised yet."
-        return self.eval_freq_env_steps > 0 and env_steps(num_timesteps, self.action_repeat) >= self.next_eval_env_steps
+        due = self.eval_freq_env_steps > 0 and env_steps(num_timesteps, self.action_repeat) >= self.next_eval_env_steps
+        return due or self._stop_requested
 
     def evaluate(self, during_rollout: bool = True) -> bool:
-        """Evaluate now; ``during_rollout``: called from ``_on_step``, where ``self.locals`` holds the step's ``dones``."""
+        """Evaluate now (with ``asynchronous``: start the evaluation); ``during_rollout``: called from ``_on_step``,
+        where ``self.locals`` holds the step's ``dones``. Returns whether training goes on."""
         # Adapted from SB3 2.9 EvalCallback._on_step, same line order: the schedule is in environment steps,
         # and the results also go to ``history``, ``eval/std_reward``, ``eval/env_steps`` and ``env_steps`` in the npz.
-        continue_training = True
+        if not self.finish_evaluation():  # the one before, run in the background, stopped training
+            return False
         env_steps = self.env_steps
         if self.eval_freq_env_steps > 0:
             self.next_eval_env_steps = (env_steps // self.eval_freq_env_steps + 1) * self.eval_freq_env_steps
@@ -217,32 +384,119 @@ class EnvStepEvalCallback(EvalCallback):
                     "and warning above."
                 ) from e
 
-        # Reset success rate buffer
-        self._is_success_buffer = []
+        # SB3 counts a finished episode after the callbacks of its last step have run.
+        ended_now = int(np.sum(self.locals.get("dones", 0))) if during_rollout else 0
+        started = _Started(env_steps, self.num_timesteps, int(getattr(self.model, "_episode_num", 0)) + ended_now)
+        if self.asynchronous:
+            self._pending = started
+            policy = {name: value.detach().to("cpu", copy=True) for name, value in self.model.policy.state_dict().items()}
+            self._request("evaluate", policy, self._episode_kwargs())
+            return True
+        return self._record(started, run_episodes(self.model, self.eval_env, **self._episode_kwargs()))
 
-        episode_rewards, episode_lengths = evaluate_policy(
-            self.model,
-            self.eval_env,
-            n_eval_episodes=self.n_eval_episodes,
-            render=self.render,
-            deterministic=self.deterministic,
-            return_episode_rewards=True,
-            warn=self.warn,
-            callback=self._log_success_callback,
-        )
-        assert isinstance(episode_rewards, list)
-        assert isinstance(episode_lengths, list)
+    def finish_evaluation(self) -> bool:
+        """Wait for the evaluation running in the background, if any, and record it (:attr:`history`, logs, files,
+        callbacks); returns whether its callbacks let training go on (if not, the next agent step stops it). Call it
+        before reading :attr:`history` or saving ``eval_env`` while ``asynchronous`` evaluations may run."""
+        if self._pending is None:
+            return True
+        started, self._pending = self._pending, None
+        episodes = self._answer("episodes")
+        if not self._record(started, episodes):
+            self._stop_requested = True
+        return not self._stop_requested
 
+    def current_eval_env(self) -> VecEnv:
+        """The evaluation env as it is now: ``eval_env``, or with ``asynchronous``, once the evaluation process has it,
+        its env pickled back (after the evaluation under way): what a checkpoint saves."""
+        if self._worker is None:
+            return self.eval_env
+        self.finish_evaluation()
+        self._request("env")
+        return self._answer("env")
+
+    def close(self) -> None:
+        """Close the evaluation env: here, or with ``asynchronous``, in the evaluation process, which then ends."""
+        if self._worker is None:
+            self.eval_env.close()
+            return
+        worker = self._worker
+        try:
+            self.finish_evaluation()
+            if worker.poll() is None:
+                self._request("close")
+                self._answer("closed")
+        finally:
+            try:
+                worker.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+            if self._connection is not None:
+                self._connection.close()
+            self._worker = self._connection = None
+            self._pending = None
+
+    def _episode_kwargs(self) -> dict[str, Any]:
+        return dict(n_eval_episodes=self.n_eval_episodes, render=self.render, deterministic=self.deterministic, warn=self.warn)
+
+    def _request(self, *request: Any) -> None:
+        """Send ``request`` to the evaluation process, started with ``eval_env`` and the policy the first time."""
+        if self._worker is None:
+            policy = self.model.policy
+            setup = _WorkerSetup(
+                env=self.eval_env,
+                policy_class=type(policy),
+                policy_kwargs=policy._get_constructor_parameters(),
+                device=str(self.model.device),
+                threads=th.get_num_threads(),
+                cudnn_benchmark=th.backends.cudnn.benchmark,
+                tf32=th.backends.cuda.matmul.allow_tf32,
+            )
+            # A fresh interpreter: forking a process that holds a CUDA context or OpenGL state is unsafe, and unlike
+            # multiprocessing's spawn this one does not import the training script again (no __main__ guard needed).
+            # It sees this process's sys.path, so the classes of eval_env and the policy unpickle there.
+            self._connection, child = multiprocessing.Pipe()
+            environment = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
+            command = "import sys; from sb3_gaara.evaluation import _evaluation_process_main as main; main(int(sys.argv[1]))"
+            self._worker = subprocess.Popen(
+                [sys.executable, "-c", command, str(child.fileno())], pass_fds=(child.fileno(),), env=environment
+            )
+            child.close()
+            self._connection.send_bytes(cloudpickle.dumps(setup))
+        assert self._connection is not None
+        _send(self._connection, request)
+
+    def _answer(self, kind: str) -> Any:
+        """The evaluation process's answer of ``kind``; its error, or its end, as a ``RuntimeError`` here."""
+        assert self._connection is not None and self._worker is not None
+        try:
+            answer, value = _receive(self._connection)
+        except EOFError:
+            raise RuntimeError(
+                f"The evaluation process ended (exit code {self._worker.wait()}) before it answered: its evaluations "
+                "are lost. Run with asynchronous=False to see the error here."
+            ) from None
+        if answer == "error":
+            raise RuntimeError(f"The evaluation process failed:\n{value}")
+        assert answer == kind, (answer, kind)
+        return value
+
+    def _record(self, started: _Started, episodes: _Episodes) -> bool:
+        """Keep one evaluation's results: npz, :attr:`history`, logs, best reward and callbacks (SB3's order)."""
+        continue_training = True
+        env_steps, episode_rewards, episode_lengths = started.env_steps, episodes.rewards, episodes.lengths
+        self._is_success_buffer = episodes.successes  # SB3's attribute, as after its own evaluation
         if self.log_path is not None:
-            self.evaluations_timesteps.append(self.num_timesteps)
+            self.evaluations_timesteps.append(started.num_timesteps)
             self.evaluations_env_steps.append(env_steps)
             self.evaluations_results.append(episode_rewards)
             self.evaluations_length.append(episode_lengths)
 
             kwargs = {}
             # Save success log if present
-            if len(self._is_success_buffer) > 0:
-                self.evaluations_successes.append(self._is_success_buffer)
+            if len(episodes.successes) > 0:
+                self.evaluations_successes.append(episodes.successes)
                 kwargs = dict(successes=self.evaluations_successes)
 
             np.savez(
@@ -257,14 +511,11 @@ class EnvStepEvalCallback(EvalCallback):
         mean_reward, std_reward = float(np.mean(episode_rewards)), float(np.std(episode_rewards))
         mean_ep_length, std_ep_length = np.mean(episode_lengths), np.std(episode_lengths)
         self.last_mean_reward = mean_reward
-        # SB3 counts a finished episode after the callbacks of its last step have run.
-        ended_now = int(np.sum(self.locals.get("dones", 0))) if during_rollout else 0
-        training_episodes = int(getattr(self.model, "_episode_num", 0)) + ended_now
-        self.history.append(Evaluation(env_steps, mean_reward, std_reward, training_episodes))
+        self.history.append(Evaluation(env_steps, mean_reward, std_reward, started.training_episodes))
 
         if self.verbose >= 1:
             print(
-                f"Eval env_steps={env_steps} (num_timesteps={self.num_timesteps}), "
+                f"Eval env_steps={env_steps} (num_timesteps={started.num_timesteps}), "
                 f"episode_reward={mean_reward:.2f} +/- {std_reward:.2f}"
             )
             print(f"Episode length: {mean_ep_length:.2f} +/- {std_ep_length:.2f}")
@@ -274,15 +525,15 @@ class EnvStepEvalCallback(EvalCallback):
         self.logger.record("eval/env_steps", env_steps)
         self.logger.record("eval/mean_ep_length", mean_ep_length)
 
-        if len(self._is_success_buffer) > 0:
-            success_rate = np.mean(self._is_success_buffer)
+        if len(episodes.successes) > 0:
+            success_rate = np.mean(episodes.successes)
             if self.verbose >= 1:
                 print(f"Success rate: {100 * success_rate:.2f}%")
             self.logger.record("eval/success_rate", success_rate)
 
         # Dump log so the evaluation results are printed with the correct timestep
-        self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
-        self.logger.dump(self.num_timesteps)
+        self.logger.record("time/total_timesteps", started.num_timesteps, exclude="tensorboard")
+        self.logger.dump(started.num_timesteps)
 
         if mean_reward > self.best_mean_reward:
             if self.verbose >= 1:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole GPU check in one command, sized for one job of at most 10 minutes on one GPU:
 #   1. the CUDA tests of the graph-captured update (tests/test_cuda_graphs.py: capture, replay without a
-#      synchronisation, the same update as the eager one) and of updates begun before the env step
-#      (tests/test_overlap.py: the same training as without overlap_env_step);
+#      synchronisation, the same update as the eager one) and of updates begun before the env step, with
+#      evaluations in a process of their own (tests/test_overlap.py: the same training as without either);
 #   2. python -m sb3_gaara.benchmark --device cuda: update times (GAARASAC eager and CUDA graphs, SACAE, SB3's SAC),
 #      environment steps per second on dmc-cheetah-run with rendering on the GPU;
 #   3. scripts/gpu_speed_options.py (stage "options", not run by default): the fast path's update under
@@ -13,7 +13,7 @@
 #      runs, one process each, share the GPU's multiprocessors instead of taking turns; skipped, and stopped
 #      again, if a CUDA process cannot start under it;
 #   4. python -m sb3_gaara.study --preset gpu-10min, limited to the time left of the budget (with
-#      --no-cuda-graphs --no-overlap-env-step if step 1 failed, so that the study still runs).
+#      --no-cuda-graphs --no-overlap-env-step --no-async-eval if step 1 failed, so that the study still runs).
 # What a reader needs comes out small, in OUT_DIR: log.txt, tests.txt, benchmark.txt, benchmark.json, results.md,
 # curves.csv and the task's PNG (the study's run directories stay in STUDY_DIR).
 #
@@ -92,7 +92,7 @@ for stage in $stages; do
       left=$((budget - ($(date +%s) - start) - 45))
       if [ $left -lt 60 ]; then say "only ${left} s left: no study"; continue; fi
       extra=""
-      [ $graphs_ok -eq 1 ] || extra="--no-cuda-graphs --no-overlap-env-step"
+      [ $graphs_ok -eq 1 ] || extra="--no-cuda-graphs --no-overlap-env-step --no-async-eval"
       [ "$cudnn_benchmark" = 1 ] && extra="$extra --cudnn-benchmark"
       reference=""
       for candidate in shared/reference/drq_planet_bench.csv ../shared/reference/drq_planet_bench.csv .device/drq_planet_bench.csv; do

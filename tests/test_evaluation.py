@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import copy
 import csv
+import os
 import time
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch as th
 from conftest import NATIVE_BFLOAT16, check_margin
 from gymnasium import spaces
 from stable_baselines3 import SAC
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
+from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecNormalize
 
 from sb3_gaara.envs.pixel_reach import PIXEL_REACH_ID, register_pixel_reach
 from sb3_gaara.evaluation import EnvStepEvalCallback, Evaluation, get_action_repeat, make_eval_env
@@ -291,3 +293,111 @@ def test_augmentation_agents_learn_from_pixels() -> None:
     for agent, steps, _ in AUGMENTATION_CHECKS:
         rewards, train_time, action_repeat = outcomes[agent]
         check_margin(AGENTS[agent].label, rewards, task, steps, action_repeat, n_episodes, train_time)
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluations in the background (asynchronous=True)
+# --------------------------------------------------------------------------------------------------
+
+
+def _trained_with_evaluations(asynchronous: bool, tmp_path: Any) -> tuple[Any, Any]:
+    """A tiny GAARASAC trained 40 agent steps, evaluated every 8 on a seeded env."""
+    from conftest import FakeImageEnv, RecordingLogger, tiny_kwargs
+
+    from sb3_gaara import GAARASAC
+
+    model = GAARASAC("CnnPolicy", FakeImageEnv(), **tiny_kwargs())
+    model.set_logger(RecordingLogger())
+    callback = EnvStepEvalCallback(
+        make_vec_env(FakeImageEnv, n_envs=1, seed=3),
+        eval_freq_env_steps=8,
+        n_eval_episodes=2,
+        log_path=str(tmp_path / f"asynchronous_{asynchronous}"),
+        verbose=0,
+        asynchronous=asynchronous,
+    )
+    model.learn(40, callback=callback)
+    return model, callback
+
+
+def test_evaluations_in_a_process_of_their_own_are_the_synchronous_ones(tmp_path) -> None:
+    model, callback = _trained_with_evaluations(False, tmp_path)
+    background, background_callback = _trained_with_evaluations(True, tmp_path)
+    # The policy changes at every update: equal returns mean each copy was taken at its evaluation's step.
+    assert [e.env_steps for e in callback.history] == [0, 8, 16, 24, 32, 40]
+    assert background_callback.history == callback.history
+    assert len({e.mean_reward for e in callback.history}) == 6
+    for name in ("eval/mean_reward", "eval/std_reward", "eval/env_steps"):
+        assert background.logger.history[name] == model.logger.history[name]
+    files = [np.load(tmp_path / f"asynchronous_{flag}" / "evaluations.npz") for flag in (False, True)]
+    for key in ("timesteps", "env_steps", "results", "ep_lengths"):
+        np.testing.assert_array_equal(files[0][key], files[1][key], strict=True)
+    # Training did not notice: the same parameters.
+    for (name, a), b in zip(model.policy.state_dict().items(), background.policy.state_dict().values(), strict=True):
+        assert th.equal(a, b), name
+    # The episodes ran in the evaluation process, on its env: this process's copy never stepped, that one did 12 times.
+    worker = background_callback._worker
+    assert worker is not None and worker.pid != os.getpid() and worker.poll() is None
+    assert background_callback.eval_env.envs[0].get_episode_rewards() == []
+    there = background_callback.current_eval_env()
+    assert len(there.envs[0].get_episode_rewards()) == len(callback.eval_env.envs[0].get_episode_rewards()) == 12
+    background_callback.close()
+    assert worker.returncode == 0 and background_callback._worker is None
+
+
+class BrokenEnv(RepeatEnv):
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        raise ValueError("the evaluation env broke")
+
+
+def test_an_error_in_the_evaluation_process_is_raised_here_with_its_traceback(tmp_path) -> None:
+    model = _model(action_repeat=1, n_envs=1, tmp_path=tmp_path)
+    callback = EnvStepEvalCallback(
+        make_vec_env(lambda: BrokenEnv(1)), eval_freq_env_steps=4, n_eval_episodes=1, asynchronous=True
+    )
+    with pytest.raises(RuntimeError, match=r"(?s)The evaluation process failed:.*ValueError: the evaluation env broke"):
+        model.learn(8, callback=callback)
+    callback.close()  # the process still runs; it closes its env and ends
+    assert callback._worker is None
+
+
+def test_a_stop_asked_by_a_background_evaluations_callback_stops_training(tmp_path) -> None:
+    from stable_baselines3.common.callbacks import StopTrainingOnRewardThreshold
+
+    model = _model(action_repeat=1, n_envs=1, tmp_path=tmp_path)
+    stop = StopTrainingOnRewardThreshold(reward_threshold=0.0, verbose=0)  # every return (5) is above it
+    callback = EnvStepEvalCallback(_vec(1), eval_freq_env_steps=4, n_eval_episodes=1, callback_on_new_best=stop, verbose=0)
+    callback.asynchronous = True
+    model.learn(40, callback=callback)
+    # The evaluation at step 0 ran in the background and was recorded at a rollout start (or, at the latest, when the
+    # next evaluation was due): the next step stopped training.
+    assert [e.env_steps for e in callback.history] == [0] and 1 <= model.num_timesteps <= 4
+    callback.close()
+
+
+def test_settings_background_evaluations_cannot_keep_are_rejected(tmp_path) -> None:
+    with pytest.raises(ValueError, match="cannot save best_model"):
+        EnvStepEvalCallback(_vec(1), best_model_save_path=str(tmp_path), asynchronous=True)
+
+    class OwnPredict(SAC):
+        def predict(self, *args: Any, **kwargs: Any) -> Any:
+            return super().predict(*args, **kwargs)
+
+    model = OwnPredict("MlpPolicy", _vec(1), learning_starts=10_000, policy_kwargs={"net_arch": [4]}, seed=0)
+    with pytest.raises(ValueError, match="OwnPredict acts with a predict of its own: use asynchronous=False"):
+        model.learn(4, callback=EnvStepEvalCallback(_vec(1), asynchronous=True))
+    normalized = SAC("MlpPolicy", VecNormalize(_vec(1)), learning_starts=10_000, policy_kwargs={"net_arch": [4]})
+    with pytest.raises(ValueError, match="use asynchronous=False with VecNormalize"):
+        normalized.learn(4, callback=EnvStepEvalCallback(VecNormalize(_vec(1)), asynchronous=True))
+
+
+def test_a_policy_that_draws_while_it_acts_is_evaluated_where_it_trains() -> None:
+    from sb3_gaara import Dreamer
+    from sb3_gaara.benchmark import slac_random_env
+
+    tiny = {"depth": 4, "deter_size": 8, "stoch_size": 4, "hidden_size": 8, "units": 8, "layers": 1}
+    model = Dreamer("CnnPolicy", slac_random_env(0), buffer_size=100, device="cpu", seed=0, policy_kwargs=tiny)
+    assert EnvStepEvalCallback.evaluated_here_because(model) is None  # the actor acts without drawing
+    model.set_planner("cem")  # its candidates come from torch's generator, which training draws from too
+    reason = EnvStepEvalCallback.evaluated_here_because(model)
+    assert reason is not None and "Dreamer's policy draws random numbers while it acts" in reason

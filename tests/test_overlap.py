@@ -152,6 +152,22 @@ def test_steps_where_callbacks_act_run_after_the_store(tmp_path):
         assert_same(a.policy.state_dict(), b.policy.state_dict(), name)
 
 
+def test_with_evaluations_in_a_process_of_their_own_too():
+    """overlap_env_step with EnvStepEvalCallback(asynchronous=True): the training of neither option, bit for bit."""
+    callbacks = []
+
+    def evaluation(asynchronous: bool) -> EnvStepEvalCallback:
+        env = make_vec_env(FakeImageEnv, n_envs=1, seed=3)
+        callbacks.append(EnvStepEvalCallback(env, eval_freq_env_steps=7, n_eval_episodes=2, asynchronous=asynchronous))
+        return callbacks[-1]
+
+    sequential, _ = train(False, callbacks=lambda: evaluation(False))
+    overlapped, kinds = train(True, callbacks=lambda: evaluation(True))
+    assert_same(state(sequential), state(overlapped), "state")
+    assert kinds["ran"] > 0 and callbacks[1]._worker is not None
+    callbacks[1].close()
+
+
 def test_an_unknown_callback_keeps_every_update_after_the_store():
     sequential, _ = train(overlap=False)
     overlapped, kinds = train(overlap=True, callbacks=Everything)
@@ -294,3 +310,20 @@ def test_cuda_graphs_begun_before_the_env_step_compute_the_sequential_training()
         assert th.allclose(value, b["params"][name], rtol=1e-4, atol=1e-5), name
     assert_same(a["buffer"], b["buffer"], "buffer")
     assert a["n_updates"] == b["n_updates"]
+
+
+@cuda
+def test_on_a_gpu_with_evaluations_in_a_process_of_their_own():
+    def evaluation(asynchronous: bool) -> EnvStepEvalCallback:
+        env = make_vec_env(FakeImageEnv, n_envs=1, seed=3)
+        return EnvStepEvalCallback(env, eval_freq_env_steps=7, n_eval_episodes=2, verbose=0, asynchronous=asynchronous)
+
+    common: dict[str, Any] = dict(device="cuda", cuda_graphs=True)
+    sequential, _ = train(overlap=False, callbacks=lambda: evaluation(False), **common)
+    overlapped, kinds = train(overlap=True, callbacks=lambda: evaluation(True), **common)
+    assert kinds["ran"] > 0
+    a, b = state(sequential), state(overlapped)
+    for name, value in a["params"].items():
+        assert th.allclose(value, b["params"][name], rtol=1e-4, atol=1e-5), name
+    returns = [model.logger.history["eval/mean_reward"] for model in (sequential, overlapped)]
+    assert len(returns[0]) == 11 and np.allclose(returns[0], returns[1], rtol=1e-4, atol=1e-5)

@@ -81,6 +81,9 @@ FINGERPRINTS: dict[str, dict[str, str]] = {
     "stable_baselines3.common.callbacks.EvalCallback._on_step": {
         "2.9.2": "ab70003b94c6955cdb20f5317adffbd2be6f1c391d7fc07e9c5c128c4848b7cd",
     },
+    "stable_baselines3.common.callbacks.EvalCallback._log_success_callback": {
+        "2.9.2": "f0981e12698f8edc745e1ad0a01c9c67d3989534814abb65a42f2ba47e7d4bb0",
+    },
     "stable_baselines3.common.callbacks.CheckpointCallback._on_step": {
         "2.9.2": "e9222feea6a6dc73b063a0a3b18a2b5b14f970be5a1ea5f55977c078a386672a",
     },
@@ -189,6 +192,10 @@ OUR_CODE: dict[str, str] = {
     "stable_baselines3.common.callbacks.EvalCallback._on_step": (
         "sb3_gaara.common.overlap.may_act_on_step (evaluates when n_calls % eval_freq == 0) and "
         "sb3_gaara.evaluation.EnvStepEvalCallback.evaluate (adapted from it)"
+    ),
+    "stable_baselines3.common.callbacks.EvalCallback._log_success_callback": (
+        "sb3_gaara.evaluation.run_episodes (collects each finished episode's is_success the same way, in the "
+        "evaluation process too)"
     ),
     "stable_baselines3.common.callbacks.CheckpointCallback._on_step": (
         "sb3_gaara.common.overlap.may_act_on_step (saves when n_calls % save_freq == 0)"

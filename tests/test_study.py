@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch as th
 
-from sb3_gaara import study
+from sb3_gaara import GAARASAC, study
 from sb3_gaara.algorithms import BY_ZOO_NAME
 from sb3_gaara.envs.pixel_reach import PIXEL_REACH_ID, PixelReachEnv, register_pixel_reach
 from sb3_gaara.study import (
@@ -307,18 +307,20 @@ def test_gpu_10min_preset_and_flags_over_it() -> None:
     assert settings["seeds"] == [0, 1] and settings["env_steps"] == 100_000 and settings["milestones"] == [100_000]
     assert settings["eval_every"] == 10_000 and settings["eval_episodes"] == 10
     assert settings["workers"] == 5  # 4 training runs and the random baseline side by side
+    assert settings["async_eval"] is True
     assert settings["device"] == "cuda"
     assert settings["model_kwargs"] == {"cuda_graphs": True, "overlap_env_step": True}
     assert settings["time_limit"] == 510 and settings["checkpoint_at_deadline"] is False
     assert settings["checkpoint_every"] > settings["env_steps"]  # no checkpoint during a run
     # Explicit flags win, including those that switch a preset's setting off.
     argv = ["--preset", "gpu-10min", "--device", "cpu", "--workers", "1", "--time-limit", "0", "--checkpoint-at-deadline"]
-    argv += ["--no-cuda-graphs", "--no-overlap-env-step", "--checkpoint-every", "500", "--env-steps", "80"]
+    argv += ["--no-cuda-graphs", "--no-overlap-env-step", "--no-async-eval", "--checkpoint-every", "500"]
+    argv += ["--env-steps", "80"]
     argv += ["--eval-every", "40"]
     pairs, settings = build_grid(study.parse_args(argv))
     assert pairs == [("cheetah_run", "gaara"), ("cheetah_run", "sac_ae")]
     assert (settings["device"], settings["workers"], settings["time_limit"]) == ("cpu", 1, 0)
-    assert settings["checkpoint_at_deadline"] is True
+    assert settings["checkpoint_at_deadline"] is True and settings["async_eval"] is False
     assert settings["model_kwargs"] == {"cuda_graphs": False, "overlap_env_step": False}
     assert (settings["checkpoint_every"], settings["env_steps"], settings["eval_every"]) == (500, 80, 40)
     # The flags did not edit the preset.
@@ -356,13 +358,14 @@ def test_gpu_10min_preset_runs_its_grid_with_its_settings(tmp_path, monkeypatch,
     ]
     for config in configs:
         assert config.device == "cpu" and config.model_kwargs == {"cuda_graphs": True, "overlap_env_step": True}
+        assert config.async_eval is True
         assert not config.checkpoint_at_deadline and config.checkpoint_every > config.env_steps == 100_000
         assert (config.eval_every, config.eval_episodes) == (10_000, 10)
         assert config.deadline is not None and before + 510 <= config.deadline <= time.time() + 510
     printed = capsys.readouterr().out
     assert "tasks cheetah_run; agents gaara sac_ae; seeds 0 1; 100k env steps, evaluated every 10k over 10 episodes" in printed
     settings = "device cpu; 5 workers; time limit 510 s (no checkpoint at the limit); checkpoints every 1M env steps"
-    assert f"[study] {settings}; GAARASAC cuda_graphs=True, overlap_env_step=True\n" in printed
+    assert f"[study] {settings}; evaluations in the background; GAARASAC cuda_graphs=True, overlap_env_step=True\n" in printed
     assert "start over" in printed
 
 
@@ -387,7 +390,7 @@ def test_process_wide_gpu_flags_are_run_time_settings_each_run_applies(
     assert described not in study.describe_settings(settings)
     _, settings = build_grid(study.parse_args(["--preset", "gpu-10min", flag]))
     assert settings[setting] is True
-    assert f"; {described}; GAARASAC cuda_graphs=True" in study.describe_settings(settings)
+    assert f"; {described}; evaluations in the background; GAARASAC cuda_graphs=True" in study.describe_settings(settings)
     # Not part of a run's identity: a run resumes with the flag switched either way.
     assert _config(tmp_path, **{setting: True}).identity() == _config(tmp_path).identity()
     module = operator.attrgetter(torch_flag[0])(torch.backends)
@@ -439,7 +442,7 @@ def test_gpu_10min_preset_grid_on_the_cpu(tmp_path) -> None:
         assert re.search(row, table, re.M)
     assert re.search(r"^Device: cpu \(\d+ cores?\)\.$", table, re.M)
     settings = "device cpu; 1 worker; time limit 510 s (no checkpoint at the limit); checkpoints every 1M env steps"
-    kwargs = "GAARASAC cuda_graphs=True, overlap_env_step=True"
+    kwargs = "evaluations in the background; GAARASAC cuda_graphs=True, overlap_env_step=True"
     assert f"\nStudy: {settings}; {kwargs}.\n" in table
     # --report-only without the flags: results.md still names the settings of the command that ran the runs.
     (tmp_path / "results.md").unlink()
@@ -516,6 +519,20 @@ def _config(tmp_path: Path, **overrides) -> RunConfig:
         "threads": 1,
     }
     return RunConfig(**{**settings, **overrides})
+
+
+def test_evaluations_in_the_background_write_the_curve_of_synchronous_ones(tmp_path) -> None:
+    curves, models = [], []
+    for async_eval in (False, True):
+        # A checkpoint at 80 env steps: it waits for the evaluation under way (eval_env is saved with it).
+        config = _config(tmp_path, run_dir=str(tmp_path / f"async_{async_eval}"), async_eval=async_eval, checkpoint_every=80)
+        assert run_training(config) == "done"
+        curves.append((Path(config.run_dir) / "curve.csv").read_text())
+        models.append(GAARASAC.load(Path(config.run_dir) / "final_model.zip", device="cpu"))
+    assert curves[0] == curves[1] and len(curves[0].splitlines()) == 1 + 4  # header, 0, 40, 80 and 120 env steps
+    for (name, a), b in zip(models[0].policy.state_dict().items(), models[1].policy.state_dict().values(), strict=True):
+        assert th.equal(a, b), name
+    assert _config(tmp_path, async_eval=True).identity() == _config(tmp_path).identity()
 
 
 def test_a_run_that_ends_between_evaluations_is_evaluated_at_its_end_before_its_envs_close(tmp_path, monkeypatch) -> None:
@@ -619,14 +636,17 @@ _TINY = {
 _TINY_PLANNER = {"planner_kwargs": {"candidates": 8, "top_k": 2, "iterations": 2, "horizon": 3}}
 
 
-@pytest.mark.parametrize("agent", ["gaara", "gaara+overlap_env_step", "ad10", "slac", "dreamer", "dreamer_mpc"])
+@pytest.mark.parametrize(
+    "agent", ["gaara", "gaara+overlap_env_step", "gaara+async_eval", "ad10", "slac", "dreamer", "dreamer_mpc"]
+)
 def test_a_run_stopped_and_resumed_writes_the_curve_of_a_run_that_never_stopped(tmp_path, monkeypatch, agent) -> None:
     """Learning from step 10 (batch 8), stopped mid-episode at 44 environment steps (a checkpoint at the next rollout
     start, after the transition of step 22 is stored and trained on) and resumed in a fresh process state: curve,
     parameters, optimizer states and replay buffer equal those of the run that never stopped, bit for bit (SLAC: with
     the actor's history of the training env and its model's update count; Dreamer: with the latent state and last
     action of the training env, and with the random draws of its MPC planner). ``+overlap_env_step``: the stopped and
-    resumed run begins its updates before the env steps, the other does not."""
+    resumed run begins its updates before the env steps, the other does not. ``+async_eval``: the stopped and resumed
+    run evaluates in a process of its own (its evaluation at 40 is recorded, and the stop asked, a few steps later)."""
     agent, _, option = agent.partition("+")
     kwargs = {"learning_starts": 10, "batch_size": 8, **_TINY.get(agent, {})}
     if agent == "dreamer_mpc":
@@ -641,13 +661,20 @@ def test_a_run_stopped_and_resumed_writes_the_curve_of_a_run_that_never_stopped(
 
     whole = _config(tmp_path, agent=agent, run_dir=str(tmp_path / "whole"), model_kwargs=kwargs)
     assert run_training(whole) == "done"
-    resumed_kwargs = {**kwargs, **({option: True} if option else {})}
-    resumed = _config(tmp_path, agent=agent, run_dir=str(tmp_path / "resumed"), model_kwargs=resumed_kwargs)
+    resumed_kwargs = {**kwargs, **({option: True} if option == "overlap_env_step" else {})}
+    resumed = _config(
+        tmp_path,
+        agent=agent,
+        run_dir=str(tmp_path / "resumed"),
+        model_kwargs=resumed_kwargs,
+        async_eval=option == "async_eval",
+    )
     monkeypatch.setattr(study_run, "write_run_curve", stop_after_40)
     assert run_training(resumed, stop) == "stopped"
     monkeypatch.setattr(study_run, "write_run_curve", write_run_curve)
     pointer = json.loads((Path(resumed.run_dir) / "checkpoint.json").read_text())
-    assert pointer["env_steps"] == 40 and pointer["exact"] is True
+    assert (pointer["env_steps"] == 40 or option == "async_eval") and pointer["exact"] is True
+    assert 40 <= pointer["env_steps"] < 80
     # Whatever the process did since (other runs, other seeds) must not matter.
     np.random.seed(123)
     th.manual_seed(123)
@@ -657,12 +684,14 @@ def test_a_run_stopped_and_resumed_writes_the_curve_of_a_run_that_never_stopped(
     sessions = [json.loads(line) for line in (Path(resumed.run_dir) / "sessions.jsonl").read_text().splitlines()]
     assert [(s["env_steps"], s["resumed_from"], s["exact"]) for s in sessions] == [
         (0, None, True),
-        (40, "ckpt_000000040", True),
+        (pointer["env_steps"], pointer["dir"], True),
     ]
     algorithm = BY_ZOO_NAME[AGENTS[agent].algorithm]
     models = [algorithm.load(Path(config.run_dir) / "final_model.zip", device="cpu") for config in (whole, resumed)]
     assert models[0].num_timesteps == models[1].num_timesteps == 60 and models[0]._n_updates == models[1]._n_updates
-    if option:  # most updates began early: all but those at evaluations and at the steps whose batch read the newest
+    if (
+        option == "overlap_env_step"
+    ):  # most updates began early: all but those at evaluations and at the steps whose batch read the newest
         assert models[0].overlapped_updates == 0 and models[1].overlapped_updates > (60 - 10) // 2
     for (name, a), b in zip(models[0].policy.state_dict().items(), models[1].policy.state_dict().values(), strict=True):
         assert th.equal(a, b), name

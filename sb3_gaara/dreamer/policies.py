@@ -230,6 +230,13 @@ class DreamerPolicy(BasePolicy):
         self.set_planner(planner, planner_kwargs)
         self._build(lr_schedule)
 
+    @property
+    def draws_while_acting(self) -> bool:
+        """Whether ``predict`` draws from torch's global generator even when deterministic: the CEM planners' candidates
+        do. An evaluation elsewhere would then not draw what it draws here (``EnvStepEvalCallback(asynchronous=True)``
+        refuses such a policy)."""
+        return self.planner != "actor"
+
     def set_planner(self, planner: str, planner_kwargs: dict[str, Any] | None = None) -> None:
         """Choose how the agent acts from now on (the networks are unchanged): one of :data:`PLANNERS`, with
         overrides of its :data:`PLANNER_DEFAULTS`."""

@@ -425,6 +425,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # Leaves ~30 s of the 9 minutes for an evaluation begun just before the limit (it runs to its end),
         # the workers' exit and the reports.
         "time_limit": 510,
+        "async_eval": True,
         "model_kwargs": {"cuda_graphs": True, "overlap_env_step": True},
     },
 }
@@ -443,6 +444,9 @@ RUNTIME_DEFAULTS: dict[str, Any] = {
     # default in torch; cuDNN's convolutions use TF32 already): fewer mantissa bits, faster products. Process-wide
     # too, and like bfloat16 convolutions it changes the numbers, so it is opt-in.
     "tf32": False,
+    # The evaluations in a process of their own, on a copy of the policy, while the run trains on
+    # (EnvStepEvalCallback(asynchronous=True)): the same evaluations, in less wall-clock time where a core is free.
+    "async_eval": False,
 }
 
 #: ``GAARASAC`` arguments that change how fast a run computes, not what it computes (``cuda_graphs``: the

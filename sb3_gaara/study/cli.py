@@ -115,6 +115,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "(default: off)",
     )
     parser.add_argument(
+        "--async-eval",
+        action=argparse.BooleanOptionalAction,
+        help="run the evaluations in a process of their own, on a copy of the policy, while the run trains on: the "
+        "same evaluations in less wall-clock time where a core is free (default: off)",
+    )
+    parser.add_argument(
         "--tf32",
         action=argparse.BooleanOptionalAction,
         help="torch.backends.cuda.matmul.allow_tf32 in every run: the Linear layers' products in TF32 on a GPU, faster "
@@ -339,6 +345,7 @@ def plan_jobs(
                 checkpoint_at_deadline=settings["checkpoint_at_deadline"],
                 cudnn_benchmark=settings["cudnn_benchmark"],
                 tf32=settings["tf32"],
+                async_eval=settings["async_eval"],
             )
             jobs.append(("train", config))
     return jobs

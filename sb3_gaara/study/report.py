@@ -251,6 +251,8 @@ def describe_settings(settings: Mapping[str, Any]) -> str:
         parts.append("cudnn.benchmark on")
     if settings.get("tf32"):
         parts.append("TF32 matrix products")
+    if settings.get("async_eval"):
+        parts.append("evaluations in the background")
     if settings.get("model_kwargs"):
         parts.append("GAARASAC " + ", ".join(f"{key}={value!r}" for key, value in settings["model_kwargs"].items()))
     return "; ".join(parts)

@@ -103,6 +103,9 @@ class RunConfig:
     #: ``torch.backends.cuda.matmul.allow_tf32`` while the run trains (a precision setting of the GPU's matrix
     #: products; like the device, not part of its identity)
     tf32: bool = False
+    #: evaluations in a process of their own (``EnvStepEvalCallback(asynchronous=True)``; the same results, so like
+    #: the device not part of its identity)
+    async_eval: bool = False
 
     def run_task(self) -> TaskSpec:
         """The task as the run's agent runs it (:meth:`TaskSpec.for_agent`): its frames, render size and settings."""
@@ -411,9 +414,10 @@ def run_training(config: RunConfig, stop: StopRequest | None = None) -> str:
         if not eval_callback.history or eval_callback.history[-1].env_steps < config.env_steps:
             # The last agent step may fall short of the next evaluation (env_steps not a multiple of eval_every).
             eval_callback.evaluate(during_rollout=False)
+            eval_callback.finish_evaluation()
     finally:
         env.close()
-        eval_env.close()  # after the last evaluation, which steps it
+        eval_callback.close()  # the evaluation env, after the last evaluation, which steps it (where it lives)
     files.finish()
     return "done"
 
@@ -606,6 +610,9 @@ def _callbacks(
         history=history,
         callback_after_eval=_AfterEvaluation(files.write_curve),
         verbose=config.verbose,
+        # Where evaluating elsewhere would change the results (a planner that draws while it acts), the run evaluates
+        # here: the same results either way, the study's promise for --async-eval.
+        asynchronous=config.async_eval and EnvStepEvalCallback.evaluated_here_because(files.model) is None,
     )
     files.evaluations = eval_callback
     checkpoint_callback = StudyCheckpointCallback(
@@ -668,13 +675,15 @@ class _RunFiles:
     def save_checkpoint(self) -> None:
         """Model, replay buffer and :data:`STATE_FILE` into ``ckpt_<env steps>`` (written under a temporary name,
         then renamed), the curve, and ``checkpoint.json`` pointing at it; earlier checkpoints are deleted."""
+        # The evaluation env as it is now: with evaluations in a process of their own, after the one under way, there.
+        eval_env = self.evaluations.current_eval_env() if self.evaluations is not None else self.eval_env
         name = f"ckpt_{self.env_steps():09d}"
         tmp = self.run_dir / (name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         self.model.save(tmp / "model.zip")
         self.model.save_replay_buffer(tmp / "replay_buffer.pkl")
-        exact = write_checkpoint_state(tmp / STATE_FILE, self.model, self.eval_env)
+        exact = write_checkpoint_state(tmp / STATE_FILE, self.model, eval_env)
         shutil.rmtree(self.run_dir / name, ignore_errors=True)
         os.replace(tmp, self.run_dir / name)
         self.write_curve()
