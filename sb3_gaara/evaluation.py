@@ -459,8 +459,13 @@ class EnvStepEvalCallback(EvalCallback):
             self._connection, child = multiprocessing.Pipe()
             environment = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
             command = "import sys; from sb3_gaara.evaluation import _evaluation_process_main as main; main(int(sys.argv[1]))"
+            # A session of its own: a Ctrl-C in the terminal reaches training, which decides (the study checkpoints,
+            # and fetches the env from here to do so); the process ends when training closes it or goes away.
             self._worker = subprocess.Popen(
-                [sys.executable, "-c", command, str(child.fileno())], pass_fds=(child.fileno(),), env=environment
+                [sys.executable, "-c", command, str(child.fileno())],
+                pass_fds=(child.fileno(),),
+                env=environment,
+                start_new_session=True,
             )
             child.close()
             self._connection.send_bytes(cloudpickle.dumps(setup))
