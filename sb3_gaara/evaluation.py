@@ -72,17 +72,6 @@ class _Episodes(NamedTuple):
     successes: list[bool]
 
 
-class _PolicyAgent:
-    """``predict`` of a policy, as ``evaluate_policy`` calls an algorithm's (SB3's ``BaseAlgorithm.predict`` is the
-    policy's ``predict``)."""
-
-    def __init__(self, policy: BasePolicy) -> None:
-        self.policy = policy
-
-    def predict(self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False) -> Any:
-        return self.policy.predict(observation, state, episode_start, deterministic)
-
-
 class _WorkerSetup(NamedTuple):
     """What the evaluation process is started with: the eval env, how to build the policy, and torch's settings."""
 
@@ -96,8 +85,10 @@ class _WorkerSetup(NamedTuple):
 
 
 def run_episodes(agent: Any, env: VecEnv, **kwargs: Any) -> _Episodes:
-    """SB3's ``evaluate_policy`` with each episode's return and length, and the ``is_success`` of the episodes whose
-    last info has one (what ``EvalCallback._log_success_callback`` collects)."""
+    """SB3's ``evaluate_policy`` of ``agent`` (an algorithm, or a policy: both have SB3's ``predict``) with each
+    episode's return and length, and the ``is_success`` of the episodes whose last info has one (what
+    ``EvalCallback._log_success_callback`` collects; it keeps them on the callback, which the evaluation process has
+    not)."""
     successes: list[bool] = []
 
     def log_success(locals_: dict[str, Any], globals_: dict[str, Any]) -> None:
@@ -128,7 +119,7 @@ def _evaluation_process_main(fd: int) -> None:
     episodes' returns, lengths and successes, ``("env",)`` with the env pickled, and ``("close",)``."""
     connection = Connection(fd)
     try:
-        setup = cloudpickle.loads(connection.recv_bytes())
+        setup = _receive(connection)
         th.set_num_threads(setup.threads)
         th.backends.cudnn.benchmark = setup.cudnn_benchmark
         th.backends.cuda.matmul.allow_tf32 = setup.tf32
@@ -146,7 +137,7 @@ def _evaluation_process_main(fd: int) -> None:
         try:
             if request[0] == "evaluate":
                 policy.load_state_dict(request[1])
-                _send(connection, ("episodes", run_episodes(_PolicyAgent(policy), env, **request[2])))
+                _send(connection, ("episodes", run_episodes(policy, env, **request[2])))
             elif request[0] == "env":
                 _send(connection, ("env", env))
             else:
@@ -342,9 +333,7 @@ class EnvStepEvalCallback(EvalCallback):
     def _on_step(self) -> bool:
         if self._stop_requested:
             return False
-        if self.eval_freq_env_steps <= 0 or self.env_steps < self.next_eval_env_steps:
-            return True
-        return self.evaluate()
+        return self.evaluate() if self._due(self.num_timesteps) else True
 
     def _on_rollout_start(self) -> None:
         # Between two agent steps: a background evaluation that has finished is recorded here.
@@ -358,9 +347,12 @@ class EnvStepEvalCallback(EvalCallback):
         """Whether the step that brings the model to ``num_timesteps`` agent steps evaluates (and so reads the model,
         may save it or stop training), or stops training for a finished background evaluation: see
         :func:`sb3_gaara.common.overlap.may_act_on_step`."""
+        return self._due(num_timesteps) or self._stop_requested
+
+    def _due(self, num_timesteps: int) -> bool:
+        """Whether an evaluation is due once the model has made ``num_timesteps`` agent steps."""
         assert self.action_repeat is not None, "The callback is not initialised yet."
-        due = self.eval_freq_env_steps > 0 and env_steps(num_timesteps, self.action_repeat) >= self.next_eval_env_steps
-        return due or self._stop_requested
+        return self.eval_freq_env_steps > 0 and env_steps(num_timesteps, self.action_repeat) >= self.next_eval_env_steps
 
     def evaluate(self, during_rollout: bool = True) -> bool:
         """Evaluate now (with ``asynchronous``: start the evaluation); ``during_rollout``: called from ``_on_step``,
@@ -468,7 +460,7 @@ class EnvStepEvalCallback(EvalCallback):
                 start_new_session=True,
             )
             child.close()
-            self._connection.send_bytes(cloudpickle.dumps(setup))
+            _send(self._connection, setup)
         assert self._connection is not None
         _send(self._connection, request)
 

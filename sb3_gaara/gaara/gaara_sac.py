@@ -574,8 +574,7 @@ class GAARASAC(DurableSaves, SAC):
             and self.gradient_steps == 1
             and num_timesteps > learning_starts  # learn() trains after this step
             and self._initial_burst(1) == 1
-            and isinstance(replay_buffer, AugmentedPixelReplayBuffer)
-            and not replay_buffer.optimize_memory_usage
+            and isinstance(replay_buffer, AugmentedPixelReplayBuffer)  # optimize_memory_usage: refused at set-up
             and self._vec_normalize_env is None
             and not may_act_on_step(callback, num_timesteps)
         )
