@@ -143,6 +143,38 @@ def tiny_kwargs_for(algorithm: type, **overrides: Any) -> dict[str, Any]:
     return {key: value for key, value in tiny_kwargs(**overrides).items() if key in parameters}
 
 
+#: SLAC's networks at test size (the paper's: 256 features, z1 of 32, z2 of 256, hidden layers of 256, 32 channels)
+SLAC_TINY_POLICY_KWARGS = dict(
+    features_dim=32, z1_dim=8, z2_dim=16, model_hidden_sizes=(32,), base_channels=4, net_arch=[32, 32]
+)
+#: Dreamer's networks at test size (the paper's: 32 channels, GRU of 200, stochastic state of 30, RSSM hidden layer of
+#: 200, 3 dense layers of 300)
+DREAMER_TINY_POLICY_KWARGS = dict(depth=4, deter_size=16, stoch_size=4, hidden_size=16, units=16, layers=1)
+
+
+def tiny_observation_space(algorithm: type) -> spaces.Box:
+    """The fake env's observations for ``algorithm``: single square frames of 16 px for SLAC (its encoder's least),
+    single frames of 32 px for Dreamer (its CPU-scale size), 2 stacked frames of 20 px for the others."""
+    name = algorithm.__name__
+    if name == "Dreamer":
+        return spaces.Box(0, 255, (3, 32, 32), dtype=np.uint8)
+    if name == "SLAC":
+        return spaces.Box(0, 255, (3, 16, 16), dtype=np.uint8)
+    return spaces.Box(0, 255, OBS_SHAPE, dtype=np.uint8)
+
+
+def tiny_model(algorithm: type, env: gym.Env | None = None, **overrides: Any) -> Any:
+    """A tiny model of any algorithm of the package on ``env`` (default: the fake env with
+    :func:`tiny_observation_space`): :func:`tiny_kwargs_for`, SLAC's and Dreamer's networks at test size, SLAC
+    without model pretraining."""
+    env = env if env is not None else FakeImageEnv(tiny_observation_space(algorithm))
+    if algorithm.__name__ == "Dreamer":
+        overrides = {"policy_kwargs": DREAMER_TINY_POLICY_KWARGS, **overrides}
+    elif algorithm.__name__ == "SLAC":
+        overrides = {"policy_kwargs": SLAC_TINY_POLICY_KWARGS, "model_pretraining_steps": 0, **overrides}
+    return algorithm(policy="CnnPolicy", env=env, **tiny_kwargs_for(algorithm, **overrides))
+
+
 @pytest.fixture
 def make_env() -> Callable[..., FakeImageEnv]:
     """Factory: ``make_env(observation_space=None, action_space=None, episode_length=5)``."""

@@ -22,7 +22,14 @@ import numpy as np
 import optuna
 import pytest
 import yaml
-from conftest import FakeImageEnv, tiny_kwargs, tiny_kwargs_for
+from conftest import (
+    DREAMER_TINY_POLICY_KWARGS,
+    SLAC_TINY_POLICY_KWARGS,
+    FakeImageEnv,
+    tiny_kwargs,
+    tiny_kwargs_for,
+    tiny_model,
+)
 from gymnasium import spaces
 
 import sb3_gaara
@@ -548,30 +555,11 @@ SEARCHED_PARAMETERS = {
         "free_nats",
     },
 }
-#: SLAC's networks at test size (the paper's: 256 features, z1 of 32, z2 of 256, hidden layers of 256, 32 channels)
-SLAC_TINY_POLICY_KWARGS = dict(
-    features_dim=32, z1_dim=8, z2_dim=16, model_hidden_sizes=(32,), base_channels=4, net_arch=[32, 32]
-)
-
-
-#: Dreamer's networks at test size (the paper's: 32 channels, GRU of 200, stochastic state of 30, RSSM hidden layer of
-#: 200, 3 dense layers of 300)
-DREAMER_TINY_POLICY_KWARGS = dict(depth=4, deter_size=16, stoch_size=4, hidden_size=16, units=16, layers=1)
 
 
 def _tiny_model(zoo_name: str, **overrides: Any) -> Any:
-    """A tiny model of ``zoo_name`` on the fake env (for SLAC: single square frames of 16 px, the encoder's least; for
-    Dreamer: single frames of 32 px, its CPU-scale size)."""
-    algorithm = ZOO_ALGORITHMS[zoo_name]
-    if zoo_name == "dreamer":
-        env = FakeImageEnv(spaces.Box(0, 255, (3, 32, 32), dtype=np.uint8))
-        overrides = {"policy_kwargs": DREAMER_TINY_POLICY_KWARGS, **overrides}
-        return algorithm(policy="CnnPolicy", env=env, **tiny_kwargs_for(algorithm, **overrides))
-    if zoo_name != "slac":
-        return algorithm(policy="CnnPolicy", env=FakeImageEnv(), **tiny_kwargs_for(algorithm, **overrides))
-    env = FakeImageEnv(spaces.Box(0, 255, (3, 16, 16), dtype=np.uint8))
-    overrides = {"policy_kwargs": SLAC_TINY_POLICY_KWARGS, "model_pretraining_steps": 0, **overrides}
-    return algorithm(policy="CnnPolicy", env=env, **tiny_kwargs_for(algorithm, **overrides))
+    """A tiny model of ``zoo_name`` on the fake env (:func:`conftest.tiny_model`)."""
+    return tiny_model(ZOO_ALGORITHMS[zoo_name], **overrides)
 
 
 def _constructor_names(raw: set[str]) -> set[str]:

@@ -26,6 +26,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from sb3_gaara.common.preprocessing import channel_first_shape, check_pixel_observation_space
 from sb3_gaara.common.recurrent import TracksEpisodeStarts
 from sb3_gaara.common.saving import DurableSaves
+from sb3_gaara.common.training import CheckedTraining, Metrics
 from sb3_gaara.dreamer.policies import PLANNERS, ActionModel, CnnPolicy, DreamerPolicy, DreamerState, ValueModel, frozen
 from sb3_gaara.dreamer.world_model import RSSMState, WorldModel, check_image_size
 from sb3_gaara.plotting import reconstruction_grid
@@ -34,7 +35,7 @@ from sb3_gaara.slac.sequence_buffer import SequenceReplayBuffer, SequenceSamples
 SelfDreamer = TypeVar("SelfDreamer", bound="Dreamer")
 
 
-class Dreamer(DurableSaves, TracksEpisodeStarts):
+class Dreamer(CheckedTraining, DurableSaves, TracksEpisodeStarts):
     """Dreamer: behaviour learned by latent imagination, acting by its actor or by planning over its model.
 
     ``Dreamer("CnnPolicy", env)`` trains with the paper's settings (appendix A): 64 x 64 frames, one per observation
@@ -301,29 +302,26 @@ class Dreamer(DurableSaves, TracksEpisodeStarts):
     def train(self, gradient_steps: int, batch_size: int = 50) -> None:
         """``gradient_steps`` Dreamer updates, each a world-model step then a behaviour step on the same sequences
         (Algorithm 1). The actor's learning rate follows SB3's schedule; the model's and the value's are constant.
-        Losses are logged under ``train/`` as means over the call (read with one device synchronisation)."""
+        Losses are logged under ``train/`` as means over the call (read with one device synchronisation), and training
+        stops at the first non-finite loss or parameter (:class:`~sb3_gaara.common.training.CheckedTraining`)."""
         self.policy.set_training_mode(True)
         self._update_learning_rate([self.actor.optimizer])
-        metrics: dict[str, list[th.Tensor]] = {}
-
-        def record(name: str, value: th.Tensor) -> None:
-            metrics.setdefault(name, []).append(value.detach())
-
-        for _ in range(gradient_steps):
-            sequences = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
-            posterior = self.model_step(sequences, record)
-            self.behaviour_step(posterior, sequences.observed, record)
-            self._n_updates += 1
-            interval = self.imagination_log_interval
-            if interval and self._n_updates % interval == 0:
-                self.log_imagination(sequences)
-
-        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        if metrics:
-            names = list(metrics)
-            means = th.stack([th.stack(metrics[name]).float().mean() for name in names]).cpu().tolist()
-            for name, value in zip(names, means, strict=True):
-                self.logger.record(f"train/{name}", value)
+        metrics: Metrics = {}
+        record = self._recorder(metrics)
+        try:
+            for _ in range(gradient_steps):
+                sequences = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+                posterior = self.model_step(sequences, record)
+                self.behaviour_step(posterior, sequences.observed, record)
+                self._n_updates += 1
+                interval = self.imagination_log_interval
+                if interval and self._n_updates % interval == 0:
+                    self.log_imagination(sequences)
+        except ValueError as error:
+            # A NaN parameter makes the next step's torch.distributions refuse it: name the loss that went first.
+            self._log_and_check(metrics, error)
+            raise
+        self._log_and_check(metrics)
 
     def _clipped_step(self, module: th.nn.Module, loss: th.Tensor) -> th.Tensor:
         """Backward ``loss``, clip the module's gradient norm at ``grad_clip``, step its optimizer; the norm before."""

@@ -41,6 +41,7 @@ from sb3_gaara.common.losses import preprocess_reconstruction_target, reconstruc
 from sb3_gaara.common.preprocessing import check_pixel_observation_space, warn_if_single_frame
 from sb3_gaara.common.saving import DurableSaves
 from sb3_gaara.common.torch_layers import PixelDecoder, PixelEncoder, tied_encoder_kwargs
+from sb3_gaara.common.training import CheckedTraining, Metrics
 from sb3_gaara.drq.nstep_buffer import NStepPixelReplayBuffer
 
 SelfDrQv2 = TypeVar("SelfDrQv2", bound="DrQv2")
@@ -303,7 +304,7 @@ CnnPolicy = DrQv2Policy
 # ---------------------------------------------------------------------------------------------- the algorithm
 
 
-class DrQv2(DurableSaves, TD3):
+class DrQv2(CheckedTraining, DurableSaves, TD3):
     """DrQ-v2: DDPG from pixels with random shifts, n-step returns and a scheduled exploration noise; with
     ``augmentation`` and ``reconstruction`` it is any of the AD(a, d) variants (module docstring).
 
@@ -602,29 +603,21 @@ class DrQv2(DurableSaves, TD3):
           target actor;
         * the target is ``R + (1 - done) gamma^k min Q_target`` with n-step ``R`` and ``k`` (SB3's ``discounts``);
         * the EMA covers the critic's trunk and Q heads, every update; the convolutions have no EMA copy;
-        * the losses are logged as means over the call, read once (one device synchronisation per call).
+        * the losses are logged as means over the call, read once (one device synchronisation per call), and
+          training stops at the first non-finite loss or parameter (:class:`~sb3_gaara.common.training.CheckedTraining`).
         """
         self.policy.set_training_mode(True)
         self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
         stddev = self.exploration_stddev()
         self.target_policy_noise = stddev
-        metrics: dict[str, list[th.Tensor]] = {}
-
-        def record(name: str, value: th.Tensor) -> None:
-            metrics.setdefault(name, []).append(value.detach())
-
+        metrics: Metrics = {}
+        record = self._recorder(metrics)
         for _ in range(gradient_steps):
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
             self._gradient_step(replay_data, stddev, record)
             self._n_updates += 1
-
-        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self._log_and_check(metrics)
         self.logger.record("train/stddev", stddev)
-        if metrics:
-            names = list(metrics)
-            means = th.stack([th.stack(metrics[name]).mean() for name in names]).cpu().tolist()
-            for name, value in zip(names, means, strict=True):
-                self.logger.record(f"train/{name}", value)
 
     def augment(self, images: th.Tensor) -> th.Tensor:
         """uint8 images as the networks train on them: shifted (``augmentation="shift"``), then floats in ``[0, 1]``

@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import pathlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
@@ -33,6 +33,7 @@ from sb3_gaara.common.losses import anneal_comparison_lambda
 from sb3_gaara.common.overlap import may_act_on_step
 from sb3_gaara.common.preprocessing import check_pixel_observation_space, warn_if_single_frame
 from sb3_gaara.common.saving import DurableSaves
+from sb3_gaara.common.training import CheckedTraining, Metrics
 from sb3_gaara.gaara.auxiliary_losses import AuxiliaryBatch, AuxiliaryLoss, AuxiliarySettings
 from sb3_gaara.gaara.policies import CnnPolicy, GAARAActor, GAARACritic, GAARAPolicy
 from sb3_gaara.gaara.variants import VARIANTS
@@ -60,10 +61,6 @@ class UpdatePhase(NamedTuple):
     auxiliary: bool
 
 
-#: values recorded during one ``train()`` call: per metric, (update number, value) pairs
-Metrics = dict[str, list[tuple[int, th.Tensor]]]
-
-
 @dataclass
 class EarlyUpdate:
     """The first gradient step of the coming ``train()`` call, begun before the environment step
@@ -82,7 +79,7 @@ class EarlyUpdate:
     batch: tuple[np.ndarray, np.ndarray] | None = None
 
 
-class GAARASAC(DurableSaves, SAC):
+class GAARASAC(CheckedTraining, DurableSaves, SAC):
     """SAC+GAARA (Chen & Gong): SAC from pixels with a reconstruction decoder and an annealed comparison loss.
 
     ``GAARASAC("CnnPolicy", env)`` trains with the paper's hyper-parameters (appendix A.1). Observations
@@ -613,14 +610,6 @@ class GAARASAC(DurableSaves, SAC):
         self.overlapped_updates += 1
         return EarlyUpdate(metrics, sample=sample)
 
-    def _recorder(self, metrics: Metrics) -> Callable[[str, th.Tensor], None]:
-        """A ``record(name, value)`` that appends the value to ``metrics`` with the number of the running update."""
-
-        def record(name: str, value: th.Tensor) -> None:
-            metrics.setdefault(name, []).append((self._n_updates + 1, value.detach()))
-
-        return record
-
     def _counted_gradient_step(
         self, batch_size: int, record: Callable[[str, th.Tensor], None], transitions: SampledTransitions | None = None
     ) -> AugmentedReplayBufferSamples | SampledTransitions:
@@ -883,76 +872,21 @@ class GAARASAC(DurableSaves, SAC):
                 param.sub_(old).mul_(step_scale).add_(old)
         return True
 
-    def _log_and_check(self, metrics: Metrics, error: Exception | None = None) -> None:
-        """Log the mean of each metric; stop at the first non-finite loss or parameter, naming it and its update.
+    def _checked_modules(self) -> Mapping[str, th.nn.Module]:
+        return {"policy": self.policy, "auxiliary_losses": self.auxiliary_losses}
 
-        The check reads the losses once per ``train()`` call (one device sync), not once per loss. With ``error``
-        (a step failed) it only raises, from ``error``, when something is non-finite.
-        """
-        means = {}
-        first_bad: tuple[int, str, float] | None = None
-        # Every value of every metric in one transfer: one synchronisation on a GPU.
-        values = [value.reshape(()).float() for recorded in metrics.values() for _, value in recorded]
-        every_value = th.stack(values).cpu() if values else th.empty(0)
-        offset = 0
-        for name, recorded in metrics.items():
-            updates = [update for update, _ in recorded]
-            stacked = every_value[offset : offset + len(recorded)]
-            offset += len(recorded)
-            finite = th.isfinite(stacked)
-            if self.skip_nonfinite_updates:
-                # Skipped updates were not applied; the logged mean is over the applied ones.
-                stacked = stacked[finite] if bool(finite.any()) else stacked
-            elif not bool(finite.all()):
-                index = int((~finite).nonzero()[0])
-                if first_bad is None or updates[index] < first_bad[0]:  # ties: the loss computed first
-                    first_bad = (updates[index], name, stacked[index].item())
-            means[name] = float(stacked.mean())
-        if first_bad is not None:
-            update, name, value = first_bad
-            raise FloatingPointError(
-                f"train/{name} became {value} at update #{update} (counted like model._n_updates; "
-                f"{self.num_timesteps} environment steps of the agent). The parameters are no longer trustworthy: "
-                "lower the learning rates, check the rewards and observations for NaN/inf, or resume from the last "
-                "checkpoint."
-            ) from error
-        bad = self._first_nonfinite_parameter()
-        if bad is not None:
-            raise FloatingPointError(
-                f"Parameter {bad} is no longer finite after update #{self._n_updates} "
-                f"({self.num_timesteps} environment steps of the agent), although every loss was finite: the "
-                "gradients overflowed. Lower the learning rates or resume from the last checkpoint."
-            ) from error
+    def _log_and_check(self, metrics: Metrics, error: Exception | None = None, skip_nonfinite: bool = False) -> None:
+        """:meth:`CheckedTraining._log_and_check` (skipping non-finite updates where ``skip_nonfinite_updates`` did),
+        then the counts of skipped and early updates and the comparison weight."""
+        super()._log_and_check(metrics, error, skip_nonfinite=skip_nonfinite or self.skip_nonfinite_updates)
         if error is not None:
             return
-        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         if self.skip_nonfinite_updates:
             self.logger.record("train/skipped_updates", self.skipped_updates)
         if self.overlap_env_step:
             self.logger.record("train/overlapped_updates", self.overlapped_updates)
-        for name, value in means.items():
-            self.logger.record(f"train/{name}", value)
         if VARIANTS[self.variant].anneals:
             self.logger.record("train/comparison_lambda", self.comparison_lambda)
-
-    def _first_nonfinite_parameter(self) -> str | None:
-        """Name of the first parameter holding a NaN or an infinity (``policy.<name>``, ...), or ``None``."""
-        modules = {"policy": self.policy, "auxiliary_losses": self.auxiliary_losses}
-        params = [param.detach() for module in modules.values() for param in module.parameters()]
-        # A quick check of all of them, one synchronisation on a GPU; the names are searched only when it fails.
-        if self.device.type == "cpu":
-            # A NaN or an infinity makes its parameter's sum non-finite (and a finite parameter whose sum overflows is
-            # cleared by the search below): one pass over the memory, 19x faster than isfinite on 84 px GAARA.
-            quick = th.isfinite(th.stack([param.sum() for param in params])).all()
-        else:
-            quick = th.isfinite(th.cat([param.reshape(-1) for param in params])).all()  # one kernel of each
-        if bool(quick):
-            return None
-        for module_name, module in modules.items():
-            bad = next((name for name, param in module.named_parameters() if not bool(th.isfinite(param).all())), None)
-            if bad is not None:
-                return f"{module_name}.{bad}"
-        return None
 
     def learn(
         self: SelfGAARASAC,

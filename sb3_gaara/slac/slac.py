@@ -28,6 +28,7 @@ from stable_baselines3.sac import SAC
 from sb3_gaara.common.preprocessing import channel_first_shape, check_pixel_observation_space
 from sb3_gaara.common.recurrent import TracksEpisodeStarts
 from sb3_gaara.common.saving import DurableSaves
+from sb3_gaara.common.training import CheckedTraining, Metrics
 from sb3_gaara.plotting import reconstruction_grid
 from sb3_gaara.slac.latent_model import check_image_size
 from sb3_gaara.slac.policies import CnnPolicy, SLACHistory, SLACPolicy, advance_history, record_action
@@ -36,7 +37,7 @@ from sb3_gaara.slac.sequence_buffer import SequenceReplayBuffer, SequenceSamples
 SelfSLAC = TypeVar("SelfSLAC", bound="SLAC")
 
 
-class SLAC(DurableSaves, TracksEpisodeStarts, SAC):
+class SLAC(CheckedTraining, DurableSaves, TracksEpisodeStarts, SAC):
     """Stochastic latent actor-critic from pixels.
 
     ``SLAC("CnnPolicy", env)`` trains with the paper's settings (appendix B): frames of 64 x 64 px, one per
@@ -250,35 +251,32 @@ class SLAC(DurableSaves, TracksEpisodeStarts, SAC):
         The loop is SB3 2.9's ``SAC.train``: training mode, the learning rates of the actor's, the critic's and the
         temperature's optimizers from the schedule, ``_n_updates`` counted and the losses logged under ``train/``
         (means over the call, read with one device synchronisation). The model's learning rate is constant, as in
-        the paper."""
+        the paper. Training stops at the first non-finite loss or parameter (:class:`CheckedTraining`); the model's
+        pretraining updates count as update #1."""
         self.policy.set_training_mode(True)
         optimizers = [self.actor.optimizer, self.critic.optimizer]
         if self.ent_coef_optimizer is not None:
             optimizers.append(self.ent_coef_optimizer)
         self._update_learning_rate(optimizers)
-        metrics: dict[str, list[th.Tensor]] = {}
-
-        def record(name: str, value: th.Tensor) -> None:
-            metrics.setdefault(name, []).append(value.detach())
-
-        if self._n_updates == 0 and self._n_model_updates < self.model_pretraining_steps:
-            remaining = self.model_pretraining_steps - self._n_model_updates
-            if self.verbose >= 1:
-                print(f"SLAC: pretraining the latent model for {remaining} updates before the first agent update")
-            for _ in range(remaining):
+        metrics: Metrics = {}
+        record = self._recorder(metrics)
+        try:
+            if self._n_updates == 0 and self._n_model_updates < self.model_pretraining_steps:
+                remaining = self.model_pretraining_steps - self._n_model_updates
+                if self.verbose >= 1:
+                    print(f"SLAC: pretraining the latent model for {remaining} updates before the first agent update")
+                for _ in range(remaining):
+                    self.model_step(record)
+            for _ in range(gradient_steps):
                 self.model_step(record)
-        for _ in range(gradient_steps):
-            self.model_step(record)
-            self.agent_step(batch_size, record)
-            self._n_updates += 1
-
-        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+                self.agent_step(batch_size, record)
+                self._n_updates += 1
+        except ValueError as error:
+            # A NaN parameter makes the next step's torch.distributions refuse it: name the loss that went first.
+            self._log_and_check(metrics, error)
+            raise
+        self._log_and_check(metrics)
         self.logger.record("train/n_model_updates", self._n_model_updates, exclude="tensorboard")
-        if metrics:
-            names = list(metrics)
-            means = th.stack([th.stack(metrics[name]).float().mean() for name in names]).cpu().tolist()
-            for name, value in zip(names, means, strict=True):
-                self.logger.record(f"train/{name}", value)
 
     def model_step(self, record: Callable[[str, th.Tensor], None]) -> None:
         """One update of the latent variable model on ``model_batch_size`` sequences (its own Adam)."""
