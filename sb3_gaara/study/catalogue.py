@@ -205,6 +205,68 @@ CPU_SCALE_AGENT_MODEL_KWARGS: dict[str, dict[str, Any]] = {
 CPU_SCALE_RENDER_SIZE = 32
 
 
+# ----------------------------------------------------------------------------------------------------
+# DeepMind Control at CPU scale (``--preset cpu-dmc``).
+
+#: Render size of the DeepMind Control tasks at CPU scale: 64 px (the papers' 100 px renders, or 84 px for DrQ and
+#: DrQ-v2, cost ~2.5x the convolutions; SLAC and Dreamer render 64 px anyway).
+CPU_DMC_RENDER_SIZE = 64
+#: What the GAARA family (GAARASAC and its variants, GAARA+shift) changes at CPU scale: 54 px center crops of the 64 px
+#: renders (the papers' 84 of 100, the same ratio) and batches of 128 (the papers' 128: unchanged). Everything else is
+#: the paper's, including SAC+AE's 1000 random agent steps and the initial burst of updates.
+CPU_DMC_MODEL_KWARGS: dict[str, Any] = {"image_size": 54, "batch_size": 128}
+#: DrQ at CPU scale: whole 54 px renders (DrQ observes the whole frame, at the size the GAARA family crops) and batches of
+#: 128 (DrQ: 512, which with K = M = 2 shifted views costs 4x a GAARA update on a CPU).
+DRQ_CPU_DMC_MODEL_KWARGS: dict[str, Any] = {"image_size": 54, "batch_size": 128}
+#: DrQ-v2 and the AD(a, d) variants at CPU scale: whole 54 px renders and batches of 128 (DrQ-v2: 256; 512 on the walker
+#: tasks). Action repeat, n-step returns and the exploration schedule stay DrQ-v2's.
+DRQV2_CPU_DMC_MODEL_KWARGS: dict[str, Any] = {"image_size": 54, "batch_size": 128}
+#: SLAC at CPU scale, on the paper's 64 px frames and networks: batches of 64 sequences for the agent (paper: 256) and 16
+#: for the model (paper: 32), 1000 random agent steps (paper: 10k, more than a 24k-step run at cartpole's action repeat 8
+#: collects) and 1000 model updates before the first agent update (paper: 100k).
+SLAC_CPU_DMC_MODEL_KWARGS: dict[str, Any] = {
+    "batch_size": 64,
+    "model_batch_size": 16,
+    "learning_starts": 1000,
+    "model_pretraining_steps": 1000,
+}
+#: Dreamer at CPU scale, on the paper's 64 px frames at action repeat 2: 2 seed episodes (paper: 5), batches of 16
+#: sequences of 32 steps (paper: 50 of 50) and networks of half the paper's width (16 conv channels, a GRU of 100, dense
+#: layers of 100 units); 100 updates per 1000 environment steps and every other setting the paper's.
+DREAMER_CPU_DMC_MODEL_KWARGS: dict[str, Any] = {
+    "learning_starts": 1000,
+    "batch_size": 16,
+    "sequence_length": 32,
+    "policy_kwargs": {"depth": 16, "deter_size": 100, "stoch_size": 30, "hidden_size": 100, "units": 100},
+}
+#: Dreamer's planners at CPU scale: 5 iterations of 200 candidates over 12 steps, refitted to the best 20 (PlaNet:
+#: 10 x 1000, best 100).
+DREAMER_CPU_DMC_PLANNER_KWARGS: dict[str, Any] = {"candidates": 200, "top_k": 20, "iterations": 5, "horizon": 12}
+
+
+def cpu_dmc_task(task: TaskSpec) -> TaskSpec:
+    """``task`` (a DeepMind Control task) at CPU scale: 64 px renders and each family's settings above. Every departure
+    from an agent's paper is in these settings, which the study's ``config.json`` of each run records."""
+    if task.name == CPU_TASK:
+        raise ValueError(f"{CPU_TASK} is CPU-scale already: use --preset cpu-scale for it, cpu-dmc for DMC tasks.")
+    return replace(
+        task,
+        env_kwargs={**task.env_kwargs, "height": CPU_DMC_RENDER_SIZE, "width": CPU_DMC_RENDER_SIZE},
+        model_kwargs=CPU_DMC_MODEL_KWARGS,
+        algorithm_model_kwargs={
+            "drq": DRQ_CPU_DMC_MODEL_KWARGS,
+            "drqv2": DRQV2_CPU_DMC_MODEL_KWARGS,
+            "slac": SLAC_CPU_DMC_MODEL_KWARGS,
+            "dreamer": DREAMER_CPU_DMC_MODEL_KWARGS,
+        },
+        agent_render_size=CPU_DMC_RENDER_SIZE,
+        agent_model_kwargs={
+            "Dreamer+CEM": {"planner_kwargs": DREAMER_CPU_DMC_PLANNER_KWARGS},
+            "Dreamer+MPC": {"planner_kwargs": DREAMER_CPU_DMC_PLANNER_KWARGS},
+        },
+    )
+
+
 def render_size_kwargs(task: TaskSpec, size: int) -> dict[str, int]:
     """The env keyword arguments that render ``task``'s frames at ``size`` pixels (``size`` for PixelReach,
     ``height`` and ``width`` for the DeepMind Control tasks)."""
@@ -213,9 +275,12 @@ def render_size_kwargs(task: TaskSpec, size: int) -> dict[str, int]:
     return {"height": size, "width": size}
 
 
-def resolve_task(name: str) -> TaskSpec:
+def resolve_task(name: str, scale: str | None = None) -> TaskSpec:
     """The :class:`TaskSpec` of ``pixel_reach``, a DMC task named like the reference curves
-    (``cheetah_run``, ``ball_in_cup_catch``) or a ``dmc-<domain>-<task>`` id."""
+    (``cheetah_run``, ``ball_in_cup_catch``) or a ``dmc-<domain>-<task>`` id; with ``scale="cpu"``, a DMC task at CPU
+    scale (:func:`cpu_dmc_task`)."""
+    if scale not in (None, "cpu"):
+        raise ValueError(f"Unknown scale {scale!r}: use None (the papers' settings) or 'cpu' (cpu_dmc_task).")
     if name in (CPU_TASK, "PixelReach-v0"):
         from sb3_gaara.envs.pixel_reach import PIXEL_REACH_ID, register_pixel_reach
 
@@ -233,7 +298,8 @@ def resolve_task(name: str) -> TaskSpec:
     for domain, task in DMC_TASKS:
         if name in (f"{domain}_{task}", dmc_env_id(domain, task)):
             register_dmc_envs()
-            return TaskSpec(f"{domain}_{task}", dmc_env_id(domain, task))
+            spec = TaskSpec(f"{domain}_{task}", dmc_env_id(domain, task))
+            return cpu_dmc_task(spec) if scale == "cpu" else spec
     raise ValueError(
         f"Unknown task {name!r}: use {CPU_TASK!r}, a DeepMind Control task named like the reference curves "
         f"(e.g. {', '.join(PLANET_TASKS)}) or a dmc-<domain>-<task> id."
@@ -379,6 +445,9 @@ AGENTS: dict[str, AgentSpec] = {
     key: _ALL_AGENTS[key]
     for key in dict.fromkeys([*MAIN_AGENTS, *ABLATION_AGENTS, *AUGMENTATION_AGENTS, *AD_AGENTS, *_ALL_AGENTS])
 }
+#: The agents of ``--preset cpu-dmc``, in the order their first seed runs: one of each family first (GAARA, SAC+AE, the
+#: contrastive ablation, DrQ, GAARA+shift, DrQ-v2 = AD(1, 0), SLAC, Dreamer), then the AD variants and Dreamer's planners.
+CPU_DMC_AGENTS = ("gaara", "sac_ae", "contrastive", "drq", "gaara_shift", "ad10", "slac", "dreamer", "ad00", "ad01", "ad11")
 #: Key and label of the random-policy baseline measured once per task.
 RANDOM_AGENT = "random"
 RANDOM_LABEL = "Random"
@@ -408,6 +477,20 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval_episodes": 10,
         "checkpoint_every": 2_500,
         "milestones": [2_500, 5_000],
+    },
+    # Every agent family learning DMC from pixels on a CPU: cartpole-swingup at 64 px (cpu_dmc_task says what each
+    # family changes for the CPU), 24k environment steps, evaluated every 4k over 10 episodes, runs one after the other
+    # on one torch thread (a core stays free), in slices (--time-limit) that resume from checkpoints every 4k.
+    "cpu-dmc": {
+        "grid": [(("cartpole_swingup",), CPU_DMC_AGENTS)],
+        "scale": "cpu",
+        "seeds": [0, 1],
+        "env_steps": 24_000,
+        "eval_every": 4_000,
+        "eval_episodes": 10,
+        "checkpoint_every": 4_000,
+        "milestones": [8_000, 16_000, 24_000],
+        "device": "cpu",
     },
     # One job of ~9 minutes on one H100 that keeps nothing but curves.csv, the PNG and results.md: every run
     # side by side on the GPU (4 training runs + the random baseline), stopped at the time limit without the

@@ -202,6 +202,7 @@ def build_grid(args: argparse.Namespace) -> tuple[list[tuple[str, str]], dict[st
         "eval_episodes": args.eval_episodes or preset.get("eval_episodes", 10),
     }
     settings["checkpoint_every"] = args.checkpoint_every or preset.get("checkpoint_every", 50_000)
+    settings["scale"] = preset.get("scale")
     for key, default in RUNTIME_DEFAULTS.items():
         value = getattr(args, key)  # None: not given (0 is a value: --time-limit 0 lifts a preset's limit)
         settings[key] = value if value is not None else preset.get(key, default)
@@ -281,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Absolute: on a cluster every node finds the run directories at the same path (a shared filesystem).
     out = Path(args.out).resolve() if ray_options is not None else Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tasks = {name: resolve_task(name) for name in dict.fromkeys(task for task, _ in pairs)}
+    tasks = {name: resolve_task(name, settings["scale"]) for name in dict.fromkeys(task for task, _ in pairs)}
     counts: dict[str, int] = {}
     if not args.report_only:
         jobs = plan_jobs(args, pairs, settings, tasks, out, deadline)
