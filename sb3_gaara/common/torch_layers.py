@@ -35,6 +35,21 @@ def weight_init(module: nn.Module) -> None:
         nn.init.orthogonal_(module.weight.data[:, :, mid, mid], gain)
 
 
+def orthogonal_weight_init(module: nn.Module) -> None:
+    """DrQ's initialisation: Linear layers as :func:`weight_init`, and convolutions whose *whole* kernel is orthogonal.
+
+    ``nn.init.orthogonal_`` flattens a ``(out, in, k, k)`` kernel to an ``(out, in * k * k)`` matrix and makes its
+    rows (or, when it has more rows than columns, its columns) orthonormal, scaled by the ReLU gain; biases start at
+    zero. Every tap of the kernel is drawn, where the delta-orthogonal init of SAC+AE and CURL draws only the centre.
+    """
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.orthogonal_(module.weight.data, nn.init.calculate_gain("relu"))
+        if module.bias is not None:
+            module.bias.data.fill_(0.0)
+    else:
+        weight_init(module)
+
+
 def conv_output_size(image_size: int, num_layers: int) -> int:
     """Side of the encoder's last feature map: one 3x3 stride-2 conv, then ``num_layers - 1`` 3x3 stride-1."""
     size = (image_size - 3) // 2 + 1

@@ -9,6 +9,8 @@ published settings as defaults; the update is GAARASAC's, which already does wha
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import torch as th
@@ -32,10 +34,20 @@ class DrQ(GAARASAC):
     encoder (DrQ soft-updates the whole critic), actor and targets every 2 updates, 1000 random steps and then
     one update per agent step (no initial burst of updates), replay of 100k transitions.
 
+    Two choices of DrQ's code that SAC+AE's code (GAARASAC's defaults) makes otherwise are DrQ's defaults here, set
+    through :attr:`default_policy_kwargs` (see :class:`~sb3_gaara.GAARAPolicy`): the convolutions start with their
+    whole kernel orthogonal (``conv_init="orthogonal"``; SAC+AE: delta-orthogonal, the centre tap only), and the
+    log-probability subtracts the exact log-determinant of the tanh squashing (``squash_correction="exact"``;
+    SAC+AE and SB3 floor the Jacobian at 1e-6, which lowers the log-probability of saturated actions).
+    ``policy_kwargs`` given by the user are merged over them, so ``policy_kwargs=dict(conv_init="delta_orthogonal",
+    squash_correction="clamped")`` gives SAC+AE's.
+
     Where it differs from the reference code:
 
     * the critic's loss is the *mean* of its ``M`` views' losses, as the paper's Eq. 4 writes it; the code sums
       them, a constant factor that Adam's step hardly tells apart;
+    * the actor's mean and log-std are two Linear layers, each initialised orthogonally on its own (SB3's actor);
+      the code's last layer is one Linear with both outputs, whose rows all start mutually orthogonal;
     * the critic's loss on one view is SAC+AE's sum of the two heads' MSEs, as in the code;
     * the actor and the temperature read the first shifted view, as in the code.
 
@@ -47,6 +59,10 @@ class DrQ(GAARASAC):
     zoo_name: ClassVar[str] = "drq"
     #: DrQ's temperature optimizer is a plain Adam (SAC+AE's uses beta1 0.5)
     ent_coef_betas: ClassVar[tuple[float, float]] = (0.9, 0.999)
+    #: DrQ's code's whole-kernel orthogonal convolutions and exact tanh log-determinant; ``policy_kwargs`` override them
+    default_policy_kwargs: ClassVar[Mapping[str, Any]] = MappingProxyType(
+        {"conv_init": "orthogonal", "squash_correction": "exact"}
+    )
 
     def __init__(
         self,
@@ -125,7 +141,7 @@ class DrQ(GAARASAC):
             use_sde_at_warmup=use_sde_at_warmup,
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
-            policy_kwargs=policy_kwargs,
+            policy_kwargs={**self.default_policy_kwargs, **(policy_kwargs or {})},
             verbose=verbose,
             seed=seed,
             device=device,

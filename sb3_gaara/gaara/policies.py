@@ -2,20 +2,75 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 import torch as th
+import torch.nn.functional as F
 from gymnasium import spaces
+from stable_baselines3.common.distributions import (
+    DiagGaussianDistribution,
+    SquashedDiagGaussianDistribution,
+    TanhBijector,
+    sum_independent_dims,
+)
 from stable_baselines3.common.policies import ContinuousCritic
+from stable_baselines3.common.preprocessing import get_action_dim
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import Schedule
 from stable_baselines3.sac.policies import Actor, SACPolicy
 from torch import nn
 
-from sb3_gaara.common.torch_layers import ComparisonModule, PixelDecoder, PixelEncoder, tied_encoder_kwargs, weight_init
+from sb3_gaara.common.torch_layers import (
+    ComparisonModule,
+    PixelDecoder,
+    PixelEncoder,
+    orthogonal_weight_init,
+    tied_encoder_kwargs,
+    weight_init,
+)
 
 #: ``conv_dtype`` names of :class:`GAARAPolicy` and the autocast dtype of each (``None``: no autocast)
 CONV_DTYPES: dict[str, th.dtype | None] = {"float32": None, "bfloat16": th.bfloat16}
+
+
+def tanh_log_abs_det_jacobian(gaussian_actions: th.Tensor) -> th.Tensor:
+    """``log |d tanh(u) / du| = log(1 - tanh(u)^2)``, elementwise, written ``2 (log 2 - u - softplus(-2 u))``.
+
+    The two forms are equal; this one stays exact where ``tanh(u)^2`` rounds to 1 (``|u|`` beyond about 9 in
+    float32), and it has no ``epsilon``. The identity: ``1 - tanh(u)^2 = 4 / (e^u + e^-u)^2``, and
+    ``log(e^u + e^-u) = u + softplus(-2 u)``.
+    """
+    return 2.0 * (math.log(2.0) - gaussian_actions - F.softplus(-2.0 * gaussian_actions))
+
+
+class ExactSquashedDiagGaussianDistribution(SquashedDiagGaussianDistribution):
+    """SB3's tanh-squashed diagonal Gaussian with the exact change of variables (:func:`tanh_log_abs_det_jacobian`).
+
+    SB3 subtracts ``log(1 - tanh(u)^2 + 1e-6)``, which agrees with the exact term for ordinary actions but floors it
+    at ``log(1e-6)`` per dimension as the action saturates, so its log-probability comes out lower than the
+    density's: per dimension by 1e-4 nats at ``|u| = 3``, 0.04 at 6, 0.27 at 7, 2.9 at 9 and 8.8 at 12.
+    Sampling, the mode and the actions are SB3's.
+    """
+
+    def log_prob(self, actions: th.Tensor, gaussian_actions: th.Tensor | None = None) -> th.Tensor:
+        if gaussian_actions is None:
+            # Only for actions given from outside; sampled ones come with their pre-tanh value.
+            gaussian_actions = TanhBijector.inverse(actions)
+        log_prob = DiagGaussianDistribution.log_prob(self, gaussian_actions)
+        return log_prob - sum_independent_dims(tanh_log_abs_det_jacobian(gaussian_actions))
+
+
+#: ``squash_correction`` names of :class:`GAARAPolicy` and the action distribution of each
+SQUASH_CORRECTIONS: dict[str, type[SquashedDiagGaussianDistribution]] = {
+    "clamped": SquashedDiagGaussianDistribution,
+    "exact": ExactSquashedDiagGaussianDistribution,
+}
+
+#: ``conv_init`` names of :class:`GAARAPolicy` and the initialisation each applies to every actor, critic and decoder
+#: layer (the Linear layers are orthogonal in both)
+CONV_INITS: dict[str, Callable[[nn.Module], None]] = {"delta_orthogonal": weight_init, "orthogonal": orthogonal_weight_init}
 
 
 class GAARAActor(Actor):
@@ -24,16 +79,30 @@ class GAARAActor(Actor):
     SB3 clamps ``log_std`` into ``[-20, 2]``; SAC+AE squashes it with ``tanh`` into
     ``[log_std_min, log_std_max] = [-10, 2]``, which keeps a gradient at the bounds.
     Its encoder is a :class:`PixelEncoder` whose convolutions are the critic's, run detached.
+
+    :param squash_correction: the log-determinant of the tanh squashing in the log-probability, a name of
+        :data:`SQUASH_CORRECTIONS` (see :class:`GAARAPolicy`)
     """
 
-    def __init__(self, *args: Any, log_std_min: float = -10.0, log_std_max: float = 2.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        log_std_min: float = -10.0,
+        log_std_max: float = 2.0,
+        squash_correction: str = "clamped",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.log_std_min = log_std_min
         self.log_std_max = log_std_max
+        self.squash_correction = squash_correction
+        if not self.use_sde:
+            # SB3 annotates the attribute with its gSDE branch's type; without gSDE it is a squashed Gaussian.
+            self.action_dist = SQUASH_CORRECTIONS[squash_correction](get_action_dim(self.action_space))  # type: ignore[assignment]
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(log_std_min=self.log_std_min, log_std_max=self.log_std_max)
+        data.update(log_std_min=self.log_std_min, log_std_max=self.log_std_max, squash_correction=self.squash_correction)
         return data
 
     def dist_params_from_features(self, features: th.Tensor) -> tuple[th.Tensor, th.Tensor, dict[str, th.Tensor]]:
@@ -89,6 +158,18 @@ class GAARAPolicy(SACPolicy):
         Linear layers, the Q and policy heads and every loss stay float32; bfloat16 keeps float32's range,
         so no loss scaling is needed. It pays where the hardware computes in bfloat16 (recent GPUs; CPUs
         with AVX512-BF16 or AMX); elsewhere it can be slower. Results are not bit-identical to float32.
+    :param conv_init: how the convolutions start (the Linear layers are orthogonal, biases zero, either way).
+        ``"delta_orthogonal"`` (default; SAC+AE's and CURL's code): an orthogonal matrix at each kernel's centre tap
+        and zeros elsewhere, so that every convolution starts as an orthogonal map of the centre pixel.
+        ``"orthogonal"`` (DrQ's and DrQ-v2's code): the whole kernel, flattened to ``(out, in * k * k)``, orthogonal,
+        so every tap starts non-zero. Both use the ReLU gain.
+    :param squash_correction: the log-determinant of the tanh squashing subtracted in ``log pi(a|s)``.
+        ``"clamped"`` (default; SB3's ``log(1 - tanh(u)^2 + 1e-6)``, equal to SAC+AE's and CURL's
+        ``log(relu(1 - tanh(u)^2) + 1e-6)``, since ``tanh(u)^2 <= 1``): the Jacobian is floored at 1e-6.
+        ``"exact"`` (DrQ's code): ``2 (log 2 - u - softplus(-2 u))``, with no floor. The two agree for ordinary
+        actions; as an action saturates the clamped log-probability falls below the density, which overstates the
+        entropy the temperature and the target see (per dimension by 1e-4 nats at ``|u| = 3``, 0.04 at 6, 2.9 at 9,
+        8.8 at 12).
     Other parameters are SB3's ``SACPolicy``'s; ``net_arch`` defaults to ``[1024, 1024]`` and the features
     extractor to :class:`PixelEncoder` with ``features_dim=50``.
     """
@@ -123,7 +204,17 @@ class GAARAPolicy(SACPolicy):
         channels_last: bool = True,
         fused_optimizers: bool = True,
         conv_dtype: str = "float32",
+        conv_init: str = "delta_orthogonal",
+        squash_correction: str = "clamped",
     ) -> None:
+        for name, value, choices in (
+            ("conv_init", conv_init, CONV_INITS),
+            ("squash_correction", squash_correction, SQUASH_CORRECTIONS),
+        ):
+            if value not in choices:
+                raise ValueError(
+                    f"{name}={value!r} is not supported: use one of {sorted(choices)} (GAARAPolicy's docstring says why)."
+                )
         if conv_dtype not in CONV_DTYPES:
             hint = " float16 would need loss scaling, which GAARAPolicy does not do;" if conv_dtype == "float16" else ""
             raise ValueError(
@@ -155,6 +246,8 @@ class GAARAPolicy(SACPolicy):
         self.channels_last = channels_last
         self.fused_optimizers = fused_optimizers
         self.conv_dtype = conv_dtype
+        self.conv_init = conv_init
+        self.squash_correction = squash_correction
         if optimizer_kwargs is None and optimizer_class is th.optim.Adam:
             optimizer_kwargs = self.adam_kwargs()
         super().__init__(
@@ -199,10 +292,10 @@ class GAARAPolicy(SACPolicy):
         if self.use_comparison:
             self.comparison = ComparisonModule(encoder.features_dim).to(self.device)
 
-        # SAC+AE initialises every actor, critic and decoder layer (W keeps CURL's uniform init).
+        # SAC+AE (and DrQ) initialise every actor, critic and decoder layer (W keeps CURL's uniform init).
         for module in (self.actor, self.critic, self.decoder):
             if module is not None:
-                module.apply(weight_init)
+                module.apply(CONV_INITS[self.conv_init])
 
         self.critic_target = self.make_critic(features_extractor=None)
         if self.channels_last:
@@ -260,7 +353,12 @@ class GAARAPolicy(SACPolicy):
 
     def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> GAARAActor:
         actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
-        return GAARAActor(**actor_kwargs, log_std_min=self.log_std_min, log_std_max=self.log_std_max).to(self.device)
+        return GAARAActor(
+            **actor_kwargs,
+            log_std_min=self.log_std_min,
+            log_std_max=self.log_std_max,
+            squash_correction=self.squash_correction,
+        ).to(self.device)
 
     def make_critic(self, features_extractor: BaseFeaturesExtractor | None = None) -> GAARACritic:
         critic_kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)
@@ -277,6 +375,8 @@ class GAARAPolicy(SACPolicy):
             channels_last=self.channels_last,
             fused_optimizers=self.fused_optimizers,
             conv_dtype=self.conv_dtype,
+            conv_init=self.conv_init,
+            squash_correction=self.squash_correction,
         )
         return data
 
