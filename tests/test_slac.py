@@ -200,6 +200,22 @@ def test_frame_sizes_that_are_not_multiples_of_16_are_refused(size: int) -> None
         LatentModel((3, size, size), 2)
 
 
+def test_the_decoder_ends_with_a_leaky_relu_of_slope_0_2() -> None:
+    """Both references end the decoder with a leaky ReLU of slope 0.2 (TensorFlow's ``leaky_relu`` default in the
+    original, ``nn.LeakyReLU(0.2)`` in the port): the mean image is the last transposed convolution's output with its
+    negative values scaled by 0.2 and the others unchanged."""
+    th.manual_seed(0)
+    decoder = LatentModel(FRAME_SHAPE, 2, features_dim=8, z1_dim=3, z2_dim=5, hidden_sizes=(16,), base_channels=2).decoder
+    latents = 3.0 * th.randn(2, 4, 8)
+    with th.no_grad():
+        means = decoder(latents)
+        pre_activation = decoder.net[:-1](latents.reshape(-1, 8, 1, 1)).reshape(means.shape)
+    negative = pre_activation < 0
+    assert negative.any() and (~negative).any()
+    th.testing.assert_close(means[negative], 0.2 * pre_activation[negative], rtol=1e-6, atol=0.0)
+    assert th.equal(means[~negative], pre_activation[~negative])
+
+
 # ---------------------------------------------------------------------------------------------- sequence replay
 
 
@@ -210,6 +226,8 @@ def filled_buffer(
     episode_length: int = 6,
     truncate: bool = False,
     storage_device: str | None = None,
+    pad_with_first_frame: bool = False,
+    sequence_length: int = SEQUENCE_LENGTH,
 ):
     env = DummyVecEnv([lambda: CountingEnv(episode_length, truncate) for _ in range(n_envs)])
     env.seed(0)
@@ -219,8 +237,9 @@ def filled_buffer(
         env.action_space,
         device="cpu",
         n_envs=n_envs,
-        sequence_length=SEQUENCE_LENGTH,
+        sequence_length=sequence_length,
         storage_device=storage_device,
+        pad_with_first_frame=pad_with_first_frame,
     )
     obs = env.reset()
     rng = np.random.default_rng(0)
@@ -238,9 +257,14 @@ def filled_buffer(
 
 @pytest.mark.parametrize("n_envs", [1, 2])
 @pytest.mark.parametrize("truncate", [False, True])
-def test_sequences_never_mix_episodes_and_pad_before_the_first_observation(n_envs: int, truncate: bool) -> None:
+@pytest.mark.parametrize("pad_with_first_frame", [False, True])
+def test_sequences_never_mix_episodes_and_pad_before_the_first_observation(
+    n_envs: int, truncate: bool, pad_with_first_frame: bool
+) -> None:
     # 30 steps into a ring of 20 per env: the buffer has wrapped, and episodes of 6 steps end every 6th transition.
-    buffer = filled_buffer(n_envs=n_envs, buffer_size=20 * n_envs, steps=30, truncate=truncate)
+    buffer = filled_buffer(
+        n_envs=n_envs, buffer_size=20 * n_envs, steps=30, truncate=truncate, pad_with_first_frame=pad_with_first_frame
+    )
     assert buffer.full
     np.random.seed(0)
     for _ in range(20):
@@ -250,7 +274,7 @@ def test_sequences_never_mix_episodes_and_pad_before_the_first_observation(n_env
         episodes, steps = frames[:, :, 0, 0, 0].astype(int), frames[:, :, 1, 0, 0].astype(int)
         # The observed steps are a suffix of consecutive steps of the last observation's episode, as many as the
         # episode has had (its step counter + 1, up to S; fewer in episode 1, whose first steps the ring overwrote),
-        # and the padding before them is all zeros.
+        # and the padding before them is all zeros, or copies of the first observed frame.
         assert observed[:, -2:].all()
         n_observed = observed.sum(axis=1)
         expected = np.minimum(steps[:, -1] + 1, SEQUENCE_LENGTH)
@@ -261,7 +285,11 @@ def test_sequences_never_mix_episodes_and_pad_before_the_first_observation(n_env
             kept = slice(SEQUENCE_LENGTH - n_observed[row], None)
             assert (episodes[row, kept] == episodes[row, -1]).all(), "a sequence spans two episodes"
             assert (np.diff(steps[row, kept]) == 1).all(), "a sequence skips or repeats a step"
-            assert (frames[row, : SEQUENCE_LENGTH - n_observed[row]] == 0).all(), "padding is not zeros"
+            padding = frames[row, : SEQUENCE_LENGTH - n_observed[row]]
+            if pad_with_first_frame:
+                assert (padding == frames[row, SEQUENCE_LENGTH - n_observed[row]]).all(), "padding is not the first frame"
+            else:
+                assert (padding == 0).all(), "padding is not zeros"
         # Rewards are step + action / 10 of the same steps, zero in the padding; terminal only at an episode's last step.
         actions, rewards = sample.actions[..., 0].numpy(), sample.rewards[..., 0].numpy()
         expected = np.where(observed[:, :-1], steps[:, 1:] + actions / 10, 0.0)
@@ -302,6 +330,37 @@ def test_sequence_steps_by_hand() -> None:
     # index 3 (step 3) is the oldest: nothing before it; index 4 (step 4) has one; index 2 (step 14, episode 2's
     # third transition) has two, wrapping to the end of the ring.
     np.testing.assert_array_equal(observed, [[False, False, True], [False, True, True], [True, True, True]])
+
+
+def test_sequences_early_in_an_episode_repeat_its_first_frame() -> None:
+    """Sequences of 8 ending k < 7 steps into an episode: the 7 - k padded frames are the episode's first frame, byte
+    for byte, the padded actions and rewards zeros (the original's ``filter_before_first_step``), the rest the stored
+    steps; the zero-padded buffer (Dreamer's) differs only in the padded frames."""
+    padded = filled_buffer(buffer_size=40, steps=20, episode_length=10, pad_with_first_frame=True, sequence_length=8)
+    zeroed = filled_buffer(buffer_size=40, steps=20, episode_length=10, sequence_length=8)
+    episode_start = 10  # episode 1's first transition: its observation is the episode's first frame
+    first_frame = padded.get_stacks(np.array([episode_start]), np.array([0]))[0][0]
+    assert first_frame[1, 0, 0] == 0 and first_frame[0, 0, 0] == 1  # step 0 of episode 1
+    ends = episode_start + np.arange(7)  # the last transition is k = 0 .. 6 steps into the episode
+    sample = padded.sequences(ends, np.zeros(7, dtype=np.int64))
+    reference = zeroed.sequences(ends, np.zeros(7, dtype=np.int64))
+    frames = sample.observations.numpy()
+    for k in range(7):
+        n_padded = 6 - k
+        np.testing.assert_array_equal(sample.observed[k].numpy(), [0.0] * n_padded + [1.0] * (k + 2))
+        for step in range(n_padded):
+            np.testing.assert_array_equal(frames[k, step], first_frame)
+        observed_steps = np.arange(episode_start, ends[k] + 1)
+        stored = padded.get_stacks(observed_steps, np.zeros_like(observed_steps))[0]
+        np.testing.assert_array_equal(frames[k, n_padded:-1], stored)
+        expected_actions = np.concatenate([np.zeros((n_padded, 2), np.float32), padded.actions[observed_steps, 0]])
+        np.testing.assert_array_equal(sample.actions[k].numpy(), expected_actions)
+        assert (sample.rewards[k, :n_padded] == 0).all()
+        assert (reference.observations[k, :n_padded] == 0).all()
+    for name in ("observations", "actions", "rewards", "dones", "observed"):
+        if name != "observations":
+            assert th.equal(getattr(sample, name), getattr(reference, name)), name
+    assert th.equal(sample.observations[reference.observed.bool()], reference.observations[reference.observed.bool()])
 
 
 def test_sequences_are_drawn_like_sb3_transitions() -> None:
@@ -349,15 +408,15 @@ def test_history_advances_and_restarts_at_episode_starts() -> None:
     first = np.full((2, *FRAME_SHAPE), 1, dtype=np.uint8)
     history = advance_history(None, first, None, action_dim=2, sequence_length=3)
     assert history.observations.shape == (2, 3, *FRAME_SHAPE) and history.actions.shape == (2, 2, 2)
-    assert (history.observations[:, :2] == 0).all() and (history.observations[:, 2] == 1).all()
+    assert (history.observations == 1).all()  # the first frame, repeated before it
     assert (history.actions == 0).all()
     history = record_action(history, np.array([[0.5, 0.5], [-0.5, -0.5]], dtype=np.float32))
     second = np.full((2, *FRAME_SHAPE), 2, dtype=np.uint8)
     history = advance_history(history, second, np.array([False, True]), action_dim=2, sequence_length=3)
-    # env 0 continues: frames [0, 1, 2], actions [0, a_1]; env 1 restarted: frames [0, 0, 2], no actions.
-    assert [int(frame[0, 0, 0]) for frame in history.observations[0]] == [0, 1, 2]
+    # env 0 continues: frames [1, 1, 2], actions [0, a_1]; env 1 restarted: frames [2, 2, 2], no actions.
+    assert [int(frame[0, 0, 0]) for frame in history.observations[0]] == [1, 1, 2]
     np.testing.assert_array_equal(history.actions[0], [[0, 0], [0.5, 0.5]])
-    assert [int(frame[0, 0, 0]) for frame in history.observations[1]] == [0, 0, 2]
+    assert (history.observations[1] == 2).all()
     assert (history.actions[1] == 0).all()
     with pytest.raises(ValueError, match="pass the state the previous predict returned"):
         advance_history(history, np.zeros((2, 3, 32, 32), np.uint8), None, action_dim=2, sequence_length=3)
@@ -366,7 +425,7 @@ def test_history_advances_and_restarts_at_episode_starts() -> None:
 def test_predict_carries_the_history_and_resets_it_at_episode_start() -> None:
     model = make_slac()
     env = DummyVecEnv([CountingEnv])
-    obs = env.reset()
+    obs = obs_0 = env.reset()
     actions, state = model.predict(obs, deterministic=True)
     assert isinstance(state, SLACHistory) and actions.shape == (1, 2)
     fresh_actions, _ = model.predict(obs, deterministic=True)
@@ -379,7 +438,8 @@ def test_predict_carries_the_history_and_resets_it_at_episode_start() -> None:
     np.testing.assert_array_equal(restarted, alone)
     assert not np.array_equal(continued, restarted)  # the history changes the action
     np.testing.assert_array_equal(state2.observations[0, -2], state.observations[0, -1])
-    assert (state3.observations[0, :-1] == 0).all()
+    assert (state.observations[0] == obs_0[0]).all()  # the first frame, repeated before it
+    assert (state3.observations[0] == obs[0]).all() and (state3.actions[0, :-1] == 0).all()  # restarted on the new frame
     # One env's observation, not vectorized: one action back.
     single, _ = model.predict(obs[0], deterministic=True)
     assert single.shape == (2,)
@@ -390,11 +450,11 @@ def test_training_rollouts_restart_the_history_after_each_episode() -> None:
     model.learn(total_timesteps=8)  # episode 0 (6 steps), then 2 steps of episode 1
     history = model._rollout_history
     assert history is not None
-    # The last action was chosen at episode 1's second observation (step 1): zeros before the episode start.
+    # The last action was chosen at episode 1's second observation (step 1): its first frame repeated before it.
     episode_ids = [int(frame[0, 0, 0]) for frame in history.observations[0]]
     step_ids = [int(frame[1, 0, 0]) for frame in history.observations[0]]
     assert episode_ids[-2:] == [1, 1] and step_ids[-2:] == [0, 1]
-    assert (history.observations[0, :-2] == 0).all()
+    assert (history.observations[0, :-2] == history.observations[0, -2]).all()
     assert (history.actions[0, :-2] == 0).all() and (history.actions[0, -2:] != 0).all()
 
 
@@ -591,6 +651,7 @@ def test_stacked_frames_are_warned_about() -> None:
         ({"replay_buffer_kwargs": {"sequence_length": 3}}, r"replay_buffer_kwargs\['sequence_length'\]=3 contradicts"),
         ({"policy_kwargs": {**TINY_POLICY, "sequence_length": 3}}, r"policy_kwargs\['sequence_length'\]=3 contradicts"),
         ({"replay_buffer_class": SequenceReplayBuffer.__mro__[1]}, "SLAC trains on sequences from SequenceReplayBuffer"),
+        ({"replay_buffer_kwargs": {"pad_with_first_frame": False}}, "leave pad_with_first_frame out"),
     ],
 )
 def test_bad_settings_are_refused_with_the_fix(overrides: dict[str, Any], match: str) -> None:
@@ -600,13 +661,14 @@ def test_bad_settings_are_refused_with_the_fix(overrides: dict[str, Any], match:
 
 def test_the_actor_trains_on_the_history_it_acts_on() -> None:
     """The replayed sequence that ends with an episode's first transition gives the actor exactly the input ``predict``
-    gives it at that episode's second step: zero frames and actions before the episode's first observation."""
+    gives it at that episode's second step: the episode's first frame repeated before it, zero actions."""
     model = make_slac(env=CountingEnv(episode_length=6), learning_starts=100)
     model.learn(total_timesteps=9)
     buffer, policy = model.replay_buffer, model.policy
     first = 6  # episode 1's first transition: x_6 -> a_6 -> x_7
     sample = buffer.sequences(np.array([first]), np.array([0]))
     np.testing.assert_array_equal(sample.observed.numpy(), [[0, 0, 1, 1]])
+    assert buffer.pad_with_first_frame and (sample.observations[0, :2] == sample.observations[0, 2]).all()
     with th.no_grad():
         replayed = policy.actor_input(policy.latent_model.encode(sample.observations), sample.actions)
     x_6, x_7 = buffer.get_stacks(np.array([first]), np.array([0]))

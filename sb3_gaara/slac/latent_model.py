@@ -25,7 +25,8 @@ import torch as th
 from torch import nn
 from torch.nn import functional as F
 
-#: slope of the leaky ReLUs of the model (the public SLAC code's 0.2)
+#: slope of the leaky ReLUs of the model: the original code's (TensorFlow's ``leaky_relu`` default, 0.2) and the PyTorch
+#: port's (``nn.LeakyReLU(0.2)`` written out; torch's own default would be 0.01)
 LEAKY_SLOPE = 0.2
 #: added to every softplus standard deviation, so that no Gaussian collapses to a point (the SLAC code's 1e-5)
 MIN_STD = 1e-5
@@ -180,6 +181,7 @@ class SequenceEncoder(nn.Module):
 
 class SequenceDecoder(nn.Module):
     """The encoder's transpose: ``z`` -> a ``size / 16`` map -> four stride-2 transposed convolutions -> the mean image.
+    Leaky ReLUs after every layer, the last included (the original code's and the PyTorch port's decoders alike).
 
     :param latent_dim: size of ``z = [z1, z2]``
     :param out_channels: channels of a frame
@@ -198,8 +200,9 @@ class SequenceDecoder(nn.Module):
         for index, (inputs, outputs) in enumerate(itertools.pairwise(channels)):
             kernel = 5 if index == len(channels) - 2 else 3
             layers.append(nn.ConvTranspose2d(inputs, outputs, kernel, stride=2, padding=kernel // 2, output_padding=1))
-            if index < len(channels) - 2:
-                layers.append(nn.LeakyReLU(LEAKY_SLOPE))
+            # The mean image too ends with a leaky ReLU, as in the original code and the port: only negative means
+            # are shrunk, and the pixels' targets lie in [0, 1].
+            layers.append(nn.LeakyReLU(LEAKY_SLOPE))
         self.net = nn.Sequential(*layers)
         self.latent_dim = latent_dim
 

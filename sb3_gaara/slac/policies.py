@@ -33,7 +33,9 @@ class SLACHistory(NamedTuple):
     After acting at step ``t`` it holds the observations ``x_{t-S+1..t}`` and the actions ``a_{t-S+2..t}`` (the one just
     chosen last). At the next step the new observation is appended and the actor reads ``x_{t-S+2..t+1}`` with
     ``a_{t-S+2..t}``: the last ``S`` observations and the ``S - 1`` actions between them, as on a replayed sequence.
-    Before an episode's first step both are zeros (the public SLAC code pads the same way).
+    Before an episode's first step the frames are copies of its first frame and the actions zeros, as the original SLAC
+    code fills the history (its ``filter_before_first_step``; the PyTorch port pads with zero frames instead), and as
+    SLAC's replay pads its sequences (:mod:`sb3_gaara.slac.sequence_buffer`).
 
     :param observations: ``(n_envs, S, C, H, W)`` uint8
     :param actions: ``(n_envs, S - 1, action_dim)`` float32 actions in ``[-1, 1]`` (the policy's scaled actions, as
@@ -52,12 +54,12 @@ def advance_history(
     sequence_length: int,
 ) -> SLACHistory:
     """The history with ``observation`` (``(n_envs, C, H, W)`` uint8) as its newest frame; envs at an episode start
-    (``episode_start``; every env when ``history`` is None) start from zeros.
+    (``episode_start``; every env when ``history`` is None) start from ``S`` copies of it and zero actions.
 
     Pure: returns new arrays."""
     n_envs = observation.shape[0]
     if history is None or history.observations.shape[0] != n_envs:
-        observations = np.zeros((n_envs, sequence_length, *observation.shape[1:]), dtype=np.uint8)
+        observations = np.repeat(observation[:, None].astype(np.uint8, copy=False), sequence_length, axis=1)
         actions = np.zeros((n_envs, sequence_length - 1, action_dim), dtype=np.float32)
     else:
         if history.observations.shape[1:] != (sequence_length, *observation.shape[1:]):
@@ -70,7 +72,7 @@ def advance_history(
         actions = np.array(history.actions, dtype=np.float32, copy=True)
         if episode_start is not None:
             starts = np.asarray(episode_start, dtype=bool).reshape(-1)
-            observations[starts] = 0
+            observations[starts] = observation[starts, None]
             actions[starts] = 0.0
     observations[:, -1] = observation
     return SLACHistory(observations, actions)
@@ -266,8 +268,8 @@ class SLACPolicy(BasePolicy):
         return self._predict(obs, deterministic=deterministic)
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
-        """Actions for ``observation`` as the first step of an episode (zeros before it). Acting within an episode
-        needs the history: use :meth:`predict` with its ``state``."""
+        """Actions for ``observation`` as the first step of an episode (its frame repeated before it). Acting within
+        an episode needs the history: use :meth:`predict` with its ``state``."""
         assert isinstance(observation, th.Tensor)
         frames = observation.cpu().numpy().astype(np.uint8)
         history = advance_history(None, frames, None, self.action_dim, self.sequence_length)

@@ -10,11 +10,12 @@ kept per transition.
 **Episode boundaries.** Sequences are drawn by their last transition, uniformly over the stored transitions (SB3's
 draw), so every step is trained on equally often, the first steps of an episode included. A sequence never spans two
 episodes: the steps before the first observation of its last transition's episode (or before the oldest stored
-transition) are *padding*: zero frames (the store's permanent zero slot), zero actions and rewards, flagged by
-``observed = 0``. That is exactly the history the actor acts on at an episode's first steps
-(:class:`~sb3_gaara.slac.policies.SLACHistory`), so the actor trains on the inputs it acts on; the model restarts its
-filter at the first observed step and its losses skip the padding (the original SLAC code likewise restarts the
-latent at an episode's first step).
+transition) are *padding*, zero actions and rewards flagged by ``observed = 0``. Their frames are zeros (the store's
+permanent zero slot; Dreamer's buffer) or, with ``pad_with_first_frame`` (SLAC's), copies of the sequence's first
+observed frame, as the original SLAC code fills an episode's history (its ``filter_before_first_step`` repeats the
+first step and zeroes the actions before it). Either way the padding is exactly the history the actor acts on at an
+episode's first steps (:class:`~sb3_gaara.slac.policies.SLACHistory`), so the actor trains on the inputs it acts on;
+the models restart their filters at the first observed step and their losses skip the padding.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from sb3_gaara.common.preprocessing import channel_first_shape
 class SequenceSamples(NamedTuple):
     """A batch of sequences of ``S`` observations (tensors on the buffer's ``device``).
 
-    :param observations: ``(B, S, C, H, W)`` uint8 frames, oldest first; zeros before the episode's first observation
+    :param observations: ``(B, S, C, H, W)`` uint8 frames, oldest first; before the episode's first observation,
+        zeros or (``pad_with_first_frame``) copies of the first observed frame
     :param actions: ``(B, S - 1, action_dim)`` the actions between them (zeros in the padding)
     :param rewards: ``(B, S - 1, 1)`` (normalized like SB3's when a ``VecNormalize`` is given; zeros in the padding)
     :param dones: ``(B, S - 1, 1)`` ``done * (1 - timeout)``: 1 where the step ended the episode in a terminal state
@@ -65,6 +67,9 @@ class SequenceReplayBuffer(AugmentedPixelReplayBuffer):
     :param handle_timeout_termination: time-limit truncation is not a terminal state (SB3 semantics)
     :param sequence_length: observations per sequence ``S`` (8)
     :param storage_device: where the frames live (``None``: host memory; see ``AugmentedPixelReplayBuffer``)
+    :param pad_with_first_frame: fill the padding before a sequence's first observed step with that step's frame
+        instead of zeros (SLAC: its actor's history at an episode's start holds copies of the first frame, as in the
+        original code); the actions, rewards and ``observed`` flags of the padding are zeros either way
     """
 
     def __init__(
@@ -78,6 +83,7 @@ class SequenceReplayBuffer(AugmentedPixelReplayBuffer):
         handle_timeout_termination: bool = True,
         sequence_length: int = 8,
         storage_device: th.device | str | None = None,
+        pad_with_first_frame: bool = False,
     ) -> None:
         if optimize_memory_usage:
             raise ValueError(
@@ -106,6 +112,7 @@ class SequenceReplayBuffer(AugmentedPixelReplayBuffer):
         # A buffer too small for one sequence is allowed (rl-zoo3's enjoy builds models with buffer_size=1 to act):
         # sampling from it says what to change.
         self.sequence_length = int(sequence_length)
+        self.pad_with_first_frame = bool(pad_with_first_frame)
 
     def bytes_per_transition(self) -> float:
         """Bytes of the buffer per stored transition (frames, indices and SB3's arrays), 0 when empty."""
@@ -116,7 +123,7 @@ class SequenceReplayBuffer(AugmentedPixelReplayBuffer):
 
     def sample(self, batch_size: int, env: VecNormalize | None = None) -> SequenceSamples:  # type: ignore[override]
         """``batch_size`` sequences of ``sequence_length`` observations, each ending with a uniformly drawn transition
-        (SB3's draw of transitions and envs), padded before its episode's first observation."""
+        (SB3's draw of transitions and envs), padded before its episode's first observation (module docstring)."""
         if self._frames is None:
             raise ValueError("The replay buffer is empty: add transitions before sampling (learning_starts >= 1).")
         upper_bound = self.buffer_size if self.full else self.pos
@@ -149,7 +156,13 @@ class SequenceReplayBuffer(AugmentedPixelReplayBuffer):
             raise ValueError("VecNormalize(norm_obs=True) would turn uint8 images into floats: use norm_obs=False.")
         steps, observed_steps = self.sequence_steps(ends, env_indices)
         envs = env_indices[:, None]
-        frame_index = np.where(observed_steps[:, :, None], self.obs_frame_index[steps, envs], ZERO_SLOT)
+        frame_index = self.obs_frame_index[steps, envs]
+        if self.pad_with_first_frame:
+            # The observed steps are a suffix that always holds the last transition: argmax finds its first step.
+            first = frame_index[np.arange(len(ends)), observed_steps.argmax(axis=1)]
+            frame_index = np.where(observed_steps[:, :, None], frame_index, first[:, None])
+        else:
+            frame_index = np.where(observed_steps[:, :, None], frame_index, ZERO_SLOT)
         last = self.next_obs_frame_index[ends, env_indices][:, None]
         index = np.concatenate([frame_index, last], axis=1)
         batch = len(ends)

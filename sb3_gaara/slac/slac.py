@@ -60,21 +60,41 @@ class SLAC(CheckedTraining, DurableSaves, TracksEpisodeStarts, SAC):
        ``alpha log pi(a | h) - min Q(z_S, a)``, where ``h`` is the encoded frames ``x_{1:S}`` (detached) and the actions
        ``a_{1:S-1}`` (the paper's ``J_Q`` and ``J_pi``, §5).
 
-    Where it departs from the public SLAC code, and why:
+    Where it follows the original SLAC code (``alexlee-gk/slac``, TensorFlow) and where the PyTorch port
+    (``toshikwa/slac.pytorch``) differs:
 
-    * the critic's loss is SB3's ``0.5 * sum of MSEs`` (the paper's ``J_Q``); the public PyTorch port omits the 0.5,
-      which Adam's step size does not see;
-    * the temperature's loss is SB3's, on ``log alpha`` (the port's too); SB3's order within an update is kept:
-      temperature, critic, actor, then the target's EMA;
-    * the reward's log-likelihood counts every step of a sequence, the last included when it ends the episode (the
-      port masks the reward of a terminal step; DeepMind Control has none);
-    * sequences hold ``sequence_length`` observations and ``sequence_length - 1`` actions, as the paper's notation
-      (``x_{1:tau+1}``, ``a_{1:tau}``) and original code; the PyTorch port's hold one step more.
-    * every stored transition ends a sequence equally often (SB3's uniform draw); the steps before its episode's first
-      observation are padding, zero frames and actions: the history the actor acts on in an episode's first ``S - 1``
-      steps. The model restarts its filter at the first observed step and its losses skip the padding, as the original
-      code restarts the latent at an episode's first step. The PyTorch port keeps only sequences wholly inside an
-      episode, so its actor never trains on the padded histories it acts on.
+    * the critic's loss is ``0.5 * sum of MSEs`` (SB3's, the paper's ``J_Q``, and the original's ``weights=0.5``); the
+      port drops the 0.5;
+    * the temperature's loss is ``-log alpha * (log pi + target entropy)`` averaged, in all three;
+    * the reward's log-likelihood counts every step of a sequence, a terminal one included (the original leaves out
+      only the step that crosses an episode boundary; the port also drops a terminal step's reward; DeepMind Control
+      has no terminal steps);
+    * before an episode's first step, the actor's history and the replayed sequences hold copies of the episode's
+      first frame and zero actions (the original's ``filter_before_first_step``); the port acts on zero frames and
+      never replays a sequence that starts before its episode.
+
+    Where it departs from the original, and why:
+
+    * a sequence holds ``sequence_length`` = 8 observations and 7 actions, the model's and the critic's filter
+      included; both references sample one step more (the original ``sequence_length + 1`` stored steps, the port 9
+      frames), filter 9 frames and train the critic on ``(z_8, a_8) -> z_9`` and the actor on ``z_8``, with the
+      histories ``x_{1:8}`` (actor) and ``x_{2:9}`` (the target's action). Here the critic trains on ``(z_7, a_7) ->
+      z_8`` and the actor on ``z_8``, both with the history ``x_{1:8}``, as the paper's ``J_Q`` and ``J_pi`` write it
+      (``x_{1:tau+1}``, ``a_{1:tau}``, ``tau + 1 = sequence_length``): the actor's history is the same 8 frames and 7
+      actions, and one frame less is replayed and filtered;
+    * every stored transition ends a sequence equally often (SB3's uniform draw), and a sequence never spans two
+      episodes: the steps before its episode are padding (above), flagged ``observed = 0``. The model restarts its
+      filter at the first observed step and its losses skip the padding. The original's replay has no padding: its
+      sequences cross episode boundaries, its model restarts the latent at the new episode's first step and trains on
+      the previous episode's steps as well (only the boundary's reward left out), and only the actor's and critic's
+      sequence inputs are padded. Skipping the padding keeps the repeated first frame, which the original's model never
+      sees, out of the ELBO; the port keeps only sequences wholly inside an episode, so its actor never trains on the
+      padded histories it acts on;
+    * the model's 32 sequences are drawn apart from the agent's 256 (as the port does); the original trains the model
+      on the first 32 of the agent's batch, in the same update;
+    * SB3's order within an update is kept: temperature, critic, then the actor on the updated critic, then the
+      target's EMA; the original computes every loss at the same parameters before applying them, the port updates the
+      critic, then the actor and the temperature.
 
     Acting carries the actor's history across steps (:class:`~sb3_gaara.slac.policies.SLACHistory`): ``model.predict``
     takes and returns it as SB3's recurrent ``state`` and clears it where ``episode_start`` is set, so SB3's
@@ -211,7 +231,12 @@ class SLAC(CheckedTraining, DurableSaves, TracksEpisodeStarts, SAC):
                         f"{where}[{key!r}]={kwargs[key]!r} contradicts the model's {key}={expected!r}; set {key} on SLAC, "
                         f"not in {where}."
                     )
-        self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, **decided}
+        if not self.replay_buffer_kwargs.get("pad_with_first_frame", True):
+            raise ValueError(
+                "SLAC pads replayed sequences with their episode's first frame, as its actor's history holds it at an "
+                "episode's start: leave pad_with_first_frame out of replay_buffer_kwargs."
+            )
+        self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, **decided, "pad_with_first_frame": True}
         # SB3's OffPolicyAlgorithm adds use_sde (False: SLAC has no gSDE) to the policy's arguments.
         policy_kwargs = {key: value for key, value in self.policy_kwargs.items() if key != "use_sde"}
         self.policy_kwargs = {**policy_kwargs, **policy_decided}
@@ -224,9 +249,9 @@ class SLAC(CheckedTraining, DurableSaves, TracksEpisodeStarts, SAC):
         self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
     ) -> tuple[np.ndarray, np.ndarray]:
         """SB3's ``_sample_action`` with the actor's history: uniform random actions for ``learning_starts`` agent
-        steps, then the actor's sample given the last ``S`` frames and ``S - 1`` actions of each env (zeros before the
-        episode's start). The history records every step, the random ones included, so that the actor's first
-        actions see the frames and actions that preceded them."""
+        steps, then the actor's sample given the last ``S`` frames and ``S - 1`` actions of each env (before the
+        episode's start, its first frame repeated and zero actions). The history records every step, the random ones
+        included, so that the actor's first actions see the frames and actions that preceded them."""
         assert self._last_obs is not None, "self._last_obs was not set"
         frames, _ = self.policy.frames(self._last_obs)  # type: ignore[arg-type]
         history = advance_history(
