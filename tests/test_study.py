@@ -921,9 +921,10 @@ def test_slac_runs_on_single_frames_at_its_render_size_with_its_own_cpu_scale_se
     assert model.buffer_size == 60 and model.policy.net_arch == [64, 64]
     assert (model.policy.features_dim, model.policy.z1_dim, model.policy.z2_dim, model.policy.base_channels) == (32, 8, 32, 8)
     assert "use_sde" not in study.CPU_SCALE_ALGORITHM_MODEL_KWARGS["slac"]["policy_kwargs"]  # SB3 edited a copy
-    # Every agent but the latent-model ones runs the task as it is: same envs, same settings, same identity as before.
+    # Every agent but the latent-model ones and DrQ-v2's (action repeat 2 and its task files' settings,
+    # tests/test_drqv2_tasks.py) runs the task as it is: same envs, same settings, same identity as before.
     for agent in AGENTS.values():
-        if agent.algorithm not in ("slac", "dreamer"):
+        if agent.algorithm not in ("slac", "dreamer", "drqv2"):
             assert (
                 resolve_task("pixel_reach").for_agent(agent) == resolve_task("pixel_reach")
                 and cheetah.for_agent(agent) == cheetah

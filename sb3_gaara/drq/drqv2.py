@@ -311,9 +311,11 @@ class DrQv2(CheckedTraining, DurableSaves, TD3):
     ``DrQv2("CnnPolicy", env)`` trains with DrQ-v2's published settings: Adam with learning rate 1e-4 for
     everything, batch 256, ``tau=0.01``, ``gamma=0.99``, 3-step returns, 50 features, hidden layers of 1024, an
     exploration standard deviation from 1.0 down to 0.1, target and actor noise clipped at 0.3, one update every 2
-    agent steps. Observations are channel-first uint8 stacks of 3 frames rendered at 84 px (give a ``dmc-*`` env
-    ``height=84, width=84, frame_stack=3, action_repeat=2``); ``image_size`` is the render size, so the
-    buffer's "crop" is the whole frame. Pixels are fed as ``x / 255 - 0.5``, as DrQ-v2 does.
+    agent steps. DrQ-v2's task files change some of them per task (the noise schedule, and on the walker and
+    humanoid tasks more): ``DrQv2("CnnPolicy", env, **drqv2_task_settings("walker_stand"))`` runs a task as they do
+    (:mod:`sb3_gaara.drq.tasks`). Observations are channel-first uint8 stacks of 3 frames rendered at 84 px (give a
+    ``dmc-*`` env ``height=84, width=84, frame_stack=3, action_repeat=2``); ``image_size`` is the render size, so
+    the buffer's "crop" is the whole frame. Pixels are fed as ``x / 255 - 0.5``, as DrQ-v2 does.
 
     One update (:meth:`_gradient_step`): shift the observations and the next observations (independently); the
     critic on the n-step target ``R + gamma^k min Q_target(s_{t+k}, clip(mu(s_{t+k}) + eps))``, its loss moving
@@ -329,8 +331,9 @@ class DrQv2(CheckedTraining, DurableSaves, TD3):
       transitions of each episode.
     * ``stddev_schedule_steps`` counts environment steps (after action repeat). The reference code evaluates its
       ``linear(1.0, 0.1, N)`` schedules at the *agent* step, so its N = 500000 ("medium" tasks) is 1M environment
-      steps at action repeat 2; the packaged ``drqv2.yml`` gives each task the reference code's duration in
-      environment steps.
+      steps at action repeat 2. The default, 500k, is the paper's number as written; per task, the reference code's
+      duration in environment steps (and its task files' other settings) is
+      :func:`~sb3_gaara.drq.tasks.drqv2_task_settings`, which ``drqv2.yml`` and the study use.
     * actions are clamped to ``[-1, 1]``; DrQ-v2's truncated normal clamps to ``[-1 + 1e-6, 1 - 1e-6]``.
     * ``learning_starts`` counts agent steps of uniform random actions: 2000 = DrQ-v2's 4000 seed frames at action
       repeat 2 (it also explores uniformly for ``num_expl_steps = 2000`` agent steps, the same steps).
@@ -343,7 +346,8 @@ class DrQv2(CheckedTraining, DurableSaves, TD3):
     :param augmentation_pad: the largest shift in pixels (4; the name of ``GAARASAC``'s and ``DrQ``'s argument)
     :param stddev_start: exploration standard deviation at environment step 0 (1.0)
     :param stddev_end: the standard deviation after ``stddev_schedule_steps`` environment steps (0.1)
-    :param stddev_schedule_steps: environment steps of the linear decay (500k, DrQ-v2's "medium" value as written)
+    :param stddev_schedule_steps: environment steps of the linear decay (500k, DrQ-v2's "medium" value as written;
+        the task's value: :func:`~sb3_gaara.drq.tasks.drqv2_task_settings`)
     :param stddev_clip: bound of the noise of the target action and of the actor loss's action (0.3); the
         exploration noise is not clipped, as in DrQ-v2
     :param action_repeat: simulator steps per agent step, which converts ``num_timesteps`` to environment steps;

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from sb3_gaara import AD_VARIANTS, VARIANTS
+from sb3_gaara.drq.tasks import ACTION_REPEAT as DRQV2_ACTION_REPEAT
+from sb3_gaara.drq.tasks import DEFAULT_GROUP as DRQV2_DEFAULT_GROUP
+from sb3_gaara.drq.tasks import drqv2_task_settings
 
 # ----------------------------------------------------------------------------------------------------
 # Published scores.
@@ -378,10 +382,27 @@ _AUGMENTATION_AGENTS: dict[str, AgentSpec] = {
         "GAARA whose critic and actor train on random shifts of the center crop (ours: GAARA + DrQ's augmentation)",
     ),
 }
-#: DrQ-v2 (= AD(1, 0)) and the AD(a, d) study's other three variants: augmentation a and reconstruction d on DDPG
+#: DrQ-v2 (= AD(1, 0)) and the AD(a, d) study's other three variants: augmentation a and reconstruction d on DDPG, at
+#: DrQ-v2's action repeat of 2 on every task (not the PlaNet benchmark's per-domain repeats of the other agents), with
+#: its task files' settings (:data:`ALGORITHM_TASK_SETTINGS`)
 _AD_AGENTS: dict[str, AgentSpec] = {
-    name: AgentSpec(ad.label, None, ad.kwargs, ad.source, algorithm="drqv2", render_at_crop_size=True)
+    name: AgentSpec(
+        ad.label,
+        None,
+        ad.kwargs,
+        ad.source,
+        algorithm="drqv2",
+        render_at_crop_size=True,
+        action_repeat=DRQV2_ACTION_REPEAT,
+    )
     for name, ad in AD_VARIANTS.items()
+}
+#: Settings that an algorithm's (by RL Zoo name) authors set per DeepMind Control task, as a function of the task's
+#: name: a run of the algorithm on a DMC task takes them under the task's own, the agent's and the study's arguments
+#: (:meth:`~sb3_gaara.study.run.RunConfig.run_task`); the CPU-scale task keeps its own settings. DrQ-v2's task files,
+#: and on a task DrQ-v2 has no file for, those of its default task's group (as ``drqv2.yml``'s ``default`` entry).
+ALGORITHM_TASK_SETTINGS: dict[str, Callable[[str], dict[str, Any]]] = {
+    "drqv2": partial(drqv2_task_settings, default_group=DRQV2_DEFAULT_GROUP),
 }
 
 
@@ -467,7 +488,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "planet": {"grid": [(PLANET_TASKS, MAIN_AGENTS)], "seeds": [0, 1, 2], "env_steps": 500_000},
     # The AD(a, d) study: DrQ-v2 with augmentation a and reconstruction d switched on and off, on walker-stand,
-    # within the ~100k environment steps it trained for.
+    # within the ~100k environment steps it trained for; DrQ-v2's walker-stand settings (an "easy" task: the noise
+    # decays over 200k environment steps; 1-step returns, batch 512) at action repeat 2.
     "ad-walker-stand": {"grid": [(("walker_stand",), AD_AGENTS)], "seeds": [0, 1, 2], "env_steps": 100_000},
     "cpu-scale": {
         "grid": [((CPU_TASK,), MAIN_AGENTS)],

@@ -29,7 +29,7 @@ import socket
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,8 @@ from sb3_gaara.evaluation import EnvStepEvalCallback, Evaluation, make_eval_env
 from sb3_gaara.study.catalogue import (
     AGENT_DEPENDENT_TASK_FIELDS,
     AGENTS,
+    ALGORITHM_TASK_SETTINGS,
+    CPU_TASK,
     RANDOM_AGENT,
     RANDOM_LABEL,
     SPEED_ONLY_MODEL_KWARGS,
@@ -108,8 +110,17 @@ class RunConfig:
     async_eval: bool = False
 
     def run_task(self) -> TaskSpec:
-        """The task as the run's agent runs it (:meth:`TaskSpec.for_agent`): its frames, render size and settings."""
-        return self.task.for_agent(AGENTS[self.agent]) if self.agent in AGENTS else self.task
+        """The task as the run's agent runs it (:meth:`TaskSpec.for_agent`): its frames, render size and settings; on a
+        DeepMind Control task, under the task's settings, those its algorithm's authors set for the task
+        (:data:`ALGORITHM_TASK_SETTINGS`: DrQ-v2's task files)."""
+        if self.agent not in AGENTS:
+            return self.task
+        agent = AGENTS[self.agent]
+        task = self.task.for_agent(agent)
+        published = ALGORITHM_TASK_SETTINGS.get(agent.algorithm)
+        if published is None or task.name == CPU_TASK:
+            return task
+        return replace(task, model_kwargs={**published(task.name), **task.model_kwargs})
 
     def identity(self) -> dict[str, Any]:
         """Settings that must match to resume a run (everything but its length, device, deadline and the
