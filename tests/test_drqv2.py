@@ -341,7 +341,7 @@ def test_defaults_are_drqv2s_published_settings():
         "gradient_steps": 1,
         "stddev_start": 1.0,
         "stddev_end": 0.1,
-        "stddev_schedule_steps": 500_000,
+        "stddev_schedule_steps": 1_000_000,  # linear(1.0, 0.1, 500000) agent steps at action repeat 2
         "stddev_clip": 0.3,
         "augmentation": "shift",
         "augmentation_pad": 4,
@@ -685,7 +685,7 @@ def test_trains_on_several_envs_with_their_shared_action_repeat():
     # agent steps; the three that end past learning_starts (12, 16, 20) each take one update.
     model.learn(total_timesteps=LEARNING_STARTS + 8)
     assert model._n_updates == 3 and model.num_timesteps == 20
-    assert model.exploration_stddev() == pytest.approx(1.0 - 0.9 * 4 * 20 / 500_000)
+    assert model.exploration_stddev() == pytest.approx(1.0 - 0.9 * 4 * 20 / 1_000_000)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -757,4 +757,4 @@ def test_learns_on_pixel_reach_without_error(augmentation, reconstruction):
     assert model.action_repeat == 2
     assert model._n_updates == 20  # one update every 2 agent steps after the 20 random ones
     assert np.isfinite(model.logger.history["train/critic_loss"]).all()
-    assert model.exploration_stddev() == pytest.approx(1.0 - 0.9 * 120 / 500_000)
+    assert model.exploration_stddev() == pytest.approx(1.0 - 0.9 * 120 / 1_000_000)

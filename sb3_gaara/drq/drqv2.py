@@ -331,8 +331,8 @@ class DrQv2(CheckedTraining, DurableSaves, TD3):
       transitions of each episode.
     * ``stddev_schedule_steps`` counts environment steps (after action repeat). The reference code evaluates its
       ``linear(1.0, 0.1, N)`` schedules at the *agent* step, so its N = 500000 ("medium" tasks) is 1M environment
-      steps at action repeat 2. The default, 500k, is the paper's number as written; per task, the reference code's
-      duration in environment steps (and its task files' other settings) is
+      steps at action repeat 2, and the default, 1M, is that: DrQ-v2's generic configuration in environment steps. Per
+      task, the reference code's duration in environment steps (and its task files' other settings) is
       :func:`~sb3_gaara.drq.tasks.drqv2_task_settings`, which ``drqv2.yml`` and the study use.
     * actions are clamped to ``[-1, 1]``; DrQ-v2's truncated normal clamps to ``[-1 + 1e-6, 1 - 1e-6]``.
     * ``learning_starts`` counts agent steps of uniform random actions: 2000 = DrQ-v2's 4000 seed frames at action
@@ -346,7 +346,8 @@ class DrQv2(CheckedTraining, DurableSaves, TD3):
     :param augmentation_pad: the largest shift in pixels (4; the name of ``GAARASAC``'s and ``DrQ``'s argument)
     :param stddev_start: exploration standard deviation at environment step 0 (1.0)
     :param stddev_end: the standard deviation after ``stddev_schedule_steps`` environment steps (0.1)
-    :param stddev_schedule_steps: environment steps of the linear decay (500k, DrQ-v2's "medium" value as written;
+    :param stddev_schedule_steps: environment steps of the linear decay (1M: DrQ-v2's generic and "medium" 500k agent
+        steps at action repeat 2;
         the task's value: :func:`~sb3_gaara.drq.tasks.drqv2_task_settings`)
     :param stddev_clip: bound of the noise of the target action and of the actor loss's action (0.3); the
         exploration noise is not clipped, as in DrQ-v2
@@ -402,7 +403,7 @@ class DrQv2(CheckedTraining, DurableSaves, TD3):
         augmentation_pad: int = 4,
         stddev_start: float = 1.0,
         stddev_end: float = 0.1,
-        stddev_schedule_steps: int = 500_000,
+        stddev_schedule_steps: int = 1_000_000,
         stddev_clip: float = 0.3,
         action_repeat: int | None = None,
         reconstruction: bool = False,
