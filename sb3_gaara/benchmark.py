@@ -64,11 +64,11 @@ from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer
 from sb3_gaara.common.crops import center_crop, crop, random_crop_offsets
 from sb3_gaara.common.durability import write_text_atomic
 from sb3_gaara.common.env_steps import env_steps
+from sb3_gaara.common.sequence_buffer import SequenceSamples
 from sb3_gaara.dreamer import Dreamer, RSSMState
 from sb3_gaara.drq import DrQ, DrQv2
 from sb3_gaara.gaara.gaara_sac import GAARASAC, SACAE
 from sb3_gaara.slac import SLAC, SequenceReplayBuffer
-from sb3_gaara.slac.sequence_buffer import SequenceSamples
 
 FRAME_SHAPE = (3, 100, 100)
 FRAME_STACK = 3

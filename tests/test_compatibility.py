@@ -23,7 +23,23 @@ DATA = Path(__file__).resolve().parent / "data"
 @pytest.mark.parametrize("old, new", sorted(sb3_gaara.MOVED_MODULES.items()))
 def test_old_module_paths_are_the_new_modules(old, new):
     assert importlib.import_module(f"sb3_gaara.{old}") is importlib.import_module(new)
-    assert getattr(sb3_gaara, old) is importlib.import_module(new)
+    parent, _, name = f"sb3_gaara.{old}".rpartition(".")
+    assert getattr(importlib.import_module(parent), name) is importlib.import_module(new)
+
+
+def test_old_class_names_are_the_new_classes_and_canonical_code_never_imports_them():
+    from sb3_gaara import _compat
+    from sb3_gaara.gaara import auxiliary_losses
+
+    for name, cls in _compat.RENAMED_CLASSES.items():
+        assert getattr(auxiliary_losses, name) is cls is getattr(sb3_gaara, name)
+    package = Path(sb3_gaara.__file__).parent
+    for path in package.rglob("*.py"):
+        if path.name in ("_compat.py", "__init__.py") and path.parent == package:
+            continue
+        text = path.read_text()
+        assert "sb3_gaara._compat" not in text and "import _compat" not in text, path
+        assert not any(name in text for name in _compat.RENAMED_CLASSES), path
 
 
 def test_a_model_and_replay_buffer_saved_by_0_1_load_act_and_train():

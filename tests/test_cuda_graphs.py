@@ -16,7 +16,7 @@ from conftest import BATCH_SIZE, FakeImageEnv, RecordingLogger, assert_same, tin
 from stable_baselines3.common.buffers import ReplayBuffer
 
 from sb3_gaara import GAARASAC
-from sb3_gaara.common.cuda_graphs import GraphedGradientStep
+from sb3_gaara.gaara.cuda_graphs import GraphedGradientStep
 from sb3_gaara.gaara.gaara_sac import UpdatePhase
 from sb3_gaara.gaara.variants import VARIANTS
 

@@ -9,7 +9,7 @@ import torch as th
 from conftest import BATCH_SIZE, LEARNING_STARTS, FakeImageEnv, RecordingLogger, tiny_kwargs
 
 from sb3_gaara import GAARASAC, SACAE
-from sb3_gaara.common.cuda_graphs import GraphedGradientStep
+from sb3_gaara.gaara.cuda_graphs import GraphedGradientStep
 
 
 def model_with(**overrides) -> GAARASAC:

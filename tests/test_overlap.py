@@ -29,9 +29,9 @@ from stable_baselines3.common.callbacks import (
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_gaara import GAARASAC, AugmentedPixelReplayBuffer
-from sb3_gaara.common.cuda_graphs import GraphedGradientStep
 from sb3_gaara.common.overlap import may_act_on_step
 from sb3_gaara.evaluation import EnvStepEvalCallback
+from sb3_gaara.gaara.cuda_graphs import GraphedGradientStep
 from sb3_gaara.study.run import StudyCheckpointCallback
 from sb3_gaara.zoo.patches import trial_eval_callback_class
 

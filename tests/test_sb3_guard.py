@@ -145,7 +145,7 @@ OUR_CODE: dict[str, str] = {
     "stable_baselines3.common.buffers.ReplayBuffer.sample": (
         "sb3_gaara.common.buffers.AugmentedPixelReplayBuffer.sample_transitions (calls it: the np.random draws of "
         "batch_inds must stay SB3's, optimize_memory_usage included) and "
-        "sb3_gaara.slac.sequence_buffer.SequenceReplayBuffer.sample (repeats its draws of the last transitions and envs)"
+        "sb3_gaara.common.sequence_buffer.SequenceReplayBuffer.sample (repeats its draws of the last transitions and envs)"
     ),
     "stable_baselines3.common.buffers.BaseBuffer.sample": (
         "sb3_gaara.common.buffers.AugmentedPixelReplayBuffer.sample_transitions (ReplayBuffer.sample calls it for the "
@@ -161,10 +161,10 @@ OUR_CODE: dict[str, str] = {
     ),
     "stable_baselines3.common.off_policy_algorithm.OffPolicyAlgorithm._update_learning_rate": (
         "sb3_gaara.gaara.gaara_sac.GAARASAC.train (calls it for the actor and critic optimizers) and the learning-rate "
-        "handling of sb3_gaara.common.cuda_graphs (a new rate recaptures the graphs)"
+        "handling of sb3_gaara.gaara.cuda_graphs (a new rate recaptures the graphs)"
     ),
     "stable_baselines3.common.utils.update_learning_rate": (
-        "sb3_gaara.common.cuda_graphs (it recaptures the graphs when a param group's 'lr' changes, which this function sets)"
+        "sb3_gaara.gaara.cuda_graphs (it recaptures the graphs when a param group's 'lr' changes, which this function sets)"
     ),
     "stable_baselines3.common.off_policy_algorithm.OffPolicyAlgorithm.load_replay_buffer": (
         "sb3_gaara.gaara.gaara_sac.GAARASAC.load_replay_buffer and AugmentedPixelReplayBuffer.__setstate__ (the pickled "
@@ -176,7 +176,7 @@ OUR_CODE: dict[str, str] = {
     ),
     "stable_baselines3.common.utils.polyak_update": (
         "sb3_gaara.gaara.gaara_sac.GAARASAC._gradient_step (the EMA of the Q heads and of the encoder, also replayed "
-        "inside the CUDA graphs of sb3_gaara.common.cuda_graphs)"
+        "inside the CUDA graphs of sb3_gaara.gaara.cuda_graphs)"
     ),
     "stable_baselines3.common.off_policy_algorithm.OffPolicyAlgorithm.learn": (
         "sb3_gaara.gaara.gaara_sac.GAARASAC._can_begin_update_early (overlap_env_step: a rollout of one agent step is "

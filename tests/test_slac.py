@@ -21,13 +21,8 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_gaara import SLAC, SequenceReplayBuffer
-from sb3_gaara.slac.latent_model import (
-    LatentModel,
-    LatentSample,
-    elbo_terms,
-    gaussian_kl,
-    gaussian_log_prob,
-)
+from sb3_gaara.common.distributions import gaussian_kl, gaussian_log_prob
+from sb3_gaara.slac.latent_model import LatentModel, LatentSample, elbo_terms
 from sb3_gaara.slac.policies import SLACHistory, advance_history, record_action
 
 FRAME_SHAPE = (3, 16, 16)

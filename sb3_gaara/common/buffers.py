@@ -553,7 +553,7 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
         return their host-side part: frame slots, actions, rewards and dones, no images.
 
         Split from :meth:`crop` so that a CUDA-graph update copies these few bytes into its static inputs and
-        crops inside the graph (:class:`sb3_gaara.common.cuda_graphs.GraphedGradientStep`).
+        crops inside the graph (:class:`sb3_gaara.gaara.cuda_graphs.GraphedGradientStep`).
         """
         return super().sample(batch_size, env)  # type: ignore[return-value]  # our _get_samples below
 

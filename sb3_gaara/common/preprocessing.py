@@ -1,4 +1,6 @@
-"""Checks of the spaces GAARA can learn from, with errors that say how to fix them."""
+"""Checks of the spaces the package's algorithms learn from, with errors that name the algorithm and say how to fix
+the input. Each algorithm passes its own name (and, for vector observations, the SB3 algorithm that would take them),
+so that no family rewrites another's message."""
 
 from __future__ import annotations
 
@@ -20,32 +22,36 @@ def channel_first_shape(observation_space: spaces.Box) -> tuple[int, int, int]:
     return shape[2], shape[0], shape[1]
 
 
-def check_pixel_observation_space(observation_space: spaces.Space, image_size: int) -> tuple[int, int, int]:
+def check_pixel_observation_space(
+    observation_space: spaces.Space, image_size: int, algorithm: str = "GAARASAC", state_algorithm: str = "SAC"
+) -> tuple[int, int, int]:
     """Raise a clear error unless ``observation_space`` is a uint8 image at least ``image_size`` px wide.
 
+    :param algorithm: the name the messages give the algorithm that refuses the space
+    :param state_algorithm: the SB3 algorithm the messages suggest for state vectors and dict observations
     :return: the channel-first shape ``(C, H, W)``
     """
     if isinstance(observation_space, spaces.Dict):
         raise ValueError(
-            f"GAARASAC learns from a single image observation, but the observation space is a Dict "
+            f"{algorithm} learns from a single image observation, but the observation space is a Dict "
             f"with keys {list(observation_space.spaces)}. Give it one channel-first uint8 image "
             "(e.g. a `dmc-<domain>-<task>` env, or keep only the image key with gymnasium's FilterObservation), "
-            "or use SB3's SAC with 'MultiInputPolicy'."
+            f"or use SB3's {state_algorithm} with 'MultiInputPolicy'."
         )
     if not isinstance(observation_space, spaces.Box):
-        raise ValueError(f"GAARASAC needs an image (Box) observation space, got {observation_space}.")
+        raise ValueError(f"{algorithm} needs an image (Box) observation space, got {observation_space}.")
     shape = observation_space.shape
     if shape is None or len(shape) != 3:
         raise ValueError(
-            f"GAARASAC encodes images, but the observations have shape {shape}, which is not an image "
-            "(channels, height, width). For state vectors use SB3's SAC('MlpPolicy', env); for pixels "
+            f"{algorithm} encodes images, but the observations have shape {shape}, which is not an image "
+            f"(channels, height, width). For state vectors use SB3's {state_algorithm}('MlpPolicy', env); for pixels "
             "render them, e.g. gymnasium.make('dmc-cheetah-run') (pixels) instead of from_pixels=False."
         )
     if not is_image_space(observation_space, check_channels=False):
         raise ValueError(
-            f"GAARASAC needs uint8 images with values in [0, 255] (it scales them by 1/255 and builds the 5-bit "
-            f"reconstruction target from them), got dtype {observation_space.dtype} with bounds "
-            f"[{observation_space.low.min()}, {observation_space.high.max()}]. Render uint8 frames."
+            f"{algorithm} needs uint8 images with values in [0, 255] (it scales them by 1/255), got dtype "
+            f"{observation_space.dtype} with bounds [{observation_space.low.min()}, {observation_space.high.max()}]. "
+            "Render uint8 frames."
         )
     channels, height, width = channel_first_shape(observation_space)
     if height < image_size or width < image_size:
@@ -55,6 +61,19 @@ def check_pixel_observation_space(observation_space: spaces.Space, image_size: i
             f"84 px crops) or pass a smaller image_size."
         )
     return channels, height, width
+
+
+def check_continuous_action_space(action_space: spaces.Space | None, algorithm: str, reason: str) -> None:
+    """Raise a clear error unless ``action_space`` is continuous (a ``Box``); ``None`` (no env yet) passes.
+
+    SB3 asserts ``supported_action_spaces`` too, but only after building the model and without saying what to use
+    instead. ``reason`` completes "``<algorithm> <reason>: it needs a continuous Box action space``" (``"is SAC"``).
+    """
+    if action_space is not None and not isinstance(action_space, spaces.Box):
+        raise ValueError(
+            f"{algorithm} {reason}: it needs a continuous Box action space, got {action_space}. For discrete actions "
+            "use an algorithm such as SB3's DQN or PPO (e.g. with CnnPolicy)."
+        )
 
 
 class SingleFrameWarning(UserWarning):

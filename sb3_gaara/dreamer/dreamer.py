@@ -2,7 +2,7 @@
 on Stable-Baselines3's off-policy machinery, with PlaNet's CEM planner and Dreamer's model-predictive control.
 
 Dreamer learns PlaNet's recurrent state-space model of the frames (:mod:`sb3_gaara.dreamer.world_model`) on sequences
-replayed from the frame-once store (:class:`~sb3_gaara.slac.sequence_buffer.SequenceReplayBuffer`), and an actor and
+replayed from the frame-once store (:class:`~sb3_gaara.common.sequence_buffer.SequenceReplayBuffer`), and an actor and
 a value on trajectories imagined by the model from every filtered state (:mod:`sb3_gaara.dreamer.policies`).
 """
 
@@ -26,11 +26,11 @@ from stable_baselines3.common.vec_env import VecEnv
 from sb3_gaara.common.preprocessing import channel_first_shape, check_pixel_observation_space
 from sb3_gaara.common.recurrent import TracksEpisodeStarts
 from sb3_gaara.common.saving import DurableSaves
+from sb3_gaara.common.sequence_buffer import SequenceReplayBuffer, SequenceSamples
 from sb3_gaara.common.training import CheckedTraining, Metrics
 from sb3_gaara.dreamer.policies import PLANNERS, ActionModel, CnnPolicy, DreamerPolicy, DreamerState, ValueModel, frozen
 from sb3_gaara.dreamer.world_model import RSSMState, WorldModel, check_image_size
 from sb3_gaara.plotting import reconstruction_grid
-from sb3_gaara.slac.sequence_buffer import SequenceReplayBuffer, SequenceSamples
 
 SelfDreamer = TypeVar("SelfDreamer", bound="Dreamer")
 

@@ -29,7 +29,7 @@ import torch as th
 from torch import nn
 from torch.nn import functional as F
 
-from sb3_gaara.slac.latent_model import gaussian_kl, gaussian_log_prob
+from sb3_gaara.common.distributions import gaussian_kl, gaussian_log_prob
 
 #: the frame sides the encoder and decoder are built for: Dreamer's 64 x 64, and 32 x 32 with the outermost layer of
 #: each dropped (the package's CPU-scale runs: a quarter of the pixels, for checks that must run in minutes on a CPU)
@@ -138,7 +138,7 @@ class RSSM(nn.Module):
 
         The first step starts from :meth:`initial_state` and a zero action, as an episode does; so does every step
         whose predecessor is padding (``observed`` ``(B, T)`` 0 before an episode's first frame,
-        :class:`~sb3_gaara.slac.sequence_buffer.SequenceReplayBuffer`), so a replayed sequence is filtered exactly as
+        :class:`~sb3_gaara.common.sequence_buffer.SequenceReplayBuffer`), so a replayed sequence is filtered exactly as
         the episode was while acting."""
         batch, steps = embeds.shape[:2]
         state = self.initial_state(batch, embeds.device)

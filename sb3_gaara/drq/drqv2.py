@@ -38,7 +38,11 @@ from sb3_gaara.common.buffers import AugmentedReplayBufferSamples
 from sb3_gaara.common.crops import random_shift
 from sb3_gaara.common.env_steps import env_steps, get_action_repeat
 from sb3_gaara.common.losses import preprocess_reconstruction_target, reconstruction_loss
-from sb3_gaara.common.preprocessing import check_pixel_observation_space, warn_if_single_frame
+from sb3_gaara.common.preprocessing import (
+    check_continuous_action_space,
+    check_pixel_observation_space,
+    warn_if_single_frame,
+)
 from sb3_gaara.common.saving import DurableSaves
 from sb3_gaara.common.torch_layers import PixelDecoder, PixelEncoder, tied_encoder_kwargs
 from sb3_gaara.common.training import CheckedTraining, Metrics
@@ -430,8 +434,8 @@ class DrQv2(CheckedTraining, DurableSaves, TD3):
         if _init_setup_model and env is not None and not isinstance(env, str):
             # Fail here, before SB3 wraps the env, with a message that says what to change (not when load() builds
             # the bare model: the saved image_size is restored only afterwards).
-            _check_observation_space(env.observation_space, image_size)
-            _check_action_space(env.action_space)
+            check_pixel_observation_space(env.observation_space, image_size, "DrQv2", "TD3")
+            check_continuous_action_space(env.action_space, "DrQv2", "is DDPG")
         super().__init__(
             policy,
             env,  # type: ignore[arg-type]
@@ -508,8 +512,8 @@ class DrQv2(CheckedTraining, DurableSaves, TD3):
     def _setup_model(self) -> None:
         """OffPolicyAlgorithm's set-up with the n-step frame-once buffer and :class:`DrQv2Policy`, then the
         reconstruction optimizer. TD3's own ``_setup_model`` is skipped: it needs a target actor."""
-        _check_observation_space(self.observation_space, self.image_size)
-        _check_action_space(self.action_space)
+        check_pixel_observation_space(self.observation_space, self.image_size, "DrQv2", "TD3")
+        check_continuous_action_space(self.action_space, "DrQv2", "is DDPG")
         if self.action_repeat is None:
             self.action_repeat = get_action_repeat(self.env) if self.env is not None else 1
         if self.replay_buffer_class is None:
@@ -750,20 +754,3 @@ def _optimize(loss: th.Tensor, optimizer: th.optim.Optimizer) -> None:
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-
-
-def _check_observation_space(observation_space: spaces.Space, image_size: int) -> None:
-    """The package's pixel-space checks (:func:`~sb3_gaara.common.preprocessing.check_pixel_observation_space`),
-    with their messages naming DrQv2."""
-    try:
-        check_pixel_observation_space(observation_space, image_size)
-    except ValueError as error:
-        raise ValueError(str(error).replace("GAARASAC", "DrQv2").replace("SB3's SAC", "SB3's TD3")) from None
-
-
-def _check_action_space(action_space: spaces.Space | None) -> None:
-    if action_space is not None and not isinstance(action_space, spaces.Box):
-        raise ValueError(
-            f"DrQv2 is DDPG: it needs a continuous Box action space, got {action_space}. For discrete actions use an "
-            "algorithm such as SB3's DQN or PPO (e.g. with CnnPolicy)."
-        )

@@ -8,7 +8,7 @@ different SAC.
 A loss is given what it reads: the policy's modules, the batch's images (:class:`AuxiliaryBatch`) and the
 comparison weight ``c``. It returns the loss to apply and the values to log, and never writes the model's
 state: the model applies the loss with the loss's optimizer and anneals ``c``. ``c`` is a float in the
-eager update and a device tensor inside a CUDA graph (:mod:`sb3_gaara.common.cuda_graphs`).
+eager update and a device tensor inside a CUDA graph (:mod:`sb3_gaara.gaara.cuda_graphs`).
 
 Each loss owns its optimizer (an ``nn.Module`` attribute, so that ``model.save`` keeps it under
 ``auxiliary_losses.<name>.optimizer``). The networks it trains (encoder, decoder, ``W``) live in the
@@ -275,11 +275,3 @@ class DecoderDiscriminatorLoss(AuxiliaryLoss):
             decoder.requires_grad_(True)
         loss = comparison_lambda * distance
         return loss, {"comparison_loss": loss.detach(), "decoder_distance": distance.detach()}
-
-
-# The names of sb3-gaara 0.1, where these were called callbacks (they are not SB3 callbacks).
-AuxiliaryLossCallback = AuxiliaryLoss
-ReconstructionLossCallback = ReconstructionLoss
-ComparisonLossCallback = ComparisonLoss
-JointLossCallback = JointLoss
-DecoderDiscriminatorLossCallback = DecoderDiscriminatorLoss

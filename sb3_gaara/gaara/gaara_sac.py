@@ -14,7 +14,6 @@ from typing import Any, ClassVar, NamedTuple, TypeVar
 import numpy as np
 import torch as th
 import torch.nn.functional as F
-from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Image, TensorBoardOutputFormat
@@ -28,13 +27,17 @@ from torch import nn
 
 from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer, AugmentedReplayBufferSamples, SampledTransitions
 from sb3_gaara.common.crops import random_shift
-from sb3_gaara.common.cuda_graphs import GraphedGradientStep
 from sb3_gaara.common.losses import anneal_comparison_lambda
 from sb3_gaara.common.overlap import may_act_on_step
-from sb3_gaara.common.preprocessing import check_pixel_observation_space, warn_if_single_frame
+from sb3_gaara.common.preprocessing import (
+    check_continuous_action_space,
+    check_pixel_observation_space,
+    warn_if_single_frame,
+)
 from sb3_gaara.common.saving import DurableSaves
 from sb3_gaara.common.training import CheckedTraining, Metrics
 from sb3_gaara.gaara.auxiliary_losses import AuxiliaryBatch, AuxiliaryLoss, AuxiliarySettings
+from sb3_gaara.gaara.cuda_graphs import GraphedGradientStep
 from sb3_gaara.gaara.policies import CnnPolicy, GAARAActor, GAARACritic, GAARAPolicy
 from sb3_gaara.gaara.variants import VARIANTS
 from sb3_gaara.plotting import reconstruction_grid
@@ -124,7 +127,7 @@ class GAARASAC(CheckedTraining, DurableSaves, SAC):
         skipped instead, counted in ``model.skipped_updates`` and logged as ``train/skipped_updates``
         (this costs one device synchronisation per loss)
     :param cuda_graphs: on a CUDA device, keep the replay frames on the GPU (``storage_device`` defaults to the
-        model's device) and replay each gradient step as a CUDA graph (:mod:`sb3_gaara.common.cuda_graphs`): the same
+        model's device) and replay each gradient step as a CUDA graph (:mod:`sb3_gaara.gaara.cuda_graphs`): the same
         update, one launch instead of about a thousand kernels. Needs the fused optimizers (the default) and
         ``skip_nonfinite_updates=False``; learning-rate schedules work but recapture at each change. On other
         devices it changes nothing: the eager update runs.
@@ -239,8 +242,8 @@ class GAARASAC(CheckedTraining, DurableSaves, SAC):
             # Fail here, before SB3 wraps the env, with a message that says what to change. Not when SB3's load()
             # builds the bare model (_init_setup_model=False): image_size is still the default until the saved
             # value is restored, and _setup_model checks the env's space against the saved one.
-            check_pixel_observation_space(env.observation_space, image_size)
-            _check_action_space(env.action_space)
+            check_pixel_observation_space(env.observation_space, image_size, type(self).__name__)
+            check_continuous_action_space(env.action_space, type(self).__name__, "is SAC")
         self.variant = variant
         self.image_size = image_size
         self.encoder_tau = encoder_tau
@@ -386,8 +389,8 @@ class GAARASAC(CheckedTraining, DurableSaves, SAC):
 
     def _setup_model(self) -> None:
         variant = VARIANTS[self.variant]
-        check_pixel_observation_space(self.observation_space, self.image_size)
-        _check_action_space(self.action_space)
+        check_pixel_observation_space(self.observation_space, self.image_size, type(self).__name__)
+        check_continuous_action_space(self.action_space, type(self).__name__, "is SAC")
         if self.target_update_interval < 1:
             raise ValueError(f"target_update_interval must be a positive integer, got {self.target_update_interval}.")
         if self.replay_buffer_class is None:
@@ -954,14 +957,6 @@ def _is_finite(loss: th.Tensor, optimizer: th.optim.Optimizer) -> bool:
     checks = [th.isfinite(loss).all()]
     checks += [th.isfinite(p.grad).all() for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
     return bool(th.stack(checks).all())
-
-
-def _check_action_space(action_space: spaces.Space | None) -> None:
-    if action_space is not None and not isinstance(action_space, spaces.Box):
-        raise ValueError(
-            f"GAARASAC is SAC: it needs a continuous Box action space, got {action_space}. For discrete actions use "
-            "an algorithm such as SB3's DQN or PPO (e.g. with CnnPolicy)."
-        )
 
 
 class SACAE(GAARASAC):

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sb3_gaara.gaara.auxiliary_losses import (
-    AuxiliaryLossCallback,
-    ComparisonLossCallback,
-    DecoderDiscriminatorLossCallback,
-    JointLossCallback,
-    ReconstructionLossCallback,
+    AuxiliaryLoss,
+    ComparisonLoss,
+    DecoderDiscriminatorLoss,
+    JointLoss,
+    ReconstructionLoss,
 )
 
 
@@ -30,7 +30,7 @@ class Variant:
     :param source: where the variant comes from
     """
 
-    auxiliary_losses: tuple[type[AuxiliaryLossCallback], ...]
+    auxiliary_losses: tuple[type[AuxiliaryLoss], ...]
     use_decoder: bool
     use_comparison: bool
     anchor_crop: str
@@ -45,7 +45,7 @@ class Variant:
 
 VARIANTS: dict[str, Variant] = {
     "gaara": Variant(
-        (ReconstructionLossCallback, ComparisonLossCallback),
+        (ReconstructionLoss, ComparisonLoss),
         use_decoder=True,
         use_comparison=True,
         anchor_crop="center",
@@ -53,7 +53,7 @@ VARIANTS: dict[str, Variant] = {
         source="SAC+GAARA §4, Algorithm 1 (default)",
     ),
     "sac_ae": Variant(
-        (ReconstructionLossCallback,),
+        (ReconstructionLoss,),
         use_decoder=True,
         use_comparison=False,
         anchor_crop="center",
@@ -61,7 +61,7 @@ VARIANTS: dict[str, Variant] = {
         source="SAC+AE (Yarats et al. 2019): reconstruction only",
     ),
     "contrastive": Variant(
-        (ComparisonLossCallback,),
+        (ComparisonLoss,),
         use_decoder=False,
         use_comparison=True,
         anchor_crop="center",
@@ -77,7 +77,7 @@ VARIANTS: dict[str, Variant] = {
         source="SAC from pixels, the encoder trained by the critic alone (SAC+AE's SAC:pixel; DrQ without augmentation)",
     ),
     "joint": Variant(
-        (JointLossCallback,),
+        (JointLoss,),
         use_decoder=True,
         use_comparison=True,
         anchor_crop="center",
@@ -85,7 +85,7 @@ VARIANTS: dict[str, Variant] = {
         source="SAC+GAARA §5.1: one joint reconstruction+comparison step",
     ),
     "random_anchor": Variant(
-        (ReconstructionLossCallback, ComparisonLossCallback),
+        (ReconstructionLoss, ComparisonLoss),
         use_decoder=True,
         use_comparison=True,
         anchor_crop="random",
@@ -93,7 +93,7 @@ VARIANTS: dict[str, Variant] = {
         source="SAC+GAARA §5.2: random-crop anchor",
     ),
     "decoder_discriminator": Variant(
-        (ReconstructionLossCallback, DecoderDiscriminatorLossCallback),
+        (ReconstructionLoss, DecoderDiscriminatorLoss),
         use_decoder=True,
         use_comparison=False,
         anchor_crop="center",

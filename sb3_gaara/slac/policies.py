@@ -35,7 +35,7 @@ class SLACHistory(NamedTuple):
     ``a_{t-S+2..t}``: the last ``S`` observations and the ``S - 1`` actions between them, as on a replayed sequence.
     Before an episode's first step the frames are copies of its first frame and the actions zeros, as the original SLAC
     code fills the history (its ``filter_before_first_step``; the PyTorch port pads with zero frames instead), and as
-    SLAC's replay pads its sequences (:mod:`sb3_gaara.slac.sequence_buffer`).
+    SLAC's replay pads its sequences (:mod:`sb3_gaara.common.sequence_buffer`).
 
     :param observations: ``(n_envs, S, C, H, W)`` uint8
     :param actions: ``(n_envs, S - 1, action_dim)`` float32 actions in ``[-1, 1]`` (the policy's scaled actions, as

@@ -4,7 +4,7 @@ Variable Model", NeurIPS 2020) on Stable-Baselines3's SAC.
 SLAC learns a sequential latent variable model of the frames (:mod:`sb3_gaara.slac.latent_model`) and runs SAC with
 the critic on the model's latent samples and the actor on the history of encoded frames and past actions
 (:mod:`sb3_gaara.slac.policies`), both on sequences replayed from the frame-once store
-(:mod:`sb3_gaara.slac.sequence_buffer`).
+(:mod:`sb3_gaara.common.sequence_buffer`).
 """
 
 from __future__ import annotations
@@ -25,14 +25,18 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import polyak_update
 from stable_baselines3.sac import SAC
 
-from sb3_gaara.common.preprocessing import channel_first_shape, check_pixel_observation_space
+from sb3_gaara.common.preprocessing import (
+    channel_first_shape,
+    check_continuous_action_space,
+    check_pixel_observation_space,
+)
 from sb3_gaara.common.recurrent import TracksEpisodeStarts
 from sb3_gaara.common.saving import DurableSaves
+from sb3_gaara.common.sequence_buffer import SequenceReplayBuffer, SequenceSamples
 from sb3_gaara.common.training import CheckedTraining, Metrics
 from sb3_gaara.plotting import reconstruction_grid
 from sb3_gaara.slac.latent_model import check_image_size
 from sb3_gaara.slac.policies import CnnPolicy, SLACHistory, SLACPolicy, advance_history, record_action
-from sb3_gaara.slac.sequence_buffer import SequenceReplayBuffer, SequenceSamples
 
 SelfSLAC = TypeVar("SelfSLAC", bound="SLAC")
 
@@ -161,7 +165,7 @@ class SLAC(CheckedTraining, DurableSaves, TracksEpisodeStarts, SAC):
         if _init_setup_model and env is not None and not isinstance(env, str):
             # Fail here, before SB3 wraps the env, with a message that says what to change.
             _check_observation_space(env.observation_space)
-            _check_action_space(env.action_space)
+            check_continuous_action_space(env.action_space, "SLAC", "is SAC")
         super().__init__(
             policy,  # type: ignore[arg-type]
             env,  # type: ignore[arg-type]
@@ -211,7 +215,7 @@ class SLAC(CheckedTraining, DurableSaves, TracksEpisodeStarts, SAC):
     def _setup_model(self) -> None:
         """SB3's ``SAC._setup_model`` with SLAC's buffer and policy settings, then the model's alias."""
         _check_observation_space(self.observation_space)
-        _check_action_space(self.action_space)
+        check_continuous_action_space(self.action_space, "SLAC", "is SAC")
         if self.replay_buffer_class is None:
             self.replay_buffer_class = SequenceReplayBuffer
         if not issubclass(self.replay_buffer_class, SequenceReplayBuffer):
@@ -443,10 +447,7 @@ class SLAC(CheckedTraining, DurableSaves, TracksEpisodeStarts, SAC):
 
 def _check_observation_space(observation_space: spaces.Space) -> None:
     """The package's pixel-space checks with SLAC's name, then SLAC's own: square frames, a multiple of 16 px."""
-    try:
-        check_pixel_observation_space(observation_space, 1)
-    except ValueError as error:
-        raise ValueError(str(error).replace("GAARASAC", "SLAC")) from None
+    check_pixel_observation_space(observation_space, 1, "SLAC")
     assert isinstance(observation_space, spaces.Box)
     channels, height, width = channel_first_shape(observation_space)
     if height != width:
@@ -461,12 +462,4 @@ def _check_observation_space(observation_space: spaces.Space) -> None:
             "per step and reads motion from its sequences and the actor's history. Give it single frames (dmc-* and "
             "PixelReach-v0: env_kwargs=dict(frame_stack=1)).",
             stacklevel=3,
-        )
-
-
-def _check_action_space(action_space: spaces.Space | None) -> None:
-    if action_space is not None and not isinstance(action_space, spaces.Box):
-        raise ValueError(
-            f"SLAC is SAC: it needs a continuous Box action space, got {action_space}. For discrete actions use an "
-            "algorithm such as SB3's DQN or PPO (e.g. with CnnPolicy)."
         )
