@@ -166,6 +166,8 @@ def test_hyperparams_follow_the_paper(algo: str):
             if key in ZOO_KEYS:
                 continue
             assert key in defaults, f"{env_id}: {key} is not a constructor argument"
+            if algo == "drqv2" and key == "stddev_schedule_steps":
+                continue  # every entry names its DrQ-v2 task group's schedule, the default one (medium) included
             assert value != defaults[key], f"{env_id}: {key}={value!r} repeats the constructor default"
 
 

@@ -9,17 +9,28 @@ published settings as defaults; the update is GAARASAC's, which already does wha
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import inspect
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-import torch as th
-from stable_baselines3.common.buffers import ReplayBuffer
-from stable_baselines3.common.noise import ActionNoise
-from stable_baselines3.common.type_aliases import GymEnv, Schedule
+from stable_baselines3.common.type_aliases import GymEnv
 
 from sb3_gaara.gaara.gaara_sac import GAARASAC
 from sb3_gaara.gaara.policies import GAARAPolicy
+
+#: DrQ's published settings where they differ from GAARASAC's defaults (SAC+AE's); every other default is shared
+DRQ_DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {
+        "batch_size": 512,
+        "encoder_tau": 0.01,  # DrQ soft-updates the whole critic, encoder included, at tau
+        "ent_coef_lr": 1e-3,
+        "init_gradient_steps": 0,  # no initial burst of updates
+        "augmentation": "shift",
+        "target_augmentations": 2,
+        "q_augmentations": 2,
+    }
+)
 
 
 class DrQ(GAARASAC):
@@ -51,7 +62,8 @@ class DrQ(GAARASAC):
     * the critic's loss on one view is SAC+AE's sum of the two heads' MSEs, as in the code;
     * the actor and the temperature read the first shifted view, as in the code.
 
-    Every parameter is :class:`~sb3_gaara.GAARASAC`'s; only the defaults differ. ``variant`` may name another
+    Every parameter is :class:`~sb3_gaara.GAARASAC`'s, passed by keyword; only the defaults of :data:`DRQ_DEFAULTS`
+    (and ``variant``, ``ent_coef_betas`` and the policy's options above) differ. ``variant`` may name another
     encoder-training variant of :data:`~sb3_gaara.VARIANTS` (e.g. ``"sac_ae"`` for DrQ with SAC+AE's decoder).
     """
 
@@ -64,110 +76,26 @@ class DrQ(GAARASAC):
         {"conv_init": "orthogonal", "squash_correction": "exact"}
     )
 
-    def __init__(
-        self,
-        policy: str | type[GAARAPolicy],
-        env: GymEnv | str | None,
-        learning_rate: float | Schedule = 1e-3,
-        buffer_size: int = 100_000,
-        learning_starts: int = 1000,
-        batch_size: int = 512,
-        tau: float = 0.01,
-        gamma: float = 0.99,
-        train_freq: int | tuple[int, str] = 1,
-        gradient_steps: int = 1,
-        action_noise: ActionNoise | None = None,
-        replay_buffer_class: type[ReplayBuffer] | None = None,
-        replay_buffer_kwargs: dict[str, Any] | None = None,
-        optimize_memory_usage: bool = False,
-        ent_coef: str | float = "auto_0.1",
-        target_update_interval: int = 2,
-        target_entropy: str | float = "auto",
-        use_sde: bool = False,
-        sde_sample_freq: int = -1,
-        use_sde_at_warmup: bool = False,
-        stats_window_size: int = 100,
-        tensorboard_log: str | None = None,
-        policy_kwargs: dict[str, Any] | None = None,
-        verbose: int = 0,
-        seed: int | None = None,
-        device: th.device | str = "auto",
-        image_size: int = 84,
-        encoder_tau: float = 0.01,
-        actor_update_freq: int = 2,
-        decoder_update_freq: int = 1,
-        decoder_latent_lambda: float = 1e-6,
-        decoder_weight_lambda: float = 1e-7,
-        comparison_lambda: float = 1.0,
-        comparison_lambda_min: float = 0.5,
-        comparison_lambda_decay: float = 1e-6,
-        variant: str | None = None,
-        encoder_lr: float = 1e-3,
-        decoder_lr: float = 1e-3,
-        comparison_lr: float = 1e-3,
-        ent_coef_lr: float = 1e-3,
-        skip_nonfinite_updates: bool = False,
-        cuda_graphs: bool = False,
-        overlap_env_step: bool = False,
-        init_gradient_steps: int | None = 0,
-        comparison_anneal: str = "loss",
-        reconstruction_log_interval: int = 0,
-        augmentation: str | None = "shift",
-        augmentation_pad: int = 4,
-        target_augmentations: int = 2,
-        q_augmentations: int = 2,
-        _init_setup_model: bool = True,
-    ) -> None:
-        super().__init__(
-            policy,
-            env,
-            learning_rate=learning_rate,
-            buffer_size=buffer_size,
-            learning_starts=learning_starts,
-            batch_size=batch_size,
-            tau=tau,
-            gamma=gamma,
-            train_freq=train_freq,
-            gradient_steps=gradient_steps,
-            action_noise=action_noise,
-            replay_buffer_class=replay_buffer_class,
-            replay_buffer_kwargs=replay_buffer_kwargs,
-            optimize_memory_usage=optimize_memory_usage,
-            ent_coef=ent_coef,
-            target_update_interval=target_update_interval,
-            target_entropy=target_entropy,
-            use_sde=use_sde,
-            sde_sample_freq=sde_sample_freq,
-            use_sde_at_warmup=use_sde_at_warmup,
-            stats_window_size=stats_window_size,
-            tensorboard_log=tensorboard_log,
-            policy_kwargs={**self.default_policy_kwargs, **(policy_kwargs or {})},
-            verbose=verbose,
-            seed=seed,
-            device=device,
-            image_size=image_size,
-            encoder_tau=encoder_tau,
-            actor_update_freq=actor_update_freq,
-            decoder_update_freq=decoder_update_freq,
-            decoder_latent_lambda=decoder_latent_lambda,
-            decoder_weight_lambda=decoder_weight_lambda,
-            comparison_lambda=comparison_lambda,
-            comparison_lambda_min=comparison_lambda_min,
-            comparison_lambda_decay=comparison_lambda_decay,
-            variant=variant,
-            encoder_lr=encoder_lr,
-            decoder_lr=decoder_lr,
-            comparison_lr=comparison_lr,
-            ent_coef_lr=ent_coef_lr,
-            skip_nonfinite_updates=skip_nonfinite_updates,
-            cuda_graphs=cuda_graphs,
-            overlap_env_step=overlap_env_step,
-            init_gradient_steps=init_gradient_steps,
-            comparison_anneal=comparison_anneal,
-            reconstruction_log_interval=reconstruction_log_interval,
-            augmentation=augmentation,
-            augmentation_pad=augmentation_pad,
-            target_augmentations=target_augmentations,
-            q_augmentations=q_augmentations,
-            _init_setup_model=_init_setup_model,
-        )
+    def __init__(self, policy: str | type[GAARAPolicy], env: GymEnv | str | None, **kwargs: Any) -> None:
+        kwargs = {**DRQ_DEFAULTS, **kwargs}
+        kwargs["policy_kwargs"] = {**self.default_policy_kwargs, **(kwargs.get("policy_kwargs") or {})}
+        super().__init__(policy, env, **kwargs)
+
+
+def _with_defaults(function: Callable[..., Any], defaults: Mapping[str, Any]) -> inspect.Signature:
+    """``function``'s signature with ``defaults`` replacing its defaults, every argument after ``env`` keyword-only:
+    what ``inspect.signature`` (the RL Zoo's and the study's argument checks, IDEs, the docs) shows for an ``__init__``
+    that only changes defaults and passes the rest on."""
+    signature = inspect.signature(function)
+    unknown = set(defaults) - set(signature.parameters)
+    if unknown:
+        raise TypeError(f"{function.__qualname__} takes no argument(s) {sorted(unknown)}")
+    parameters = []
+    for name, parameter in signature.parameters.items():
+        if name not in ("self", "policy", "env"):
+            parameter = parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY, default=defaults.get(name, parameter.default))
+        parameters.append(parameter)
+    return signature.replace(parameters=parameters)
+
+
+DrQ.__init__.__signature__ = _with_defaults(GAARASAC.__init__, DRQ_DEFAULTS)  # type: ignore[attr-defined]
