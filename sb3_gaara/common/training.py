@@ -1,5 +1,6 @@
-"""What every algorithm's ``train()`` does around its updates: record the losses, log their means once per call, and
-stop at the first non-finite loss or parameter, naming it, its update and the environment steps.
+"""What every algorithm of the package does the same way around SB3's loop: its ``train()`` records the losses, logs
+their means once per call and stops at the first non-finite loss or parameter, naming it, its update and the
+environment steps; ``learn()`` logs every episode; pictures go straight to TensorBoard.
 
 A NaN reward or an overflowing gradient otherwise trains on silently: the parameters turn NaN, ``predict`` returns
 NaN actions and the simulator receives them. Checking once per ``train()`` call costs one device synchronisation
@@ -9,15 +10,21 @@ non-finite action never reaches an env.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 
+import numpy as np
 import torch as th
+from stable_baselines3.common.logger import Image, TensorBoardOutputFormat
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.type_aliases import MaybeCallback
 
 #: values recorded during one ``train()`` call: per metric, (update number, value) pairs
 Metrics = dict[str, list[tuple[int, th.Tensor]]]
 #: what an update calls to record one value: ``record(name, value)``
 Recorder = Callable[[str, th.Tensor], None]
+SelfCheckedTraining = TypeVar("SelfCheckedTraining", bound="CheckedTraining")
 
 
 class CheckedTraining(OffPolicyAlgorithm):
@@ -114,3 +121,48 @@ class CheckedTraining(OffPolicyAlgorithm):
             if bad is not None:
                 return f"{module_name}.{bad}"
         return None
+
+    def learn(
+        self: SelfCheckedTraining,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str | None = None,
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfCheckedTraining:
+        """SB3's ``learn``, logging every episode by default (``log_interval=1``; SB3's off-policy default is 4): a
+        DeepMind Control episode is 125 to 500 agent steps, so SB3's default would print nothing for thousands of
+        steps. ``tb_log_name`` defaults to the class's name (``"DrQv2"``, ``"SACAE"``)."""
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=type(self).__name__ if tb_log_name is None else tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    def _write_image(self, tag: str, grid: np.ndarray | Callable[[], np.ndarray], warn_without_writer: str = "") -> bool:
+        """Write the ``(H, W, C)`` image ``grid`` (or what ``grid()`` returns: built only when there is a writer) to
+        every TensorBoard writer of the logger, as ``tag`` at the current ``num_timesteps``.
+
+        Straight to the writers, not through ``logger.record``, so that each call appears at its own step instead of
+        only the last one before the logger's next dump. Without a TensorBoard writer nothing is built or written, with
+        a warning if ``warn_without_writer`` names the setting that asked for the image.
+
+        :return: whether a writer received it
+        """
+        writers = [output for output in self.logger.output_formats if isinstance(output, TensorBoardOutputFormat)]
+        if not writers:
+            if warn_without_writer:
+                warnings.warn(
+                    f"{warn_without_writer} is set, but the logger writes no TensorBoard file, so {tag} is not logged: "
+                    "pass tensorboard_log=... (rl-zoo3: -tb DIR).",
+                    stacklevel=3,
+                )
+            return False
+        image = grid() if callable(grid) else grid
+        for writer in writers:
+            writer.write({tag: Image(image, "HWC")}, {tag: ()}, self.num_timesteps)
+        return True

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch as th
@@ -28,7 +28,7 @@ from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from stable_baselines3.common.utils import polyak_update
 from stable_baselines3.td3 import TD3
 from stable_baselines3.td3.policies import Actor, TD3Policy
@@ -47,8 +47,6 @@ from sb3_gaara.common.saving import DurableSaves
 from sb3_gaara.common.torch_layers import PixelDecoder, PixelEncoder, tied_encoder_kwargs
 from sb3_gaara.common.training import CheckedTraining, Metrics
 from sb3_gaara.drq.nstep_buffer import NStepPixelReplayBuffer
-
-SelfDrQv2 = TypeVar("SelfDrQv2", bound="DrQv2")
 
 #: values of ``DrQv2(augmentation=...)``: DrQ's random shift, or none (the AD(0, d) variants)
 AUGMENTATIONS: tuple[str | None, ...] = ("shift", None)
@@ -713,26 +711,6 @@ class DrQv2(CheckedTraining, DurableSaves, TD3):
         return reconstruction_loss(decoder(latent), target, latent, self.decoder_latent_lambda)
 
     # ------------------------------------------------------------------------------------------ learn, save, load
-
-    def learn(
-        self: SelfDrQv2,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        log_interval: int = 1,
-        tb_log_name: str = "DrQv2",
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-    ) -> SelfDrQv2:
-        """SB3's ``learn``, logging every episode by default (``log_interval=1``; TD3's is 4): a DeepMind Control
-        episode is 500 agent steps at action repeat 2."""
-        return super().learn(
-            total_timesteps=total_timesteps,
-            callback=callback,
-            log_interval=log_interval,
-            tb_log_name=tb_log_name,
-            reset_num_timesteps=reset_num_timesteps,
-            progress_bar=progress_bar,
-        )
 
     def _excluded_save_params(self) -> list[str]:
         return [

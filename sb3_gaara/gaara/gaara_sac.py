@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import pathlib
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, TypeVar
@@ -16,7 +15,6 @@ import torch as th
 import torch.nn.functional as F
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import Image, TensorBoardOutputFormat
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutReturn, Schedule, TrainFreq, TrainFrequencyUnit
@@ -702,23 +700,17 @@ class GAARASAC(CheckedTraining, DurableSaves, SAC):
         which draws the positive's random crop once more). The image goes straight to the TensorBoard writer, so
         each call appears at its own step instead of only the last one before the logger's next dump.
         """
-        writers = [output for output in self.logger.output_formats if isinstance(output, TensorBoardOutputFormat)]
-        if not writers:
-            warnings.warn(
-                "reconstruction_log_interval is set, but the logger writes no TensorBoard file, so the reconstructions "
-                "are not logged: pass tensorboard_log=... (rl-zoo3: -tb DIR).",
-                stacklevel=2,
-            )
-            return
         decoder = self.policy.decoder
         if decoder is None:
             raise ValueError(f"variant={self.variant!r} has no decoder: there are no reconstructions to log.")
-        shown = observations[:RECONSTRUCTION_LOG_ROWS]
-        with th.no_grad():
-            reconstructions = decoder(self.policy.encode(shown)).float()
-        grid = reconstruction_grid(shown.cpu().numpy(), reconstructions.cpu().numpy())
-        for writer in writers:
-            writer.write({"train/reconstructions": Image(grid, "HWC")}, {"train/reconstructions": ()}, self.num_timesteps)
+
+        def grid() -> np.ndarray:
+            shown = observations[:RECONSTRUCTION_LOG_ROWS]
+            with th.no_grad():
+                reconstructions = decoder(self.policy.encode(shown)).float()
+            return reconstruction_grid(shown.cpu().numpy(), reconstructions.cpu().numpy())
+
+        self._write_image("train/reconstructions", grid, warn_without_writer="reconstruction_log_interval")
 
     def _gradient_step(
         self,
@@ -896,12 +888,12 @@ class GAARASAC(CheckedTraining, DurableSaves, SAC):
         total_timesteps: int,
         callback: MaybeCallback = None,
         log_interval: int = 1,
-        tb_log_name: str = "GAARASAC",
+        tb_log_name: str | None = None,
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfGAARASAC:
-        """SB3's ``learn``, logging every episode by default (``log_interval=1``; SB3's is 4): a DeepMind Control
-        episode is 1000 environment steps, so SB3's default would print nothing for the first 4000."""
+        """:meth:`CheckedTraining.learn` (every episode logged), inside which ``train()`` may take the initial burst of
+        updates (``init_gradient_steps``)."""
         self._in_learn = True  # train() may take the initial burst of gradient steps (init_gradient_steps)
         try:
             return super().learn(

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch as th
 import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
-from stable_baselines3.common.logger import Image, TensorBoardOutputFormat
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from stable_baselines3.common.utils import polyak_update
 from stable_baselines3.sac import SAC
 
@@ -37,8 +36,6 @@ from sb3_gaara.common.training import CheckedTraining, Metrics
 from sb3_gaara.plotting import reconstruction_grid
 from sb3_gaara.slac.latent_model import check_image_size
 from sb3_gaara.slac.policies import CnnPolicy, SLACHistory, SLACPolicy, advance_history, record_action
-
-SelfSLAC = TypeVar("SelfSLAC", bound="SLAC")
 
 
 class SLAC(CheckedTraining, DurableSaves, TracksEpisodeStarts, SAC):
@@ -398,44 +395,24 @@ class SLAC(CheckedTraining, DurableSaves, TracksEpisodeStarts, SAC):
         :param actions: ``(S - 1, action_dim)``
         :param observed: ``(S,)`` 1 for observed steps, 0 for the padding before the episode's first observation
         """
-        writers = [output for output in self.logger.output_formats if isinstance(output, TensorBoardOutputFormat)]
-        if not writers:
-            return
-        with th.no_grad():
-            features = self.latent_model.encode(observations[None])
-            latents = self.latent_model.posterior(
-                features, actions[None], None if observed is None else observed[None]
-            ).latents
-            means = self.latent_model.decoder(latents)[0]
-        steps, channels, height, width = observations.shape
-        # reconstruction_grid shows its reconstructions + 0.5 (the 5-bit target of the other agents' decoders).
-        grid = reconstruction_grid(
-            observations.reshape(1, steps * channels, height, width).cpu().numpy(),
-            (means - 0.5).reshape(1, steps * channels, height, width).cpu().numpy(),
-        )
-        for writer in writers:
-            writer.write({"train/reconstructions": Image(grid, "HWC")}, {"train/reconstructions": ()}, self.num_timesteps)
+
+        def grid() -> np.ndarray:
+            with th.no_grad():
+                features = self.latent_model.encode(observations[None])
+                latents = self.latent_model.posterior(
+                    features, actions[None], None if observed is None else observed[None]
+                ).latents
+                means = self.latent_model.decoder(latents)[0]
+            steps, channels, height, width = observations.shape
+            # reconstruction_grid shows its reconstructions + 0.5 (the 5-bit target of the other agents' decoders).
+            return reconstruction_grid(
+                observations.reshape(1, steps * channels, height, width).cpu().numpy(),
+                (means - 0.5).reshape(1, steps * channels, height, width).cpu().numpy(),
+            )
+
+        self._write_image("train/reconstructions", grid)
 
     # ------------------------------------------------------------------------------------------ learn, save, load
-
-    def learn(
-        self: SelfSLAC,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        log_interval: int = 1,
-        tb_log_name: str = "SLAC",
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-    ) -> SelfSLAC:
-        """SB3's ``learn``, logging every episode by default (``log_interval=1``; SAC's is 4)."""
-        return super().learn(
-            total_timesteps=total_timesteps,
-            callback=callback,
-            log_interval=log_interval,
-            tb_log_name=tb_log_name,
-            reset_num_timesteps=reset_num_timesteps,
-            progress_bar=progress_bar,
-        )
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "latent_model"]
