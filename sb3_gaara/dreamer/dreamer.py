@@ -20,7 +20,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import Image, TensorBoardOutputFormat
 from stable_baselines3.common.noise import ActionNoise, NormalActionNoise
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_gaara.common.preprocessing import channel_first_shape, check_pixel_observation_space
@@ -413,25 +413,6 @@ class Dreamer(CheckedTraining, DurableSaves, TracksEpisodeStarts):
             return self.world_model.decoder(th.stack(features, dim=1))
 
     # ------------------------------------------------------------------------------------------ learn, save, load
-
-    def learn(
-        self: SelfDreamer,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        log_interval: int = 1,
-        tb_log_name: str = "Dreamer",
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-    ) -> SelfDreamer:
-        """SB3's ``learn``, logging every episode by default."""
-        return super().learn(
-            total_timesteps=total_timesteps,
-            callback=callback,
-            log_interval=log_interval,
-            tb_log_name=tb_log_name,
-            reset_num_timesteps=reset_num_timesteps,
-            progress_bar=progress_bar,
-        )
 
     @classmethod
     def load(cls, path: Any, env: GymEnv | None = None, device: th.device | str = "auto", **kwargs: Any) -> Dreamer:  # type: ignore[override]
