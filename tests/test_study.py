@@ -256,6 +256,9 @@ def test_curves_of_other_jobs_merge_into_one_report(tmp_path) -> None:
     table = (out / "results.md").read_text()
     assert "| cheetah_run | 250±50 | 240±0 (n=1) | 344±67 |" in table
     assert (out / "cheetah_run.png").exists()
+    # The aggregates on returns / 1000: GAARA's two seeds (0.3, 0.2) span its interval; P(GAARA > SAC+AE at 0.24) = 1/2.
+    assert "| GAARA | 2 x 1 | 0.25 [0.20, 0.30] | 0.75 [0.70, 0.80] |" in table
+    assert "| GAARA > SAC+AE | 0.50 [0.00, 1.00] |" in table and (out / "performance_profiles.png").exists()
     # The same seed trained twice, with another return: an error naming both files, not a third seed.
     clash = tmp_path / "clash.csv"
     write_curve_csv(clash, [_row(100_000, 310.0)])

@@ -14,8 +14,9 @@ The study then writes, under ``--out``:
   random policy drawn beside;
 * ``results.md``: scores at 100k and 500k environment steps (mean +- std over seeds) next to the
   published numbers (DrQ paper, Table 1; in :mod:`~sb3_gaara.study.catalogue`, the reference folder is not shipped),
-  then each run's last evaluation, wall time and device, so that runs cut short by ``--time-limit`` say
-  how far they got.
+  then aggregates over tasks and seeds (interquartile mean, optimality gap, probability of improvement with
+  stratified-bootstrap 95% intervals, on scores normalised per task; ``performance_profiles.png``), and each
+  run's last evaluation, wall time and device, so that runs cut short by ``--time-limit`` say how far they got.
 
 Runs are resumable: each run directory (``runs/<task>/<agent>/seed_<seed>``) holds its curve, a
 checkpoint (model + replay buffer, written then renamed) every ``--checkpoint-every`` environment steps
@@ -34,9 +35,20 @@ The package, one concept per module:
   progress lines;
 * :mod:`~sb3_gaara.study.ray_scheduling`: jobs as Ray tasks on a cluster (``--ray-address``; Ray imported only there);
 * :mod:`~sb3_gaara.study.report`: curve CSVs, aggregation, milestone scores, ``results.md``, plots;
+* :mod:`~sb3_gaara.study.aggregates`: the aggregates over tasks and seeds, with ``rliable`` (imported only there);
 * :mod:`~sb3_gaara.study.cli`: arguments, the grid, :func:`main`.
 """
 
+from sb3_gaara.study.aggregates import (
+    DMC_MAX_RETURN,
+    aggregates_markdown,
+    improvement_estimates,
+    interval_estimates,
+    normalize_returns,
+    normalizer,
+    performance_profiles,
+    score_matrices,
+)
 from sb3_gaara.study.catalogue import (
     ABLATION_AGENTS,
     AD_AGENTS,
@@ -104,6 +116,7 @@ __all__ = [
     "CPU_SCALE_MODEL_KWARGS",
     "CPU_TASK",
     "CURVE_COLUMNS",
+    "DMC_MAX_RETURN",
     "MAIN_AGENTS",
     "PAPER_MILESTONES",
     "PAPER_TASKS",
@@ -122,6 +135,7 @@ __all__ = [
     "StudyCheckpointCallback",
     "TaskSpec",
     "aggregate_curves",
+    "aggregates_markdown",
     "build_grid",
     "check_device",
     "collect_curves",
@@ -132,13 +146,18 @@ __all__ = [
     "describe_settings",
     "evaluate_random_policy",
     "format_score",
+    "improvement_estimates",
+    "interval_estimates",
     "last_evaluation_markdown",
     "load_reference",
     "main",
     "make_train_env",
     "merge_curves",
     "milestone_scores",
+    "normalize_returns",
+    "normalizer",
     "parse_args",
+    "performance_profiles",
     "plot_task",
     "read_curve_csv",
     "resolve_task",
@@ -148,6 +167,7 @@ __all__ = [
     "run_random_baseline",
     "run_training",
     "score_at",
+    "score_matrices",
     "write_curve_csv",
     "write_reports",
 ]

@@ -1,5 +1,5 @@
 """The study's files and reports: curve CSVs, run files, aggregation over seeds, milestone scores,
-``results.md`` and one PNG per task.
+``results.md`` (with the aggregates over tasks and seeds of :mod:`~sb3_gaara.study.aggregates`) and one PNG per task.
 
 Every file is written through :func:`sb3_gaara.common.durability.write_text_atomic` (a temporary file,
 flushed and renamed), so that a kill never leaves half a file.
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from sb3_gaara.common.durability import write_text_atomic
+from sb3_gaara.study.aggregates import DEFAULT_REPS, DEFAULT_SEED, aggregates_markdown
 from sb3_gaara.study.catalogue import AGENTS, PUBLISHED_AGENTS, PUBLISHED_SCORES, RANDOM_AGENT, RANDOM_LABEL
 
 #: Columns of ``curves.csv`` (those of DrQ's ``dmc_planet_bench.csv``).
@@ -29,6 +30,9 @@ STUDY_FILE = "study.json"
 
 #: A run's files that hold its timing, latest state first.
 _TIMING_FILES = ("done.json", "stopped.json", "checkpoint.json")
+
+#: The performance profiles of ``results.md``'s aggregates, beside it.
+PROFILES_FILE = "performance_profiles.png"
 
 #: Table cell of a score that does not exist (an en dash, as in the published tables).
 _MISSING = "\u2013"
@@ -273,14 +277,22 @@ def results_markdown(
     timings: Mapping[tuple[str, str, int], Mapping[str, Any]] | None = None,
     max_step: int | None = None,
     settings_line: str | None = None,
+    improvement_pairs: Sequence[tuple[str, str]] | None = None,
+    bootstrap_reps: int = DEFAULT_REPS,
+    bootstrap_seed: int = DEFAULT_SEED,
+    profile_path: str | os.PathLike | None = None,
 ) -> str:
-    """Markdown tables of our scores (mean±std over seeds) at each milestone next to the published ones, then
-    where each run got (:func:`last_evaluation_markdown`).
+    """Markdown tables of our scores (mean±std over seeds) at each milestone next to the published ones, the
+    aggregates over tasks and seeds (:func:`~sb3_gaara.study.aggregates.aggregates_markdown`), then where each
+    run got (:func:`last_evaluation_markdown`).
 
     :param agents: our agent labels, in column order (default: as found in ``rows``)
     :param n_seeds: seeds per run; a cell averaging fewer shows ``(n=k)``
     :param timings: :func:`collect_run_timings`; ``max_step``: the runs' planned length; ``settings_line``:
         :func:`describe_settings` of the study
+    :param improvement_pairs: ``(x, y)`` agent pairs whose probability of improvement P(X > Y) to give (default:
+        the first agent against each other); ``bootstrap_reps``, ``bootstrap_seed``: of the confidence intervals;
+        ``profile_path``: where to draw the performance profiles (none without it)
     """
     agents = list(agents) if agents is not None else sorted({row["agent"] for row in rows})
     tasks = sorted({row["env"] for row in rows} | set(random_baselines or {}))
@@ -324,6 +336,16 @@ def results_markdown(
                 cells += [format_score(*task_scores[a]) if a in task_scores else _MISSING for a in PUBLISHED_AGENTS]
             lines.append(f"| {task} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += aggregates_markdown(
+        scores,
+        agents,
+        random_baselines=random_baselines,
+        improvement_pairs=improvement_pairs,
+        reps=bootstrap_reps,
+        seed=bootstrap_seed,
+        profile_path=None if profile_path is None else Path(profile_path),
+        milestone_name=format_steps,
+    )
     lines += last_evaluation_markdown(rows, agents, timings or {}, max_step, settings_line)
     return "\n".join(lines)
 
@@ -502,10 +524,14 @@ def write_reports(
     max_step: int | None = None,
     eval_episodes: int = 10,
     curves: Sequence[str | os.PathLike] = (),
+    improvement_pairs: Sequence[tuple[str, str]] | None = None,
+    bootstrap_reps: int = DEFAULT_REPS,
+    bootstrap_seed: int = DEFAULT_SEED,
 ) -> dict[str, Path]:
-    """Write ``curves.csv``, ``<task>.png`` and ``results.md`` from the run directories under ``out`` (and
-    the settings of the last command that ran them, ``study.json``), with the evaluations of the ``curves``
-    files of other jobs (:func:`merge_curves`)."""
+    """Write ``curves.csv``, ``<task>.png``, ``results.md`` and, where it has aggregates,
+    ``performance_profiles.png`` from the run directories under ``out`` (and the settings of the last command that
+    ran them, ``study.json``), with the evaluations of the ``curves`` files of other jobs (:func:`merge_curves`).
+    ``improvement_pairs``, ``bootstrap_reps``, ``bootstrap_seed``: as :func:`results_markdown` takes them."""
     out = Path(out)
     rows = merge_curves(collect_curves(out), curves)
     write_curve_csv(out / "curves.csv", rows)
@@ -524,9 +550,26 @@ def write_reports(
     timings = collect_run_timings(out)
     study = read_json(out / STUDY_FILE)
     settings_line = describe_settings(study["settings"]) if study is not None else None
+    profiles = out / PROFILES_FILE
+    profiles.unlink(missing_ok=True)  # a profile of earlier runs must not stand beside results.md without them
     results = results_markdown(
-        rows, milestones, eval_every, labels, baselines, n_seeds, eval_episodes, timings, max_step, settings_line
+        rows,
+        milestones,
+        eval_every,
+        labels,
+        baselines,
+        n_seeds,
+        eval_episodes,
+        timings,
+        max_step,
+        settings_line,
+        improvement_pairs=improvement_pairs,
+        bootstrap_reps=bootstrap_reps,
+        bootstrap_seed=bootstrap_seed,
+        profile_path=profiles,
     )
     write_text_atomic(out / "results.md", results)
     written["results"] = out / "results.md"
+    if profiles.exists():
+        written["profiles"] = profiles
     return written
