@@ -65,3 +65,58 @@ def test_cpu_scale_is_refused_for_the_cpu_scale_task_and_unknown_scales():
     with pytest.raises(ValueError, match="Unknown scale 'gpu'"):
         resolve_task("cartpole_swingup", "gpu")
     assert "scale" not in PRESETS["paper"]
+
+
+# --------------------------------------------------------------------------------------------------
+# The report: mean ± standard error and the margin over the random policy, embedded in the README.
+
+
+def test_standard_error_and_margin_over_random_by_hand():
+    from sb3_gaara.study.report import margin_over_random, standard_error
+
+    assert standard_error([1.0, 3.0]) == pytest.approx(1.0)  # sample std sqrt(2), over sqrt(2)
+    assert standard_error([5.0]) == 0.0
+    # mean 11, 6 above random; SE 1 over seeds, 4 / sqrt(16) = 1 over the random episodes: 6 / sqrt(2)
+    assert margin_over_random([10.0, 12.0], 5.0, 4.0, 16) == pytest.approx(6 / 2**0.5)
+    assert margin_over_random([7.0], 5.0, 0.0, 10) == float("inf")
+
+
+def test_results_md_gets_the_margin_table_and_the_readme_embeds_it(tmp_path):
+    from sb3_gaara.study.report import MARGIN_TABLE_BEGIN, MARGIN_TABLE_END, embed_margin_table, write_json, write_reports
+
+    rows = [
+        {
+            "step": step,
+            "episode": 0,
+            "episode_reward": reward,
+            "env": "cartpole_swingup",
+            "seed": seed,
+            "agent": "GAARA",
+            "std": 0,
+        }
+        for seed, rewards in ((0, (20.0, 150.0)), (1, (22.0, 170.0)))
+        for step, reward in zip((0, 8000), rewards, strict=True)
+    ]
+    from sb3_gaara.study.report import write_curve_csv
+
+    curves = tmp_path / "in.csv"
+    write_curve_csv(curves, rows)
+    random_dir = tmp_path / "out" / "runs" / "cartpole_swingup" / "random"
+    random_dir.mkdir(parents=True)
+    write_json(
+        random_dir / "baseline.json",
+        {"env": "cartpole_swingup", "agent": "Random", "mean": 100.0, "std": 40.0, "episodes": 16},
+    )
+    written = write_reports(tmp_path / "out", [8000], 4000, agents=["GAARA"], curves=[curves], bootstrap_reps=50, band="se")
+    text = written["results"].read_text()
+    # 160 ± 10 over 2 seeds; random 100 ± 40/4: (160 - 100) / sqrt(10^2 + 10^2) = 4.2 SE
+    assert "| GAARA | 160±10 (n=2) [+4.2 SE] |" in text
+    assert "| Random (16 episodes) | 100±10 |" in text
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{MARGIN_TABLE_BEGIN}\nold\n{MARGIN_TABLE_END}\nend\n")
+    embed_margin_table(written["results"], readme)
+    embedded = readme.read_text()
+    assert embedded.startswith("intro\n") and embedded.endswith("\nend\n") and "old" not in embedded
+    assert "| GAARA | 160±10 (n=2) [+4.2 SE] |" in embedded
+    with pytest.raises(ValueError, match="add the two markers"):
+        embed_margin_table(written["results"], curves)

@@ -506,6 +506,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu-dmc": {
         "grid": [(("cartpole_swingup",), CPU_DMC_AGENTS)],
         "scale": "cpu",
+        "band": "se",  # the plot's band: mean ± standard error over seeds
         "seeds": [0, 1],
         "env_steps": 24_000,
         "eval_every": 4_000,

@@ -36,6 +36,7 @@ from sb3_gaara.study.report import (
     CurveConflict,
     default_reference_path,
     describe_settings,
+    embed_margin_table,
     format_count,
     format_steps,
     merge_curves,
@@ -152,6 +153,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--reference", help="reference curves CSV (DrQ's dmc_planet_bench.csv); default: found nearby")
     parser.add_argument("--out", default="study", help="output directory (default: ./study)")
+    parser.add_argument(
+        "--embed-in",
+        metavar="PAGE",
+        help="copy results.md's margin-over-random table into PAGE (e.g. README.md) between its two markers",
+    )
     parser.add_argument("--report-only", action="store_true", help="only rewrite curves.csv, PNGs and results.md")
     parser.add_argument(
         "--curves",
@@ -203,6 +209,7 @@ def build_grid(args: argparse.Namespace) -> tuple[list[tuple[str, str]], dict[st
     }
     settings["checkpoint_every"] = args.checkpoint_every or preset.get("checkpoint_every", 50_000)
     settings["scale"] = preset.get("scale")
+    settings["band"] = preset.get("band", "std")
     for key, default in RUNTIME_DEFAULTS.items():
         value = getattr(args, key)  # None: not given (0 is a value: --time-limit 0 lifts a preset's limit)
         settings[key] = value if value is not None else preset.get(key, default)
@@ -306,9 +313,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_step=settings["env_steps"],
             eval_episodes=settings["eval_episodes"],
             curves=args.curves,
+            band=settings["band"],
         )
     except CurveConflict as error:  # a run directory and a --curves file disagree
         raise SystemExit(str(error)) from None
+    if args.embed_in:
+        try:
+            embed_margin_table(written["results"], args.embed_in)
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"--embed-in {args.embed_in}: {error}") from None
     print(f"[study] {dict(counts)} in {time.time() - started:.0f} s; wrote " + ", ".join(str(p) for p in written.values()))
     return _exit_code(counts, settings)
 

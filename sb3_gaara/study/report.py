@@ -159,6 +159,14 @@ def collect_random_baselines(out: str | os.PathLike) -> dict[str, tuple[float, f
     return baselines
 
 
+def collect_random_episodes(out: str | os.PathLike) -> dict[str, int]:
+    """``{task: episodes}`` the random-policy baselines under ``<out>/runs`` averaged (for their standard error)."""
+    return {
+        data["env"]: int(data["episodes"])
+        for data in (json.loads(path.read_text()) for path in sorted(Path(out).glob(f"runs/*/{RANDOM_AGENT}/baseline.json")))
+    }
+
+
 def collect_run_timings(out: str | os.PathLike) -> dict[tuple[str, str, int], dict[str, Any]]:
     """``{(env, agent label, seed): {"env_steps", "wall_time_s", "device", ...}}`` of the runs under ``<out>/runs``.
 
@@ -281,6 +289,7 @@ def results_markdown(
     bootstrap_reps: int = DEFAULT_REPS,
     bootstrap_seed: int = DEFAULT_SEED,
     profile_path: str | os.PathLike | None = None,
+    random_episodes: Mapping[str, int] | None = None,
 ) -> str:
     """Markdown tables of our scores (mean±std over seeds) at each milestone next to the published ones, the
     aggregates over tasks and seeds (:func:`~sb3_gaara.study.aggregates.aggregates_markdown`), then where each
@@ -336,6 +345,8 @@ def results_markdown(
                 cells += [format_score(*task_scores[a]) if a in task_scores else _MISSING for a in PUBLISHED_AGENTS]
             lines.append(f"| {task} | " + " | ".join(cells) + " |")
         lines.append("")
+    if random_baselines and random_episodes:
+        lines += margin_markdown(scores, agents, random_baselines, random_episodes)
     lines += aggregates_markdown(
         scores,
         agents,
@@ -348,6 +359,103 @@ def results_markdown(
     )
     lines += last_evaluation_markdown(rows, agents, timings or {}, max_step, settings_line)
     return "\n".join(lines)
+
+
+#: markers around the margin table in ``results.md``, so that another page (the README) can embed it verbatim
+MARGIN_TABLE_BEGIN = "<!-- margin-over-random:begin -->"
+MARGIN_TABLE_END = "<!-- margin-over-random:end -->"
+
+
+def standard_error(values: Sequence[float]) -> float:
+    """Standard error of the mean of ``values``: sample standard deviation (``ddof=1``) over ``sqrt(n)``; 0 for one
+    value (a single seed has no spread to estimate)."""
+    if len(values) < 2:
+        return 0.0
+    return float(np.std(values, ddof=1) / np.sqrt(len(values)))
+
+
+def margin_over_random(values: Sequence[float], random_mean: float, random_std: float, random_episodes: int) -> float:
+    """How many standard errors ``values``' mean lies above the random policy's: ``(mean - random mean) /
+    sqrt(SE^2 + SE_random^2)``, with the seeds' SE (:func:`standard_error`) and the random policy's over its episodes
+    (``std / sqrt(episodes)``). ``inf`` (or ``-inf``) when both errors are 0."""
+    random_se = random_std / np.sqrt(random_episodes) if random_episodes > 0 else 0.0
+    error = float(np.hypot(standard_error(values), random_se))
+    difference = float(np.mean(values)) - random_mean
+    if error == 0.0:
+        return float("inf") if difference > 0 else float("-inf") if difference < 0 else 0.0
+    return difference / error
+
+
+def margin_markdown(
+    scores: Mapping[int, Mapping[str, Mapping[str, Sequence[float]]]],
+    agents: Sequence[str],
+    random_baselines: Mapping[str, tuple[float, float]],
+    random_episodes: Mapping[str, int],
+) -> list[str]:
+    """Lines of ``results.md``: per task, each agent's return at each milestone as mean ± standard error over seeds
+    (``n`` seeds) and its margin over the random policy in standard errors (:func:`margin_over_random`), between
+    :data:`MARGIN_TABLE_BEGIN` and :data:`MARGIN_TABLE_END`. Empty without a random baseline."""
+    milestones = sorted(scores)
+    tasks = sorted(task for task in random_baselines if any(task in scores[m] for m in milestones))
+    if not tasks or not milestones:
+        return []
+    lines = [
+        "## Margin over the random policy",
+        "",
+        "Mean ± standard error over seeds (n: seeds), and in brackets how many standard errors the mean lies above the "
+        "random policy's (its error over its episodes included).",
+        "",
+        MARGIN_TABLE_BEGIN,
+    ]
+    for task in tasks:
+        mean, std = random_baselines[task]
+        episodes = random_episodes.get(task, 0)
+        lines += [
+            f"| {task} | " + " | ".join(f"{format_steps(m)} env steps" for m in milestones) + " |",
+            "|---" * (len(milestones) + 1) + "|",
+        ]
+        for agent in agents:
+            cells = []
+            for milestone in milestones:
+                values = scores[milestone].get(task, {}).get(agent, [])
+                if not values:
+                    cells.append(_MISSING)
+                    continue
+                margin = margin_over_random(values, mean, std, episodes)
+                cells.append(
+                    f"{format_score(float(np.mean(values)), standard_error(values))} (n={len(values)}) [{margin:+.1f} SE]"
+                )
+            lines.append(f"| {agent} | " + " | ".join(cells) + " |")
+        random_se = std / np.sqrt(episodes) if episodes else 0.0
+        lines.append(
+            f"| {RANDOM_LABEL} ({episodes} episodes) | " + " | ".join(format_score(mean, random_se) for _ in milestones) + " |"
+        )
+        lines.append("")
+    lines += [MARGIN_TABLE_END, ""]
+    return lines
+
+
+def embed_margin_table(results: str | os.PathLike, page: str | os.PathLike) -> None:
+    """Replace the margin table between :data:`MARGIN_TABLE_BEGIN` and :data:`MARGIN_TABLE_END` in ``page`` (the
+    README) with the one of ``results`` (a ``results.md``), so that the page shows what the committed curves give.
+
+    :raise ValueError: when either file lacks the markers (the page must hold them once, in that order)
+    """
+
+    def block(text: str, where: str) -> tuple[int, int]:
+        begin, end = text.find(MARGIN_TABLE_BEGIN), text.find(MARGIN_TABLE_END)
+        if begin < 0 or end < begin:
+            raise ValueError(
+                f"{where} has no margin table between {MARGIN_TABLE_BEGIN} and {MARGIN_TABLE_END}: "
+                + ("write the report with a random baseline." if where == str(results) else "add the two markers.")
+            )
+        return begin, end + len(MARGIN_TABLE_END)
+
+    source = Path(results).read_text()
+    begin, end = block(source, str(results))
+    target = Path(page).read_text()
+    target_begin, target_end = block(target, str(page))
+    write_text_atomic(Path(page), target[:target_begin] + source[begin:end] + target[target_end:])
 
 
 def last_evaluation_markdown(
@@ -448,8 +556,10 @@ def plot_task(
     random_baseline: tuple[float, float] | None = None,
     max_step: int | None = None,
     eval_episodes: int = 10,
+    band: str = "std",
 ) -> None:
-    """Learning curves of one task: our agents (solid, mean ± std over seeds), reference curves (dashed,
+    """Learning curves of one task: our agents (solid, mean ± std over seeds, or ± standard error with
+    ``band="se"``), reference curves (dashed,
     mean ± std over their seeds), published scores (markers with ± std bars beside their milestone) and
     the random policy (dotted)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -469,7 +579,9 @@ def plot_task(
     horizon = max_step or max((points[-1][0] for points in ours.values() if points), default=0)
     for agent, points in ours.items():
         steps, means, stds, counts = (np.array(values) for values in zip(*points, strict=True))
-        label = f"{agent} (ours, {format_count(int(counts.max()), 'seed')})"
+        if band == "se":  # aggregate_curves' std is the population's: the sample's over sqrt(n) is std / sqrt(n - 1)
+            stds = np.where(counts > 1, stds / np.sqrt(np.maximum(counts - 1, 1)), 0.0)
+        label = f"{agent} (ours, {format_count(int(counts.max()), 'seed')}{', ± SE' if band == 'se' else ''})"
         marker = "o" if len(steps) == 1 else None  # a single evaluation is still visible
         axes.plot(steps, means, color=color_of(agent), label=label, linewidth=2, marker=marker)
         axes.fill_between(steps, means - stds, means + stds, color=color_of(agent), alpha=0.2)
@@ -527,11 +639,13 @@ def write_reports(
     improvement_pairs: Sequence[tuple[str, str]] | None = None,
     bootstrap_reps: int = DEFAULT_REPS,
     bootstrap_seed: int = DEFAULT_SEED,
+    band: str = "std",
 ) -> dict[str, Path]:
     """Write ``curves.csv``, ``<task>.png``, ``results.md`` and, where it has aggregates,
     ``performance_profiles.png`` from the run directories under ``out`` (and the settings of the last command that
     ran them, ``study.json``), with the evaluations of the ``curves`` files of other jobs (:func:`merge_curves`).
-    ``improvement_pairs``, ``bootstrap_reps``, ``bootstrap_seed``: as :func:`results_markdown` takes them."""
+    ``improvement_pairs``, ``bootstrap_reps``, ``bootstrap_seed``: as :func:`results_markdown` takes them; ``band``:
+    the plots' band around our curves (:func:`plot_task`)."""
     out = Path(out)
     rows = merge_curves(collect_curves(out), curves)
     write_curve_csv(out / "curves.csv", rows)
@@ -545,7 +659,7 @@ def write_reports(
         task_reference = {agent: points for (env, agent), points in reference.items() if env == task}
         published = {m: scores[task] for m, scores in PUBLISHED_SCORES.items() if task in scores}
         path = out / f"{task}.png"
-        plot_task(task, task_curves, path, task_reference, published, baselines.get(task), max_step, eval_episodes)
+        plot_task(task, task_curves, path, task_reference, published, baselines.get(task), max_step, eval_episodes, band=band)
         written[task] = path
     timings = collect_run_timings(out)
     study = read_json(out / STUDY_FILE)
@@ -567,6 +681,7 @@ def write_reports(
         bootstrap_reps=bootstrap_reps,
         bootstrap_seed=bootstrap_seed,
         profile_path=profiles,
+        random_episodes=collect_random_episodes(out),
     )
     write_text_atomic(out / "results.md", results)
     written["results"] = out / "results.md"
