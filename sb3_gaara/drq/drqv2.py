@@ -25,12 +25,10 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
-from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from stable_baselines3.common.utils import polyak_update
-from stable_baselines3.td3 import TD3
 from stable_baselines3.td3.policies import Actor, TD3Policy
 from torch import nn
 
@@ -306,7 +304,7 @@ CnnPolicy = DrQv2Policy
 # ---------------------------------------------------------------------------------------------- the algorithm
 
 
-class DrQv2(CheckedTraining, DurableSaves, TD3):
+class DrQv2(CheckedTraining, DurableSaves):
     """DrQ-v2: DDPG from pixels with random shifts, n-step returns and a scheduled exploration noise; with
     ``augmentation`` and ``reconstruction`` it is any of the AD(a, d) variants (module docstring).
 
@@ -363,9 +361,11 @@ class DrQv2(CheckedTraining, DurableSaves, TD3):
     :param decoder_lr: learning rate of the decoder (1e-3, SAC+AE's)
     :param decoder_latent_lambda: weight of the L2 penalty on the latent code (1e-6, SAC+AE's)
     :param decoder_weight_lambda: weight decay of the decoder (1e-7, SAC+AE's)
-    The other parameters are SB3's ``TD3``'s (``n_steps`` included), with DrQ-v2's defaults. TD3's target policy
-    smoothing is DrQ-v2's scheduled noise: ``target_noise_clip`` is ``stddev_clip`` and ``target_policy_noise`` the
-    standard deviation of the latest ``train()`` call; ``policy_delay`` is 1 (actor and EMA every update).
+    The other parameters are SB3's ``OffPolicyAlgorithm``'s (``n_steps`` included), with DrQ-v2's defaults.
+
+    DrQv2 stands on SB3's ``OffPolicyAlgorithm``, as TD3 does, rather than on TD3 itself: DrQ-v2 has no target actor,
+    no policy delay and a scheduled rather than a constant target noise, so TD3's set-up, update and settings would
+    all be overridden or unused. Its policy is a real ``TD3Policy`` (:class:`DrQv2Policy`), whose actor it keeps.
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"CnnPolicy": CnnPolicy, "DrQv2Policy": DrQv2Policy}
@@ -450,16 +450,15 @@ class DrQv2(CheckedTraining, DurableSaves, TD3):
             replay_buffer_kwargs=replay_buffer_kwargs,
             optimize_memory_usage=optimize_memory_usage,
             n_steps=n_steps,
-            policy_delay=1,
-            target_policy_noise=stddev_start,
-            target_noise_clip=stddev_clip,
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
             policy_kwargs=policy_kwargs,
             verbose=verbose,
             seed=seed,
             device=device,
-            _init_setup_model=False,
+            sde_support=False,
+            supported_action_spaces=(spaces.Box,),
+            support_multi_env=True,
         )
         if _init_setup_model:
             warn_if_single_frame(self.observation_space, type(self).__name__)
@@ -509,7 +508,7 @@ class DrQv2(CheckedTraining, DurableSaves, TD3):
 
     def _setup_model(self) -> None:
         """OffPolicyAlgorithm's set-up with the n-step frame-once buffer and :class:`DrQv2Policy`, then the
-        reconstruction optimizer. TD3's own ``_setup_model`` is skipped: it needs a target actor."""
+        reconstruction optimizer."""
         check_pixel_observation_space(self.observation_space, self.image_size, "DrQv2", "TD3")
         check_continuous_action_space(self.action_space, "DrQv2", "is DDPG")
         if self.action_repeat is None:
@@ -541,7 +540,7 @@ class DrQv2(CheckedTraining, DurableSaves, TD3):
         with warnings.catch_warnings():
             # SB3 warns that n_steps is ignored with a custom buffer class: it is not, the buffer gets it above.
             warnings.filterwarnings("ignore", message=r"`n_steps=\d+` is ignored because a custom")
-            OffPolicyAlgorithm._setup_model(self)
+            super()._setup_model()
         self._create_aliases()
         self._trunk_and_q_parameters = self.policy.trunk_and_q_parameters()
         self._target_trunk_and_q_parameters = self.policy.trunk_and_q_parameters(target=True)
@@ -616,7 +615,6 @@ class DrQv2(CheckedTraining, DurableSaves, TD3):
         self.policy.set_training_mode(True)
         self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
         stddev = self.exploration_stddev()
-        self.target_policy_noise = stddev
         metrics: Metrics = {}
         record = self._recorder(metrics)
         for _ in range(gradient_steps):
@@ -715,16 +713,19 @@ class DrQv2(CheckedTraining, DurableSaves, TD3):
     def _excluded_save_params(self) -> list[str]:
         return [
             *super()._excluded_save_params(),
+            "actor",  # the policy's, saved with it
+            "critic",
+            "critic_target",
             "reconstruction_optimizer",
             "_trunk_and_q_parameters",
             "_target_trunk_and_q_parameters",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        state_dicts, saved_variables = super()._get_torch_save_params()
+        state_dicts = ["policy", "actor.optimizer", "critic.optimizer"]
         if self.reconstruction_optimizer is not None:
-            state_dicts = [*state_dicts, "reconstruction_optimizer"]
-        return state_dicts, saved_variables
+            state_dicts.append("reconstruction_optimizer")
+        return state_dicts, []
 
 
 def _optimize(loss: th.Tensor, optimizer: th.optim.Optimizer) -> None:
