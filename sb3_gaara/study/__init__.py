@@ -34,14 +34,20 @@ The package, one concept per module:
   progress lines;
 * :mod:`~sb3_gaara.study.ray_scheduling`: jobs as Ray tasks on a cluster (``--ray-address``; Ray imported only there);
 * :mod:`~sb3_gaara.study.report`: curve CSVs, aggregation, milestone scores, ``results.md``, plots;
-* :mod:`~sb3_gaara.study.cli`: arguments, the grid, :func:`main`.
+* :mod:`~sb3_gaara.study.cli`: arguments, the grid, :func:`main`;
+* :mod:`~sb3_gaara.study.ledger`: a campaign's results in the repository (``docs/results/<campaign>``), cell by cell
+  with their provenance, the bundles GPU jobs bring back and their merge, and the campaign's reports;
+* :mod:`~sb3_gaara.study.campaign`: one job of a campaign (``--campaign NAME --budget SECONDS``): the next cells, as
+  many at once as the speeds recorded in the ledger allow.
 """
 
+from sb3_gaara.study.campaign import plan_cells, run_campaign
 from sb3_gaara.study.catalogue import (
     ABLATION_AGENTS,
     AD_AGENTS,
     AGENTS,
     AUGMENTATION_AGENTS,
+    CAMPAIGNS,
     CPU_SCALE_ALGORITHM_MODEL_KWARGS,
     CPU_SCALE_MODEL_KWARGS,
     CPU_TASK,
@@ -57,10 +63,12 @@ from sb3_gaara.study.catalogue import (
     RUNTIME_DEFAULTS,
     SPEED_ONLY_MODEL_KWARGS,
     AgentSpec,
+    CampaignSpec,
     TaskSpec,
     resolve_task,
 )
 from sb3_gaara.study.cli import build_grid, main, parse_args
+from sb3_gaara.study.ledger import Ledger, LedgerConflict, merge_bundle, write_campaign_report
 from sb3_gaara.study.report import (
     CURVE_COLUMNS,
     STUDY_FILE,
@@ -100,6 +108,7 @@ __all__ = [
     "AD_AGENTS",
     "AGENTS",
     "AUGMENTATION_AGENTS",
+    "CAMPAIGNS",
     "CPU_SCALE_ALGORITHM_MODEL_KWARGS",
     "CPU_SCALE_MODEL_KWARGS",
     "CPU_TASK",
@@ -117,6 +126,9 @@ __all__ = [
     "SPEED_ONLY_MODEL_KWARGS",
     "STUDY_FILE",
     "AgentSpec",
+    "CampaignSpec",
+    "Ledger",
+    "LedgerConflict",
     "RunConfig",
     "StopRequest",
     "StudyCheckpointCallback",
@@ -136,18 +148,22 @@ __all__ = [
     "load_reference",
     "main",
     "make_train_env",
+    "merge_bundle",
     "merge_curves",
     "milestone_scores",
     "parse_args",
+    "plan_cells",
     "plot_task",
     "read_curve_csv",
     "resolve_task",
     "results_markdown",
+    "run_campaign",
     "run_directory",
     "run_jobs",
     "run_random_baseline",
     "run_training",
     "score_at",
+    "write_campaign_report",
     "write_curve_csv",
     "write_reports",
 ]
