@@ -13,7 +13,11 @@
 #      runs, one process each, share the GPU's multiprocessors instead of taking turns; skipped, and stopped
 #      again, if a CUDA process cannot start under it;
 #   4. python -m sb3_gaara.study --preset gpu-10min, limited to the time left of the budget (with
-#      --no-cuda-graphs --no-overlap-env-step --no-async-eval if step 1 failed, so that the study still runs).
+#      --no-cuda-graphs --no-overlap-env-step --no-async-eval if step 1 failed, so that the study still runs);
+#   campaign (stage "campaign", in place of "study"): python -m sb3_gaara.study --campaign planet100k --budget <time left>:
+#      the next cells of the campaign not finished in docs/results/planet100k, as many at once as the speeds recorded
+#      there allow, written as one bundle (OUT_DIR/planet100k-<job>.tar.gz) to merge at home with
+#      python -m sb3_gaara.study.ledger merge BUNDLE (same fallback flags as the study).
 # What a reader needs comes out small, in OUT_DIR: log.txt, tests.txt, benchmark.txt, benchmark.json, results.md,
 # curves.csv and the task's PNG (the study's run directories stay in STUDY_DIR).
 #
@@ -22,7 +26,8 @@
 #   BENCH_TIMEOUT and OPTIONS_TIMEOUT (240 s each),
 #   STUDY_ARGS_NO_MPS (the study's flags instead of STUDY_ARGS where the mps stage ran and MPS did not start: fewer runs
 #   when they must take turns),
-#   STAGES ("tests bench mps study"; "tests options mps study" measures the settings instead of the full benchmark). Tiny CPU rehearsal of the script (a minute or two):
+#   STAGES ("tests bench mps study"; "tests options mps study" measures the settings instead of the full benchmark;
+#   "tests mps campaign" extends the campaign's ledger), CAMPAIGN (planet100k) and CAMPAIGN_ARGS (extra flags). Tiny CPU rehearsal of the script (a minute or two):
 #   STAGES="bench study" BENCH_ARGS="--device cpu --quick" STUDY_ARGS="--device cpu --tasks pixel_reach
 #     --env-steps 400 --eval-every 200 --eval-episodes 2 --random-episodes 2" scripts/gpu_check.sh /tmp/check 300
 set -uo pipefail
@@ -109,6 +114,22 @@ for stage in $stages; do
       cp "$study_dir"/results.md "$study_dir"/curves.csv "$out"/ 2>/dev/null
       cp "$study_dir"/*.png "$out"/ 2>/dev/null
       rm -f "$out/study.txt"  # its tail is in log.txt: at most 8 files come back from a GPU job
+      ;;
+    campaign)
+      # The campaign keeps its own margin for its runs to stop and its bundle; this one covers the script's end.
+      left=$((budget - ($(date +%s) - start) - 15))
+      if [ $left -lt 60 ]; then say "only ${left} s left: no campaign"; continue; fi
+      extra=""
+      [ $graphs_ok -eq 1 ] || extra="--no-cuda-graphs --no-overlap-env-step --no-async-eval"
+      [ "$cudnn_benchmark" = 1 ] && extra="$extra --cudnn-benchmark"
+      say "campaign ${CAMPAIGN:-planet100k}, budget ${left} s $extra ${CAMPAIGN_ARGS:-}"
+      # shellcheck disable=SC2086
+      $python -m sb3_gaara.study --campaign "${CAMPAIGN:-planet100k}" --budget "$left" --out "$study_dir" --bundle "$out" \
+        $extra ${CAMPAIGN_ARGS:-} >"$out/campaign.txt" 2>&1
+      say "campaign exit $? (3: cells remain for the next job)"
+      grep '^\[campaign\]' "$out/campaign.txt" >>"$log"
+      tail -n 10 "$out/campaign.txt" >>"$log"
+      rm -f "$out/campaign.txt"  # in log.txt: at most 8 files come back from a GPU job
       ;;
     *) say "unknown stage $stage" ;;
   esac

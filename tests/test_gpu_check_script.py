@@ -22,7 +22,7 @@ def _executable(path: Path, text: str) -> None:
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
 
 
-def _run(tmp_path: Path, *, mps_binary: bool, cuda_client_starts: bool) -> tuple[str, Path]:
+def _run(tmp_path: Path, *, mps_binary: bool, cuda_client_starts: bool, stages: str = "mps study") -> tuple[str, Path]:
     stubs = tmp_path / "bin"
     stubs.mkdir()
     calls = tmp_path / "mps_calls.txt"
@@ -41,7 +41,7 @@ def _run(tmp_path: Path, *, mps_binary: bool, cuda_client_starts: bool) -> tuple
         **os.environ,
         "PATH": f"{stubs}:{os.environ['PATH']}",
         "PYTHON": str(stubs / "fake_python"),
-        "STAGES": "mps study",
+        "STAGES": stages,
         "STUDY_DIR": str(tmp_path / "study"),
         "STUDY_ARGS": "--seeds 1",
         "STUDY_ARGS_NO_MPS": "--agents gaara --seeds 1",
@@ -75,6 +75,16 @@ def test_mps_that_cannot_start_a_cuda_client_is_stopped_before_the_study(tmp_pat
     assert "MPS did not start a CUDA client: runs take turns on the GPU" in log
     assert log.count("--agents gaara --seeds 1") == 2
     assert calls.read_text().split() == ["start", "quit"]  # stopped once, not again at the exit
+
+
+def test_the_campaign_stage_extends_the_ledger_within_the_time_left_and_leaves_its_bundle_in_out(tmp_path):
+    log, _ = _run(tmp_path, mps_binary=False, cuda_client_starts=True, stages="campaign")
+    flags = next(line for line in log.splitlines() if line.startswith("study flags:"))
+    out, study = tmp_path / "out", tmp_path / "study"
+    budget = int(flags.split("--budget ")[1].split()[0])
+    assert 300 < budget <= 400 - 15  # the script's budget less its own margin
+    assert flags == f"study flags: -m sb3_gaara.study --campaign planet100k --budget {budget} --out {study} --bundle {out}"
+    assert "campaign exit 0" in log and not (out / "campaign.txt").exists()
 
 
 def _speed_options_module():

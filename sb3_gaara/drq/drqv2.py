@@ -374,6 +374,7 @@ class DrQv2(CheckedTraining, DurableSaves):
     #: arguments that decide the saved networks: ``load`` refuses to override them
     architecture_keys: ClassVar[tuple[str, ...]] = ("image_size", "reconstruction")
     policy: DrQv2Policy
+    actor: Actor
     critic: DrQv2Critic
     critic_target: DrQv2Critic
     replay_buffer: NStepPixelReplayBuffer

@@ -36,7 +36,11 @@ The package, one concept per module:
 * :mod:`~sb3_gaara.study.ray_scheduling`: jobs as Ray tasks on a cluster (``--ray-address``; Ray imported only there);
 * :mod:`~sb3_gaara.study.report`: curve CSVs, aggregation, milestone scores, ``results.md``, plots;
 * :mod:`~sb3_gaara.study.aggregates`: the aggregates over tasks and seeds, with ``rliable`` (imported only there);
-* :mod:`~sb3_gaara.study.cli`: arguments, the grid, :func:`main`.
+* :mod:`~sb3_gaara.study.cli`: arguments, the grid, :func:`main`;
+* :mod:`~sb3_gaara.study.ledger`: a campaign's results in the repository (``docs/results/<campaign>``), cell by cell
+  with their provenance, the bundles GPU jobs bring back and their merge, and the campaign's reports;
+* :mod:`~sb3_gaara.study.campaign`: one job of a campaign (``--campaign NAME --budget SECONDS``): the next cells, as
+  many at once as the speeds recorded in the ledger allow.
 """
 
 from sb3_gaara.study.aggregates import (
@@ -49,11 +53,13 @@ from sb3_gaara.study.aggregates import (
     performance_profiles,
     score_matrices,
 )
+from sb3_gaara.study.campaign import plan_cells, run_campaign
 from sb3_gaara.study.catalogue import (
     ABLATION_AGENTS,
     AD_AGENTS,
     AGENTS,
     AUGMENTATION_AGENTS,
+    CAMPAIGNS,
     CPU_SCALE_ALGORITHM_MODEL_KWARGS,
     CPU_SCALE_MODEL_KWARGS,
     CPU_TASK,
@@ -69,10 +75,12 @@ from sb3_gaara.study.catalogue import (
     RUNTIME_DEFAULTS,
     SPEED_ONLY_MODEL_KWARGS,
     AgentSpec,
+    CampaignSpec,
     TaskSpec,
     resolve_task,
 )
 from sb3_gaara.study.cli import build_grid, main, parse_args
+from sb3_gaara.study.ledger import Ledger, LedgerConflict, merge_bundle, write_campaign_report
 from sb3_gaara.study.report import (
     CURVE_COLUMNS,
     STUDY_FILE,
@@ -112,6 +120,7 @@ __all__ = [
     "AD_AGENTS",
     "AGENTS",
     "AUGMENTATION_AGENTS",
+    "CAMPAIGNS",
     "CPU_SCALE_ALGORITHM_MODEL_KWARGS",
     "CPU_SCALE_MODEL_KWARGS",
     "CPU_TASK",
@@ -130,6 +139,9 @@ __all__ = [
     "SPEED_ONLY_MODEL_KWARGS",
     "STUDY_FILE",
     "AgentSpec",
+    "CampaignSpec",
+    "Ledger",
+    "LedgerConflict",
     "RunConfig",
     "StopRequest",
     "StudyCheckpointCallback",
@@ -152,22 +164,26 @@ __all__ = [
     "load_reference",
     "main",
     "make_train_env",
+    "merge_bundle",
     "merge_curves",
     "milestone_scores",
     "normalize_returns",
     "normalizer",
     "parse_args",
     "performance_profiles",
+    "plan_cells",
     "plot_task",
     "read_curve_csv",
     "resolve_task",
     "results_markdown",
+    "run_campaign",
     "run_directory",
     "run_jobs",
     "run_random_baseline",
     "run_training",
     "score_at",
     "score_matrices",
+    "write_campaign_report",
     "write_curve_csv",
     "write_reports",
 ]

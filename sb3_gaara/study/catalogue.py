@@ -561,3 +561,78 @@ RUNTIME_DEFAULTS: dict[str, Any] = {
 #: left out of a run's identity, so a run checkpointed on a GPU can resume on a CPU, and they are given
 #: again when a run resumes (the checkpoint's own value would win otherwise).
 SPEED_ONLY_MODEL_KWARGS = frozenset({"cuda_graphs", "overlap_env_step"})
+
+# ----------------------------------------------------------------------------------------------------
+# Campaigns: grids whose results accumulate, job by job, in a ledger in the repository (:mod:`~sb3_gaara.study.ledger`).
+
+
+@dataclass(frozen=True)
+class CampaignSpec:
+    """A grid of cells (task, agent, seed) that short GPU jobs fill one after the other
+    (``python -m sb3_gaara.study --campaign NAME --budget SECONDS``), each cell trained once, to the end, and kept in
+    ``docs/results/<name>/`` with its provenance.
+
+    What each agent and task are (the papers' settings, frames, action repeat) is their :class:`AgentSpec` and
+    :class:`TaskSpec` in this module; a campaign only says which of them, how long and in which order.
+
+    :param name: the ledger's folder under ``docs/results``
+    :param blocks: ``(tasks, agents)`` blocks in the order their cells run; a cell listed twice runs where first listed
+    :param seeds: the seeds of every cell (``--seeds`` adds more, whose cells come after all of these)
+    :param env_steps: environment steps of every cell (after action repeat)
+    :param eval_every: evaluate every this many environment steps
+    :param eval_episodes: episodes per evaluation
+    :param milestones: environment steps of the results table
+    :param runtime: run-time settings of :data:`RUNTIME_DEFAULTS` (and speed-only ``model_kwargs``) that the campaign's
+        jobs use unless a flag says otherwise; none of them is part of a cell's identity
+    :param description: what the campaign compares, for its ``campaign.md``
+    """
+
+    name: str
+    blocks: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]
+    seeds: tuple[int, ...]
+    env_steps: int
+    eval_every: int = 10_000
+    eval_episodes: int = 10
+    milestones: tuple[int, ...] = (100_000,)
+    runtime: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def cells(self, seeds: tuple[int, ...] | list[int] | None = None) -> list[tuple[str, str, int]]:
+        """``(task, agent, seed)`` in the order they run: block after block, within a block seed after seed (each seed
+        of a block's comparison completes before the next seed starts), then task and agent in the block's order.
+        ``seeds`` beyond :attr:`seeds` come last, in the same order, so that extending a campaign never reorders it."""
+        wanted = list(self.seeds) if seeds is None else list(seeds)
+        groups = [[seed for seed in self.seeds if seed in wanted], [seed for seed in wanted if seed not in self.seeds]]
+        order: dict[tuple[str, str, int], None] = {}
+        for group in groups:
+            for tasks, agents in self.blocks:
+                for seed in group:
+                    for task in tasks:
+                        for agent in agents:
+                            order.setdefault((task, agent, seed), None)
+        return list(order)
+
+
+#: The agents of the PlaNet-benchmark campaign at 100k environment steps, the main comparison first.
+PLANET100K_AGENTS = ("gaara", "sac_ae", "drq", "contrastive", "ad10", "slac", "dreamer")
+
+#: ``--campaign``: campaigns by name.
+CAMPAIGNS: dict[str, CampaignSpec] = {
+    "planet100k": CampaignSpec(
+        name="planet100k",
+        blocks=(
+            (("cheetah_run",), ("gaara", "sac_ae", "drq")),
+            (("cheetah_run",), PLANET100K_AGENTS),
+            (PLANET_TASKS, PLANET100K_AGENTS),
+        ),
+        seeds=(0, 1, 2),
+        env_steps=100_000,
+        milestones=(100_000,),
+        # As the gpu-10min preset: the same computation, faster on a GPU (gpu_check.sh turns them off if its CUDA
+        # tests fail).
+        runtime={"async_eval": True, "model_kwargs": {"cuda_graphs": True, "overlap_env_step": True}},
+        description="GAARA against SAC+AE and DrQ on cheetah-run first, then the contrastive ablation, DrQ-v2, SLAC and "
+        "Dreamer, on the six tasks of the PlaNet benchmark at 100k environment steps (the DrQ paper's Table 1 "
+        "protocol: the return of 10 evaluation episodes at 100k steps, each agent with its paper's settings).",
+    ),
+}

@@ -14,6 +14,7 @@ from typing import Any
 from rl_zoo3.utils import StoreDict
 
 from sb3_gaara.algorithms import BY_ZOO_NAME
+from sb3_gaara.study.campaign import main_campaign
 from sb3_gaara.study.catalogue import (
     ABLATION_AGENTS,
     AD_AGENTS,
@@ -167,6 +168,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="also report the evaluations in these curves.csv files of other jobs (one slice of the grid each, "
         "e.g. one --variants / --seeds per 10-minute GPU job); the written curves.csv holds them all",
     )
+    campaign = parser.add_argument_group(
+        "campaign",
+        "a campaign (sb3_gaara.study.catalogue.CAMPAIGNS) is a grid filled job by job in a ledger in the repository "
+        "(docs/results/<campaign>); each job runs the next cells not finished there",
+    )
+    campaign.add_argument("--campaign", help="run the next cells of this campaign (planet100k) within --budget")
+    campaign.add_argument("--budget", type=float, help="seconds this job has for the campaign, reports included")
+    campaign.add_argument("--ledger", help="the campaign's ledger folder (default: docs/results/<campaign>)")
+    campaign.add_argument("--bundle", help="folder for the job's bundle (one .tar.gz of its ledger entries; default: --out)")
     parser.add_argument("--verbose", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -275,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the study the arguments ask for and write its reports. Exit code 0: every run finished; 3: runs
     remain (rerun the command to resume them); 1: a run failed."""
     args = parse_args(argv)
+    if args.campaign is not None:
+        return main_campaign(args)
     pairs, settings = build_grid(args)
     try:  # a missing, foreign or clashing --curves file stops the command before any run starts
         merge_curves([], args.curves)
