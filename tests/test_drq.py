@@ -12,7 +12,6 @@ import pytest
 import torch as th
 import torch.nn.functional as F
 from conftest import BATCH_SIZE, OBS_SHAPE, RecordingLogger, assert_same
-from gymnasium import spaces
 from test_gaara_sac import ACTOR_OWN, CONVS, CRITIC_ENCODER_HEAD, Q_HEADS, TARGET, assert_moved, assert_still, snapshot
 
 from sb3_gaara import GAARASAC, DrQ
@@ -267,16 +266,3 @@ def test_save_load_and_bit_exact_resume(filled_model, make_env, tmp_path, cls, k
 def test_bad_augmentation_settings_are_refused_naming_the_fix(make_model, overrides, message):
     with pytest.raises(ValueError, match=message):
         make_model(DrQ, **overrides)
-
-
-@pytest.mark.parametrize(
-    ("env_kwargs", "model_kwargs", "message"),
-    [
-        ({"observation_space": spaces.Box(-1.0, 1.0, (8,), dtype=np.float32)}, {}, "image"),
-        ({"action_space": spaces.Discrete(3)}, {}, "continuous Box action space"),
-        ({}, {"image_size": 24}, "24"),
-    ],
-)
-def test_drq_refuses_inputs_it_cannot_learn_from(make_model, make_env, env_kwargs, model_kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        make_model(DrQ, env=make_env(**env_kwargs), **model_kwargs)
