@@ -355,28 +355,13 @@ def test_bad_inputs_are_refused_at_construction_naming_the_problem_and_the_fix(a
         tiny_model(algorithm, env=env, **overrides)
 
 
-#: the algorithms whose space errors name GAARASAC, the class they inherit the checks from, instead of themselves
-NAMED_AFTER_THEIR_PARENT = {"SACAE", "CURLSAC", "DrQ"}
 SPACE_CASES = ["discrete actions", "vector observations", "dict observations", "float images"]
 
 
 @pytest.mark.parametrize(
     ("algorithm", "case"),
     [
-        pytest.param(
-            algorithm,
-            case,
-            id=f"{algorithm.__name__}-{case.replace(' ', '_')}",
-            marks=[
-                pytest.mark.xfail(
-                    strict=True,
-                    reason=f"the error names GAARASAC, not {algorithm.__name__}: GAARASAC's space checks do not take "
-                    "the name of the class being built",
-                )
-            ]
-            if algorithm.__name__ in NAMED_AFTER_THEIR_PARENT
-            else [],
-        )
+        pytest.param(algorithm, case, id=f"{algorithm.__name__}-{case.replace(' ', '_')}")
         for algorithm in ALGORITHMS
         for case in SPACE_CASES
     ],
