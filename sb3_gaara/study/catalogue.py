@@ -168,8 +168,12 @@ SLAC_CPU_SCALE_MODEL_KWARGS: dict[str, Any] = {
 #:   smaller budget of steps needs more updates per step. With 12 updates per episode the actor settled on one
 #:   saturated action (-56.7 and -42.7 against the random policy's -51.4); with 36 and an actor rate of 4e-4 it learnt
 #:   but swung between evaluations (-34.8, then -49.2 on seed 0); at 2e-4 it held (-34.9, -36.1, -29.9 at 2000, 2500
-#:   and 3000 agent steps on seed 0; -37.0, -32.6, -31.7 on seed 1).
+#:   and 3000 agent steps on seed 0; -37.0, -32.6, -31.7 on seed 1);
+#: * small networks: the RSSM's 64 units, 8 base channels, and dense heads (reward model, value, actor) of 64 units and
+#:   2 layers each (``layers`` sets the three counts, where Dreamer's code has 400 units and 2, 3 and 4 layers). They
+#:   are initialized as Dreamer's code does (the default ``weight_init="keras"``).
 #:
+#: The first 36 updates come right after the 500 random steps, as Dreamer schedules its first training.
 #: A model and a behaviour update take ~0.1 s on one core: 3000 agent steps take ~8 min.
 DREAMER_CPU_SCALE_MODEL_KWARGS: dict[str, Any] = {
     "learning_starts": 500,
