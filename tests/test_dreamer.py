@@ -21,20 +21,21 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_gaara import Dreamer, SequenceReplayBuffer, cem_plan, evaluate_planners, lambda_returns
-from sb3_gaara.dreamer.policies import DreamerState
+from sb3_gaara.dreamer.policies import DreamerPolicy, DreamerState
 from sb3_gaara.dreamer.world_model import RSSM, RSSMState, WorldModel, model_loss
 
 FRAME_SHAPE = (3, 64, 64)
 ACTION_SPACE = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
 SEQUENCE_LENGTH = 4
 TINY_POLICY = dict(depth=2, deter_size=8, stoch_size=4, hidden_size=8, units=8, layers=1)
+TINY_WORLD_MODEL = dict(depth=2, deter_size=8, stoch_size=4, hidden_size=8, units=8, reward_layers=1)
 
 
 class CountingEnv(gym.Env):
     """64 px frames of noise whose pixel ``[0, 0, 0]`` is the step within the episode; episodes end (terminate, or
     truncate when ``truncate``) after ``episode_length`` steps; the reward is ``step + action[0] / 10``."""
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"]}  # SB3 makes an env from its id with rgb_array
 
     def __init__(self, episode_length: int = 6, truncate: bool = False) -> None:
         super().__init__()
@@ -58,6 +59,10 @@ class CountingEnv(gym.Env):
         reward = self.step_count + float(action[0]) / 10
         end = self.step_count >= self.episode_length
         return self._frame(), reward, end and not self.truncate, end and self.truncate, {}
+
+
+#: ``CountingEnv`` registered under an id, to build Dreamer from an env id
+COUNTING_ENV_ID = "DreamerCountingEnv-v0"
 
 
 def make_dreamer(env: gym.Env | DummyVecEnv | None = None, **overrides: Any) -> Dreamer:
@@ -180,7 +185,7 @@ def test_cem_plan_refuses_an_objective_of_the_wrong_shape() -> None:
 
 
 def test_rssm_and_world_model_shapes() -> None:
-    model = WorldModel(3, 2, **TINY_POLICY)
+    model = WorldModel(3, 2, **TINY_WORLD_MODEL)
     assert model.encoder.embed_dim == 32 * TINY_POLICY["depth"] and model.features_dim == 8 + 4
     frames = th.randint(0, 256, (5, 7, *FRAME_SHAPE), dtype=th.uint8)
     actions = th.rand(5, 6, 2) * 2 - 1
@@ -208,6 +213,78 @@ def test_32_px_frames_drop_the_outermost_layers() -> None:
     small = WorldModel(3, 2, image_size=32, depth=4)
     frames = th.zeros(2, 3, 32, 32, dtype=th.uint8)
     assert small.encoder(frames).shape == (2, 64) and small.decoder(th.zeros(2, small.features_dim)).shape == (2, 3, 32, 32)
+
+
+def _dense_widths(head: th.nn.Module) -> list[tuple[int, int]]:
+    return [(layer.in_features, layer.out_features) for layer in head.modules() if isinstance(layer, th.nn.Linear)]
+
+
+def _policy(**policy_kwargs: Any) -> DreamerPolicy:
+    return DreamerPolicy(spaces.Box(0, 255, FRAME_SHAPE, np.uint8), ACTION_SPACE, lambda _: 8e-5, **policy_kwargs)
+
+
+def test_dense_heads_follow_dreamers_code_or_the_papers_text() -> None:
+    """Dreamer's code (danijar/dreamer, ``_build_model``: ``num_units=400``; ``DenseDecoder((), 2, ...)`` for the reward,
+    ``DenseDecoder((), 3, ...)`` for the value, ``ActionDecoder(..., 4, ...)`` for the actor) by default; the paper's
+    appendix A (three layers of 300 each) with ``units=300, layers=3``. Features ``[s, h]``: 30 + 200."""
+    code = _policy()
+    assert _dense_widths(code.world_model.reward_model) == [(230, 400), (400, 400), (400, 1)]
+    assert _dense_widths(code.value) == [(230, 400), (400, 400), (400, 400), (400, 1)]
+    assert _dense_widths(code.actor) == [(230, 400), (400, 400), (400, 400), (400, 400), (400, 2 * 2)]
+    paper = _policy(units=300, layers=3)
+    for head, outputs in ((paper.world_model.reward_model, 1), (paper.value, 1), (paper.actor, 4)):
+        assert _dense_widths(head) == [(230, 300), (300, 300), (300, 300), (300, outputs)]
+    mixed = _policy(units=16, reward_layers=1, value_layers=0, actor_layers=2)
+    assert [len(_dense_widths(head)) for head in (mixed.world_model.reward_model, mixed.value, mixed.actor)] == [2, 1, 3]
+    with pytest.raises(ValueError, match="weight_init must be one of"):
+        _policy(weight_init="xavier")
+    with pytest.raises(ValueError, match="actor_layers must be an integer >= 0"):
+        _policy(actor_layers=-1)
+
+
+def _glorot_bound(weight: th.Tensor, transposed: bool = False) -> float:
+    """Keras's ``glorot_uniform`` limit ``sqrt(6 / (fan_in + fan_out))``, its fans ported: a kernel's receptive field
+    times its input and output channels. Torch stores a dense or convolution weight ``(out, in, ...)`` and a transposed
+    convolution's ``(in, out, ...)``; the sum of the fans is the same either way."""
+    receptive_field = math.prod(weight.shape[2:])
+    out_channels, in_channels = (weight.shape[1], weight.shape[0]) if transposed else (weight.shape[0], weight.shape[1])
+    return math.sqrt(6.0 / ((in_channels + out_channels) * receptive_field))
+
+
+def test_networks_are_initialized_as_keras_initializes_dreamers_code() -> None:
+    """Dreamer's code builds Keras layers with their default initializers: Dense, Conv2D and Conv2DTranspose kernels
+    Glorot uniform, biases zero; GRUCell's kernel Glorot uniform, its recurrent kernel orthogonal, its biases zero.
+    Keras draws the recurrent kernel ``(units, 3 units)`` as *one* orthogonal matrix (one QR of a ``(3 units, units)``
+    Gaussian, transposed): its rows are orthonormal, ``K K^T = I``. Torch's ``weight_hh`` is ``K^T`` with the gates
+    reordered, so ``weight_hh^T weight_hh = I`` (a per-gate orthogonal draw would give ``3 I``)."""
+    th.manual_seed(0)
+    policy = _policy()
+    parts = {"world_model": policy.world_model, "actor": policy.actor, "value": policy.value}
+    for part_name, part in parts.items():
+        for name, parameter in part.named_parameters():
+            if "bias" in name:
+                assert not parameter.detach().abs().any(), f"{part_name}.{name}"
+        for name, layer in part.named_modules():
+            if isinstance(layer, (th.nn.Linear, th.nn.Conv2d, th.nn.ConvTranspose2d)):
+                bound = _glorot_bound(layer.weight, transposed=isinstance(layer, th.nn.ConvTranspose2d))
+                weight = layer.weight.detach()
+                assert weight.abs().max() <= bound, f"{part_name}.{name}"
+                assert weight.abs().max() > 0.9 * bound, f"{part_name}.{name}"  # spread over the whole interval
+    # Variance of U(-b, b) = b^2 / 3 = 2 / (fan_in + fan_out), on the decoder's first layer (230 x 1024 weights) and
+    # the encoder's last convolution (128 x 256 x 4 x 4).
+    for weight in (policy.world_model.decoder.linear.weight, policy.world_model.encoder.convs[-2].weight):
+        assert float(weight.detach().var()) == pytest.approx(_glorot_bound(weight) ** 2 / 3, rel=0.02)
+    gru = policy.world_model.rssm.gru
+    assert gru.weight_ih.shape == (3 * 200, 200) and gru.weight_hh.shape == (3 * 200, 200)
+    assert gru.weight_ih.detach().abs().max() <= math.sqrt(6.0 / (200 + 3 * 200))
+    recurrent = gru.weight_hh.detach().double()
+    assert th.allclose(recurrent.T @ recurrent, th.eye(200, dtype=th.float64), atol=1e-5)
+    update_gate = recurrent[200:400]  # torch's order: reset, update, new
+    assert not th.allclose(update_gate.T @ update_gate, th.eye(200, dtype=th.float64), atol=0.1)
+    # PyTorch's defaults on request: uniform biases.
+    torch_init = _policy(units=16, weight_init="torch")
+    assert torch_init.value.net[0].bias.detach().abs().sum() > 0
+    assert torch_init.world_model.rssm.gru.bias_hh.detach().abs().sum() > 0
 
 
 def test_the_actor_starts_broad_and_bounded() -> None:
@@ -366,13 +443,61 @@ def test_training_logs_the_losses_and_counts_updates() -> None:
         assert math.isfinite(logged[f"train/{key}"]), key
 
 
-def test_exploration_noise_is_sb3_gaussian_action_noise() -> None:
+def test_exploration_noise_is_sb3_gaussian_action_noise(tmp_path: Path) -> None:
+    """Dreamer's additive Gaussian of std 0.3, whatever form the env takes: an instance, an id, a VecEnv; and after
+    ``load`` of a model built without an env instance."""
     from stable_baselines3.common.noise import NormalActionNoise
 
-    model = make_dreamer()
-    assert isinstance(model.action_noise, NormalActionNoise)
-    np.testing.assert_array_equal(model.action_noise._sigma, [0.3, 0.3])
-    assert make_dreamer(exploration_noise=0.0).action_noise is None
+    if COUNTING_ENV_ID not in gym.registry:
+        gym.register(COUNTING_ENV_ID, entry_point=CountingEnv)
+    for env in (CountingEnv(), COUNTING_ENV_ID, DummyVecEnv([CountingEnv, CountingEnv])):
+        model = make_dreamer(env=env)  # type: ignore[arg-type]
+        assert isinstance(model.action_noise, NormalActionNoise), env
+        np.testing.assert_array_equal(model.action_noise._sigma, [0.3, 0.3])
+    model.save(tmp_path / "model.zip")
+    loaded = Dreamer.load(tmp_path / "model.zip", device="cpu")
+    assert isinstance(loaded.action_noise, NormalActionNoise)
+    np.testing.assert_array_equal(loaded.action_noise._sigma, [0.3, 0.3])
+    assert make_dreamer(env=COUNTING_ENV_ID, exploration_noise=0.0).action_noise is None  # type: ignore[arg-type]
+
+
+def test_the_first_update_comes_where_dreamers_code_makes_it() -> None:
+    """Dreamer's code: 5000 environment steps of random actions (``prefill``), then, before its agent's first action
+    at environment step 5000, ``pretrain`` (100) updates, then ``train_steps`` (100) at every ``train_every`` (1000)
+    environment steps: 6000, 7000, ... At action repeat 2: agent steps 2500, 3000, 3500 with ``learning_starts=2500``,
+    ``train_freq=500``. Here scaled to 8 random steps and rollouts of 4: updates at agent steps 8, 12, 16, the first
+    before the actor's first action. ``learn(learning_starts)`` alone collects the random steps and trains nothing."""
+    model = make_dreamer(learning_starts=8, train_freq=4, gradient_steps=2)
+    trained_at: list[int] = []
+    acted_after_updates: list[int] = []
+    train, act = model.train, model.policy.act
+
+    def recording_train(gradient_steps: int, batch_size: int = 50) -> None:
+        trained_at.append(model.num_timesteps)
+        train(gradient_steps, batch_size)
+
+    def recording_act(posterior: RSSMState, deterministic: bool) -> th.Tensor:
+        acted_after_updates.append(model._n_updates)
+        return act(posterior, deterministic)
+
+    model.train = recording_train  # type: ignore[method-assign]
+    model.policy.act = recording_act  # type: ignore[method-assign]
+    model.learn(total_timesteps=8)
+    assert trained_at == [] and acted_after_updates == []
+    model.learn(total_timesteps=8, reset_num_timesteps=False)
+    assert trained_at == [8, 12, 16] and model._n_updates == 6
+    assert acted_after_updates[0] == 2  # the actor's first action comes after the first 2 updates
+    straight = make_dreamer(learning_starts=8, train_freq=4, gradient_steps=2)
+    straight_at: list[int] = []
+    straight_train = straight.train
+
+    def recording_straight(gradient_steps: int, batch_size: int = 50) -> None:
+        straight_at.append(straight.num_timesteps)
+        straight_train(gradient_steps, batch_size)
+
+    straight.train = recording_straight  # type: ignore[method-assign]
+    straight.learn(total_timesteps=16)
+    assert straight_at == [8, 12, 16]
 
 
 # ---------------------------------------------------------------------------------------------- acting
@@ -385,7 +510,7 @@ def test_predict_carries_the_state_and_resets_it_at_episode_start() -> None:
     second, *_ = env.step(np.zeros(2, dtype=np.float32))
     action, state = model.predict(first, deterministic=True)
     assert isinstance(state, DreamerState) and state.deter.shape == (1, 8) and state.action.shape == (1, 2)
-    np.testing.assert_allclose(state.action[0], action, rtol=1e-6)  # actions in [-1, 1] are their own scaled values
+    np.testing.assert_allclose(state.action[0], action, rtol=1e-6, atol=1e-7)  # actions in [-1, 1]: their own scaled values
     carried, _ = model.predict(second, state=state, episode_start=np.array([False]), deterministic=True)
     restarted, _ = model.predict(second, state=state, episode_start=np.array([True]), deterministic=True)
     fresh, _ = model.predict(second, deterministic=True)
@@ -499,6 +624,16 @@ def test_tensorboard_gets_real_and_imagined_frames(tmp_path: Path) -> None:
     model.learn(total_timesteps=10)
     events = b"".join(path.read_bytes() for path in tmp_path.rglob("events.out.tfevents*"))
     assert b"train/imagination" in events
+
+
+def test_save_load_keeps_the_network_sizes_and_initialization_choice(tmp_path: Path) -> None:
+    policy_kwargs = dict(TINY_POLICY, layers=None, reward_layers=1, value_layers=2, actor_layers=3, weight_init="torch")
+    model = make_dreamer(policy_kwargs=policy_kwargs)
+    model.save(tmp_path / "model.zip")
+    loaded = Dreamer.load(tmp_path / "model.zip", device="cpu")
+    assert (loaded.policy.reward_layers, loaded.policy.value_layers, loaded.policy.actor_layers) == (1, 2, 3)
+    assert loaded.policy.weight_init == "torch" and loaded.policy.layers is None
+    assert_same(snapshot(model.policy), snapshot(loaded.policy), "policy")
 
 
 def test_saving_to_a_file_object() -> None:

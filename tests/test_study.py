@@ -703,7 +703,7 @@ def test_a_run_stopped_and_resumed_writes_the_curve_of_a_run_that_never_stopped(
         for a, b in zip(models[0]._rollout_history, models[1]._rollout_history, strict=True):
             np.testing.assert_array_equal(a, b)
     if agent.startswith("dreamer"):
-        assert models[0]._n_updates == 60 - 10 and models[0].planner == AGENTS[agent].kwargs.get("planner", "actor")
+        assert models[0]._n_updates == 60 - 10 + 1 and models[0].planner == AGENTS[agent].kwargs.get("planner", "actor")
         assert models[0]._rollout_state is not None and models[1]._rollout_state is not None
         for a, b in zip(models[0]._rollout_state, models[1]._rollout_state, strict=True):
             np.testing.assert_array_equal(a, b)

@@ -16,14 +16,18 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.logger import Image, TensorBoardOutputFormat
 from stable_baselines3.common.noise import ActionNoise, NormalActionNoise
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, RolloutReturn, Schedule, TrainFreq
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_gaara.common.preprocessing import channel_first_shape, check_pixel_observation_space
+from sb3_gaara.common.preprocessing import (
+    channel_first_shape,
+    check_continuous_action_space,
+    check_pixel_observation_space,
+)
 from sb3_gaara.common.recurrent import TracksEpisodeStarts
 from sb3_gaara.common.saving import DurableSaves
 from sb3_gaara.common.sequence_buffer import SequenceReplayBuffer, SequenceSamples
@@ -33,6 +37,8 @@ from sb3_gaara.dreamer.world_model import RSSMState, WorldModel, check_image_siz
 from sb3_gaara.plotting import reconstruction_grid
 
 SelfDreamer = TypeVar("SelfDreamer", bound="Dreamer")
+#: why Dreamer refuses discrete actions, for :func:`~sb3_gaara.common.preprocessing.check_continuous_action_space`
+_ACTION_REASON = "learns a tanh-Gaussian actor and plans over continuous actions"
 
 
 class Dreamer(CheckedTraining, DurableSaves, TracksEpisodeStarts):
@@ -43,8 +49,12 @@ class Dreamer(CheckedTraining, DurableSaves, TracksEpisodeStarts):
     50 steps; the world model's Adam at 6e-4, the value's and the actor's at 8e-5, gradient norms clipped at 100; the
     KL unscaled and clamped below 3 free nats; imagination horizon 15, ``gamma=0.99``, ``lambda=0.95``; 5 seed
     episodes of random actions (``learning_starts=2500`` agent steps: 5 episodes of 1000 environment steps at action
-    repeat 2), then 100 updates (``gradient_steps``) per 500 agent steps collected (``train_freq``: one episode, 1000
-    environment steps) with the actor's sample plus Gaussian exploration noise of standard deviation 0.3.
+    repeat 2), then 100 updates (``gradient_steps``) before the actor's first action and 100 more per 500 agent steps
+    collected (``train_freq``: one episode, 1000 environment steps), as Dreamer's code schedules them
+    (:meth:`collect_rollouts`), with the actor's sample plus Gaussian exploration noise of standard deviation 0.3
+    (``exploration_noise``, whatever form ``env`` takes). The networks are sized and initialized as in Dreamer's code,
+    which produced the paper's scores, rather than as its text says (:class:`~sb3_gaara.dreamer.policies.DreamerPolicy`:
+    ``policy_kwargs=dict(units=300, layers=3)`` builds the text's).
 
     One update (:meth:`train`):
 
@@ -92,7 +102,8 @@ class Dreamer(CheckedTraining, DurableSaves, TracksEpisodeStarts):
     :param value_learning_rate: the value's Adam (8e-5); ``learning_rate`` is the actor's (8e-5)
     :param grad_clip: gradient norms of each of the three parts are scaled down to at most this (100)
     :param exploration_noise: standard deviation of the Gaussian noise added to the actions while training (0.3); used
-        when ``action_noise`` is None; 0 turns it off
+        when ``action_noise`` is None (SB3's ``NormalActionNoise``, made when the model is set up, so also for an env
+        given by its id and after ``load``); 0 turns it off
     :param planner: how the agent acts: ``"actor"``, ``"cem"`` or ``"dreamer_mpc"`` (above)
     :param planner_kwargs: overrides of the planner's settings (:data:`~sb3_gaara.dreamer.policies.PLANNER_DEFAULTS`):
         ``horizon``, ``iterations``, ``candidates``, ``top_k`` and, for ``"dreamer_mpc"``, ``init_std``
@@ -164,7 +175,9 @@ class Dreamer(CheckedTraining, DurableSaves, TracksEpisodeStarts):
         if _init_setup_model and env is not None and not isinstance(env, str):
             # Fail here, before SB3 wraps the env, with a message that says what to change.
             _check_observation_space(env.observation_space)
-            _check_action_space(env.action_space)
+            check_continuous_action_space(
+                env.action_space, "Dreamer", "learns a tanh-Gaussian actor and plans over continuous actions"
+            )
         # The values Dreamer decides for its buffer and policy (gamma is set on the model only by SB3's __init__).
         decided = {key: getattr(self, key) for key in ("sequence_length", *_POLICY_DECIDED) if key != "gamma"}
         decided["gamma"] = gamma
@@ -177,9 +190,6 @@ class Dreamer(CheckedTraining, DurableSaves, TracksEpisodeStarts):
                     raise ValueError(
                         f"{where}[{key!r}]={kwargs[key]!r} contradicts Dreamer's {key}; set {key} on Dreamer, not in {where}."
                     )
-        if action_noise is None and exploration_noise > 0 and env is not None and not isinstance(env, str):
-            action_dim = int(np.prod(env.action_space.shape or (1,)))
-            action_noise = NormalActionNoise(np.zeros(action_dim), np.full(action_dim, float(exploration_noise)))
         super().__init__(
             policy,  # type: ignore[arg-type]
             env,  # type: ignore[arg-type]
@@ -250,7 +260,9 @@ class Dreamer(CheckedTraining, DurableSaves, TracksEpisodeStarts):
         """SB3's ``OffPolicyAlgorithm._setup_model`` with the sequence buffer and the policy's Dreamer settings, then
         the aliases of the three parts."""
         _check_observation_space(self.observation_space)
-        _check_action_space(self.action_space)
+        check_continuous_action_space(
+            self.action_space, "Dreamer", "learns a tanh-Gaussian actor and plans over continuous actions"
+        )
         if self.replay_buffer_class is None:
             self.replay_buffer_class = SequenceReplayBuffer
         if not issubclass(self.replay_buffer_class, SequenceReplayBuffer):
@@ -266,6 +278,11 @@ class Dreamer(CheckedTraining, DurableSaves, TracksEpisodeStarts):
         self.world_model = self.policy.world_model
         self.actor = self.policy.actor
         self.value = self.policy.value
+        # Here rather than in __init__: the action space is known now whatever form the env took (an id, an instance,
+        # a VecEnv, or none before load / set_env), so every Dreamer explores as the paper's does.
+        if self.action_noise is None and self.exploration_noise > 0:
+            action_dim = int(np.prod(self.action_space.shape or (1,)))
+            self.action_noise = NormalActionNoise(np.zeros(action_dim), np.full(action_dim, float(self.exploration_noise)))
 
     def set_planner(self, planner: str, planner_kwargs: dict[str, Any] | None = None) -> None:
         """Act with ``planner`` from now on, in training and in ``predict``; the networks are unchanged. Saved with the
@@ -275,6 +292,35 @@ class Dreamer(CheckedTraining, DurableSaves, TracksEpisodeStarts):
         self.policy_kwargs = {**self.policy_kwargs, "planner": planner, "planner_kwargs": self.planner_kwargs}
 
     # ------------------------------------------------------------------------------------------ acting
+
+    def collect_rollouts(
+        self,
+        env: VecEnv,
+        callback: BaseCallback,
+        train_freq: TrainFreq,
+        replay_buffer: ReplayBuffer,
+        action_noise: ActionNoise | None = None,
+        learning_starts: int = 0,
+        log_interval: int | None = None,
+    ) -> RolloutReturn:
+        """SB3's ``collect_rollouts``, first training once when the seed steps have just ended: Dreamer's schedule.
+
+        Dreamer's code trains ``pretrain`` (100) times at the first step after its 5 seed episodes (5000 environment
+        steps, 2500 agent steps), before its actor's first action, then ``train_steps`` (100) times every
+        ``train_every`` (1000) environment steps. SB3's ``learn`` trains after a rollout only once ``num_timesteps >
+        learning_starts``: with rollouts of ``train_freq`` steps that end exactly at ``learning_starts`` (Dreamer's
+        2500 = 5 x 500) it would train first one rollout (an episode) later. So the rollout that begins at
+        ``learning_starts``, with nothing trained yet, is preceded by ``gradient_steps`` updates, in the place where
+        ``learn`` trains; ``learn(learning_starts)`` still collects the seed steps alone. Not with
+        ``gradient_steps=-1`` (as many as the rollout collects: there is no rollout yet)."""
+        if (
+            0 < self.num_timesteps == learning_starts
+            and self._n_updates == 0
+            and self.gradient_steps > 0
+            and replay_buffer.size() > 0
+        ):
+            self.train(gradient_steps=self.gradient_steps, batch_size=self.batch_size)
+        return super().collect_rollouts(env, callback, train_freq, replay_buffer, action_noise, learning_starts, log_interval)
 
     def _sample_action(
         self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
@@ -384,18 +430,17 @@ class Dreamer(CheckedTraining, DurableSaves, TracksEpisodeStarts):
         """Write the first replayed sequence (top row) and the model's open-loop prediction of it (bottom row: the
         posterior's reconstruction for ``context`` frames, then frames imagined by the prior for the replayed actions)
         as the TensorBoard image ``train/imagination``; nothing without a TensorBoard writer."""
-        writers = [output for output in self.logger.output_formats if isinstance(output, TensorBoardOutputFormat)]
-        if not writers:
-            return
-        observations = sequences.observations[:1]
-        predicted = self.open_loop(observations, sequences.actions[:1], context)
-        steps, channels, height, width = observations.shape[1:]
-        grid = reconstruction_grid(
-            observations.reshape(1, steps * channels, height, width).cpu().numpy(),
-            predicted.reshape(1, steps * channels, height, width).cpu().numpy(),
-        )
-        for writer in writers:
-            writer.write({"train/imagination": Image(grid, "HWC")}, {"train/imagination": ()}, self.num_timesteps)
+
+        def grid() -> np.ndarray:
+            observations = sequences.observations[:1]
+            predicted = self.open_loop(observations, sequences.actions[:1], context)
+            steps, channels, height, width = observations.shape[1:]
+            return reconstruction_grid(
+                observations.reshape(1, steps * channels, height, width).cpu().numpy(),
+                predicted.reshape(1, steps * channels, height, width).cpu().numpy(),
+            )
+
+        self._write_image("train/imagination", grid)
 
     def open_loop(self, observations: th.Tensor, actions: th.Tensor, context: int = 5) -> th.Tensor:
         """The model's prediction of frames ``(B, T, C, H, W)`` (uint8) from their first ``context`` frames and the
@@ -462,10 +507,7 @@ def evaluate_planners(
 
 def _check_observation_space(observation_space: spaces.Space) -> None:
     """The package's pixel-space checks with Dreamer's name, then Dreamer's own: 64 x 64 frames."""
-    try:
-        check_pixel_observation_space(observation_space, 1)
-    except ValueError as error:
-        raise ValueError(str(error).replace("GAARASAC", "Dreamer")) from None
+    check_pixel_observation_space(observation_space, 1, "Dreamer")
     assert isinstance(observation_space, spaces.Box)
     channels, height, width = channel_first_shape(observation_space)
     check_image_size(height, width)
@@ -475,12 +517,4 @@ def _check_observation_space(observation_space: spaces.Space) -> None:
             "reads motion from the sequence of single frames. Give it single frames (dmc-* and PixelReach-v0: "
             "env_kwargs=dict(frame_stack=1)).",
             stacklevel=3,
-        )
-
-
-def _check_action_space(action_space: spaces.Space | None) -> None:
-    if action_space is not None and not isinstance(action_space, spaces.Box):
-        raise ValueError(
-            f"Dreamer needs a continuous Box action space (its actor is a tanh-Gaussian and its planners search "
-            f"continuous plans), got {action_space}. For discrete actions use e.g. SB3's DQN or PPO."
         )

@@ -31,7 +31,7 @@ from torch.nn import functional as F
 
 from sb3_gaara.common.recurrent import observation_frames
 from sb3_gaara.dreamer.planning import cem_plan, lambda_returns
-from sb3_gaara.dreamer.world_model import DenseHead, RSSMState, WorldModel
+from sb3_gaara.dreamer.world_model import DenseHead, RSSMState, WorldModel, keras_initialization_
 
 #: the planners ``Dreamer(planner=...)`` accepts
 PLANNERS = ("actor", "cem", "dreamer_mpc")
@@ -48,6 +48,9 @@ MEAN_SCALE = 5.0
 #: the actor's standard deviation at initialization (Dreamer's 5) and its floor (1e-4)
 INIT_STD = 5.0
 ACTOR_MIN_STD = 1e-4
+#: how ``DreamerPolicy(weight_init=...)`` initializes the networks: ``"keras"``, Dreamer's code's
+#: (:func:`~sb3_gaara.dreamer.world_model.keras_initialization_`), or ``"torch"``, PyTorch's defaults
+WEIGHT_INITS = ("keras", "torch")
 
 
 @contextlib.contextmanager
@@ -70,8 +73,8 @@ class ActionModel(nn.Module):
 
     :param features_dim: size of the model state ``[s, h]``
     :param action_dim: action dimensions
-    :param units: units per dense layer (300)
-    :param layers: dense layers (3)
+    :param units: units per dense layer (Dreamer's code: 400; the paper's text: 300)
+    :param layers: dense layers (Dreamer's code: 4; the paper's text: 3)
     :param init_std: the standard deviation before the tanh at initialization (Dreamer's 5)
     :param mean_scale: the bound of the mean before the tanh (Dreamer's 5)
     """
@@ -82,8 +85,8 @@ class ActionModel(nn.Module):
         self,
         features_dim: int,
         action_dim: int,
-        units: int = 300,
-        layers: int = 3,
+        units: int = 400,
+        layers: int = 4,
         init_std: float = INIT_STD,
         mean_scale: float = MEAN_SCALE,
     ) -> None:
@@ -114,11 +117,12 @@ class ActionModel(nn.Module):
 
 
 class ValueModel(DenseHead):
-    """Dreamer's value: dense layers to one output, the expected discounted rewards after a model state."""
+    """Dreamer's value: dense layers to one output, the expected discounted rewards after a model state (Dreamer's
+    code and the paper's text: 3 layers; 400 units in the code, 300 in the text)."""
 
     optimizer: th.optim.Optimizer
 
-    def __init__(self, features_dim: int, units: int = 300, layers: int = 3) -> None:
+    def __init__(self, features_dim: int, units: int = 400, layers: int = 3) -> None:
         super().__init__(features_dim, 1, units, layers)
 
 
@@ -146,7 +150,13 @@ class DreamerPolicy(BasePolicy):
       ``model_learning_rate``, 6e-4);
     * ``actor``: :class:`ActionModel` on ``[s, h]`` (``actor.optimizer``: Adam at the algorithm's ``learning_rate``,
       8e-5);
-    * ``value``: three dense layers of 300 on ``[s, h]`` (``value.optimizer``: Adam at ``value_learning_rate``, 8e-5).
+    * ``value``: :class:`ValueModel` on ``[s, h]`` (``value.optimizer``: Adam at ``value_learning_rate``, 8e-5).
+
+    The sizes and the initialization of the dense heads default to Dreamer's code (github:danijar/dreamer), which
+    produced the paper's scores, not to the paper's text: 400 units, a reward model of 2 layers, a value of 3, an actor
+    of 4, and Keras's initialization (Glorot-uniform weights, an orthogonal GRU recurrent matrix, zero biases) where
+    PyTorch's defaults would differ. ``units=300, layers=3`` builds the heads the paper's appendix A describes (three
+    layers of 300 each); ``weight_init="torch"`` keeps PyTorch's initialization.
 
     :param observation_space: channel-first uint8 frames of 64 x 64 (or 32 x 32)
     :param action_space: Box actions
@@ -155,8 +165,16 @@ class DreamerPolicy(BasePolicy):
     :param deter_size: GRU units (200)
     :param stoch_size: stochastic units (30)
     :param hidden_size: the RSSM's hidden units (200)
-    :param units: units of the dense layers of the reward model, the actor and the value (300)
-    :param layers: their dense layers (3)
+    :param units: units of the dense layers of the reward model, the actor and the value (Dreamer's code: 400; the
+        paper's text: 300)
+    :param reward_layers: the reward model's dense layers (Dreamer's code: 2)
+    :param value_layers: the value's dense layers (Dreamer's code: 3)
+    :param actor_layers: the actor's dense layers (Dreamer's code: 4)
+    :param layers: ``None`` (default): the three counts above; a number: that many layers for all three, replacing
+        them (the paper's text: 3)
+    :param weight_init: ``"keras"`` (default): Dreamer's code's initialization
+        (:func:`~sb3_gaara.dreamer.world_model.keras_initialization_`) of every network; ``"torch"``: PyTorch's defaults
+        (the paper names none)
     :param actor_init_std: the actor's standard deviation before the tanh at initialization (5)
     :param actor_mean_scale: the bound of the actor's mean before the tanh (5)
     :param model_learning_rate: the world model's Adam (6e-4)
@@ -184,8 +202,12 @@ class DreamerPolicy(BasePolicy):
         deter_size: int = 200,
         stoch_size: int = 30,
         hidden_size: int = 200,
-        units: int = 300,
-        layers: int = 3,
+        units: int = 400,
+        reward_layers: int = 2,
+        value_layers: int = 3,
+        actor_layers: int = 4,
+        layers: int | None = None,
+        weight_init: str = "keras",
         actor_init_std: float = INIT_STD,
         actor_mean_scale: float = MEAN_SCALE,
         model_learning_rate: float = 6e-4,
@@ -218,8 +240,22 @@ class DreamerPolicy(BasePolicy):
         self.deter_size = deter_size
         self.stoch_size = stoch_size
         self.hidden_size = hidden_size
+        if weight_init not in WEIGHT_INITS:
+            raise ValueError(
+                f"weight_init must be one of {WEIGHT_INITS} ('keras': Dreamer's code's; 'torch': PyTorch's defaults), "
+                f"got {weight_init!r}."
+            )
+        counts = {"reward_layers": reward_layers, "value_layers": value_layers, "actor_layers": actor_layers, "layers": layers}
+        for name, count in counts.items():
+            if count is not None and (isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0):
+                raise ValueError(f"{name} must be an integer >= 0 (dense layers before the output), got {count!r}.")
         self.units = units
         self.layers = layers
+        # ``layers`` replaces the three counts: the paper's text gives one for all three networks.
+        self.reward_layers = reward_layers if layers is None else layers
+        self.value_layers = value_layers if layers is None else layers
+        self.actor_layers = actor_layers if layers is None else layers
+        self.weight_init = weight_init
         self.actor_init_std = actor_init_std
         self.actor_mean_scale = actor_mean_scale
         self.model_learning_rate = model_learning_rate
@@ -279,13 +315,16 @@ class DreamerPolicy(BasePolicy):
             stoch_size=self.stoch_size,
             hidden_size=self.hidden_size,
             units=self.units,
-            layers=self.layers,
+            reward_layers=self.reward_layers,
         ).to(self.device)
         features_dim = self.world_model.features_dim
         self.actor = ActionModel(
-            features_dim, self.action_dim, self.units, self.layers, self.actor_init_std, self.actor_mean_scale
+            features_dim, self.action_dim, self.units, self.actor_layers, self.actor_init_std, self.actor_mean_scale
         ).to(self.device)
-        self.value = ValueModel(features_dim, self.units, self.layers).to(self.device)
+        self.value = ValueModel(features_dim, self.units, self.value_layers).to(self.device)
+        if self.weight_init == "keras":
+            for part in (self.world_model, self.actor, self.value):
+                keras_initialization_(part)
         self.world_model.optimizer = self.optimizer_class(  # type: ignore[call-arg]
             self.world_model.parameters(), lr=self.model_learning_rate, **self.optimizer_kwargs
         )
@@ -302,7 +341,11 @@ class DreamerPolicy(BasePolicy):
             stoch_size=self.stoch_size,
             hidden_size=self.hidden_size,
             units=self.units,
+            reward_layers=self.reward_layers,
+            value_layers=self.value_layers,
+            actor_layers=self.actor_layers,
             layers=self.layers,
+            weight_init=self.weight_init,
             actor_init_std=self.actor_init_std,
             actor_mean_scale=self.actor_mean_scale,
             model_learning_rate=self.model_learning_rate,

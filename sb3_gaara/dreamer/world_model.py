@@ -17,7 +17,11 @@ The model trains on the ELBO (:func:`model_loss`): ``sum_t [log p(o_t) + log p(r
 nats)]``, the KL clamped below ``free_nats`` (3) on its batch mean as in Dreamer's code. Sizes are Dreamer's appendix
 A: the convolutional encoder and decoder of Ha & Schmidhuber's world models on 64 x 64 frames (depth 32; 32 x 32
 frames, for CPU-scale runs, drop the outermost layer of each), the RSSM's
-200-unit GRU and hidden layers, 30 stochastic units of minimum standard deviation 0.1, ELU activations.
+200-unit GRU and hidden layers, 30 stochastic units of minimum standard deviation 0.1, ELU activations. The reward
+model follows Dreamer's code (github:danijar/dreamer, which produced the published scores) rather than the paper's
+text: two dense layers of 400 (the text says three of 300).
+
+:func:`keras_initialization_` gives the networks the initialization Dreamer's code has (its Keras layers' defaults).
 """
 
 from __future__ import annotations
@@ -214,11 +218,40 @@ def preprocess(frames: th.Tensor) -> th.Tensor:
     return frames.float() / 255.0 - 0.5
 
 
-class DenseHead(nn.Module):
-    """``layers`` dense layers of ``units`` ELUs and a linear output (Dreamer appendix A: three layers of 300 for the
-    reward model, the value and the actor)."""
+def keras_initialization_(module: nn.Module) -> None:
+    """Re-initialize ``module``'s layers in place as Keras initializes them by default, which is what Dreamer's code
+    (TensorFlow 2, Keras layers with no initializer given) trains from; PyTorch's defaults differ (uniform in
+    ``1/sqrt(fan_in)`` for weights *and* biases, Kaiming's ``a = sqrt(5)``).
 
-    def __init__(self, input_dim: int, output_dim: int, units: int = 300, layers: int = 3) -> None:
+    * dense, convolution and transposed-convolution weights: Glorot uniform, ``U(-b, b)`` with
+      ``b = sqrt(6 / (fan_in + fan_out))`` (the fans count the kernel's receptive field, as Keras does);
+    * the GRU's input weights ``weight_ih``: Glorot uniform over the whole ``(3 * hidden, input)`` matrix (Keras's
+      ``kernel`` of shape ``(input, 3 * hidden)``, one draw for the three gates);
+    * the GRU's recurrent weights ``weight_hh``: orthogonal over the whole ``(3 * hidden, hidden)`` matrix. Keras draws
+      its ``recurrent_kernel`` of shape ``(hidden, 3 * hidden)`` as one orthogonal matrix with orthonormal rows;
+      PyTorch's ``weight_hh`` is its transpose (gates reordered), so its columns are orthonormal:
+      ``weight_hh^T weight_hh = I``. The gates' blocks are not each orthogonal; their Gram matrices sum to ``I``;
+    * every bias zero (Keras's ``GRUCell`` with ``reset_after=True``, TensorFlow 2's default, has an input and a
+      recurrent bias, like PyTorch's ``bias_ih`` and ``bias_hh``).
+    """
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+        elif isinstance(layer, nn.GRUCell):
+            nn.init.xavier_uniform_(layer.weight_ih)
+            nn.init.orthogonal_(layer.weight_hh)
+            for bias in (layer.bias_ih, layer.bias_hh):
+                if bias is not None:
+                    nn.init.zeros_(bias)
+
+
+class DenseHead(nn.Module):
+    """``layers`` dense layers of ``units`` ELUs and a linear output: the reward model, the value and the actor.
+    Dreamer's code gives them 400 units and 2, 3 and 4 layers; the paper's appendix A says three layers of 300."""
+
+    def __init__(self, input_dim: int, output_dim: int, units: int = 400, layers: int = 3) -> None:
         super().__init__()
         modules: list[nn.Module] = []
         for index in range(layers):
@@ -312,8 +345,8 @@ class WorldModel(nn.Module):
     :param deter_size: GRU units (200)
     :param stoch_size: stochastic units (30)
     :param hidden_size: the RSSM's hidden units (200)
-    :param units: units of the reward model's dense layers (300)
-    :param layers: the reward model's dense layers (3)
+    :param units: units of the reward model's dense layers (Dreamer's code: 400; the paper's text: 300)
+    :param reward_layers: the reward model's dense layers (Dreamer's code: 2; the paper's text: 3)
     """
 
     optimizer: th.optim.Optimizer
@@ -327,14 +360,14 @@ class WorldModel(nn.Module):
         deter_size: int = 200,
         stoch_size: int = 30,
         hidden_size: int = 200,
-        units: int = 300,
-        layers: int = 3,
+        units: int = 400,
+        reward_layers: int = 2,
     ) -> None:
         super().__init__()
         self.encoder = ConvEncoder(channels, depth, image_size)
         self.rssm = RSSM(action_dim, self.encoder.embed_dim, deter_size, stoch_size, hidden_size)
         self.decoder = ConvDecoder(self.rssm.features_dim, channels, depth, image_size)
-        self.reward_model = DenseHead(self.rssm.features_dim, 1, units, layers)
+        self.reward_model = DenseHead(self.rssm.features_dim, 1, units, reward_layers)
 
     @property
     def features_dim(self) -> int:
