@@ -31,8 +31,8 @@ def test_explicit_tasks_keep_the_cpu_scale_of_the_preset():
         ("gaara", 64, 3, {"image_size": 54, "batch_size": 128}),  # 54 px crops of 64 px renders
         ("sac_ae", 64, 3, {"image_size": 54, "batch_size": 128}),
         ("drq", 54, 3, {"image_size": 54, "batch_size": 128}),  # whole renders at the crop size
-        ("ad10", 54, 3, {"image_size": 54, "batch_size": 128}),
-        ("slac", 64, 1, {"batch_size": 64, "model_batch_size": 16, "learning_starts": 1000}),
+        ("ad10", 54, 3, {"image_size": 54, "batch_size": 64, "stddev_schedule_steps": 200_000}),  # DrQ-v2's "easy"
+        ("slac", 64, 1, {"batch_size": 32, "model_batch_size": 8, "learning_starts": 1000}),
         ("dreamer", 64, 1, {"batch_size": 16, "sequence_length": 32, "learning_starts": 1000}),
     ],
 )
@@ -53,6 +53,8 @@ def test_each_family_runs_the_task_with_its_cpu_settings(agent, render, frame_st
     model_kwargs = task.model_kwargs
     assert {key: model_kwargs[key] for key in settings} == settings
     assert task.frame_stack == frame_stack
+    # DrQ-v2 and Dreamer repeat every action twice; the others run cartpole at PlaNet's repeat (the env's default, 8)
+    assert task.env_kwargs.get("action_repeat") == (2 if agent in ("ad10", "dreamer") else None)
     size = model_kwargs.get("image_size") if AGENTS[agent].render_at_crop_size else task.env_kwargs["height"]
     assert size == render
     # The run's identity records the CPU settings: a run of the papers' settings never resumes from it.

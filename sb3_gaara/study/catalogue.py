@@ -236,21 +236,25 @@ CPU_DMC_MODEL_KWARGS: dict[str, Any] = {"image_size": 54, "batch_size": 128}
 #: DrQ at CPU scale: whole 54 px renders (DrQ observes the whole frame, at the size the GAARA family crops) and batches of
 #: 128 (DrQ: 512, which with K = M = 2 shifted views costs 4x a GAARA update on a CPU).
 DRQ_CPU_DMC_MODEL_KWARGS: dict[str, Any] = {"image_size": 54, "batch_size": 128}
-#: DrQ-v2 and the AD(a, d) variants at CPU scale: whole 54 px renders and batches of 128 (DrQ-v2: 256; 512 on the walker
-#: tasks). Action repeat, n-step returns and the exploration schedule stay DrQ-v2's.
-DRQV2_CPU_DMC_MODEL_KWARGS: dict[str, Any] = {"image_size": 54, "batch_size": 128}
-#: SLAC at CPU scale, on the paper's 64 px frames and networks: batches of 64 sequences for the agent (paper: 256) and 16
+#: DrQ-v2 and the AD(a, d) variants at CPU scale: whole 54 px renders and batches of 64 (DrQ-v2: 256; 512 on the walker
+#: tasks). DrQ-v2 repeats actions twice, so a 24k-step run makes 5000 updates where the agents at cartpole's repeat of 8
+#: make 2000 to 3000: at batch 128 that took ~0.55 s each on one core, ~46 min of updates. Action repeat, n-step returns
+#: and the exploration schedule stay DrQ-v2's.
+DRQV2_CPU_DMC_MODEL_KWARGS: dict[str, Any] = {"image_size": 54, "batch_size": 64}
+#: SLAC at CPU scale, on the paper's 64 px frames and networks: batches of 32 sequences for the agent (paper: 256) and 8
 #: for the model (paper: 32), 1000 random agent steps (paper: 10k, more than a 24k-step run at cartpole's action repeat 8
-#: collects) and 1000 model updates before the first agent update (paper: 100k).
+#: collects) and 500 model updates before the first agent update (paper: 100k). A model and an agent update at batches
+#: of 16 and 64 took ~1.3 s on one core (2000 of them: 43 min); these halve it.
 SLAC_CPU_DMC_MODEL_KWARGS: dict[str, Any] = {
-    "batch_size": 64,
-    "model_batch_size": 16,
+    "batch_size": 32,
+    "model_batch_size": 8,
     "learning_starts": 1000,
-    "model_pretraining_steps": 1000,
+    "model_pretraining_steps": 500,
 }
 #: Dreamer at CPU scale, on the paper's 64 px frames at action repeat 2: 2 seed episodes (paper: 5), batches of 16
-#: sequences of 32 steps (paper: 50 of 50) and networks of half the paper's width (16 conv channels, a GRU of 100, dense
-#: layers of 100 units); 100 updates per 1000 environment steps and every other setting the paper's.
+#: sequences of 32 steps (paper: 50 of 50) and networks of about half the code's width (16 conv channels, a GRU of 100,
+#: dense heads of 100 units with the code's depths and Keras initialisation); 100 updates per 1000 environment steps and
+#: every other setting the paper's. An update took ~0.6 s on one core: 2200 updates in a 24k-step run, ~22 min.
 DREAMER_CPU_DMC_MODEL_KWARGS: dict[str, Any] = {
     "learning_starts": 1000,
     "batch_size": 16,
