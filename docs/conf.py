@@ -20,7 +20,7 @@ version = release
 
 project = "sb3-gaara"
 author = "sb3-gaara developers"
-copyright = "sb3-gaara developers, MIT license"  # noqa: A001 (Sphinx's name)
+copyright = "sb3-gaara developers, MIT license"
 
 extensions = [
     "myst_parser",
@@ -50,5 +50,7 @@ autosummary_generate = False
 
 html_theme = "sphinx_rtd_theme"
 html_title = f"sb3-gaara {release}"
-html_theme_options = {"navigation_depth": 3, "collapse_navigation": False}
+html_theme_options = {"navigation_depth": 2}
+# The classes and functions stay out of the sidebar, which would otherwise list every member of the API on every page.
+toc_object_entries = False
 html_static_path: list[str] = []
