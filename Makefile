@@ -3,6 +3,7 @@
 #                2 CPU cores shows GAARA learning PixelReach from pixels next to the random policy, plus a short
 #                RL Zoo run on dmc-cheetah-run with reconstructions of varied poses (runs/quickstart/first_run.png)
 #   make test    creates .venv if needed, adds the test tools, runs the fast test suite
+#   make docs    builds the documentation site into docs/_build/html, warnings as errors
 # Override e.g. `make train STEPS=5000 ENV=dmc-walker-walk` or `make test PYTEST_ARGS="-k crops"`.
 
 PYTHON ?= python3
@@ -25,7 +26,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= auto
 XDIST := -n $(TEST_WORKERS) --dist loadfile
 
-.PHONY: install install-dev train test test-slow lint clean
+.PHONY: install install-dev train test test-slow lint docs clean
 
 # What training needs: torch, then the package and its dependencies. A plain install: the commands run from the
 # checkout, where Python imports sb3_gaara from the working tree first.
@@ -60,5 +61,9 @@ lint: install-dev
 	$(VENV)/bin/ruff format --check sb3_gaara tests examples scripts
 	$(VENV)/bin/mypy
 
+# The Sphinx site (docs/): every warning (a broken link or anchor, a docstring that is not valid reST) fails the build.
+docs: install-dev
+	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf docs/_build $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -220,6 +220,7 @@ class EnvStepEvalCallback(EvalCallback):
         at :meth:`finish_evaluation`); a stop its callbacks ask for takes effect at the next agent step. Not with
         ``best_model_save_path`` (the model saved would no longer be the one evaluated) nor ``VecNormalize``, and only
         for algorithms that act with their policy's ``predict`` (SB3's ``BaseAlgorithm.predict``)
+
     The other parameters are SB3's ``EvalCallback``'s (``deterministic=True``).
     """
 

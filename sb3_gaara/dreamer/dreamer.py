@@ -110,6 +110,7 @@ class Dreamer(CheckedTraining, DurableSaves, TracksEpisodeStarts):
     :param imagination_log_interval: every this many updates, write replayed frames next to the model's open-loop
         prediction of them for the same actions (5 frames of context) as the TensorBoard image ``train/imagination``
         (only when the logger writes TensorBoard); 0 turns it off
+
     The other parameters are SB3's off-policy ones; ``batch_size`` counts sequences. ``buffer_size`` defaults to 100k
     transitions (1.2 GB of 64 px frames; Dreamer keeps every episode: raise it to the run's length).
     """

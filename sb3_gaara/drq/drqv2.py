@@ -160,10 +160,12 @@ class DrQv2Policy(TD3Policy):
       its optimizer does not hold the convolutions;
     * the **target critic** is an EMA copy of the critic's trunk and Q heads on the *online* convolutions
       (tied, not averaged): DrQ-v2 encodes the next observation with the online encoder, without gradient.
+
     There is no target actor (DrQ-v2 has none), unlike SB3's TD3.
 
     :param image_size: side of the images the convolutions see (84: DrQ-v2 renders 84 px and does not crop)
     :param use_decoder: build SAC+AE's pixel decoder on the critic's latent (``DrQv2(reconstruction=True)``)
+
     Other parameters are SB3's ``TD3Policy``'s; the optimizers are Adam, fused (``optimizer_kwargs={"fused": True}``)
     unless ``optimizer_kwargs`` is given; ``net_arch`` defaults to ``[1024, 1024]`` and the features extractor
     to :class:`DrQv2Encoder` with ``features_dim=50``.
@@ -361,6 +363,7 @@ class DrQv2(CheckedTraining, DurableSaves):
     :param decoder_lr: learning rate of the decoder (1e-3, SAC+AE's)
     :param decoder_latent_lambda: weight of the L2 penalty on the latent code (1e-6, SAC+AE's)
     :param decoder_weight_lambda: weight decay of the decoder (1e-7, SAC+AE's)
+
     The other parameters are SB3's ``OffPolicyAlgorithm``'s (``n_steps`` included), with DrQ-v2's defaults.
 
     DrQv2 stands on SB3's ``OffPolicyAlgorithm``, as TD3 does, rather than on TD3 itself: DrQ-v2 has no target actor,

@@ -54,6 +54,7 @@ class NStepPixelReplayBuffer(AugmentedPixelReplayBuffer):
 
     :param n_steps: number of rewards summed (1: one-step returns, the parent's samples plus ``discounts = gamma``)
     :param gamma: discount factor of the sum and of ``discounts``
+
     The other parameters are :class:`~sb3_gaara.common.buffers.AugmentedPixelReplayBuffer`'s; SB3's
     ``optimize_memory_usage`` is not supported (neither is it by SB3's ``NStepReplayBuffer``).
     """

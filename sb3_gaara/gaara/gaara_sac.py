@@ -137,6 +137,7 @@ class GAARASAC(CheckedTraining, EnvStepOverlap, DurableSaves, SAC):
         when larger)
     :param q_augmentations: DrQ's ``M``: the critic's loss is the mean of its losses on this many shifted
         views of the observation (1; needs ``augmentation`` when larger); the actor reads the first view
+
     The remaining parameters are SB3's ``SAC``'s.
     """
 

@@ -170,6 +170,7 @@ class GAARAPolicy(SACPolicy):
         actions; as an action saturates the clamped log-probability falls below the density, which overstates the
         entropy the temperature and the target see (per dimension by 1e-4 nats at ``|u| = 3``, 0.04 at 6, 2.9 at 9,
         8.8 at 12).
+
     Other parameters are SB3's ``SACPolicy``'s; ``net_arch`` defaults to ``[1024, 1024]`` and the features
     extractor to :class:`PixelEncoder` with ``features_dim=50``.
     """

@@ -110,6 +110,7 @@ class SLAC(CheckedTraining, DurableSaves, TracksEpisodeStarts, SAC):
     :param reconstruction_log_interval: every this many model updates, write a replayed sequence and the decoder's
         reconstruction of it as the TensorBoard image ``train/reconstructions`` (only when the logger writes TensorBoard:
         ``tensorboard_log=...``); 0 turns it off
+
     The other parameters are SB3's ``SAC``'s, with the paper's defaults (``batch_size`` is the agent's batch of
     sequences). ``buffer_size`` defaults to 100k transitions (the PyTorch port's; 1.2 GB of 64 px frames).
     """
