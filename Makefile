@@ -26,7 +26,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= auto
 XDIST := -n $(TEST_WORKERS) --dist loadfile
 
-.PHONY: install install-dev train test test-slow lint docs clean
+.PHONY: install install-dev train test test-slow lint docs publish-cpu-dmc results-cpu-dmc clean
 
 # What training needs: torch, then the package and its dependencies. A plain install: the commands run from the
 # checkout, where Python imports sb3_gaara from the working tree first.
@@ -62,6 +62,15 @@ lint: install-dev
 	$(VENV)/bin/mypy
 
 # The Sphinx site (docs/): every warning (a broken link or anchor, a docstring that is not valid reST) fails the build.
+# The CPU-scale DMC study's committed results (docs/results/cpu-dmc): publish-cpu-dmc copies the runs' small records
+# from the study's folder, results-cpu-dmc rewrites results.md, curves.csv and the PNGs from them and the README's table.
+CPU_DMC_RUNS ?= runs/cpu-dmc
+publish-cpu-dmc: install
+	$(PY) scripts/publish_study.py $(CPU_DMC_RUNS) docs/results/cpu-dmc
+
+results-cpu-dmc: install
+	$(PY) -m sb3_gaara.study --preset cpu-dmc --report-only --out docs/results/cpu-dmc --embed-in README.md
+
 docs: install-dev
 	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 

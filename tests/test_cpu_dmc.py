@@ -122,3 +122,40 @@ def test_results_md_gets_the_margin_table_and_the_readme_embeds_it(tmp_path):
     assert "| GAARA | 160±10 (n=2) [+4.2 SE] |" in embedded
     with pytest.raises(ValueError, match="add the two markers"):
         embed_margin_table(written["results"], curves)
+
+
+def test_publish_copies_the_small_records_only_and_the_report_regenerates_from_them(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("publish_study", Path(__file__).parents[1] / "scripts" / "publish_study.py")
+    assert spec is not None and spec.loader is not None
+    publish_study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(publish_study)
+    source = tmp_path / "runs_out"
+    run = source / "runs" / "cartpole_swingup" / "gaara" / "seed_0"
+    (run / "ckpt_000004000").mkdir(parents=True)
+    (run / "ckpt_000004000" / "model.zip").write_bytes(b"heavy")
+    (run / "logs").mkdir()
+    for name in ("config.json", "done.json", "sessions.jsonl", "final_model.zip", "checkpoint.json", "progress.json"):
+        (run / name).write_text("{}")
+    (run / "curve.csv").write_text("step,episode,episode_reward,env,seed,agent,std\n0,0,20.0,cartpole_swingup,0,GAARA,0\n")
+    random = source / "runs" / "cartpole_swingup" / "random"
+    random.mkdir(parents=True)
+    (random / "baseline.json").write_text(
+        '{"env": "cartpole_swingup", "agent": "Random", "mean": 100.0, "std": 40.0, "episodes": 16}'
+    )
+    destination = tmp_path / "docs"
+    written = publish_study.publish(source, destination)
+    kept = sorted(str(path.relative_to(destination)) for path in written)
+    assert kept == [
+        "runs/cartpole_swingup/gaara/seed_0/config.json",
+        "runs/cartpole_swingup/gaara/seed_0/curve.csv",
+        "runs/cartpole_swingup/gaara/seed_0/done.json",
+        "runs/cartpole_swingup/gaara/seed_0/sessions.jsonl",
+        "runs/cartpole_swingup/random/baseline.json",
+    ]
+    from sb3_gaara.study.report import write_reports
+
+    reports = write_reports(destination, [0], 4000, bootstrap_reps=20)
+    assert "| GAARA | 20.0±0.0 (n=1) [-8.0 SE] |" in reports["results"].read_text()  # (20 - 100) / (40 / 4)
