@@ -868,8 +868,8 @@ def test_zoo_dreamer_trains_on_64_px_single_frames_at_action_repeat_2_evaluates_
     assert "'frame_stack': 1, 'height': 64, 'width': 64, 'action_repeat': 2" in result.stdout
     run = tmp_path / "logs" / "dreamer" / "dmc-walker-walk_1"
     model = Dreamer.load(run / "dmc-walker-walk.zip", device="cpu")
-    # 2 updates per 10 agent steps collected, after the 10 random ones: at steps 20 and 30
-    assert model.observation_space.shape == (3, 64, 64) and model._n_updates == 4 and model.planner == "actor"
+    # 2 updates per 10 agent steps collected: at the end of the 10 random ones (as Dreamer's code), then at 20 and 30
+    assert model.observation_space.shape == (3, 64, 64) and model._n_updates == 6 and model.planner == "actor"
     assert (model.batch_size, model.sequence_length, model.imagination_horizon) == (2, 8, 3)
     # the protocol's evaluation acted with the filtered latent state (SB3's recurrent state) through whole episodes
     data = np.load(run / "evaluations.npz")
