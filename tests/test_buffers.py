@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from conftest import FakeImageEnv, tiny_model
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
@@ -445,3 +446,25 @@ def test_clear_errors():
     normalize = VecNormalize(make_vec_env(2, 3), norm_obs=True, norm_reward=False)
     with pytest.raises(ValueError, match="norm_obs=False"):
         buffer.sample(2, env=normalize)
+
+
+class _GrayscaleStackEnv(FakeImageEnv):
+    """Three stacked grayscale frames: 3 channels that the channel count alone would read as one RGB frame."""
+
+    frame_stack = 3
+
+
+@pytest.mark.parametrize("algorithm_name", ["GAARASAC", "DrQv2"])
+def test_the_replay_buffer_takes_the_frame_stack_the_env_says(algorithm_name):
+    import sb3_gaara
+    from sb3_gaara.common.env_steps import get_frame_stack
+
+    algorithm = getattr(sb3_gaara, algorithm_name)
+    env = _GrayscaleStackEnv(spaces.Box(0, 255, (3, 20, 20), dtype=np.uint8))
+    assert get_frame_stack(env) == 3 and get_frame_stack(FakeImageEnv()) is None
+    model = tiny_model(algorithm, env=env)
+    assert model.replay_buffer.frame_stack == 3 and model.replay_buffer.frame_shape == (1, 20, 20)
+    # without the env's word, the channels decide: one RGB frame
+    assert (
+        tiny_model(algorithm, env=FakeImageEnv(spaces.Box(0, 255, (3, 20, 20), dtype=np.uint8))).replay_buffer.frame_stack == 1
+    )

@@ -117,10 +117,69 @@ FINGERPRINTS: dict[str, dict[str, str]] = {
     "rl_zoo3.train.train": {
         "2.9.2": "1c095c259c35221a17db662f7553597cb113c2a9fa76adcc9a8243793dfaa401",
     },
+    "stable_baselines3.td3.td3.TD3.train": {
+        "2.9.2": "b35b153c1484661726601552554d0bb89caaf963f7e67948275445e5e9db3fad",
+    },
+    "stable_baselines3.td3.policies.TD3Policy._build": {
+        "2.9.2": "1d9b577b26368876ee448a75bc868428a725f005b618160922655f1faaa6f494",
+    },
+    "stable_baselines3.td3.policies.TD3Policy.make_critic": {
+        "2.9.2": "e01b4287c555163c30c75c43aa525e9263ddc25dc312479e21f717bbd1698df4",
+    },
+    "stable_baselines3.sac.sac.SAC._setup_model": {
+        "2.9.2": "664f5f553c9805879694f82fb7f017139236971ae9bed926039fc41a29c10217",
+    },
+    "stable_baselines3.common.policies.BasePolicy.predict": {
+        "2.9.2": "aef56607dba4b0183c0dbc943691db74a75d31770f1ed34cc541b50f40ab6cbb",
+    },
+    "stable_baselines3.common.distributions.SquashedDiagGaussianDistribution.log_prob": {
+        "2.9.2": "766d6c04e9967f99fd9746422af7872e946e3ba94d7411240d35c6ef92ab0e9b",
+    },
+    "stable_baselines3.sac.policies.Actor.get_action_dist_params": {
+        "2.9.2": "9412182c58c125630e4ceec9c5a9590e672f4c940235b76f5f0992d690290a02",
+    },
+    "stable_baselines3.sac.policies.SACPolicy._build": {
+        "2.9.2": "54914727f3280c80ce9d531ddd7955cca5d077b9214210a94aa6329ead60b80c",
+    },
+    "stable_baselines3.sac.policies.SACPolicy.make_actor": {
+        "2.9.2": "e26e0941402634b91634d3d0862c09255e95796fac619be05f9555be9087a4f6",
+    },
+    "stable_baselines3.sac.policies.SACPolicy.make_critic": {
+        "2.9.2": "e01b4287c555163c30c75c43aa525e9263ddc25dc312479e21f717bbd1698df4",
+    },
 }
 
 #: what in sb3-gaara follows each guarded function: what to re-read when its fingerprint changes
 OUR_CODE: dict[str, str] = {
+    "stable_baselines3.td3.td3.TD3.train": (
+        "sb3_gaara.drq.drqv2.DrQv2.train and DrQv2._gradient_step (TD3's loop: training mode, the learning rates from "
+        "the schedule, one sample and one update per gradient step; the update is DrQ-v2's, with the documented "
+        "differences)"
+    ),
+    "stable_baselines3.td3.policies.TD3Policy._build": (
+        "sb3_gaara.drq.drqv2.DrQv2Policy._build (the actor and critic on tied encoders, no target actor)"
+    ),
+    "stable_baselines3.td3.policies.TD3Policy.make_critic": ("sb3_gaara.drq.drqv2.DrQv2Policy.make_critic"),
+    "stable_baselines3.sac.sac.SAC._setup_model": (
+        "sb3_gaara.slac.slac.SLAC._setup_model and sb3_gaara.gaara.gaara_sac.GAARASAC._setup_model (both call it, then "
+        "replace parts of what it built: the temperature's optimizer, the buffer's arguments)"
+    ),
+    "stable_baselines3.common.policies.BasePolicy.predict": (
+        "sb3_gaara.slac.policies.SLACPolicy.predict and sb3_gaara.dreamer.policies.DreamerPolicy.predict (SB3's "
+        "recurrent contract: state and episode_start, the same scaling and clipping of actions)"
+    ),
+    "stable_baselines3.common.distributions.SquashedDiagGaussianDistribution.log_prob": (
+        "sb3_gaara.gaara.policies.ExactSquashedDiagGaussianDistribution (DrQ's exact tanh log-determinant in place of "
+        "this clamped one, which GAARA, SAC+AE and CURL keep)"
+    ),
+    "stable_baselines3.sac.policies.Actor.get_action_dist_params": (
+        "sb3_gaara.gaara.policies.GAARAActor (SAC+AE's tanh-squashed log-std in [-10, 2] where SB3 clamps)"
+    ),
+    "stable_baselines3.sac.policies.SACPolicy._build": (
+        "sb3_gaara.gaara.policies.GAARAPolicy._build (tied encoders, the decoder and the comparison module)"
+    ),
+    "stable_baselines3.sac.policies.SACPolicy.make_actor": ("sb3_gaara.gaara.policies.GAARAPolicy.make_actor"),
+    "stable_baselines3.sac.policies.SACPolicy.make_critic": ("sb3_gaara.gaara.policies.GAARAPolicy.make_critic"),
     "stable_baselines3.sac.sac.SAC.train": (
         "sb3_gaara.gaara.gaara_sac.GAARASAC.train and GAARASAC._gradient_step (same line order, with the documented "
         "differences: SAC+AE's update cadence, the auxiliary losses, the detached encoder features), and "

@@ -1,4 +1,5 @@
-"""Environment steps: the papers' x-axis, counted in one place.
+"""Environment steps: the papers' x-axis, counted in one place; and the other fact an algorithm reads from its env
+once, the frames per observation.
 
 SAC+AE, CURL, DrQ and SAC+GAARA count *environment steps*: simulator steps after action repeat. SB3 and
 the RL Zoo count *agent steps* (``model.num_timesteps``, one per ``env.step`` call and parallel env). On
@@ -39,3 +40,27 @@ def get_action_repeat(env: gym.Env | VecEnv) -> int:
         return int(env.get_wrapper_attr("action_repeat"))
     except AttributeError:
         return 1
+
+
+def get_frame_stack(env: gym.Env | VecEnv | None) -> int | None:
+    """Frames per observation that ``env`` stacks: its ``frame_stack`` attribute (the ``dmc-*`` and PixelReach envs'
+    keyword), looking through gymnasium and SB3 wrappers; ``None`` when it has none (or there is no env), where the
+    replay buffer infers it from the channels.
+
+    The env is the one owner of this number: the algorithms read it here, once, and hand it to their replay buffer,
+    whose frame store keeps each frame once (a buffer told 1 frame of 3 channels where the env stacks 3 grayscale
+    frames would store every stack whole).
+    """
+    if env is None:
+        return None
+    if isinstance(env, VecEnv):
+        if not env.has_attr("frame_stack"):
+            return None
+        values = {int(value) for value in env.get_attr("frame_stack")}
+        if len(values) != 1:
+            raise ValueError(f"The sub-environments stack different numbers of frames {sorted(values)}; give them one.")
+        return values.pop()
+    try:
+        return int(env.get_wrapper_attr("frame_stack"))
+    except AttributeError:
+        return None

@@ -34,7 +34,7 @@ from torch import nn
 
 from sb3_gaara.common.buffers import AugmentedReplayBufferSamples
 from sb3_gaara.common.crops import random_shift
-from sb3_gaara.common.env_steps import env_steps, get_action_repeat
+from sb3_gaara.common.env_steps import env_steps, get_action_repeat, get_frame_stack
 from sb3_gaara.common.losses import preprocess_reconstruction_target, reconstruction_loss
 from sb3_gaara.common.preprocessing import (
     check_continuous_action_space,
@@ -531,7 +531,12 @@ class DrQv2(CheckedTraining, DurableSaves):
                     f"replay_buffer_kwargs[{key!r}]={self.replay_buffer_kwargs[key]!r} contradicts the model's {key}="
                     f"{expected!r}; set {key} on DrQv2, not in replay_buffer_kwargs."
                 )
-        self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, **decided}
+        frame_stack = get_frame_stack(self.env)
+        self.replay_buffer_kwargs = {
+            **({} if frame_stack is None else {"frame_stack": frame_stack}),
+            **self.replay_buffer_kwargs,
+            **decided,
+        }
         policy_decided = {"image_size": self.image_size, "use_decoder": bool(self.reconstruction)}
         self.policy_kwargs = {**policy_decided, **self.policy_kwargs}  # a copy: the caller's dict stays as it was
         for key, expected in policy_decided.items():

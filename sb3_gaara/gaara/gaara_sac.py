@@ -22,6 +22,7 @@ from torch import nn
 
 from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer, AugmentedReplayBufferSamples, SampledTransitions
 from sb3_gaara.common.crops import random_shift
+from sb3_gaara.common.env_steps import get_frame_stack
 from sb3_gaara.common.losses import anneal_comparison_lambda
 from sb3_gaara.common.preprocessing import (
     check_continuous_action_space,
@@ -377,10 +378,12 @@ class GAARASAC(CheckedTraining, EnvStepOverlap, DurableSaves, SAC):
         if graphs:
             self._check_cuda_graph_settings()
         if issubclass(self.replay_buffer_class, AugmentedPixelReplayBuffer):
+            frame_stack = get_frame_stack(self.env)
             self.replay_buffer_kwargs = {
                 "image_size": self.image_size,
                 "anchor_crop": variant.anchor_crop,
                 **({"storage_device": "auto"} if graphs else {}),
+                **({} if frame_stack is None else {"frame_stack": frame_stack}),
                 **self.replay_buffer_kwargs,
             }
         self.policy_kwargs = {
