@@ -15,7 +15,7 @@ from sb3_gaara._compat import (
 from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer, AugmentedReplayBufferSamples
 from sb3_gaara.common.crops import random_shift
 from sb3_gaara.common.preprocessing import SingleFrameWarning
-from sb3_gaara.common.torch_layers import ComparisonModule, PixelDecoder, PixelEncoder
+from sb3_gaara.common.torch_layers import PixelDecoder, PixelEncoder
 from sb3_gaara.dreamer import Dreamer, DreamerPolicy, cem_plan, evaluate_planners, lambda_returns
 from sb3_gaara.drq import AD_VARIANTS, DrQ, DrQv2, DrQv2Policy, NStepPixelReplayBuffer
 from sb3_gaara.envs import register_dmc_envs
@@ -28,6 +28,7 @@ from sb3_gaara.gaara.auxiliary_losses import (
     JointLoss,
     ReconstructionLoss,
 )
+from sb3_gaara.gaara.comparison import ComparisonModule
 from sb3_gaara.gaara.gaara_sac import CURLSAC, GAARASAC, SACAE
 from sb3_gaara.gaara.policies import CnnPolicy, GAARAPolicy
 from sb3_gaara.gaara.variants import VARIANTS

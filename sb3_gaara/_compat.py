@@ -1,9 +1,10 @@
 """Names and module paths of earlier versions, kept importable and unpicklable; canonical code never imports this.
 
 Saved models and replay buffers pickle the import paths of their classes, and users' scripts import the old names, so
-every module that moved keeps its old path as an alias of the same module object, and every renamed class keeps its
-old name as an attribute of the module it now lives in. :mod:`sb3_gaara` imports this module once, for these side
-effects, and re-exports the old names it lists in ``__all__``.
+every module that moved keeps its old path as an alias of the same module object, every renamed class keeps its old
+name as an attribute of the module it now lives in, and every name that moved stays reachable from its old module.
+:mod:`sb3_gaara` imports this module once, for these side effects, and re-exports the old names it lists in
+``__all__``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-from sb3_gaara.gaara import auxiliary_losses
+from sb3_gaara.common import losses, torch_layers
+from sb3_gaara.gaara import auxiliary_losses, comparison
 from sb3_gaara.gaara.auxiliary_losses import (
     AuxiliaryLoss,
     ComparisonLoss,
@@ -52,6 +54,16 @@ RENAMED_CLASSES = {
 }
 
 
+#: names that moved from one module to another: (old module, name) -> the module they live in now (GAARA's comparison
+#: left ``common/``, which no longer holds what one family alone uses)
+MOVED_NAMES = {
+    (losses, "comparison_logits"): comparison,
+    (losses, "info_nce_loss"): comparison,
+    (losses, "anneal_comparison_lambda"): comparison,
+    (torch_layers, "ComparisonModule"): comparison,
+}
+
+
 def install() -> None:
     """Make every old module path an alias of its module (``sys.modules`` and the parent package's attribute), and
     every old class name an attribute of the module the class lives in (a pickle of sb3-gaara 0.1 names
@@ -62,6 +74,8 @@ def install() -> None:
         setattr(importlib.import_module(parent), name, module)
     for name, cls in RENAMED_CLASSES.items():
         setattr(auxiliary_losses, name, cls)
+    for (module, name), home in MOVED_NAMES.items():
+        setattr(module, name, getattr(home, name))
 
 
 __all__ = [

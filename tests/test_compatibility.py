@@ -33,6 +33,8 @@ def test_old_class_names_are_the_new_classes_and_canonical_code_never_imports_th
 
     for name, cls in _compat.RENAMED_CLASSES.items():
         assert getattr(auxiliary_losses, name) is cls is getattr(sb3_gaara, name)
+    for (module, name), home in _compat.MOVED_NAMES.items():  # e.g. sb3_gaara.common.losses.info_nce_loss
+        assert getattr(module, name) is getattr(home, name)
     package = Path(sb3_gaara.__file__).parent
     for path in package.rglob("*.py"):
         if path.name in ("_compat.py", "__init__.py") and path.parent == package:
@@ -40,6 +42,8 @@ def test_old_class_names_are_the_new_classes_and_canonical_code_never_imports_th
         text = path.read_text()
         assert "sb3_gaara._compat" not in text and "import _compat" not in text, path
         assert not any(name in text for name in _compat.RENAMED_CLASSES), path
+        for (module, name), _ in _compat.MOVED_NAMES.items():
+            assert f"from {module.__name__} import {name}" not in text, path
 
 
 def test_a_model_and_replay_buffer_saved_by_0_1_load_act_and_train():

@@ -9,7 +9,8 @@ from gymnasium import spaces
 from torch import nn
 
 from sb3_gaara.common.crops import center_crop
-from sb3_gaara.common.torch_layers import ComparisonModule, PixelDecoder, PixelEncoder, conv_output_size, weight_init
+from sb3_gaara.common.torch_layers import PixelDecoder, PixelEncoder, conv_output_size, weight_init
+from sb3_gaara.gaara.comparison import ComparisonModule
 
 
 def image_space(channels: int, size: int) -> spaces.Box:

@@ -7,13 +7,8 @@ import math
 import pytest
 import torch as th
 
-from sb3_gaara.common.losses import (
-    anneal_comparison_lambda,
-    comparison_logits,
-    info_nce_loss,
-    preprocess_reconstruction_target,
-    reconstruction_loss,
-)
+from sb3_gaara.common.losses import preprocess_reconstruction_target, reconstruction_loss
+from sb3_gaara.gaara.comparison import anneal_comparison_lambda, comparison_logits, info_nce_loss
 
 
 def test_five_bit_target_floor_part_with_isolated_noise():

@@ -29,7 +29,7 @@ from gymnasium import spaces
 import sb3_gaara.gaara.auxiliary_losses as callbacks_module
 from sb3_gaara import GAARASAC, AugmentedPixelReplayBuffer
 from sb3_gaara.common.buffers import ZERO_SLOT
-from sb3_gaara.common.losses import anneal_comparison_lambda
+from sb3_gaara.gaara.comparison import anneal_comparison_lambda
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent

@@ -1,7 +1,8 @@
-"""The auxiliary losses of SAC+GAARA as small pure functions.
+"""The reconstruction loss that several families share (SAC+AE's regularized autoencoder: GAARA's decoder, the AD(a, 1)
+variants' decoder), as small pure functions.
 
-Each function takes tensors and returns a scalar loss (or the tensor it builds on), with no module
-state, so that tests can check it against values computed by hand.
+Each function takes tensors and returns a scalar loss (or the tensor it builds on), with no module state, so that tests
+can check it against values computed by hand. GAARA's comparison loss lives in :mod:`sb3_gaara.gaara.comparison`.
 """
 
 from __future__ import annotations
@@ -52,33 +53,3 @@ def reconstruction_loss(
     """
     latent_penalty = (0.5 * latent.pow(2).sum(dim=1)).mean()
     return F.mse_loss(reconstruction, target) + decoder_latent_lambda * latent_penalty
-
-
-def comparison_logits(z_anchor: th.Tensor, z_positive: th.Tensor, weight: th.Tensor) -> th.Tensor:
-    """Bilinear similarities ``z_a W z_pos^T`` (SAC+GAARA eq. 6), each row shifted by its maximum.
-
-    Subtracting the row maximum leaves the softmax unchanged and keeps ``exp`` from overflowing
-    (CURL's ``compute_logits``).
-
-    :param z_anchor: ``(B, D)`` anchor codes (online encoder, with gradient)
-    :param z_positive: ``(B, D)`` positive codes (target encoder, no gradient)
-    :param weight: ``(D, D)`` learnable matrix ``W``
-    :return: ``(B, B)`` logits; the positive of row ``i`` is column ``i``
-    """
-    logits = z_anchor @ weight @ z_positive.T
-    return logits - logits.max(dim=1, keepdim=True).values
-
-
-def info_nce_loss(logits: th.Tensor) -> th.Tensor:
-    """InfoNCE (eq. 2): cross-entropy of each row against its diagonal entry, the other rows being negatives."""
-    labels = th.arange(logits.shape[0], device=logits.device)
-    return F.cross_entropy(logits, labels)
-
-
-def anneal_comparison_lambda(current: float, decay: float, minimum: float) -> float:
-    """One annealing step of the comparison weight (SAC+GAARA §4.4): ``max(minimum, current - decay)``.
-
-    Algorithm 1 line 8 of the paper prints the assignment ``alpha = 1e-6``; its text and code mean a
-    decrement by ``1e-6`` per comparison update, floored at ``minimum``.
-    """
-    return max(minimum, current - decay)

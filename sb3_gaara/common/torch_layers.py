@@ -11,7 +11,6 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from sb3_gaara.common.crops import center_crop
-from sb3_gaara.common.losses import comparison_logits
 
 
 def weight_init(module: nn.Module) -> None:
@@ -238,18 +237,3 @@ class PixelDecoder(nn.Module):
             return self.deconvs(h)
         with th.autocast(device_type=h.device.type, dtype=self.conv_dtype):
             return self.deconvs(h).float()
-
-
-class ComparisonModule(nn.Module):
-    """The comparison module of SAC+GAARA §4.2: a learnable bilinear similarity ``q^T W k``.
-
-    ``W`` starts uniform in ``[0, 1)``, as in CURL; the logits are computed by
-    :func:`sb3_gaara.common.losses.comparison_logits`.
-    """
-
-    def __init__(self, features_dim: int = 50) -> None:
-        super().__init__()
-        self.W = nn.Parameter(th.rand(features_dim, features_dim))
-
-    def forward(self, z_anchor: th.Tensor, z_positive: th.Tensor) -> th.Tensor:
-        return comparison_logits(z_anchor, z_positive, self.W)

@@ -24,12 +24,8 @@ import torch as th
 import torch.nn.functional as F
 from torch import nn
 
-from sb3_gaara.common.losses import (
-    comparison_logits,
-    info_nce_loss,
-    preprocess_reconstruction_target,
-    reconstruction_loss,
-)
+from sb3_gaara.common.losses import preprocess_reconstruction_target, reconstruction_loss
+from sb3_gaara.gaara.comparison import comparison_logits, info_nce_loss
 
 if TYPE_CHECKING:
     from sb3_gaara.common.torch_layers import PixelDecoder, PixelEncoder

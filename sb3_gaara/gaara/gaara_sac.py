@@ -23,7 +23,6 @@ from torch import nn
 from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer, AugmentedReplayBufferSamples, SampledTransitions
 from sb3_gaara.common.crops import random_shift
 from sb3_gaara.common.env_steps import get_frame_stack
-from sb3_gaara.common.losses import anneal_comparison_lambda
 from sb3_gaara.common.preprocessing import (
     check_continuous_action_space,
     check_pixel_observation_space,
@@ -32,6 +31,7 @@ from sb3_gaara.common.preprocessing import (
 from sb3_gaara.common.saving import DurableSaves
 from sb3_gaara.common.training import CheckedTraining, Metrics
 from sb3_gaara.gaara.auxiliary_losses import AuxiliaryBatch, AuxiliaryLoss, AuxiliarySettings
+from sb3_gaara.gaara.comparison import anneal_comparison_lambda
 from sb3_gaara.gaara.cuda_graphs import GraphedGradientStep
 from sb3_gaara.gaara.overlap import EarlyUpdate, EnvStepOverlap
 from sb3_gaara.gaara.policies import CnnPolicy, GAARAActor, GAARACritic, GAARAPolicy

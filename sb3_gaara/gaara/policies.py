@@ -23,13 +23,13 @@ from stable_baselines3.sac.policies import Actor, SACPolicy
 from torch import nn
 
 from sb3_gaara.common.torch_layers import (
-    ComparisonModule,
     PixelDecoder,
     PixelEncoder,
     orthogonal_weight_init,
     tied_encoder_kwargs,
     weight_init,
 )
+from sb3_gaara.gaara.comparison import ComparisonModule
 
 #: ``conv_dtype`` names of :class:`GAARAPolicy` and the autocast dtype of each (``None``: no autocast)
 CONV_DTYPES: dict[str, th.dtype | None] = {"float32": None, "bfloat16": th.bfloat16}
