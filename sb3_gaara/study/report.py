@@ -403,7 +403,8 @@ def margin_markdown(
         "## Margin over the random policy",
         "",
         "Mean ± standard error over seeds (n: seeds), and in brackets how many standard errors the mean lies above the "
-        "random policy's (its error over its episodes included).",
+        "random policy's (its error over its episodes included; with one seed there is no spread over seeds to count, so "
+        "that margin counts the random policy's error alone).",
         "",
         MARGIN_TABLE_BEGIN,
     ]
