@@ -26,7 +26,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= auto
 XDIST := -n $(TEST_WORKERS) --dist loadfile
 
-.PHONY: install install-dev train test test-slow lint docs publish-cpu-dmc results-cpu-dmc clean
+.PHONY: install install-dev train test test-slow lint docs study-cpu-dmc publish-cpu-dmc results-cpu-dmc clean
 
 # What training needs: torch, then the package and its dependencies. A plain install: the commands run from the
 # checkout, where Python imports sb3_gaara from the working tree first.
@@ -64,7 +64,14 @@ lint: install-dev
 # The Sphinx site (docs/): every warning (a broken link or anchor, a docstring that is not valid reST) fails the build.
 # The CPU-scale DMC study's committed results (docs/results/cpu-dmc): publish-cpu-dmc copies the runs' small records
 # from the study's folder, results-cpu-dmc rewrites results.md, curves.csv and the PNGs from them and the README's table.
+# study-cpu-dmc runs (or resumes) the study for CPU_DMC_TIME seconds, seeding a fresh folder with the committed records
+# so that finished runs are skipped.
 CPU_DMC_RUNS ?= runs/cpu-dmc
+CPU_DMC_TIME ?= 3000
+study-cpu-dmc: install
+	[ -d $(CPU_DMC_RUNS)/runs ] || (mkdir -p $(CPU_DMC_RUNS) && cp -r docs/results/cpu-dmc/runs $(CPU_DMC_RUNS)/)
+	$(PY) -m sb3_gaara.study --preset cpu-dmc --out $(CPU_DMC_RUNS) --time-limit $(CPU_DMC_TIME)
+
 publish-cpu-dmc: install
 	$(PY) scripts/publish_study.py $(CPU_DMC_RUNS) docs/results/cpu-dmc
 
