@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch as th
 
-from sb3_gaara.common.buffers import SampledTransitions
+from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer, SampledTransitions
 
 if TYPE_CHECKING:
     from sb3_gaara.gaara.gaara_sac import GAARASAC, UpdatePhase
@@ -228,3 +228,31 @@ class GraphedGradientStep:
         self._warm.clear()
         self._signature = None
         self._static = None
+
+
+def check_cuda_graph_settings(model: GAARASAC) -> None:
+    """Reject settings of ``model`` that a CUDA graph cannot hold, naming the fix (at set-up, where graphs will be
+    used)."""
+    if model.skip_nonfinite_updates:
+        raise ValueError(
+            "skip_nonfinite_updates=True reads every loss on the host before applying it, which a CUDA graph cannot "
+            "do: use cuda_graphs=False with it, or keep the default skip_nonfinite_updates=False (training then stops "
+            "with an error at the first non-finite loss)."
+        )
+    if not model.policy_kwargs.get("fused_optimizers", True):
+        raise ValueError(
+            "cuda_graphs=True needs the fused Adam optimizers (policy_kwargs fused_optimizers=True, the default): "
+            "the unfused ones compute differently when made capturable. Drop fused_optimizers=False."
+        )
+    assert model.replay_buffer_class is not None
+    if not issubclass(model.replay_buffer_class, AugmentedPixelReplayBuffer):
+        raise ValueError(
+            f"cuda_graphs=True samples through AugmentedPixelReplayBuffer.sample_transitions, but replay_buffer_class is "
+            f"{model.replay_buffer_class.__name__}: subclass AugmentedPixelReplayBuffer, or use cuda_graphs=False."
+        )
+    storage = model.replay_buffer_kwargs.get("storage_device", "auto")
+    if storage is None or (storage != "auto" and th.device(storage).type != model.device.type):
+        raise ValueError(
+            f"cuda_graphs=True crops on the GPU from frames kept there, but replay_buffer_kwargs sets "
+            f"storage_device={storage!r}: remove it (the default is the model's device) or set it to 'auto'."
+        )

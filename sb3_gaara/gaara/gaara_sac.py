@@ -32,7 +32,7 @@ from sb3_gaara.common.saving import DurableSaves
 from sb3_gaara.common.training import CheckedTraining, Metrics
 from sb3_gaara.gaara.auxiliary_losses import AuxiliaryBatch, AuxiliaryLoss, AuxiliarySettings
 from sb3_gaara.gaara.comparison import anneal_comparison_lambda
-from sb3_gaara.gaara.cuda_graphs import GraphedGradientStep
+from sb3_gaara.gaara.cuda_graphs import GraphedGradientStep, check_cuda_graph_settings
 from sb3_gaara.gaara.overlap import EarlyUpdate, EnvStepOverlap
 from sb3_gaara.gaara.policies import CnnPolicy, GAARAActor, GAARACritic, GAARAPolicy
 from sb3_gaara.gaara.variants import VARIANTS
@@ -376,7 +376,7 @@ class GAARASAC(CheckedTraining, EnvStepOverlap, DurableSaves, SAC):
             self.replay_buffer_class = AugmentedPixelReplayBuffer
         graphs = self._uses_cuda_graphs()
         if graphs:
-            self._check_cuda_graph_settings()
+            check_cuda_graph_settings(self)
         if issubclass(self.replay_buffer_class, AugmentedPixelReplayBuffer):
             frame_stack = get_frame_stack(self.env)
             self.replay_buffer_kwargs = {
@@ -431,32 +431,6 @@ class GAARASAC(CheckedTraining, EnvStepOverlap, DurableSaves, SAC):
     def _uses_cuda_graphs(self) -> bool:
         """Whether the update runs as CUDA graphs: ``cuda_graphs`` on a CUDA device."""
         return bool(self.cuda_graphs) and self.device.type == "cuda"
-
-    def _check_cuda_graph_settings(self) -> None:
-        """Reject settings a CUDA graph cannot hold, naming the fix."""
-        if self.skip_nonfinite_updates:
-            raise ValueError(
-                "skip_nonfinite_updates=True reads every loss on the host before applying it, which a CUDA graph cannot "
-                "do: use cuda_graphs=False with it, or keep the default skip_nonfinite_updates=False (training then stops "
-                "with an error at the first non-finite loss)."
-            )
-        if not self.policy_kwargs.get("fused_optimizers", True):
-            raise ValueError(
-                "cuda_graphs=True needs the fused Adam optimizers (policy_kwargs fused_optimizers=True, the default): "
-                "the unfused ones compute differently when made capturable. Drop fused_optimizers=False."
-            )
-        assert self.replay_buffer_class is not None
-        if not issubclass(self.replay_buffer_class, AugmentedPixelReplayBuffer):
-            raise ValueError(
-                f"cuda_graphs=True samples through AugmentedPixelReplayBuffer.sample_transitions, but replay_buffer_class is "
-                f"{self.replay_buffer_class.__name__}: subclass AugmentedPixelReplayBuffer, or use cuda_graphs=False."
-            )
-        storage = self.replay_buffer_kwargs.get("storage_device", "auto")
-        if storage is None or (storage != "auto" and th.device(storage).type != self.device.type):
-            raise ValueError(
-                f"cuda_graphs=True crops on the GPU from frames kept there, but replay_buffer_kwargs sets "
-                f"storage_device={storage!r}: remove it (the default is the model's device) or set it to 'auto'."
-            )
 
     def optimizers(self) -> list[th.optim.Optimizer]:
         """Every optimizer of the model: actor, critic, temperature (if learned) and the auxiliary losses'."""
