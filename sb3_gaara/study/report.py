@@ -310,7 +310,8 @@ def results_markdown(
         "# Results",
         "",
         "Return after the given number of *environment* steps (simulator steps after action repeat), "
-        f"mean of {eval_episodes} evaluation episodes of the deterministic policy on the center crop; "
+        f"mean of {eval_episodes} evaluation episodes of the deterministic policy (on the center crop for the agents "
+        "that crop); "
         "mean ± std over seeds"
         + (f" ({n_seeds} per run; fewer shown as n=k)" if n_seeds else "")
         + ". Published: DrQ paper, Table 1 (10 seeds). Random: a uniform random policy, mean ± std over its episodes.",
