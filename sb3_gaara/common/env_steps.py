@@ -23,23 +23,30 @@ def env_steps(num_timesteps: Steps, action_repeat: int) -> Steps:
     return num_timesteps * action_repeat
 
 
+def _env_int_attribute(env: gym.Env | VecEnv, name: str, meaning: str) -> int | None:
+    """The integer attribute ``name`` of ``env``, looking through gymnasium and SB3 wrappers; ``None`` if it has none.
+    Every sub-environment of a ``VecEnv`` must agree (``meaning`` names the value in the error)."""
+    if isinstance(env, VecEnv):
+        if not env.has_attr(name):
+            return None
+        values = {int(value) for value in env.get_attr(name)}
+        if len(values) != 1:
+            raise ValueError(f"The sub-environments use different {meaning} {sorted(values)}; give them one.")
+        return values.pop()
+    try:
+        return int(env.get_wrapper_attr(name))
+    except AttributeError:
+        return None
+
+
 def get_action_repeat(env: gym.Env | VecEnv) -> int:
     """Simulator steps per agent step of ``env``: its ``action_repeat`` attribute, or 1 if it has none.
 
     Looks through gymnasium and SB3 wrappers (e.g. ``VecFrameStack`` over ``make_vec_env``) and checks
     that every sub-environment of a ``VecEnv`` agrees.
     """
-    if isinstance(env, VecEnv):
-        if not env.has_attr("action_repeat"):
-            return 1
-        values = {int(value) for value in env.get_attr("action_repeat")}
-        if len(values) != 1:
-            raise ValueError(f"The sub-environments use different action repeats {sorted(values)}; env steps are ambiguous.")
-        return values.pop()
-    try:
-        return int(env.get_wrapper_attr("action_repeat"))
-    except AttributeError:
-        return 1
+    repeat = _env_int_attribute(env, "action_repeat", "action repeats (env steps are ambiguous)")
+    return 1 if repeat is None else repeat
 
 
 def get_frame_stack(env: gym.Env | VecEnv | None) -> int | None:
@@ -51,16 +58,4 @@ def get_frame_stack(env: gym.Env | VecEnv | None) -> int | None:
     whose frame store keeps each frame once (a buffer told 1 frame of 3 channels where the env stacks 3 grayscale
     frames would store every stack whole).
     """
-    if env is None:
-        return None
-    if isinstance(env, VecEnv):
-        if not env.has_attr("frame_stack"):
-            return None
-        values = {int(value) for value in env.get_attr("frame_stack")}
-        if len(values) != 1:
-            raise ValueError(f"The sub-environments stack different numbers of frames {sorted(values)}; give them one.")
-        return values.pop()
-    try:
-        return int(env.get_wrapper_attr("frame_stack"))
-    except AttributeError:
-        return None
+    return None if env is None else _env_int_attribute(env, "frame_stack", "numbers of stacked frames")
