@@ -557,12 +557,13 @@ def _timed_step(model: OffPolicyAlgorithm, batch_size: int) -> dict[str, tuple[f
     synchronisations.
 
     One part, ``update`` (``model.train(gradient_steps=1, batch_size=batch_size)``), for all but SLAC and Dreamer;
-    SLAC's two, in the order of its ``train``: ``model_update`` (:meth:`SLAC.model_step` on ``model_batch_size``
-    sequences) and ``agent_update`` (:meth:`SLAC.agent_step` on its ``batch_size`` sequences, then the update count
-    its ``train`` keeps). SLAC's ``train`` would run its ``model_pretraining_steps`` model updates first: calling the
-    parts keeps them out (the steady state of training, one of each per agent step). Dreamer's two, as one iteration
-    of its ``train``: ``model_update`` (its ``batch_size`` sequences sampled, :meth:`Dreamer.model_step` on them) and
-    ``behaviour_update`` (:meth:`Dreamer.behaviour_step` from their posterior states, then the update count).
+    SLAC's two, in the order of its ``train``: ``model_update`` (``model_batch_size`` sequences sampled,
+    :meth:`SLAC.model_step` on them) and ``agent_update`` (its ``batch_size`` sequences sampled, :meth:`SLAC.agent_step`
+    on them, then the update count its ``train`` keeps). SLAC's ``train`` would run its ``model_pretraining_steps``
+    model updates first: calling the parts keeps them out (the steady state of training, one of each per agent step).
+    Dreamer's two, as one iteration of its ``train``: ``model_update`` (its ``batch_size`` sequences sampled,
+    :meth:`Dreamer.model_step` on them) and ``behaviour_update`` (:meth:`Dreamer.behaviour_step` from their posterior
+    states, then the update count).
     """
     parts: dict[str, Callable[[], None]]
     if isinstance(model, Dreamer):
@@ -585,10 +586,10 @@ def _timed_step(model: OffPolicyAlgorithm, batch_size: int) -> dict[str, tuple[f
         slac.policy.set_training_mode(True)
 
         def agent_update() -> None:
-            slac.agent_step(slac.batch_size, _discard)
+            slac.agent_step(slac.replay_buffer.sample(slac.batch_size), _discard)
             slac._n_updates += 1
 
-        parts = {"model_update": lambda: slac.model_step(_discard), "agent_update": agent_update}
+        parts = {"model_update": lambda: slac.model_step(slac._sample_model_batch(), _discard), "agent_update": agent_update}
     else:
         parts = {"update": lambda: model.train(gradient_steps=1, batch_size=batch_size)}
     timed = {}

@@ -14,6 +14,7 @@ curl_sac, and one ``test_zoo_<algo>_...`` each for drq, drqv2, slac and dreamer)
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from pathlib import Path
@@ -116,6 +117,54 @@ def test_a_nonfinite_parameter_is_named(algorithm: type):
     with th.no_grad():
         parameter[corner] = 0.0
     assert model._first_nonfinite_parameter() is None
+
+
+# ---------------------------------------------------------------------------------------------- one training loop
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS, ids=ALGORITHM_IDS)
+def test_train_is_the_one_loop_each_update_entering_by_gradient_step(algorithm: type, monkeypatch: pytest.MonkeyPatch):
+    """Every family trains through ``CheckedTraining.train``: per gradient step one ``_sample_batch``, one
+    ``_gradient_step`` on that very batch, the count, then ``_after_gradient_step`` with the batch, in this order."""
+    from sb3_gaara.common.training import CheckedTraining
+
+    model = _fast_model(algorithm)
+    model.learn(total_timesteps=40)  # fills the buffer past learning_starts (SLAC: pretrains its model here)
+    # One loop for every family: no algorithm rewrites it (DrQv2 only adds a log line after it).
+    assert type(model).train is CheckedTraining.train or algorithm.__name__ == "DrQv2"
+    events: list[tuple[str, int, int]] = []
+    for hook in ("_sample_batch", "_gradient_step", "_after_gradient_step"):
+        original = getattr(model, hook)
+
+        def spy(*args: Any, _hook: str = hook, _original: Any = original) -> Any:
+            result = _original(*args)
+            batch = result if _hook == "_sample_batch" else args[0]
+            events.append((_hook, id(batch), model._n_updates))
+            return result
+
+        monkeypatch.setattr(model, hook, spy)
+    before = model._n_updates
+    model.train(gradient_steps=3, batch_size=model.batch_size)
+    assert model._n_updates == before + 3
+    assert [hook for hook, _, _ in events] == ["_sample_batch", "_gradient_step", "_after_gradient_step"] * 3
+    for step in range(3):
+        (_, drawn, _), (_, trained, during), (_, after, counted) = events[3 * step : 3 * step + 3]
+        assert drawn == trained == after  # the step trains on the batch drawn for it, and is shown it afterwards
+        assert (during, counted) == (before + step, before + step + 1)  # counted after the update, before the hook
+
+
+def test_speed_options_are_kept_where_the_update_supports_them_and_left_out_elsewhere():
+    from sb3_gaara import CURLSAC, GAARASAC, SACAE, SLAC, Dreamer, DrQ, DrQv2
+    from sb3_gaara.study.catalogue import SPEED_ONLY_MODEL_KWARGS
+
+    options = {"cuda_graphs": True, "overlap_env_step": False}
+    assert SPEED_ONLY_MODEL_KWARGS == {"cuda_graphs", "overlap_env_step"}
+    for algorithm in (GAARASAC, SACAE, CURLSAC, DrQ):
+        assert algorithm.speed_options_for(options) == options
+        assert set(options) <= set(inspect.signature(algorithm).parameters)  # the constructor takes them
+    for algorithm in (DrQv2, SLAC, Dreamer):
+        assert algorithm.speed_options_for({**options, "unrelated": 1}) == {}
+        assert not set(options) & set(inspect.signature(algorithm).parameters)
 
 
 # ---------------------------------------------------------------------------------------------- save, load, resume

@@ -1,8 +1,8 @@
 """A guard for the Stable-Baselines3 (and rl-zoo3) code that sb3-gaara copies or relies on.
 
-``GAARASAC.train`` follows SB3's ``SAC.train`` line by line (with documented differences), the replay
-buffer repeats lines of SB3's ``ReplayBuffer`` (and its ``np.random`` draws, so that seeded runs sample the
-same transitions), the algorithm relies on what ``OffPolicyAlgorithm`` and ``polyak_update`` do, and the
+``CheckedTraining.train`` with ``GAARASAC._update`` follows SB3's ``SAC.train`` line by line (with documented
+differences), the replay buffer repeats lines of SB3's ``ReplayBuffer`` (and its ``np.random`` draws, so that
+seeded runs sample the same transitions), the algorithm relies on what ``OffPolicyAlgorithm`` and ``polyak_update`` do, and the
 zoo hook patches rl-zoo3's ``ExperimentManager``. None of that fails by itself when the installed version
 changes those functions: it silently drifts. So this file stores a fingerprint of each function's source
 (sha256 of ``inspect.getsource`` with whitespace runs collapsed, so indentation and line wrapping do not
@@ -152,9 +152,9 @@ FINGERPRINTS: dict[str, dict[str, str]] = {
 #: what in sb3-gaara follows each guarded function: what to re-read when its fingerprint changes
 OUR_CODE: dict[str, str] = {
     "stable_baselines3.td3.td3.TD3.train": (
-        "sb3_gaara.drq.drqv2.DrQv2.train and DrQv2._gradient_step (TD3's loop: training mode, the learning rates from "
-        "the schedule, one sample and one update per gradient step; the update is DrQ-v2's, with the documented "
-        "differences)"
+        "sb3_gaara.common.training.CheckedTraining.train and DrQv2._gradient_step (TD3's loop: training mode, the "
+        "learning rates from the schedule, one sample and one update per gradient step; the update is DrQ-v2's, with "
+        "the documented differences)"
     ),
     "stable_baselines3.td3.policies.TD3Policy._build": (
         "sb3_gaara.drq.drqv2.DrQv2Policy._build (the actor and critic on tied encoders, no target actor)"
@@ -181,9 +181,9 @@ OUR_CODE: dict[str, str] = {
     "stable_baselines3.sac.policies.SACPolicy.make_actor": ("sb3_gaara.gaara.policies.GAARAPolicy.make_actor"),
     "stable_baselines3.sac.policies.SACPolicy.make_critic": ("sb3_gaara.gaara.policies.GAARAPolicy.make_critic"),
     "stable_baselines3.sac.sac.SAC.train": (
-        "sb3_gaara.gaara.gaara_sac.GAARASAC.train and GAARASAC._gradient_step (same line order, with the documented "
+        "sb3_gaara.common.training.CheckedTraining.train and GAARASAC._update (same line order, with the documented "
         "differences: SAC+AE's update cadence, the auxiliary losses, the detached encoder features), and "
-        "sb3_gaara.slac.slac.SLAC.train and SLAC.sac_update (SB3's loop and update on latents and histories)"
+        "sb3_gaara.common.training.CheckedTraining.train and SLAC.sac_update (SB3's loop and update on latents and histories)"
     ),
     "stable_baselines3.common.off_policy_algorithm.OffPolicyAlgorithm._sample_action": (
         "sb3_gaara.slac.slac.SLAC._sample_action (the same random warm-up draw and scaling, with the actor's history) "
@@ -219,7 +219,7 @@ OUR_CODE: dict[str, str] = {
         "observations it stores) and sb3_gaara.common.buffers.AugmentedPixelReplayBuffer.add"
     ),
     "stable_baselines3.common.off_policy_algorithm.OffPolicyAlgorithm._update_learning_rate": (
-        "sb3_gaara.gaara.gaara_sac.GAARASAC.train (calls it for the actor and critic optimizers) and the learning-rate "
+        "sb3_gaara.common.training.CheckedTraining.train (calls it with _scheduled_optimizers) and the learning-rate "
         "handling of sb3_gaara.gaara.cuda_graphs (a new rate recaptures the graphs)"
     ),
     "stable_baselines3.common.utils.update_learning_rate": (

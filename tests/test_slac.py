@@ -492,7 +492,7 @@ def test_gradient_routing() -> None:
     parts = {"model": policy.latent_model, "actor": policy.actor, "critic": policy.critic, "target": policy.critic_target}
 
     before = {name: snapshot(module) for name, module in parts.items()}
-    model.model_step(lambda name, value: None)
+    model.model_step(model._sample_model_batch(), lambda name, value: None)
     assert {name: moved(before[name], module) for name, module in parts.items()} == {
         "model": True,
         "actor": False,
@@ -502,7 +502,7 @@ def test_gradient_routing() -> None:
 
     before = {name: snapshot(module) for name, module in parts.items()}
     log_alpha = model.log_ent_coef.detach().clone()
-    model.agent_step(8, lambda name, value: None)
+    model.agent_step(model.replay_buffer.sample(8), lambda name, value: None)
     assert {name: moved(before[name], module) for name, module in parts.items()} == {
         "model": False,
         "actor": True,
@@ -512,7 +512,7 @@ def test_gradient_routing() -> None:
     assert not th.equal(log_alpha, model.log_ent_coef)
     # No gradient of the agent's losses reaches the model.
     policy.latent_model.zero_grad(set_to_none=True)
-    model.agent_step(8, lambda name, value: None)
+    model.agent_step(model.replay_buffer.sample(8), lambda name, value: None)
     assert all(param.grad is None for param in policy.latent_model.parameters())
 
 
@@ -527,7 +527,7 @@ def test_the_critic_reads_the_last_two_latents_and_the_actor_the_whole_history()
         return original(history, latent, next_latent, sequences, record)
 
     model.sac_update = spy  # type: ignore[method-assign]
-    model.agent_step(8, lambda name, value: None)
+    model.agent_step(model.replay_buffer.sample(8), lambda name, value: None)
     policy = model.policy
     assert seen["history"].shape == (8, SEQUENCE_LENGTH * 8 + (SEQUENCE_LENGTH - 1) * 2) == (8, policy.history_dim)
     assert seen["latent"].shape == seen["next_latent"].shape == (8, 3 + 5)

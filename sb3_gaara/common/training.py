@@ -1,4 +1,5 @@
-"""What every algorithm of the package does the same way around SB3's loop: its ``train()`` records the losses, logs
+"""What every algorithm of the package does the same way around SB3's loop: one ``train()`` that draws a batch and
+makes one gradient step (``_gradient_step(batch, record)``, the family's update) per step, records the losses, logs
 their means once per call and stops at the first non-finite loss or parameter, naming it, its update and the
 environment steps; ``learn()`` logs every episode; pictures go straight to TensorBoard.
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
@@ -28,13 +29,29 @@ SelfCheckedTraining = TypeVar("SelfCheckedTraining", bound="CheckedTraining")
 
 
 class CheckedTraining(OffPolicyAlgorithm):
-    """Mixin before an SB3 off-policy algorithm (``class DrQv2(CheckedTraining, DurableSaves, TD3)``).
+    """Mixin before an SB3 off-policy algorithm (``class DrQv2(CheckedTraining, DurableSaves, OffPolicyAlgorithm)``).
 
-    An algorithm's ``train()`` makes a :data:`Metrics` dict, passes :meth:`_recorder` of it to its updates, and ends
-    with :meth:`_log_and_check`. Where an update raises a ``ValueError`` (``torch.distributions`` refusing a NaN
-    parameter, with ``gradient_steps > 1``), ``train()`` calls ``_log_and_check(metrics, error)`` before re-raising,
-    so that the loss that went non-finite first is named instead of the distribution that saw it later.
+    :meth:`train` is SB3's off-policy training loop, written once: training mode, the learning rates of
+    :meth:`_scheduled_optimizers` from the schedule, then per gradient step a batch (:meth:`_sample_batch`), the
+    family's update on it (:meth:`_gradient_step`, the one entrance of every update), ``_n_updates`` counted and
+    :meth:`_after_gradient_step`; finally the recorded losses' means logged and checked (:meth:`_log_and_check`).
+    A family writes its update and, where it differs, the batch it draws; nothing else of the loop.
+
+    Where an update raises a ``ValueError`` (``torch.distributions`` refusing a NaN parameter, with
+    ``gradient_steps > 1``), the loop calls ``_log_and_check(metrics, error)`` before re-raising, so that the loss that
+    went non-finite first is named instead of the distribution that saw it later.
     """
+
+    #: Options that change how fast the class computes its updates, never what they compute (GAARA's ``cuda_graphs``
+    #: and ``overlap_env_step``): those its constructor takes and its update is written for. One rule for every other
+    #: class (:meth:`speed_options_for`): it runs without them, with the same results.
+    speed_options: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def speed_options_for(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The speed-only ``options`` this class runs with: those in :data:`speed_options`; the others are left out,
+        since without them the updates are the same. What lets a study give one set of options to every family."""
+        return {name: value for name, value in options.items() if name in cls.speed_options}
 
     def _recorder(self, metrics: Metrics) -> Recorder:
         """A ``record(name, value)`` that appends the value to ``metrics`` with the number of the running update
@@ -121,6 +138,53 @@ class CheckedTraining(OffPolicyAlgorithm):
             if bad is not None:
                 return f"{module_name}.{bad}"
         return None
+
+    def train(self, gradient_steps: int, batch_size: int = 256) -> None:
+        """``gradient_steps`` updates on batches of ``batch_size`` (class docstring): SB3's off-policy loop."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self._scheduled_optimizers())
+        metrics, trained = self._updates_begun_early()
+        record = self._recorder(metrics)
+        try:
+            for batch in trained:
+                self._after_gradient_step(batch)
+            self._before_gradient_steps(record)
+            for _ in range(len(trained), self._gradient_steps_of_call(gradient_steps)):
+                batch = self._sample_batch(batch_size)
+                self._gradient_step(batch, record)
+                self._n_updates += 1
+                self._after_gradient_step(batch)
+        except ValueError as error:
+            self._log_and_check(metrics, error)
+            raise
+        self._log_and_check(metrics)
+
+    def _scheduled_optimizers(self) -> list[th.optim.Optimizer]:
+        """The optimizers whose learning rate follows ``learning_rate``'s schedule (SB3: the actor's and the critic's)."""
+        return [self.actor.optimizer, self.critic.optimizer]  # type: ignore[attr-defined,list-item]
+
+    def _updates_begun_early(self) -> tuple[Metrics, list[Any]]:
+        """Updates of this call already made, before the loop (GAARA's ``overlap_env_step`` begins one before the
+        environment step): what they recorded, and the batches they trained on. None by default."""
+        return {}, []
+
+    def _before_gradient_steps(self, record: Recorder) -> None:
+        """What a call does before its first gradient step (SLAC pretrains its model before the first agent update)."""
+
+    def _gradient_steps_of_call(self, gradient_steps: int) -> int:
+        """How many gradient steps this call makes, counting those begun early (GAARA's first call makes a burst)."""
+        return gradient_steps
+
+    def _sample_batch(self, batch_size: int) -> Any:
+        """The batch of one gradient step: SB3's ``replay_buffer.sample``."""
+        return self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+
+    def _gradient_step(self, batch: Any, record: Recorder) -> None:
+        """The family's update on one batch, recording its losses with ``record(name, value)``; the loop counts it."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _gradient_step(batch, record).")
+
+    def _after_gradient_step(self, batch: Any) -> None:
+        """After an update is counted: what reads the model at that update (pictures logged every N updates)."""
 
     def learn(
         self: SelfCheckedTraining,

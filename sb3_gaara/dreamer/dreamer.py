@@ -9,7 +9,6 @@ a value on trajectories imagined by the model from every filtered state (:mod:`s
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -31,7 +30,7 @@ from sb3_gaara.common.preprocessing import (
 from sb3_gaara.common.recurrent import TracksEpisodeStarts
 from sb3_gaara.common.saving import DurableSaves
 from sb3_gaara.common.sequence_buffer import SequenceReplayBuffer, SequenceSamples
-from sb3_gaara.common.training import CheckedTraining, Metrics
+from sb3_gaara.common.training import CheckedTraining, Recorder
 from sb3_gaara.dreamer.policies import PLANNERS, ActionModel, CnnPolicy, DreamerPolicy, DreamerState, ValueModel, frozen
 from sb3_gaara.dreamer.world_model import RSSMState, WorldModel, check_image_size
 from sb3_gaara.plotting import reconstruction_grid
@@ -346,29 +345,22 @@ class Dreamer(CheckedTraining, DurableSaves, TracksEpisodeStarts):
 
     # ------------------------------------------------------------------------------------------ the update
 
-    def train(self, gradient_steps: int, batch_size: int = 50) -> None:
-        """``gradient_steps`` Dreamer updates, each a world-model step then a behaviour step on the same sequences
-        (Algorithm 1). The actor's learning rate follows SB3's schedule; the model's and the value's are constant.
-        Losses are logged under ``train/`` as means over the call (read with one device synchronisation), and training
-        stops at the first non-finite loss or parameter (:class:`~sb3_gaara.common.training.CheckedTraining`)."""
-        self.policy.set_training_mode(True)
-        self._update_learning_rate([self.actor.optimizer])
-        metrics: Metrics = {}
-        record = self._recorder(metrics)
-        try:
-            for _ in range(gradient_steps):
-                sequences = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
-                posterior = self.model_step(sequences, record)
-                self.behaviour_step(posterior, sequences.observed, record)
-                self._n_updates += 1
-                interval = self.imagination_log_interval
-                if interval and self._n_updates % interval == 0:
-                    self.log_imagination(sequences)
-        except ValueError as error:
-            # A NaN parameter makes the next step's torch.distributions refuse it: name the loss that went first.
-            self._log_and_check(metrics, error)
-            raise
-        self._log_and_check(metrics)
+    def _scheduled_optimizers(self) -> list[th.optim.Optimizer]:
+        """The actor's learning rate follows SB3's schedule; the model's and the value's are constant."""
+        return [self.actor.optimizer]
+
+    def _gradient_step(self, sequences: SequenceSamples, record: Recorder) -> None:
+        """One Dreamer update (Algorithm 1): a world-model step, then a behaviour step from the same sequences'
+        posterior states. The loop around it is SB3's (:meth:`CheckedTraining.train`): losses logged under
+        ``train/`` as means over the call, training stopped at the first non-finite loss or parameter."""
+        posterior = self.model_step(sequences, record)
+        self.behaviour_step(posterior, sequences.observed, record)
+
+    def _after_gradient_step(self, sequences: SequenceSamples) -> None:
+        """Every ``imagination_log_interval`` updates, the model's open-loop prediction of the batch just trained on."""
+        interval = self.imagination_log_interval
+        if interval and self._n_updates % interval == 0:
+            self.log_imagination(sequences)
 
     def _clipped_step(self, module: th.nn.Module, loss: th.Tensor) -> th.Tensor:
         """Backward ``loss``, clip the module's gradient norm at ``grad_clip``, step its optimizer; the norm before."""
@@ -379,7 +371,7 @@ class Dreamer(CheckedTraining, DurableSaves, TracksEpisodeStarts):
         optimizer.step()
         return norm
 
-    def model_step(self, sequences: SequenceSamples, record: Callable[[str, th.Tensor], None]) -> RSSMState:
+    def model_step(self, sequences: SequenceSamples, record: Recorder) -> RSSMState:
         """One update of the world model; returns the sequences' posterior states ``(B, T, ...)``, detached."""
         terms, posterior = self.world_model.loss(
             sequences.observations,
@@ -400,7 +392,7 @@ class Dreamer(CheckedTraining, DurableSaves, TracksEpisodeStarts):
         record("model_grad_norm", norm)
         return posterior.detach()
 
-    def behaviour_step(self, posterior: RSSMState, observed: th.Tensor, record: Callable[[str, th.Tensor], None]) -> None:
+    def behaviour_step(self, posterior: RSSMState, observed: th.Tensor, record: Recorder) -> None:
         """One update of the actor, then of the value, on trajectories imagined from the observed posterior states.
 
         :param posterior: ``(B, T, ...)`` filtered states (detached)

@@ -16,7 +16,6 @@ The pieces follow SB3's split: :class:`DrQv2Policy` (networks), :class:`DrQv2` (
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -43,7 +42,7 @@ from sb3_gaara.common.preprocessing import (
 )
 from sb3_gaara.common.saving import DurableSaves
 from sb3_gaara.common.torch_layers import PixelDecoder, PixelEncoder, tied_encoder_kwargs
-from sb3_gaara.common.training import CheckedTraining, Metrics
+from sb3_gaara.common.training import CheckedTraining, Recorder
 from sb3_gaara.drq.nstep_buffer import NStepPixelReplayBuffer
 
 #: values of ``DrQv2(augmentation=...)``: DrQ's random shift, or none (the AD(0, d) variants)
@@ -605,9 +604,10 @@ class DrQv2(CheckedTraining, DurableSaves):
     def train(self, gradient_steps: int, batch_size: int = 256) -> None:
         """``gradient_steps`` DrQ-v2 updates on batches of ``batch_size``: SB3's ``TD3.train`` loop, DrQ-v2's update.
 
-        The loop is TD3's (training mode, learning rates of the actor's and the critic's optimizers from the schedule,
-        one sample and one update per gradient step, ``train/`` logs). The update (:meth:`_gradient_step`) departs
-        from TD3's on purpose:
+        The loop is TD3's, written once for every family (:meth:`CheckedTraining.train`: training mode, learning
+        rates of the actor's and the critic's optimizers from the schedule, one sample and one update per gradient
+        step, ``train/`` logs), and the exploration noise's standard deviation is logged after it. The update
+        (:meth:`_gradient_step`) departs from TD3's on purpose:
 
         * images are shifted (``augmentation``) and encoded once per step; the critic's loss trains the
           convolutions, the actor reads them detached, the target critic reads them without gradient;
@@ -621,17 +621,8 @@ class DrQv2(CheckedTraining, DurableSaves):
         * the losses are logged as means over the call, read once (one device synchronisation per call), and
           training stops at the first non-finite loss or parameter (:class:`~sb3_gaara.common.training.CheckedTraining`).
         """
-        self.policy.set_training_mode(True)
-        self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
-        stddev = self.exploration_stddev()
-        metrics: Metrics = {}
-        record = self._recorder(metrics)
-        for _ in range(gradient_steps):
-            replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
-            self._gradient_step(replay_data, stddev, record)
-            self._n_updates += 1
-        self._log_and_check(metrics)
-        self.logger.record("train/stddev", stddev)
+        super().train(gradient_steps, batch_size)
+        self.logger.record("train/stddev", self.exploration_stddev())
 
     def augment(self, images: th.Tensor) -> th.Tensor:
         """uint8 images as the networks train on them: shifted (``augmentation="shift"``), then floats in ``[0, 1]``
@@ -641,10 +632,10 @@ class DrQv2(CheckedTraining, DurableSaves):
         scaled = images.float()
         return scaled.div_(255.0) if self.policy.normalize_images else scaled
 
-    def _gradient_step(
-        self, replay_data: AugmentedReplayBufferSamples, stddev: float, record: Callable[[str, th.Tensor], None]
-    ) -> None:
-        """One DrQ-v2 update on one batch (see :meth:`train`): critic, actor, EMA, then the reconstruction."""
+    def _gradient_step(self, replay_data: AugmentedReplayBufferSamples, record: Recorder) -> None:
+        """One DrQ-v2 update on one batch (see :meth:`train`): critic, actor, EMA, then the reconstruction, with the
+        exploration schedule's standard deviation at the model's environment steps."""
+        stddev = self.exploration_stddev()
         policy = self.policy
         obs = self.augment(replay_data.observations)
         with th.no_grad():

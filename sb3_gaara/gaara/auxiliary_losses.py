@@ -1,7 +1,7 @@
 """The auxiliary (representation) losses of SAC+GAARA and its variants.
 
 SB3's ``SAC.train`` has no hook for representation losses, so every pixel-SAC variant in the wild is a
-copy of it. Here ``GAARASAC._gradient_step`` runs the SAC updates once, then each :class:`AuxiliaryLoss` of
+copy of it. Here ``GAARASAC._update`` runs the SAC updates once, then each :class:`AuxiliaryLoss` of
 its variant in order (reconstruction, then comparison). A variant is a different list of losses, not a
 different SAC.
 

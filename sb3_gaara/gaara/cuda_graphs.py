@@ -14,7 +14,7 @@ A graph replays fixed kernels on fixed memory, so :class:`GraphedGradientStep` s
   (two small asynchronous copies from pinned memory, no synchronisation);
 * **in the graph**, everything else, in the eager order: the crops gathered from the frame store on the GPU
   (:meth:`~sb3_gaara.common.buffers.AugmentedPixelReplayBuffer.crop_views`, random offsets drawn by ``th.randint``
-  on the device), then ``GAARASAC._gradient_step`` itself, the very code of the eager update.
+  on the device), then ``GAARASAC._update`` itself, the very code of the eager update.
 
 The update's cadence (actor and temperature, EMA targets, auxiliary losses, each on its own period) makes
 the kernels differ from step to step, so one graph is captured per *phase*: per combination of the three
@@ -149,7 +149,7 @@ class GraphedGradientStep:
     # ------------------------------------------------------------------------------------------ the step
 
     def _run(self, static: _StaticInputs) -> tuple[dict[str, th.Tensor], bool]:
-        """The gradient step on the static inputs: crops, then ``GAARASAC._gradient_step``."""
+        """The gradient step on the static inputs: crops, then ``GAARASAC._update``."""
         model = self.model
         buffer = model.replay_buffer
         batch_size, index_columns = static.index.shape
@@ -165,7 +165,7 @@ class GraphedGradientStep:
         def record(name: str, value: th.Tensor) -> None:
             metrics[name] = value.detach()
 
-        anneal = model._gradient_step(replay_data, record, comparison_lambda)
+        anneal = model._update(replay_data, record, comparison_lambda)
         return metrics, anneal
 
     def step(

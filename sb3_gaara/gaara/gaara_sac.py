@@ -29,7 +29,7 @@ from sb3_gaara.common.preprocessing import (
     warn_if_single_frame,
 )
 from sb3_gaara.common.saving import DurableSaves
-from sb3_gaara.common.training import CheckedTraining, Metrics
+from sb3_gaara.common.training import Metrics, Recorder
 from sb3_gaara.gaara.auxiliary_losses import AuxiliaryBatch, AuxiliaryLoss, AuxiliarySettings
 from sb3_gaara.gaara.comparison import anneal_comparison_lambda
 from sb3_gaara.gaara.cuda_graphs import GraphedGradientStep, check_cuda_graph_settings
@@ -60,7 +60,7 @@ class UpdatePhase(NamedTuple):
     auxiliary: bool
 
 
-class GAARASAC(CheckedTraining, EnvStepOverlap, DurableSaves, SAC):
+class GAARASAC(EnvStepOverlap, DurableSaves, SAC):
     """SAC+GAARA (Chen & Gong): SAC from pixels with a reconstruction decoder and an annealed comparison loss.
 
     ``GAARASAC("CnnPolicy", env)`` trains with the paper's hyper-parameters (appendix A.1). Observations
@@ -151,6 +151,8 @@ class GAARASAC(CheckedTraining, EnvStepOverlap, DurableSaves, SAC):
     architecture_keys: ClassVar[tuple[str, ...]] = ("image_size", "variant")
     #: Adam betas of the temperature's optimizer: SAC+AE's ``beta1 = 0.5`` (DrQ keeps Adam's defaults)
     ent_coef_betas: ClassVar[tuple[float, float]] = (0.5, 0.999)
+    #: the update can be captured as CUDA graphs and begun before the environment step: same results, faster
+    speed_options: ClassVar[frozenset[str]] = frozenset({"cuda_graphs", "overlap_env_step"})
     policy: GAARAPolicy
     actor: GAARAActor
     critic: GAARACritic
@@ -244,6 +246,7 @@ class GAARASAC(CheckedTraining, EnvStepOverlap, DurableSaves, SAC):
         self.overlap_env_step = overlap_env_step
         self.overlapped_updates = 0
         self._early_update: EarlyUpdate | None = None
+        self._early_draw: tuple[np.ndarray, np.ndarray] | None = None
         #: while a rollout runs with overlap_env_step: whether its agent step may begin the update (asked once)
         self._early_update_check: Callable[[], bool] | None = None
         self.init_gradient_steps = init_gradient_steps
@@ -463,84 +466,50 @@ class GAARASAC(CheckedTraining, EnvStepOverlap, DurableSaves, SAC):
             assert self._graphed_step is not None
             self._graphed_step.reset()
 
-    def _counted_gradient_step(
-        self, batch_size: int, record: Callable[[str, th.Tensor], None], transitions: SampledTransitions | None = None
-    ) -> AugmentedReplayBufferSamples | SampledTransitions:
-        """One gradient step on a batch sampled now (or on ``transitions``, drawn already), eagerly or as a CUDA graph;
-        then the comparison weight's annealing and ``_n_updates``. Returns what the step trained on."""
-        buffer = self.replay_buffer
-        sample: AugmentedReplayBufferSamples | SampledTransitions
+    def _sample_batch(self, batch_size: int) -> AugmentedReplayBufferSamples | SampledTransitions:
+        """The batch of one gradient step: the transitions drawn before the environment step, if a step begun early
+        left them (``overlap_env_step``); else SB3's draw, cropped (eager) or as drawn (CUDA graphs crop inside the
+        graph)."""
+        early = self._take_early_draw()
+        if early is not None:
+            return self._batch_from_transitions(early)
+        if self._graphed_step is not None:
+            return self.replay_buffer.sample_transitions(batch_size, env=self._vec_normalize_env)
+        return self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+
+    def _batch_from_transitions(self, transitions: SampledTransitions) -> AugmentedReplayBufferSamples | SampledTransitions:
+        """What :meth:`_gradient_step` takes from drawn ``transitions``: their crops, or themselves under CUDA graphs."""
+        return transitions if self._graphed_step is not None else self.replay_buffer.crop(transitions)
+
+    def _gradient_step(self, batch: AugmentedReplayBufferSamples | SampledTransitions, record: Recorder) -> None:
+        """One gradient step (:meth:`_update`), eagerly or replayed as a CUDA graph on ``batch``'s transitions; then
+        the comparison weight anneals if a comparison step was applied (SAC+GAARA §4.4)."""
         if self._graphed_step is None:
-            if transitions is None:
-                sample = buffer.sample(batch_size, env=self._vec_normalize_env)
-            else:
-                sample = buffer.crop(transitions)
-            anneal = self._gradient_step(sample, record, self.comparison_lambda)
+            assert isinstance(batch, AugmentedReplayBufferSamples)
+            anneal = self._update(batch, record, self.comparison_lambda)
         else:
-            if transitions is None:
-                transitions = buffer.sample_transitions(batch_size, env=self._vec_normalize_env)
-            sample = transitions
-            anneal = self._graphed_step.step(transitions, self.comparison_lambda, record)
+            assert isinstance(batch, SampledTransitions)
+            anneal = self._graphed_step.step(batch, self.comparison_lambda, record)
         if anneal:
-            # SAC+GAARA §4.4: the weight drops after each applied comparison step, down to its floor.
             self.comparison_lambda = anneal_comparison_lambda(
                 self.comparison_lambda, self.comparison_lambda_decay, self.comparison_lambda_min
             )
-        self._n_updates += 1
-        return sample
 
-    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
-        """``gradient_steps`` updates on batches of ``batch_size``: SB3's ``SAC.train`` loop, SAC+AE's update.
+    def _after_gradient_step(self, batch: AugmentedReplayBufferSamples | SampledTransitions) -> None:
+        """Every ``reconstruction_log_interval`` updates, the decoder's reconstructions of the batch just trained on."""
+        interval = self.reconstruction_log_interval
+        if interval and self._n_updates % interval == 0:
+            if isinstance(batch, SampledTransitions):
+                batch = self.replay_buffer.crop(batch)
+            self.log_reconstructions(batch.observations)
 
-        The loop is SB3 2.9's ``SAC.train``: training mode, the learning rates of the actor's and the critic's
-        optimizers from the schedule, one sample and one update per gradient step, ``_n_updates`` counted and the
-        losses logged under ``train/``. Each update (:meth:`_gradient_step`) is SAC+AE's, which SAC+GAARA's
-        Algorithm 1 builds on, and differs from SB3's on purpose:
-
-        * order: critic; then, every ``actor_update_freq`` steps, actor and temperature; then the EMA targets;
-          then the auxiliary losses. SB3 steps the temperature first, then the critic, then the actor.
-        * cadence: counted on the global ``_n_updates``, so that it stays in phase across ``train()`` calls and
-          loads; SB3 counts the EMA's interval within one call.
-        * critic loss: the sum of the two MSEs, without SB3's factor 0.5 (SAC+AE's).
-        * temperature: ``alpha * (-log pi - target_entropy)`` with ``alpha = exp(log_alpha)`` (SAC+AE's; SB3
-          differentiates ``log_alpha``), with its own Adam (``ent_coef_lr``, ``beta1 = 0.5``), not scheduled.
-        * the actor sees the critic's convolutions detached (SAC+AE §6), and ``Q(s, pi(s))`` reads the critic's
-          head on the same conv features without a gradient to the encoder.
-        * the actor's log-std is squashed by ``tanh`` into ``[-10, 2]`` (:class:`GAARAActor`) instead of clamped.
-        * the target uses ``gamma``: the frame-once buffer has no n-step returns (SB3 2.9's ``discounts``).
-        * the logged values are the means over the call; they and the parameters are checked for NaN/inf once
-          per call (:meth:`_log_and_check`), not read one by one with ``.item()``.
-
-        ``tests/test_sb3_guard.py`` fingerprints the SB3 functions this relies on: when an SB3 release changes one
-        of them, the test fails and this note must be checked against the new code.
-        """
-        self.policy.set_training_mode(True)
-        self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
-        gradient_steps = self._initial_burst(gradient_steps)
-        early, self._early_update = self._early_update, None
-
-        # Each value keeps the number of its update: the actor and the auxiliary losses are not recorded every step.
-        metrics: Metrics = {} if early is None else early.metrics
-        record = self._recorder(metrics)
-
-        try:
-            for step in range(gradient_steps):
-                if step == 0 and early is not None and early.sample is not None:
-                    sample = early.sample  # begun before the env step (overlap_env_step), and counted
-                else:
-                    drawn = early.batch if step == 0 and early is not None else None
-                    transitions = None if drawn is None else self.replay_buffer.gather_transitions(*drawn)
-                    sample = self._counted_gradient_step(batch_size, record, transitions)
-                if self.reconstruction_log_interval and self._n_updates % self.reconstruction_log_interval == 0:
-                    if isinstance(sample, SampledTransitions):
-                        sample = self.replay_buffer.crop(sample)
-                    self.log_reconstructions(sample.observations)
-        except ValueError as error:
-            # With gradient_steps > 1 a non-finite update is applied before the check below, and the next step's
-            # torch.distributions.Normal rejects the NaN actor: report the loss that went non-finite first instead.
-            self._log_and_check(metrics, error)
-            raise
-        self._log_and_check(metrics)
+    def _gradient_steps_of_call(self, gradient_steps: int) -> int:
+        """Gradient steps of this ``train()`` call: the initial burst on the first training inside ``learn()``
+        (``init_gradient_steps``; SAC+AE trains ``learning_starts`` times on its seed data)."""
+        if not self._in_learn or self._n_updates > 0:
+            return gradient_steps
+        burst = self.learning_starts if self.init_gradient_steps is None else self.init_gradient_steps
+        return max(gradient_steps, burst)
 
     def log_reconstructions(self, observations: th.Tensor) -> None:
         """Write the decoder's reconstructions of the first few ``observations`` (uint8 crops), next to them, as the
@@ -564,16 +533,39 @@ class GAARASAC(CheckedTraining, EnvStepOverlap, DurableSaves, SAC):
 
         self._write_image("train/reconstructions", grid, warn_without_writer="reconstruction_log_interval")
 
-    def _gradient_step(
+    def _update(
         self,
         replay_data: AugmentedReplayBufferSamples,
-        record: Callable[[str, th.Tensor], None],
+        record: Recorder,
         comparison_lambda: float | th.Tensor,
     ) -> bool:
-        """One update on one batch: critic, actor and temperature, EMA targets, auxiliary losses (class docstring).
+        """One update on one batch of crops: critic, actor and temperature, EMA targets, auxiliary losses; the code
+        that a CUDA graph captures (:class:`~sb3_gaara.gaara.cuda_graphs.GraphedGradientStep`).
 
         :param comparison_lambda: the comparison weight ``c`` of this step (a device tensor inside a CUDA graph)
         :return: whether ``c`` anneals after this step (a comparison step was applied)
+
+        The loop around it is SB3 2.9's ``SAC.train`` (:meth:`CheckedTraining.train`: training mode, the learning
+        rates of the actor's and the critic's optimizers from the schedule, one sample and one update per gradient
+        step, ``_n_updates`` counted, the losses logged under ``train/``). The update is SAC+AE's, which SAC+GAARA's
+        Algorithm 1 builds on, and differs from SB3's on purpose:
+
+        * order: critic; then, every ``actor_update_freq`` steps, actor and temperature; then the EMA targets;
+          then the auxiliary losses. SB3 steps the temperature first, then the critic, then the actor.
+        * cadence: counted on the global ``_n_updates``, so that it stays in phase across ``train()`` calls and
+          loads; SB3 counts the EMA's interval within one call.
+        * critic loss: the sum of the two MSEs, without SB3's factor 0.5 (SAC+AE's).
+        * temperature: ``alpha * (-log pi - target_entropy)`` with ``alpha = exp(log_alpha)`` (SAC+AE's; SB3
+          differentiates ``log_alpha``), with its own Adam (``ent_coef_lr``, ``beta1 = 0.5``), not scheduled.
+        * the actor sees the critic's convolutions detached (SAC+AE §6), and ``Q(s, pi(s))`` reads the critic's
+          head on the same conv features without a gradient to the encoder.
+        * the actor's log-std is squashed by ``tanh`` into ``[-10, 2]`` (:class:`GAARAActor`) instead of clamped.
+        * the target uses ``gamma``: the frame-once buffer has no n-step returns (SB3 2.9's ``discounts``).
+        * the logged values are the means over the call; they and the parameters are checked for NaN/inf once
+          per call (:meth:`_log_and_check`), not read one by one with ``.item()``.
+
+        ``tests/test_sb3_guard.py`` fingerprints the SB3 functions this relies on: when an SB3 release changes one
+        of them, the test fails and this note must be checked against the new code.
         """
         phase = self.update_phase(self._n_updates)
         policy = self.policy
@@ -758,14 +750,7 @@ class GAARASAC(CheckedTraining, EnvStepOverlap, DurableSaves, SAC):
             )
         finally:
             self._in_learn = False
-            self._early_update = None
-
-    def _initial_burst(self, gradient_steps: int) -> int:
-        """Gradient steps of this ``train()`` call: the initial burst on the first training inside ``learn()``."""
-        if not self._in_learn or self._n_updates > 0:
-            return gradient_steps
-        burst = self.learning_starts if self.init_gradient_steps is None else self.init_gradient_steps
-        return max(gradient_steps, burst)
+            self._early_update = self._early_draw = None
 
     def _excluded_save_params(self) -> list[str]:
         return [
@@ -778,6 +763,7 @@ class GAARASAC(CheckedTraining, EnvStepOverlap, DurableSaves, SAC):
             "_graphed_step",
             "_in_learn",
             "_early_update",
+            "_early_draw",
             "_early_update_check",
         ]
 

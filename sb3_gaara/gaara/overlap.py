@@ -7,8 +7,9 @@ needs the updated actor, but the update needs the newest transition only when it
 the batch now, over the rows it will hold after the store (``draw_after_next_add``), with SB3's ``np.random`` calls; the
 learning rates are set to their value after the step; a batch that reads the row the store writes is left to
 ``train()``, as is every agent step at which a callback could act (:func:`~sb3_gaara.common.overlap.may_act_on_step`).
-``train()`` then finishes the step it finds in ``_early_update``. The result is the training without the option, bit for
-bit (``tests/test_overlap.py``).
+``train()`` (:meth:`~sb3_gaara.common.training.CheckedTraining.train`) then counts the step it finds in
+``_early_update`` as its first (:meth:`EnvStepOverlap._updates_begun_early`), or trains first on the batch left
+drawn. The result is the training without the option, bit for bit (``tests/test_overlap.py``).
 """
 
 from __future__ import annotations
@@ -21,17 +22,13 @@ import numpy as np
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import ActionNoise
-from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.type_aliases import RolloutReturn, TrainFreq, TrainFrequencyUnit
 from stable_baselines3.common.utils import update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer, AugmentedReplayBufferSamples, SampledTransitions
 from sb3_gaara.common.overlap import may_act_on_step
-from sb3_gaara.common.training import Metrics, Recorder
-
-if TYPE_CHECKING:
-    pass
+from sb3_gaara.common.training import CheckedTraining, Metrics
 
 
 @dataclass
@@ -52,16 +49,20 @@ class EarlyUpdate:
     batch: tuple[np.ndarray, np.ndarray] | None = None
 
 
-class EnvStepOverlap(OffPolicyAlgorithm):
-    """Mixin of :class:`~sb3_gaara.GAARASAC` (before SB3's ``SAC``): the ``overlap_env_step`` option (module docstring).
+class EnvStepOverlap(CheckedTraining):
+    """:class:`~sb3_gaara.common.training.CheckedTraining` whose first gradient step of a ``train()`` call may begin
+    before the environment step: the ``overlap_env_step`` option (module docstring), under
+    :class:`~sb3_gaara.GAARASAC`.
 
-    It reads the model's ``overlap_env_step``, ``_in_learn``, ``_initial_burst``, ``_counted_gradient_step`` and
-    ``_log_and_check``, and leaves the step it began in ``_early_update`` for ``train()``.
+    It drives the model's one update entrance, ``_gradient_step(batch, record)``, on a batch made by
+    ``_batch_from_transitions``, and hands ``train()`` what it began: the step's metrics and batch, or the drawn
+    rows (:meth:`_take_early_draw`) that ``_sample_batch`` trains on first.
     """
 
     overlap_env_step: bool
     overlapped_updates: int
     _early_update: EarlyUpdate | None
+    _early_draw: tuple[np.ndarray, np.ndarray] | None
     _early_update_check: Callable[[], bool] | None
     _in_learn: bool
     replay_buffer: AugmentedPixelReplayBuffer
@@ -70,15 +71,24 @@ class EnvStepOverlap(OffPolicyAlgorithm):
 
     if TYPE_CHECKING:  # the model's, which this mixin drives
 
-        def _initial_burst(self, gradient_steps: int) -> int: ...
-
-        def _recorder(self, metrics: Metrics) -> Recorder: ...
-
-        def _log_and_check(self, metrics: Metrics, error: Exception | None = None, skip_nonfinite: bool = False) -> None: ...
-
-        def _counted_gradient_step(
-            self, batch_size: int, record: Recorder, transitions: SampledTransitions | None = None
+        def _batch_from_transitions(
+            self, transitions: SampledTransitions
         ) -> AugmentedReplayBufferSamples | SampledTransitions: ...
+
+    def _updates_begun_early(self) -> tuple[Metrics, list[Any]]:
+        """The step begun before the environment step, if one was: its metrics, and its batch if it ran (it was counted
+        then); a batch drawn but not run is kept for :meth:`_take_early_draw`."""
+        early, self._early_update = self._early_update, None
+        if early is None:
+            return super()._updates_begun_early()
+        self._early_draw = early.batch
+        return early.metrics, [] if early.sample is None else [early.sample]
+
+    def _take_early_draw(self) -> SampledTransitions | None:
+        """The transitions of the draw a step begun early left to ``train()`` (it read the row the store wrote), gathered
+        now that the row is stored; once."""
+        draw, self._early_draw = self._early_draw, None
+        return None if draw is None else self.replay_buffer.gather_transitions(*draw)
 
     def _check_overlap_settings(self) -> None:
         """Reject ``overlap_env_step=True`` with settings under which no gradient step could ever begin early."""
@@ -145,7 +155,7 @@ class EnvStepOverlap(OffPolicyAlgorithm):
             and train_freq == TrainFreq(1, TrainFrequencyUnit.STEP)
             and self.gradient_steps == 1
             and num_timesteps > learning_starts  # learn() trains after this step
-            and self._initial_burst(1) == 1
+            and self._gradient_steps_of_call(1) == 1
             and isinstance(replay_buffer, AugmentedPixelReplayBuffer)  # optimize_memory_usage: refused at set-up
             and self._vec_normalize_env is None
             and not may_act_on_step(callback, num_timesteps)
@@ -177,10 +187,12 @@ class EnvStepOverlap(OffPolicyAlgorithm):
         metrics: Metrics = {}
         if np.any(batch[0] == buffer.pos):
             return EarlyUpdate(metrics, batch=batch)
+        sample = self._batch_from_transitions(buffer.gather_transitions(*batch))
         try:
-            sample = self._counted_gradient_step(self.batch_size, self._recorder(metrics), buffer.gather_transitions(*batch))
+            self._gradient_step(sample, self._recorder(metrics))
         except ValueError as error:  # as in train(): name the loss that went non-finite, if one did
             self._log_and_check(metrics, error)
             raise
+        self._n_updates += 1
         self.overlapped_updates += 1
         return EarlyUpdate(metrics, sample=sample)

@@ -10,7 +10,6 @@ the critic on the model's latent samples and the actor on the history of encoded
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,7 +31,7 @@ from sb3_gaara.common.preprocessing import (
 from sb3_gaara.common.recurrent import TracksEpisodeStarts
 from sb3_gaara.common.saving import DurableSaves
 from sb3_gaara.common.sequence_buffer import SequenceReplayBuffer, SequenceSamples
-from sb3_gaara.common.training import CheckedTraining, Metrics
+from sb3_gaara.common.training import CheckedTraining, Metrics, Recorder
 from sb3_gaara.plotting import reconstruction_grid
 from sb3_gaara.slac.latent_model import check_image_size
 from sb3_gaara.slac.policies import CnnPolicy, SLACHistory, SLACPolicy, advance_history, record_action
@@ -271,43 +270,45 @@ class SLAC(CheckedTraining, DurableSaves, TracksEpisodeStarts, SAC):
 
     # ------------------------------------------------------------------------------------------ the update
 
-    def train(self, gradient_steps: int, batch_size: int = 256) -> None:
-        """``gradient_steps`` SLAC updates, each a model update then an agent update (class docstring); before the
-        first agent update, ``model_pretraining_steps`` model updates.
-
-        The loop is SB3 2.9's ``SAC.train``: training mode, the learning rates of the actor's, the critic's and the
-        temperature's optimizers from the schedule, ``_n_updates`` counted and the losses logged under ``train/``
-        (means over the call, read with one device synchronisation). The model's learning rate is constant, as in
-        the paper. Training stops at the first non-finite loss or parameter (:class:`CheckedTraining`); the model's
-        pretraining updates count as update #1."""
-        self.policy.set_training_mode(True)
+    def _scheduled_optimizers(self) -> list[th.optim.Optimizer]:
+        """SB3's SAC schedules the actor's, the critic's and the temperature's learning rates; the model's is constant,
+        as in the paper."""
         optimizers = [self.actor.optimizer, self.critic.optimizer]
-        if self.ent_coef_optimizer is not None:
-            optimizers.append(self.ent_coef_optimizer)
-        self._update_learning_rate(optimizers)
-        metrics: Metrics = {}
-        record = self._recorder(metrics)
-        try:
-            if self._n_updates == 0 and self._n_model_updates < self.model_pretraining_steps:
-                remaining = self.model_pretraining_steps - self._n_model_updates
-                if self.verbose >= 1:
-                    print(f"SLAC: pretraining the latent model for {remaining} updates before the first agent update")
-                for _ in range(remaining):
-                    self.model_step(record)
-            for _ in range(gradient_steps):
-                self.model_step(record)
-                self.agent_step(batch_size, record)
-                self._n_updates += 1
-        except ValueError as error:
-            # A NaN parameter makes the next step's torch.distributions refuse it: name the loss that went first.
-            self._log_and_check(metrics, error)
-            raise
-        self._log_and_check(metrics)
-        self.logger.record("train/n_model_updates", self._n_model_updates, exclude="tensorboard")
+        return optimizers if self.ent_coef_optimizer is None else [*optimizers, self.ent_coef_optimizer]
 
-    def model_step(self, record: Callable[[str, th.Tensor], None]) -> None:
-        """One update of the latent variable model on ``model_batch_size`` sequences (its own Adam)."""
-        sequences = self.replay_buffer.sample(self.model_batch_size, env=self._vec_normalize_env)
+    def _before_gradient_steps(self, record: Recorder) -> None:
+        """Before the first agent update, ``model_pretraining_steps`` model updates (counted as update #1)."""
+        if self._n_updates == 0 and self._n_model_updates < self.model_pretraining_steps:
+            remaining = self.model_pretraining_steps - self._n_model_updates
+            if self.verbose >= 1:
+                print(f"SLAC: pretraining the latent model for {remaining} updates before the first agent update")
+            for _ in range(remaining):
+                self.model_step(self._sample_model_batch(), record)
+
+    def _sample_model_batch(self) -> SequenceSamples:
+        """``model_batch_size`` sequences for the latent model's update."""
+        return self.replay_buffer.sample(self.model_batch_size, env=self._vec_normalize_env)
+
+    def _sample_batch(self, batch_size: int) -> tuple[SequenceSamples, SequenceSamples]:
+        """The sequences of one SLAC update: the model's ``model_batch_size``, then the agent's ``batch_size``."""
+        return self._sample_model_batch(), self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+
+    def _gradient_step(self, batch: tuple[SequenceSamples, SequenceSamples], record: Recorder) -> None:
+        """One SLAC update (class docstring): a model update, then an agent update on their own sequences.
+
+        The loop around it is SB3 2.9's ``SAC.train`` (:meth:`CheckedTraining.train`); training stops at the first
+        non-finite loss or parameter."""
+        model_sequences, agent_sequences = batch
+        self.model_step(model_sequences, record)
+        self.agent_step(agent_sequences, record)
+
+    def _log_and_check(self, metrics: Metrics, error: Exception | None = None, skip_nonfinite: bool = False) -> None:
+        super()._log_and_check(metrics, error, skip_nonfinite)
+        if error is None:
+            self.logger.record("train/n_model_updates", self._n_model_updates, exclude="tensorboard")
+
+    def model_step(self, sequences: SequenceSamples, record: Recorder) -> None:
+        """One update of the latent variable model on ``sequences`` (its own Adam)."""
         loss, terms = self.latent_model.loss(sequences.observations, sequences.actions, sequences.rewards, sequences.observed)
         self.latent_model.optimizer.zero_grad()
         loss.backward()
@@ -322,9 +323,8 @@ class SLAC(CheckedTraining, DurableSaves, TracksEpisodeStarts, SAC):
         if interval and self._n_model_updates % interval == 0:
             self.log_reconstructions(sequences.observations[0], sequences.actions[0], sequences.observed[0])
 
-    def agent_step(self, batch_size: int, record: Callable[[str, th.Tensor], None]) -> None:
-        """One SAC update of the temperature, the critic and the actor on ``batch_size`` sequences, then the EMA."""
-        sequences = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+    def agent_step(self, sequences: SequenceSamples, record: Recorder) -> None:
+        """One SAC update of the temperature, the critic and the actor on ``sequences``, then the EMA."""
         with th.no_grad():
             features = self.latent_model.encode(sequences.observations)
             latents = self.latent_model.posterior(features, sequences.actions, sequences.observed).latents
@@ -339,7 +339,7 @@ class SLAC(CheckedTraining, DurableSaves, TracksEpisodeStarts, SAC):
         latent: th.Tensor,
         next_latent: th.Tensor,
         sequences: SequenceSamples,
-        record: Callable[[str, th.Tensor], None],
+        record: Recorder,
     ) -> None:
         """SB3 2.9's SAC update (temperature, critic, actor, in its order) with the critic on latents and the actor on
         the history.

@@ -8,6 +8,7 @@ from functools import partial
 from typing import Any
 
 from sb3_gaara import AD_VARIANTS, VARIANTS
+from sb3_gaara.algorithms import ALGORITHMS
 from sb3_gaara.drq.tasks import ACTION_REPEAT as DRQV2_ACTION_REPEAT
 from sb3_gaara.drq.tasks import DEFAULT_GROUP as DRQV2_DEFAULT_GROUP
 from sb3_gaara.drq.tasks import drqv2_task_settings
@@ -573,12 +574,15 @@ RUNTIME_DEFAULTS: dict[str, Any] = {
     "async_eval": False,
 }
 
-#: ``GAARASAC`` arguments that change how fast a run computes, not what it computes (``cuda_graphs``: the
-#: same update captured as CUDA graphs, eager on a CPU with identical results; ``overlap_env_step``: the same
-#: updates, begun before the environment step where that changes nothing). Like ``device``, they are
-#: left out of a run's identity, so a run checkpointed on a GPU can resume on a CPU, and they are given
-#: again when a run resumes (the checkpoint's own value would win otherwise).
-SPEED_ONLY_MODEL_KWARGS = frozenset({"cuda_graphs", "overlap_env_step"})
+#: Algorithm arguments that change how fast a run computes, not what it computes: every family's
+#: ``speed_options`` (GAARASAC's ``cuda_graphs``: the same update captured as CUDA graphs, eager on a CPU with
+#: identical results; ``overlap_env_step``: the same updates, begun before the environment step where that changes
+#: nothing). Each run's algorithm keeps those it takes (``speed_options_for``). Like ``device``, they are left out of
+#: a run's identity, so a run checkpointed on a GPU can resume on a CPU, and they are given again when a run resumes
+#: (the checkpoint's own value would win otherwise).
+SPEED_ONLY_MODEL_KWARGS: frozenset[str] = frozenset().union(
+    *(getattr(algorithm, "speed_options", ()) for algorithm in ALGORITHMS)
+)
 
 # ----------------------------------------------------------------------------------------------------
 # Campaigns: grids whose results accumulate, job by job, in a ledger in the repository (:mod:`~sb3_gaara.study.ledger`).

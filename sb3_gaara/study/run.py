@@ -45,6 +45,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from sb3_gaara.algorithms import BY_ZOO_NAME
 from sb3_gaara.common.durability import atomic_file
 from sb3_gaara.common.env_steps import env_steps, get_action_repeat
+from sb3_gaara.common.training import CheckedTraining
 from sb3_gaara.envs import register_dmc_envs
 from sb3_gaara.envs.pixel_reach import register_pixel_reach
 from sb3_gaara.evaluation import EnvStepEvalCallback, Evaluation, make_eval_env
@@ -96,7 +97,7 @@ class RunConfig:
     threads: int | None = None
     verbose: int = 0
     #: arguments of every run's algorithm, applied over the task's and the agent's (speed-only ones, such as
-    #: ``cuda_graphs``, only where the algorithm takes them)
+    #: ``cuda_graphs``, only where the algorithm takes them: ``speed_options_for``)
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
     #: ``False``: a run stopped by ``deadline`` just stops (curve written, no model or replay buffer saved)
     checkpoint_at_deadline: bool = True
@@ -473,8 +474,8 @@ def _resume_model(
     run_dir = Path(config.run_dir)
     checkpoint = run_dir / pointer["dir"]
     algorithm = BY_ZOO_NAME[AGENTS[config.agent].algorithm]
-    speed_kwargs = {key: value for key, value in config.model_kwargs.items() if key in SPEED_ONLY_MODEL_KWARGS}
-    speed_kwargs = _accepted(algorithm, speed_kwargs)
+    assert issubclass(algorithm, CheckedTraining)
+    speed_kwargs = algorithm.speed_options_for(config.model_kwargs)
     # Loaded without the env, then given it: ``load`` would seed the env (SB3 seeds ``model.env`` while it sets the
     # model up), which must keep the state it was saved in.
     model = algorithm.load(checkpoint / "model.zip", device=config.device, **speed_kwargs)
@@ -559,12 +560,6 @@ def _restore_envs(state: Mapping[str, Any], run_dir: Path) -> tuple[VecEnv, VecE
     return train_env, eval_env
 
 
-def _accepted(algorithm: type[OffPolicyAlgorithm], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """``kwargs`` without the speed-only settings that ``algorithm`` does not take (DrQv2 has no ``cuda_graphs``)."""
-    parameters = inspect.signature(algorithm).parameters
-    return {key: value for key, value in kwargs.items() if key not in SPEED_ONLY_MODEL_KWARGS or key in parameters}
-
-
 def _model_kwargs(config: RunConfig) -> dict[str, Any]:
     """The run's model arguments: the task's settings for the agent's algorithm (:meth:`RunConfig.run_task`), then the
     agent's, then the study's (``config.model_kwargs``).
@@ -573,7 +568,10 @@ def _model_kwargs(config: RunConfig) -> dict[str, Any]:
     """
     algorithm = BY_ZOO_NAME[AGENTS[config.agent].algorithm]
     merged = {**config.run_task().model_kwargs, **AGENTS[config.agent].kwargs, **config.model_kwargs}
-    return copy.deepcopy(_accepted(algorithm, merged))
+    assert issubclass(algorithm, CheckedTraining)
+    speed_options = {key: value for key, value in merged.items() if key in SPEED_ONLY_MODEL_KWARGS}
+    kept = {key: value for key, value in merged.items() if key not in SPEED_ONLY_MODEL_KWARGS}
+    return copy.deepcopy({**kept, **algorithm.speed_options_for(speed_options)})
 
 
 def _render_size(config: RunConfig) -> int | None:
