@@ -541,9 +541,9 @@ def _add_random_transitions(buffer: AugmentedPixelReplayBuffer, n_steps: int, se
     "algorithm, variant, views",
     [
         ("DrQv2", None, ()),
-        ("DrQ", None, CONTRASTIVE_VIEWS),
-        ("SACAE", None, CONTRASTIVE_VIEWS),
-        ("GAARASAC", "pixel_sac", CONTRASTIVE_VIEWS),
+        ("DrQ", None, ()),
+        ("SACAE", None, ()),
+        ("GAARASAC", "pixel_sac", ()),
         ("GAARASAC", "gaara", CONTRASTIVE_VIEWS),
         ("CURLSAC", None, CONTRASTIVE_VIEWS),
         ("GAARASAC", "random_anchor", CONTRASTIVE_VIEWS),
@@ -585,7 +585,7 @@ def test_a_buffer_pickled_before_the_views_option_loads_and_takes_the_model_view
     assert isinstance(old, AugmentedPixelReplayBuffer) and old.size() == 13 and old.contrastive_views == ()
     sample = old.sample(4)
     assert sample.obs_anchor is None and sample.obs_pos is None
-    for algorithm, views in ((sb3_gaara.GAARASAC, CONTRASTIVE_VIEWS), (sb3_gaara.SACAE, CONTRASTIVE_VIEWS)):
+    for algorithm, views in ((sb3_gaara.GAARASAC, CONTRASTIVE_VIEWS), (sb3_gaara.SACAE, ())):
         model = tiny_model(algorithm)
         model.load_replay_buffer(path)
         assert model.replay_buffer.size() == 13 and model.replay_buffer.contrastive_views == views

@@ -21,7 +21,6 @@ from stable_baselines3.sac import SAC
 from torch import nn
 
 from sb3_gaara.common.buffers import (
-    CONTRASTIVE_VIEWS,
     AugmentedPixelReplayBuffer,
     AugmentedReplayBufferSamples,
     SampledTransitions,
@@ -388,8 +387,8 @@ class GAARASAC(CheckedTraining, EnvStepOverlap, DurableSaves, SAC):
             self.replay_buffer_kwargs = {
                 "image_size": self.image_size,
                 "anchor_crop": variant.anchor_crop,
-                # Both views for every variant, as before the buffer took the option: the same random draws.
-                "contrastive_views": CONTRASTIVE_VIEWS,
+                # Only the views the variant's losses read: the others would cost crops and random draws.
+                "contrastive_views": tuple(sorted(variant.views)),
                 **({"storage_device": "auto"} if graphs else {}),
                 **({} if frame_stack is None else {"frame_stack": frame_stack}),
                 **self.replay_buffer_kwargs,
