@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,7 +18,12 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
 from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecNormalize
 
-from sb3_gaara.common.buffers import ZERO_SLOT, AugmentedPixelReplayBuffer, AugmentedReplayBufferSamples
+from sb3_gaara.common.buffers import (
+    CONTRASTIVE_VIEWS,
+    ZERO_SLOT,
+    AugmentedPixelReplayBuffer,
+    AugmentedReplayBufferSamples,
+)
 from sb3_gaara.common.crops import center_crop, crop, random_crop_offsets
 
 FRAME_SHAPE = (3, 12, 12)
@@ -87,7 +93,8 @@ def transitions(venv: VecFrameStack | DummyVecEnv, n_steps: int, seed: int = 0) 
 def make_pair(
     observation_space: spaces.Box, buffer_size: int, n_envs: int = 1, **kwargs: Any
 ) -> tuple[AugmentedPixelReplayBuffer, ReplayBuffer]:
-    """Our buffer and SB3's, with the same SB3 arguments."""
+    """Our buffer and SB3's, with the same SB3 arguments; ours draws both contrastive views unless told otherwise."""
+    kwargs = {"contrastive_views": CONTRASTIVE_VIEWS, **kwargs}
     sb3_kwargs = {key: kwargs.pop(key) for key in ("optimize_memory_usage", "handle_timeout_termination") if key in kwargs}
     ours = AugmentedPixelReplayBuffer(
         buffer_size,
@@ -104,31 +111,37 @@ def make_pair(
 
 
 def assert_same_sample(ours: AugmentedPixelReplayBuffer, reference: ReplayBuffer, seed: int, batch_size: int = 16) -> None:
-    """Seeded alike, our sample is SB3's sample cropped by ``sb3_gaara.common.crops``, bit for bit."""
+    """Seeded alike, our sample is SB3's sample cropped by ``sb3_gaara.common.crops``, bit for bit: the center crops,
+    then the random crops of the contrastive views the buffer draws (the positive's, then a random anchor's), and no
+    other random draw; the views it does not draw are ``None``."""
     np.random.seed(seed)
     th.manual_seed(seed)
     sample = ours.sample(batch_size)
+    torch_state = th.get_rng_state()
     np.random.seed(seed)
     expected = reference.sample(batch_size)
     th.manual_seed(seed)
     device = ours.storage_device or "cpu"
     height, width = ours.frame_shape[1:]
-    top, left = random_crop_offsets(batch_size, height, width, IMAGE_SIZE, device=device)
-    obs_pos = crop(expected.observations, top, left, IMAGE_SIZE)
-    obs_anchor = center_crop(expected.observations, IMAGE_SIZE)
-    if ours.anchor_crop == "random":
-        top, left = random_crop_offsets(batch_size, height, width, IMAGE_SIZE, device=device)
-        obs_anchor = crop(expected.observations, top, left, IMAGE_SIZE)
+    views = ours.contrastive_views
+    drawn = [view for view in ("positive", "anchor") if view in views and (view, ours.anchor_crop) != ("anchor", "center")]
+    offsets = {view: random_crop_offsets(batch_size, height, width, IMAGE_SIZE, device=device) for view in drawn}
+    assert th.equal(th.get_rng_state(), torch_state)  # the same torch draws, no more
     assert isinstance(sample, AugmentedReplayBufferSamples)
     pairs = {
         "observations": center_crop(expected.observations, IMAGE_SIZE),
         "next_observations": center_crop(expected.next_observations, IMAGE_SIZE),
-        "obs_pos": obs_pos,
-        "obs_anchor": obs_anchor,
         "actions": expected.actions,
         "rewards": expected.rewards,
         "dones": expected.dones,
     }
+    if "positive" in views:
+        pairs["obs_pos"] = crop(expected.observations, *offsets["positive"], IMAGE_SIZE)
+    if "anchor" in views:
+        anchor = offsets.get("anchor")
+        pairs["obs_anchor"] = pairs["observations"] if anchor is None else crop(expected.observations, *anchor, IMAGE_SIZE)
+    for name, view in (("obs_pos", "positive"), ("obs_anchor", "anchor")):
+        assert (getattr(sample, name) is None) == (view not in views), name
     for name, value in pairs.items():
         got = getattr(sample, name)
         assert got.dtype == value.dtype and got.device == th.device("cpu"), name
@@ -192,17 +205,60 @@ def test_bit_identical_to_sb3_replay_buffer(storage_device, n_envs, frame_stack,
     assert_slots_consistent(ours)
 
 
+@pytest.mark.parametrize("views", [(), ("positive",), ("anchor",), CONTRASTIVE_VIEWS])
 @pytest.mark.parametrize("anchor_crop", ["center", "random"])
-def test_crops_match_sb3_sample(anchor_crop):
+def test_crops_match_sb3_sample(anchor_crop, views):
     venv = make_vec_env(2, 3)
-    ours, reference = make_pair(venv.observation_space, 20, 2, anchor_crop=anchor_crop)
+    ours, reference = make_pair(venv.observation_space, 20, 2, anchor_crop=anchor_crop, contrastive_views=views)
     for transition in transitions(venv, 30):
         ours.add(*transition)
         reference.add(*transition)
     assert_same_sample(ours, reference, seed=1, batch_size=64)
     sample = ours.sample(4)
-    assert sample.observations.shape == sample.obs_pos.shape == (4, 9, IMAGE_SIZE, IMAGE_SIZE)
-    assert (sample.obs_anchor is sample.observations) == (anchor_crop == "center")
+    assert sample.observations.shape == (4, 9, IMAGE_SIZE, IMAGE_SIZE)
+    if "positive" in views:
+        assert sample.obs_pos is not None and sample.obs_pos.shape == sample.observations.shape
+    if "anchor" in views:
+        assert sample.obs_anchor is not None and sample.obs_anchor.shape == sample.observations.shape
+        assert (sample.obs_anchor is sample.observations) == (anchor_crop == "center")
+
+
+@pytest.mark.parametrize("storage_device", [None, "cpu"])
+def test_a_sample_without_views_draws_nothing_for_them(storage_device):
+    """Without contrastive views a sample makes SB3's ``np.random`` draws and no torch draw; with them, the same
+    ``np.random`` draws (the views' offsets come from torch) and one ``th.randint`` pair per random view."""
+    venv = make_vec_env(2, 3)
+    plain, reference = make_pair(venv.observation_space, 20, 2, contrastive_views=(), storage_device=storage_device)
+    views, _ = make_pair(venv.observation_space, 20, 2, anchor_crop="random", storage_device=storage_device)
+    for transition in transitions(venv, 30):
+        for buffer in (plain, views, reference):
+            buffer.add(*transition)
+    states = {}
+    for name, buffer in (("plain", plain), ("views", views), ("sb3", reference)):
+        np.random.seed(3)
+        th.manual_seed(3)
+        torch_before = th.get_rng_state()
+        buffer.sample(32)
+        numpy_after = np.random.get_state()[1].copy()
+        states[name] = (numpy_after, th.equal(th.get_rng_state(), torch_before))
+    np.testing.assert_array_equal(states["plain"][0], states["sb3"][0])
+    np.testing.assert_array_equal(states["views"][0], states["sb3"][0])
+    assert states["plain"][1] and not states["views"][1]  # torch untouched without views, advanced with them
+    sample = plain.sample(4)
+    assert sample.obs_anchor is None and sample.obs_pos is None
+
+
+def test_contrastive_views_are_checked():
+    space = make_vec_env(1, 3).observation_space
+    with pytest.raises(ValueError, match="contrastive_views must name"):
+        AugmentedPixelReplayBuffer(10, space, ACTION_SPACE, image_size=IMAGE_SIZE, contrastive_views=("negative",))
+    with pytest.raises(ValueError, match="write \\('anchor',\\)"):
+        AugmentedPixelReplayBuffer(10, space, ACTION_SPACE, image_size=IMAGE_SIZE, contrastive_views="anchor")
+    buffer = AugmentedPixelReplayBuffer(
+        10, space, ACTION_SPACE, image_size=IMAGE_SIZE, contrastive_views=["positive", "anchor"]
+    )
+    assert buffer.contrastive_views == ("anchor", "positive")
+    assert AugmentedPixelReplayBuffer(10, space, ACTION_SPACE, image_size=IMAGE_SIZE).contrastive_views == ()
 
 
 @pytest.mark.parametrize("anchor_crop", ["center", "random"])
@@ -468,3 +524,70 @@ def test_the_replay_buffer_takes_the_frame_stack_the_env_says(algorithm_name):
     assert (
         tiny_model(algorithm, env=FakeImageEnv(spaces.Box(0, 255, (3, 20, 20), dtype=np.uint8))).replay_buffer.frame_stack == 1
     )
+
+
+def _add_random_transitions(buffer: AugmentedPixelReplayBuffer, n_steps: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    shape = (1, *buffer.obs_shape)
+    obs = rng.integers(0, 256, shape, dtype=np.uint8)
+    for _ in range(n_steps):
+        next_obs = rng.integers(0, 256, shape, dtype=np.uint8)
+        action = rng.uniform(-1, 1, (1, buffer.action_dim)).astype(np.float32)
+        buffer.add(obs, next_obs, action, np.array([1.0]), np.array([False]), [{}])
+        obs = next_obs
+
+
+@pytest.mark.parametrize(
+    "algorithm, variant, views",
+    [
+        ("DrQv2", None, ()),
+        ("DrQ", None, ()),
+        ("SACAE", None, ()),
+        ("GAARASAC", "pixel_sac", ()),
+        ("GAARASAC", "gaara", CONTRASTIVE_VIEWS),
+        ("CURLSAC", None, CONTRASTIVE_VIEWS),
+        ("GAARASAC", "random_anchor", CONTRASTIVE_VIEWS),
+    ],
+)
+def test_each_algorithm_samples_only_the_views_its_losses_read(algorithm, variant, views):
+    import sb3_gaara
+
+    model = tiny_model(getattr(sb3_gaara, algorithm), **({} if variant is None else {"variant": variant}))
+    buffer = model.replay_buffer
+    assert buffer.contrastive_views == views
+    _add_random_transitions(buffer, 10)
+    sample = buffer.sample(4)
+    if not views:
+        assert sample.obs_anchor is None and sample.obs_pos is None
+        return
+    assert sample.obs_anchor is not None and sample.obs_pos is not None
+    assert sample.obs_anchor.shape == sample.obs_pos.shape == sample.observations.shape
+    assert sample.observations.shape == (4, buffer.obs_shape[0], buffer.image_size, buffer.image_size)
+    assert (sample.obs_anchor is sample.observations) == (model.variant != "random_anchor")
+    assert not th.equal(sample.obs_pos, sample.observations)  # a random crop (of 5 x 5 offsets, for 4 samples)
+
+
+def test_gaarasac_refuses_a_buffer_without_the_views_its_losses_read():
+    import sb3_gaara
+
+    with pytest.raises(ValueError, match="lacks \\['positive'\\]"):
+        tiny_model(sb3_gaara.CURLSAC, replay_buffer_kwargs={"contrastive_views": ("anchor",)})
+
+
+def test_a_buffer_pickled_before_the_views_option_loads_and_takes_the_model_views(tmp_path):
+    """``tests/data/saved_0.1.0_buffer.pkl`` has no ``contrastive_views``: it loads with none, and a model that
+    loads it sets the views of its own losses (whichever model saved it)."""
+    import sb3_gaara
+
+    path = Path(__file__).resolve().parent / "data" / "saved_0.1.0_buffer.pkl"
+    assert b"contrastive_views" not in path.read_bytes()  # written before the option existed
+    old = load_from_pkl(path)
+    assert isinstance(old, AugmentedPixelReplayBuffer) and old.size() == 13 and old.contrastive_views == ()
+    sample = old.sample(4)
+    assert sample.obs_anchor is None and sample.obs_pos is None
+    for algorithm, views in ((sb3_gaara.GAARASAC, CONTRASTIVE_VIEWS), (sb3_gaara.SACAE, ())):
+        model = tiny_model(algorithm)
+        model.load_replay_buffer(path)
+        assert model.replay_buffer.size() == 13 and model.replay_buffer.contrastive_views == views
+        sample = model.replay_buffer.sample(4)
+        assert (sample.obs_pos is not None) == (sample.obs_anchor is not None) == bool(views)

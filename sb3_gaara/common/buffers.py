@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import warnings
 from collections import deque
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -33,6 +34,8 @@ except ImportError:  # pragma: no cover
     psutil = None
 
 ANCHOR_CROPS = ("center", "random")
+#: the views of the contrastive pair a sample can carry besides the observations (``AuxiliaryLoss.views``'s names)
+CONTRASTIVE_VIEWS = ("anchor", "positive")
 #: frame slot that holds the all-zero frame every episode start refers to (``VecFrameStack`` pads with zeros)
 ZERO_SLOT = 0
 #: frame slots reserved beyond one per transition, as a fraction of the transitions: the reset frame of each
@@ -60,11 +63,13 @@ class SampledTransitions(NamedTuple):
 
 
 class AugmentedReplayBufferSamples(NamedTuple):
-    """SB3's ``ReplayBufferSamples`` plus the two views of the contrastive pair.
+    """SB3's ``ReplayBufferSamples`` plus the two views of the contrastive pair, when the buffer draws them.
 
-    ``observations``, ``next_observations`` and ``obs_anchor`` are center crops (``obs_anchor`` is a
-    random crop instead for the §5.2 ``anchor_crop="random"`` ablation); ``obs_pos`` is a random crop
-    of the same observation. Images stay uint8: the policy scales them, which keeps batches small.
+    ``observations`` and ``next_observations`` are center crops. ``obs_anchor`` and ``obs_pos`` are set only
+    for the views the buffer was built to draw (``contrastive_views``), and are ``None`` otherwise: only
+    the contrastive losses of the GAARA family read them. ``obs_anchor`` is ``observations`` itself (the
+    center crop; the §5.2 ``anchor_crop="random"`` ablation draws a random crop instead); ``obs_pos`` is a
+    random crop of the same observation. Images stay uint8: the policy scales them, which keeps batches small.
     The image fields are strided views into one gathered block of crop windows (like
     :func:`sb3_gaara.common.crops.center_crop`, they are not contiguous): use ``reshape``, not ``view``.
     """
@@ -74,10 +79,23 @@ class AugmentedReplayBufferSamples(NamedTuple):
     next_observations: th.Tensor
     dones: th.Tensor
     rewards: th.Tensor
-    obs_anchor: th.Tensor
-    obs_pos: th.Tensor
+    obs_anchor: th.Tensor | None
+    obs_pos: th.Tensor | None
     # SB3's n-step field, kept so that code written for ReplayBufferSamples reads this tuple too.
     discounts: th.Tensor | None = None
+
+
+def check_contrastive_views(views: Iterable[str]) -> tuple[str, ...]:
+    """``views`` as a tuple in :data:`CONTRASTIVE_VIEWS`'s order, or a ``ValueError`` naming the valid ones."""
+    if isinstance(views, str):
+        raise ValueError(f"contrastive_views is a collection of view names, got the string {views!r}: write ({views!r},).")
+    views = tuple(views)
+    unknown = sorted(set(views) - set(CONTRASTIVE_VIEWS))
+    if unknown:
+        raise ValueError(
+            f"contrastive_views must name views of {CONTRASTIVE_VIEWS} (or none, for samples without them), got {unknown}."
+        )
+    return tuple(view for view in CONTRASTIVE_VIEWS if view in views)
 
 
 def infer_frame_stack(channels: int) -> int:
@@ -133,9 +151,10 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
 
     **Sampling.** ``sample()`` draws ``batch_inds`` and ``env_indices`` with exactly the ``np.random``
     calls of SB3's ``ReplayBuffer`` (``optimize_memory_usage`` included), then the crop offsets with
-    ``th.randint`` on the storage device: seeded alike, it returns SB3's sample cropped by
-    :mod:`sb3_gaara.common.crops`. Crop windows are gathered straight from the frame store, with no Python loop
-    over samples and no full-size stack ever built (see :meth:`_gather_windows`); the image fields of the
+    ``th.randint`` on the storage device, for the ``contrastive_views`` only (no view, no draw: the observations
+    are center crops): seeded alike, it returns SB3's sample cropped by :mod:`sb3_gaara.common.crops`. Crop
+    windows are gathered straight from the frame store, with no Python loop over samples and no full-size stack
+    ever built (see :meth:`_gather_windows`); the image fields of the
     sample are strided views of the gathered windows.
 
     :param buffer_size: maximum number of transitions
@@ -158,6 +177,11 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
         tensor on that device, cropped there by batched indexing, so that sampling on a GPU never copies
         images from the host. On a CPU-only machine keep ``None``: numpy gathers the windows about 10x faster
         than torch's CPU indexing kernel (``"cpu"`` runs the device code path, which tests use).
+    :param contrastive_views: the views of the contrastive pair each sample carries, of ``"anchor"`` and
+        ``"positive"`` (the names ``AuxiliaryLoss.views`` declares); the others are ``None``. Empty by default:
+        only the GAARA family's contrastive losses read them (``GAARASAC`` passes its variant's), and a view not
+        asked for costs no crop and no random draw, so that the algorithms that read neither keep their random
+        stream to themselves.
     """
 
     obs_frame_index: np.ndarray
@@ -176,6 +200,7 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
         anchor_crop: str = "center",
         frame_stack: int | None = None,
         storage_device: th.device | str | None = None,
+        contrastive_views: Iterable[str] = (),
     ) -> None:
         channels, height, width = check_pixel_observation_space(observation_space, image_size)
         assert isinstance(observation_space, spaces.Box)
@@ -187,6 +212,7 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
             )
         if anchor_crop not in ANCHOR_CROPS:
             raise ValueError(f"anchor_crop must be one of {ANCHOR_CROPS}, got {anchor_crop!r}.")
+        views = check_contrastive_views(contrastive_views)
         frame_stack = infer_frame_stack(channels) if frame_stack is None else frame_stack
         if isinstance(frame_stack, bool) or not isinstance(frame_stack, (int, np.integer)) or frame_stack < 1:
             raise ValueError(f"frame_stack must be a positive integer or None, got {frame_stack!r}.")
@@ -215,6 +241,7 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
 
         self.image_size = image_size
         self.anchor_crop = anchor_crop
+        self.contrastive_views = views
         self.frame_stack = int(frame_stack)
         self.frame_shape = (channels // self.frame_stack, height, width)
         if storage_device is None:
@@ -493,6 +520,9 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Rebuild the full-capacity store on the storage device (the CPU when a saved CUDA device is missing)."""
         frames, refs = state.pop("_frames"), state.pop("_frame_refs")
+        # Buffers pickled before contrastive_views existed drew both views for every algorithm: they load with the
+        # constructor's default (none), and the model that reads views declares them again when it loads the buffer.
+        state.setdefault("contrastive_views", ())
         self.__dict__.update(state)
         self._frames, self._frame_refs = None, None
         if self.storage_device is not None:
@@ -644,12 +674,17 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
         device = th.device("cpu") if self.storage_device is None else self.storage_device
         obs_index = stack_index[:, :stack]
         center = center_offset(height, size) * width + center_offset(width, size)
-        top, left = random_crop_offsets(batch_size, height, width, size, device=device)
-        index = [stack_index, obs_index]
-        start = [th.full((batch_size, n_stack), center, device=device), (top * width + left)[:, None].expand(-1, stack)]
-        if self.anchor_crop == "random":
-            # §5.2: the anchor is a second, independent random crop.
+        index = [stack_index]
+        start = [th.full((batch_size, n_stack), center, device=device)]
+        # The random crops of the views asked for, the positive's first; the center anchor is the observations.
+        # §5.2's random anchor is a second, independent random crop.
+        random_views = [view for view in ("positive", "anchor") if view in self.contrastive_views]
+        if self.anchor_crop == "center" and "anchor" in random_views:
+            random_views.remove("anchor")
+        first_window: dict[str, int] = {}  # the first window of each view drawn
+        for view in random_views:
             top, left = random_crop_offsets(batch_size, height, width, size, device=device)
+            first_window[view] = n_stack + stack * len(first_window)
             index.append(obs_index)
             start.append((top * width + left)[:, None].expand(-1, stack))
         if isinstance(stack_index, th.Tensor):
@@ -668,14 +703,19 @@ class AugmentedPixelReplayBuffer(ReplayBuffer):
             )
 
         observations = window_view(0)
+        obs_anchor = obs_pos = None
+        if "anchor" in self.contrastive_views:
+            obs_anchor = window_view(first_window["anchor"]) if "anchor" in first_window else observations
+        if "positive" in self.contrastive_views:
+            obs_pos = window_view(first_window["positive"])
         return AugmentedReplayBufferSamples(
             observations=observations,
             actions=actions,
             next_observations=window_view(next_first),
             dones=dones,
             rewards=rewards,
-            obs_anchor=observations if self.anchor_crop == "center" else window_view(n_stack + stack),
-            obs_pos=window_view(n_stack),
+            obs_anchor=obs_anchor,
+            obs_pos=obs_pos,
         )
 
     def _gather_windows(self, index: np.ndarray | th.Tensor, start: th.Tensor) -> th.Tensor:

@@ -115,7 +115,17 @@ class GraphedGradientStep:
             )
         batch_size, stack = transitions.obs_index.shape
         learning_rates = tuple(group["lr"] for optimizer in model.optimizers() for group in optimizer.param_groups)
-        signature = (batch_size, stack, transitions.actions.shape[1], frames.data_ptr(), tuple(frames.shape), learning_rates)
+        # The crops' kernels, and the random draws among them, depend on the views the buffer draws.
+        views = (buffer.contrastive_views, buffer.anchor_crop)
+        signature = (
+            batch_size,
+            stack,
+            transitions.actions.shape[1],
+            frames.data_ptr(),
+            tuple(frames.shape),
+            learning_rates,
+            views,
+        )
         if signature != self._signature or self._static is None:
             # Drop the old graphs first: their memory pools are freed before new ones are captured.
             self._graphs.clear()

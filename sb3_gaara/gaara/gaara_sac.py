@@ -20,7 +20,12 @@ from stable_baselines3.common.utils import polyak_update
 from stable_baselines3.sac import SAC
 from torch import nn
 
-from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer, AugmentedReplayBufferSamples, SampledTransitions
+from sb3_gaara.common.buffers import (
+    AugmentedPixelReplayBuffer,
+    AugmentedReplayBufferSamples,
+    SampledTransitions,
+    check_contrastive_views,
+)
 from sb3_gaara.common.crops import random_shift
 from sb3_gaara.common.env_steps import get_frame_stack
 from sb3_gaara.common.preprocessing import (
@@ -385,10 +390,18 @@ class GAARASAC(EnvStepOverlap, DurableSaves, SAC):
             self.replay_buffer_kwargs = {
                 "image_size": self.image_size,
                 "anchor_crop": variant.anchor_crop,
+                # Only the views the variant's losses read: the others would cost crops and random draws.
+                "contrastive_views": tuple(sorted(variant.views)),
                 **({"storage_device": "auto"} if graphs else {}),
                 **({} if frame_stack is None else {"frame_stack": frame_stack}),
                 **self.replay_buffer_kwargs,
             }
+            missing = variant.views - set(check_contrastive_views(self.replay_buffer_kwargs["contrastive_views"]))
+            if missing:
+                raise ValueError(
+                    f"replay_buffer_kwargs['contrastive_views']={self.replay_buffer_kwargs['contrastive_views']!r} lacks "
+                    f"{sorted(missing)}, which the losses of variant={self.variant!r} read: leave contrastive_views unset."
+                )
         self.policy_kwargs = {
             "image_size": self.image_size,
             "use_decoder": variant.use_decoder,
@@ -675,13 +688,24 @@ class GAARASAC(EnvStepOverlap, DurableSaves, SAC):
     def _auxiliary_batch(
         self, replay_data: AugmentedReplayBufferSamples, obs: th.Tensor, conv_features: th.Tensor | None
     ) -> AuxiliaryBatch:
-        """The images the variant's auxiliary losses read, each view scaled once (see :class:`AuxiliaryBatch`)."""
+        """The images the variant's auxiliary losses read, each view scaled once (see :class:`AuxiliaryBatch`).
+
+        The replay buffer draws the views the variant's losses declare (``contrastive_views``, set by
+        :meth:`_setup_model` and :meth:`load_replay_buffer`) and leaves the others ``None``.
+        """
         views = {view for auxiliary in self._auxiliary_losses() for view in auxiliary.views}
+        sampled = {"anchor": replay_data.obs_anchor, "positive": replay_data.obs_pos}
+        missing = sorted(view for view in views if sampled[view] is None)
+        if missing:
+            raise ValueError(
+                f"The auxiliary losses read the views {missing}, which the replay sample lacks: build the replay buffer "
+                f"with contrastive_views={tuple(sorted(views))!r}."
+            )
         anchor = positive = None
-        if "anchor" in views:
+        if replay_data.obs_anchor is not None and "anchor" in views:
             center = replay_data.obs_anchor is replay_data.observations
             anchor = obs if center else self.policy.scale_images(replay_data.obs_anchor)
-        if "positive" in views:
+        if replay_data.obs_pos is not None and "positive" in views:
             positive = self.policy.scale_images(replay_data.obs_pos)
         return AuxiliaryBatch(replay_data.observations, obs, anchor, positive, conv_features)
 
@@ -774,9 +798,13 @@ class GAARASAC(EnvStepOverlap, DurableSaves, SAC):
         return state_dicts, saved_variables
 
     def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
-        """SB3's ``load_replay_buffer``; with CUDA graphs the frames move to the model's device if saved elsewhere."""
+        """SB3's ``load_replay_buffer``; the buffer draws the contrastive views this model's losses read (whichever
+        model saved it, or a version that drew both for every algorithm); with CUDA graphs the frames move to the
+        model's device if saved elsewhere."""
         super().load_replay_buffer(path, truncate_last_traj)
         buffer = self.replay_buffer
+        if isinstance(buffer, AugmentedPixelReplayBuffer) and "contrastive_views" in self.replay_buffer_kwargs:
+            buffer.contrastive_views = check_contrastive_views(self.replay_buffer_kwargs["contrastive_views"])
         if self._graphed_step is not None and isinstance(buffer, AugmentedPixelReplayBuffer):
             if buffer.storage_device is None or buffer.storage_device.type != self.device.type:
                 buffer.move_frames(self.device)

@@ -42,6 +42,11 @@ class Variant:
         """Whether a loss of the variant is weighted by the annealed comparison weight ``c``."""
         return any(loss.anneals for loss in self.auxiliary_losses)
 
+    @property
+    def views(self) -> frozenset[str]:
+        """The views of the contrastive pair its losses read (``"anchor"``, ``"positive"``): what its samples carry."""
+        return frozenset(view for loss in self.auxiliary_losses for view in loss.views)
+
 
 VARIANTS: dict[str, Variant] = {
     "gaara": Variant(
