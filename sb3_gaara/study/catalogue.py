@@ -265,6 +265,18 @@ DREAMER_CPU_DMC_MODEL_KWARGS: dict[str, Any] = {
 #: Dreamer's planners at CPU scale: 5 iterations of 200 candidates over 12 steps, refitted to the best 20 (PlaNet:
 #: 10 x 1000, best 100).
 DREAMER_CPU_DMC_PLANNER_KWARGS: dict[str, Any] = {"candidates": 200, "top_k": 20, "iterations": 5, "horizon": 12}
+#: The planners whose returns the ``dreamer`` runs of ``--preset cpu-dmc`` also record at each evaluation, on the world
+#: model the actor's data trained (:attr:`~sb3_gaara.study.run.RunConfig.eval_planners`), and their search: 3 iterations
+#: of 100 candidates over 8 steps, refitted to the best 10 (PlaNet: 10 x 1000 over 12, best 100; the planner agents
+#: above: 5 x 200 over 12). A planner's cost per action is its iterations x horizon imagined steps, one after the other
+#: (the candidates are one batch). Measured on one shared core, one evaluation episode of an untrained model of these
+#: settings (500 actions at 64 px): the actor's took 12-25 s; the planner agents' search 5.6x (CEM) and 10x (MPC) the
+#: actor's; 3 x 100 over 12 steps 3.2x; these 1.8x (CEM) and 1.9x (MPC). Both planners' 10 episodes then add ~3.7x the
+#: actor's evaluation to each of a run's 7 evaluations (~7.5 min when an actor episode takes 12 s).
+CPU_DMC_EVAL_PLANNERS: dict[str, dict[str, Any]] = {
+    "cem": {"candidates": 100, "top_k": 10, "iterations": 3, "horizon": 8},
+    "dreamer_mpc": {"candidates": 100, "top_k": 10, "iterations": 3, "horizon": 8},
+}
 
 
 def cpu_dmc_task(task: TaskSpec) -> TaskSpec:
@@ -465,6 +477,47 @@ _LATENT_MODEL_AGENTS: dict[str, AgentSpec] = {
         "acting by CEM started from the actor's plan, lambda-returns with the value (Dreamer's MPC)",
     ),
 }
+#: The planners a Dreamer run acting by its actor can also be evaluated with, on the model its actor's data trained
+#: (:attr:`~sb3_gaara.study.run.RunConfig.eval_planners`), and their names in the curves' labels
+#: (:func:`planner_eval_label`)
+EVAL_PLANNER_NAMES = {"cem": "CEM", "dreamer_mpc": "MPC"}
+
+
+def planner_eval_label(label: str, planner: str) -> str:
+    """The curve label of ``planner``'s evaluations on the model of a run of the agent labelled ``label``:
+    ``"Dreamer+CEM (actor's data)"``. Not ``"Dreamer+CEM"``, the agent whose planner also collects its data."""
+    return f"{label}+{EVAL_PLANNER_NAMES[planner]} (actor's data)"
+
+
+def check_eval_planners(agent: str, eval_planners: Mapping[str, Mapping[str, Any]]) -> None:
+    """Refuse planner evaluations that cannot mean what they say: on an agent other than one of Dreamer's acting by
+    its actor, a planner :data:`EVAL_PLANNER_NAMES` does not name, or a setting the planner does not take."""
+    if not eval_planners:
+        return
+    spec = AGENTS.get(agent)
+    if spec is None or spec.algorithm != "dreamer" or spec.kwargs.get("planner", "actor") != "actor":
+        actors = [key for key, other in AGENTS.items() if other.algorithm == "dreamer" and "planner" not in other.kwargs]
+        raise ValueError(
+            f"eval_planners evaluates Dreamer's planners on the world model a Dreamer run trains with the data its actor "
+            f"collects; agent {agent!r} is not such a run. Give eval_planners to {' or '.join(map(repr, actors))} only "
+            "(dreamer_cem and dreamer_mpc are runs whose planner collects the data: their curve is the planner's already)."
+        )
+    from sb3_gaara.dreamer.policies import PLANNER_DEFAULTS
+
+    for planner, settings in eval_planners.items():
+        if planner not in EVAL_PLANNER_NAMES:
+            raise ValueError(
+                f"eval_planners names the planner {planner!r}: use {' and/or '.join(map(repr, EVAL_PLANNER_NAMES))} "
+                "(the actor's evaluations are the run's own curve)."
+            )
+        unknown = sorted(set(settings) - set(PLANNER_DEFAULTS[planner]))
+        if unknown:
+            raise ValueError(
+                f"eval_planners[{planner!r}] has settings {unknown} the planner does not take; it takes "
+                f"{sorted(PLANNER_DEFAULTS[planner])} (overrides of PLANNER_DEFAULTS[{planner!r}])."
+            )
+
+
 MAIN_AGENTS = ("gaara", "sac_ae", "contrastive")
 ABLATION_AGENTS = ("gaara_c1", "gaara_c05", "joint", "random_anchor", "decoder_discriminator")
 AUGMENTATION_AGENTS = ("drq", "gaara_shift", "pixel_sac")
@@ -498,7 +551,9 @@ RANDOM_LABEL = "Random"
 #: ``--preset``: the grid as ``(tasks, agents)`` blocks; settings the preset changes unless given. Besides the
 #: grid's settings (``seeds``, ``env_steps``, ``eval_every``, ``eval_episodes``, ``checkpoint_every``,
 #: ``milestones``), a preset may default the run-time settings of :data:`RUNTIME_DEFAULTS` and add
-#: ``model_kwargs`` (``GAARASAC`` arguments of every run); explicit flags win over all of them.
+#: ``model_kwargs`` (``GAARASAC`` arguments of every run) and ``eval_planners`` (by agent key, the planners each
+#: evaluation of its runs also evaluates, with their settings: :attr:`~sb3_gaara.study.run.RunConfig.eval_planners`);
+#: explicit flags win over all of them.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "grid": [(PAPER_TASKS, MAIN_AGENTS), (("cheetah_run",), ABLATION_AGENTS)],
@@ -533,6 +588,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "checkpoint_every": 4_000,
         "milestones": [8_000, 16_000, 24_000],
         "device": "cpu",
+        # Each evaluation of a Dreamer run also evaluates its CEM planner and its MPC on the same model (the data
+        # collected by the actor), with the smaller search of CPU_DMC_EVAL_PLANNERS: curves of their own.
+        "eval_planners": {"dreamer": CPU_DMC_EVAL_PLANNERS},
     },
     # One job of ~9 minutes on one H100 that keeps nothing but curves.csv, the PNG and results.md: every run
     # side by side on the GPU (4 training runs + the random baseline), stopped at the time limit without the

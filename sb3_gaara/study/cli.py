@@ -21,6 +21,7 @@ from sb3_gaara.study.catalogue import (
     AGENTS,
     AUGMENTATION_AGENTS,
     CPU_TASK,
+    EVAL_PLANNER_NAMES,
     MAIN_AGENTS,
     PAPER_MILESTONES,
     PAPER_TASKS,
@@ -29,6 +30,8 @@ from sb3_gaara.study.catalogue import (
     RUNTIME_DEFAULTS,
     SPEED_ONLY_MODEL_KWARGS,
     TaskSpec,
+    check_eval_planners,
+    planner_eval_label,
     resolve_task,
 )
 from sb3_gaara.study.ray_scheduling import RayOptions, connect, run_jobs_on_ray, runtime_env
@@ -121,6 +124,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action=argparse.BooleanOptionalAction,
         help="run the evaluations in a process of their own, on a copy of the policy, while the run trains on: the "
         "same evaluations in less wall-clock time where a core is free (default: off)",
+    )
+    parser.add_argument(
+        "--eval-planners",
+        action=argparse.BooleanOptionalAction,
+        help="each evaluation of a Dreamer run acting by its actor (agent dreamer) also evaluates Dreamer's CEM planner "
+        "and MPC on the same model, as curves of their own; not part of a run's identity (default: the preset's, "
+        "cpu-dmc: on, with its smaller searches; elsewhere off, and on with the planners' defaults)",
     )
     parser.add_argument(
         "--tf32",
@@ -230,6 +240,7 @@ def build_grid(args: argparse.Namespace) -> tuple[list[tuple[str, str]], dict[st
         if getattr(args, key) is not None:
             model_kwargs[key] = getattr(args, key)
     settings["model_kwargs"] = model_kwargs
+    settings["eval_planners"] = _eval_planners(args.eval_planners, preset.get("eval_planners", {}), pairs)
     if args.milestones:
         milestones = args.milestones
     else:
@@ -244,6 +255,43 @@ def build_grid(args: argparse.Namespace) -> tuple[list[tuple[str, str]], dict[st
     if settings["time_limit"] is not None and settings["time_limit"] < 0:
         raise SystemExit(f"--time-limit must be positive (0: no limit), got {settings['time_limit']}.")
     return pairs, settings
+
+
+def _eval_planners(
+    flag: bool | None, preset: Mapping[str, Mapping[str, Mapping[str, Any]]], pairs: Sequence[tuple[str, str]]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """By agent key, the planners each evaluation of its runs also evaluates (:attr:`RunConfig.eval_planners`): the
+    preset's for the grid's agents, none with ``--no-eval-planners``, and with ``--eval-planners`` both of Dreamer's
+    planners, at the preset's settings or their defaults, for every Dreamer agent of the grid acting by its actor."""
+    agents = list(dict.fromkeys(agent for _, agent in pairs))
+    if flag is False:
+        return {}
+    chosen = {agent: {p: dict(s) for p, s in preset[agent].items()} for agent in agents if agent in preset}
+    if flag:
+        for agent in agents:
+            spec = AGENTS[agent]
+            if agent not in chosen and spec.algorithm == "dreamer" and "planner" not in spec.kwargs:
+                chosen[agent] = {planner: {} for planner in EVAL_PLANNER_NAMES}
+        if not chosen:
+            raise SystemExit(
+                "--eval-planners evaluates Dreamer's planners on the model of a Dreamer run acting by its actor, and the "
+                f"grid has none ({', '.join(agents)}): add --agents dreamer, or drop --eval-planners."
+            )
+    for agent, planners in chosen.items():
+        try:
+            check_eval_planners(agent, planners)
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
+    return chosen
+
+
+def report_labels(pairs: Sequence[tuple[str, str]], eval_planners: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The curve labels of the grid's agents in column order, each followed by those of its planners' evaluations."""
+    labels: list[str] = []
+    for _, agent in pairs:
+        label = AGENTS[agent].label
+        labels += [label, *(planner_eval_label(label, planner) for planner in eval_planners.get(agent, {}))]
+    return list(dict.fromkeys(labels))
 
 
 def _check_hyperparams(hyperparams: Mapping[str, Any], agents: set[str]) -> None:
@@ -320,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings["milestones"],
             settings["eval_every"],
             reference_path=args.reference or default_reference_path(),
-            agents=list(dict.fromkeys(AGENTS[agent].label for _, agent in pairs)),
+            agents=report_labels(pairs, settings["eval_planners"]),
             n_seeds=len(settings["seeds"]),
             max_step=settings["env_steps"],
             eval_episodes=settings["eval_episodes"],
@@ -372,6 +420,7 @@ def plan_jobs(
                 cudnn_benchmark=settings["cudnn_benchmark"],
                 tf32=settings["tf32"],
                 async_eval=settings["async_eval"],
+                eval_planners=settings["eval_planners"].get(agent, {}),
             )
             jobs.append(("train", config))
     return jobs

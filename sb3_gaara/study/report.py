@@ -85,14 +85,24 @@ def read_curve_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
     return rows
 
 
-def write_run_curve(path: Path, history: Sequence[Any], task: str, seed: int, label: str) -> None:
-    """Curve rows of a run (plus a ``std`` column over its evaluation episodes, which ``curves.csv`` drops)."""
+def write_run_curve(
+    path: Path,
+    history: Sequence[Any],
+    task: str,
+    seed: int,
+    label: str,
+    others: Mapping[str, Sequence[Any]] | None = None,
+) -> None:
+    """Curve rows of a run (plus a ``std`` column over its evaluation episodes, which ``curves.csv`` drops), then those
+    of ``others``: by label, further curves of the same run (its model evaluated by Dreamer's planners), which the
+    reports read as agents of their own."""
     text = io.StringIO(newline="")
     writer = csv.writer(text)
     writer.writerow([*CURVE_COLUMNS, "std"])
-    for evaluation in history:
-        row = [evaluation.env_steps, evaluation.training_episodes, evaluation.mean_reward, task, seed, label]
-        writer.writerow([*row, evaluation.std_reward])
+    for curve_label, curve in [(label, history), *(others or {}).items()]:
+        for evaluation in curve:
+            row = [evaluation.env_steps, evaluation.training_episodes, evaluation.mean_reward, task, seed, curve_label]
+            writer.writerow([*row, evaluation.std_reward])
     write_text_atomic(path, text.getvalue())
 
 
@@ -265,6 +275,12 @@ def describe_settings(settings: Mapping[str, Any]) -> str:
         parts.append("TF32 matrix products")
     if settings.get("async_eval"):
         parts.append("evaluations in the background")
+    for agent, planners in (settings.get("eval_planners") or {}).items():
+        searches = "; ".join(
+            f"{planner} ({', '.join(f'{key}={value}' for key, value in search.items()) or 'its defaults'})"
+            for planner, search in planners.items()
+        )
+        parts.append(f"each evaluation of {agent} also evaluates on its model {searches}")
     if settings.get("model_kwargs"):
         parts.append("GAARASAC " + ", ".join(f"{key}={value!r}" for key, value in settings["model_kwargs"].items()))
     return "; ".join(parts)

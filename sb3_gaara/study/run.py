@@ -58,6 +58,8 @@ from sb3_gaara.study.catalogue import (
     RANDOM_LABEL,
     SPEED_ONLY_MODEL_KWARGS,
     TaskSpec,
+    check_eval_planners,
+    planner_eval_label,
     render_size_kwargs,
 )
 from sb3_gaara.study.report import format_count, read_json, read_run_curve, write_json, write_run_curve
@@ -109,6 +111,16 @@ class RunConfig:
     #: evaluations in a process of their own (``EnvStepEvalCallback(asynchronous=True)``; the same results, so like
     #: the device not part of its identity)
     async_eval: bool = False
+    #: Dreamer's planners (``"cem"``, ``"dreamer_mpc"``) each evaluation of a Dreamer run acting by its actor also
+    #: evaluates, on the same model at the same step, with overrides of their settings (``PLANNER_DEFAULTS``): curves of
+    #: their own in ``curve.csv`` (:func:`~sb3_gaara.study.catalogue.planner_eval_label`), computed by
+    #: :func:`evaluate_planner`, which leaves the actor's run as it would have been. So, like the device, not part of
+    #: the run's identity: a run resumed with them records them from then on. The evaluations then run here, even with
+    #: ``async_eval`` (the planners must see the model of the evaluation's step).
+    eval_planners: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_eval_planners(self.agent, self.eval_planners)
 
     def run_task(self) -> TaskSpec:
         """The task as the run's agent runs it (:meth:`TaskSpec.for_agent`): its frames, render size and settings; on a
@@ -370,6 +382,47 @@ class _AfterEvaluation(BaseCallback):
         return True
 
 
+def evaluate_planner(
+    config: RunConfig, model: OffPolicyAlgorithm, planner: str, settings: Mapping[str, Any]
+) -> tuple[float, float]:
+    """Mean and standard deviation of the returns of ``config.eval_episodes`` episodes of ``model`` (a Dreamer trained
+    by its actor) acting by ``planner`` with ``settings``, the actor switched back afterwards
+    (:func:`~sb3_gaara.dreamer.evaluate_planners`).
+
+    The actor's run goes on as if this evaluation had not happened, and the result depends on the model alone:
+
+    * the episodes run on an evaluation env of their own, built for each evaluation and seeded as the run's (so each
+      evaluation starts from the episodes the actor's first evaluation started from); the actor's evaluation env,
+      which a checkpoint keeps mid-stream, is not stepped;
+    * the planners' candidates are drawn from torch's global generator (as when a planner acts), forked for the
+      evaluation (``torch.random.fork_rng``: its state, and CUDA's where initialised, saved, seeded with the evaluation
+      env's seed, and restored afterwards); numpy's and Python's global states are saved and restored too.
+
+    So turning :attr:`RunConfig.eval_planners` on or off leaves the run's own curve and parameters bit for bit as they
+    were, and a run resumed from a checkpoint records the planners' evaluations it would have recorded unstopped.
+    """
+    from sb3_gaara.dreamer.dreamer import Dreamer, evaluate_planners
+
+    assert isinstance(model, Dreamer), type(model)
+    eval_seed = config.seed + 10_000
+    env = make_train_env(config.run_task(), config.seed, eval_env=True, render_size=_render_size(config))
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    devices = list(range(th.cuda.device_count())) if th.cuda.is_available() and th.cuda.is_initialized() else []
+    try:
+        with th.random.fork_rng(devices=devices):
+            th.default_generator.manual_seed(eval_seed)
+            if devices:
+                th.cuda.manual_seed_all(eval_seed)
+            results = evaluate_planners(
+                model, env, (planner,), n_eval_episodes=config.eval_episodes, planner_kwargs={planner: dict(settings)}
+            )
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
+        env.close()
+    return results[planner]
+
+
 # ----------------------------------------------------------------------------------------------------
 # A run, step by step.
 
@@ -410,6 +463,12 @@ def run_training(config: RunConfig, stop: StopRequest | None = None) -> str:
     else:
         model, history, wall_time = _new_model(config, env, agent_steps), [], 0.0
     files = _RunFiles(config, model, eval_env, action_repeat, wall_time)
+    if pointer is not None:
+        files.other_curves = {
+            label: curve
+            for label, curve in curve_histories(run_dir / "curve.csv", pointer["env_steps"]).items()
+            if label != AGENTS[config.agent].label
+        }
     files.record_session(pointer, exact)
     _set_logger(model, run_dir, config.verbose)
     eval_callback, checkpoint_callback = _callbacks(config, files, eval_env, history, stop)
@@ -481,12 +540,19 @@ def _resume_model(
     model = algorithm.load(checkpoint / "model.zip", device=config.device, **speed_kwargs)
     model.set_env(env, force_reset=not keep_last_obs)
     model.load_replay_buffer(checkpoint / "replay_buffer.pkl")
-    history = [
-        Evaluation(row["step"], row["episode_reward"], float(row.get("std", 0.0)), row["episode"])
-        for row in read_run_curve(run_dir / "curve.csv")
-        if row["step"] <= pointer["env_steps"]
-    ]
-    return model, history, float(pointer["wall_time_s"])
+    curves = curve_histories(run_dir / "curve.csv", pointer["env_steps"])
+    return model, curves.get(AGENTS[config.agent].label, []), float(pointer["wall_time_s"])
+
+
+def curve_histories(path: Path, up_to: int) -> dict[str, list[Evaluation]]:
+    """The evaluations in a run's ``curve.csv`` up to ``up_to`` environment steps, by label: the run's own and those
+    of its model by Dreamer's planners (:attr:`RunConfig.eval_planners`)."""
+    curves: dict[str, list[Evaluation]] = {}
+    for row in read_run_curve(path):
+        if row["step"] <= up_to:
+            evaluation = Evaluation(row["step"], row["episode_reward"], float(row.get("std", 0.0)), row["episode"])
+            curves.setdefault(row["agent"], []).append(evaluation)
+    return curves
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -617,11 +683,14 @@ def _callbacks(
         n_eval_episodes=config.eval_episodes,
         action_repeat=files.action_repeat,
         history=history,
-        callback_after_eval=_AfterEvaluation(files.write_curve),
+        callback_after_eval=_AfterEvaluation(files.after_evaluation),
         verbose=config.verbose,
         # Where evaluating elsewhere would change the results (a planner that draws while it acts), the run evaluates
-        # here: the same results either way, the study's promise for --async-eval.
-        asynchronous=config.async_eval and EnvStepEvalCallback.evaluated_here_because(files.model) is None,
+        # here: the same results either way, the study's promise for --async-eval. Evaluations of the planners too
+        # run here, after the actor's, on the model of its step.
+        asynchronous=config.async_eval
+        and not config.eval_planners
+        and EnvStepEvalCallback.evaluated_here_because(files.model) is None,
     )
     files.evaluations = eval_callback
     checkpoint_callback = StudyCheckpointCallback(
@@ -656,6 +725,8 @@ class _RunFiles:
         self.device = describe_device(model.device)
         #: the evaluation callback, whose history is the curve
         self.evaluations: EnvStepEvalCallback | None = None
+        #: further curves of the run, by label: its model's evaluations by Dreamer's planners
+        self.other_curves: dict[str, list[Evaluation]] = {}
         self.started = time.time()
         #: environment steps where this session started
         self.start_env_steps = self.env_steps()
@@ -679,7 +750,23 @@ class _RunFiles:
     def write_curve(self) -> None:
         history = self.evaluations.history if self.evaluations is not None else []
         label = AGENTS[self.config.agent].label
-        write_run_curve(self.run_dir / "curve.csv", history, self.config.task.name, self.config.seed, label)
+        task, seed = self.config.task.name, self.config.seed
+        write_run_curve(self.run_dir / "curve.csv", history, task, seed, label, self.other_curves)
+
+    def after_evaluation(self) -> None:
+        """After each evaluation of the run's policy: the planners of :attr:`RunConfig.eval_planners` on the same model
+        (:func:`evaluate_planner`, at the evaluation's step), then the curve."""
+        assert self.evaluations is not None and self.evaluations.history
+        latest = self.evaluations.history[-1]
+        label = AGENTS[self.config.agent].label
+        for planner, settings in self.config.eval_planners.items():
+            mean, std = evaluate_planner(self.config, self.model, planner, settings)
+            curve = self.other_curves.setdefault(planner_eval_label(label, planner), [])
+            curve[:] = [evaluation for evaluation in curve if evaluation.env_steps < latest.env_steps]
+            curve.append(Evaluation(latest.env_steps, mean, std, latest.training_episodes))
+            if self.config.verbose >= 1:
+                print(f"Eval env_steps={latest.env_steps} {planner}: episode_reward={mean:.2f} +/- {std:.2f}")
+        self.write_curve()
 
     def save_checkpoint(self) -> None:
         """Model, replay buffer and :data:`STATE_FILE` into ``ckpt_<env steps>`` (written under a temporary name,
