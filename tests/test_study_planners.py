@@ -101,6 +101,16 @@ def test_a_dreamer_runs_evaluations_also_evaluate_its_planners_and_leave_the_run
     assert len({tuple(r) for r in returns.values()}) == 3
 
 
+def test_planners_evaluate_only_every_eval_planners_every_steps(tmp_path) -> None:
+    config = _config(tmp_path, eval_planners={"cem": TINY_SEARCH}, eval_planners_every=60)
+    assert run_training(config) == "done"
+    curves = _curves(config)
+    assert [step for step, _, _ in curves["Dreamer"]] == [0, 30, 60]
+    assert [step for step, _, _ in curves[LABELS["cem"]]] == [0, 60]
+    with pytest.raises(ValueError, match="not a multiple of eval_every=30"):
+        _config(tmp_path, eval_planners={"cem": TINY_SEARCH}, eval_planners_every=45)
+
+
 def test_a_run_resumed_with_planner_evaluations_records_them_from_then_on(tmp_path, monkeypatch) -> None:
     whole = _config(tmp_path / "whole", eval_planners=PLANNERS)
     assert run_training(whole) == "done"
@@ -163,8 +173,11 @@ def test_the_cpu_dmc_preset_evaluates_the_dreamer_runs_planners_with_a_smaller_s
     assert labels[labels.index("Dreamer") : labels.index("Dreamer") + 3] == ["Dreamer", *LABELS.values()]
     assert "Dreamer+CEM" not in labels  # the planner agents stay out of the preset's grid, as before
     assert "each evaluation of dreamer also evaluates on its model cem (candidates=100" in describe_settings(settings)
+    assert settings["eval_planners_every"] == 8_000  # at 0, 8k, 16k, 24k: 4 of the 7 evaluations
     _, settings = build_grid(study.parse_args(["--preset", "cpu-dmc", "--no-eval-planners"]))
     assert settings["eval_planners"] == {}
+    with pytest.raises(SystemExit, match="must be a positive multiple of --eval-every"):
+        build_grid(study.parse_args(["--preset", "cpu-dmc", "--eval-planners-every", "6000"]))
     # Only the runs of agent dreamer evaluate them; their identity (config.json) is the one they had without.
     task = resolve_task("cartpole_swingup", "cpu")
     config = _config(Path("unused"), task=task, model_kwargs={}, eval_planners=settings.get("eval_planners", {}))

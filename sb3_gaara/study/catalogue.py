@@ -272,7 +272,8 @@ DREAMER_CPU_DMC_PLANNER_KWARGS: dict[str, Any] = {"candidates": 200, "top_k": 20
 #: (the candidates are one batch). Measured on one shared core, one evaluation episode of an untrained model of these
 #: settings (500 actions at 64 px): the actor's took 12-25 s; the planner agents' search 5.6x (CEM) and 10x (MPC) the
 #: actor's; 3 x 100 over 12 steps 3.2x; these 1.8x (CEM) and 1.9x (MPC). Both planners' 10 episodes then add ~3.7x the
-#: actor's evaluation to each of a run's 7 evaluations (~7.5 min when an actor episode takes 12 s).
+#: actor's evaluation to each evaluation they make (~7.5 min when an actor episode takes 12 s), so the preset makes them
+#: every 8k environment steps (4 of the run's 7 evaluations: ~30 min per run).
 CPU_DMC_EVAL_PLANNERS: dict[str, dict[str, Any]] = {
     "cem": {"candidates": 100, "top_k": 10, "iterations": 3, "horizon": 8},
     "dreamer_mpc": {"candidates": 100, "top_k": 10, "iterations": 3, "horizon": 8},
@@ -591,6 +592,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # Each evaluation of a Dreamer run also evaluates its CEM planner and its MPC on the same model (the data
         # collected by the actor), with the smaller search of CPU_DMC_EVAL_PLANNERS: curves of their own.
         "eval_planners": {"dreamer": CPU_DMC_EVAL_PLANNERS},
+        # ... at 0, 8k, 16k and 24k only: each planner evaluation costs ~2x the actor's on one core.
+        "eval_planners_every": 8_000,
     },
     # One job of ~9 minutes on one H100 that keeps nothing but curves.csv, the PNG and results.md: every run
     # side by side on the GPU (4 training runs + the random baseline), stopped at the time limit without the

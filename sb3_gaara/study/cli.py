@@ -126,6 +126,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "same evaluations in less wall-clock time where a core is free (default: off)",
     )
     parser.add_argument(
+        "--eval-planners-every",
+        type=int,
+        default=None,
+        metavar="ENV_STEPS",
+        help="the planners of --eval-planners evaluate only at the evaluations at multiples of this many environment "
+        "steps (default: the preset's, cpu-dmc: 8000; elsewhere every evaluation)",
+    )
+    parser.add_argument(
         "--eval-planners",
         action=argparse.BooleanOptionalAction,
         help="each evaluation of a Dreamer run acting by its actor (agent dreamer) also evaluates Dreamer's CEM planner "
@@ -241,6 +249,12 @@ def build_grid(args: argparse.Namespace) -> tuple[list[tuple[str, str]], dict[st
             model_kwargs[key] = getattr(args, key)
     settings["model_kwargs"] = model_kwargs
     settings["eval_planners"] = _eval_planners(args.eval_planners, preset.get("eval_planners", {}), pairs)
+    every = args.eval_planners_every if args.eval_planners_every is not None else preset.get("eval_planners_every")
+    if every is not None and (every < 1 or every % settings["eval_every"]):
+        raise SystemExit(
+            f"--eval-planners-every must be a positive multiple of --eval-every ({settings['eval_every']}), got {every}."
+        )
+    settings["eval_planners_every"] = every
     if args.milestones:
         milestones = args.milestones
     else:
@@ -421,6 +435,7 @@ def plan_jobs(
                 tf32=settings["tf32"],
                 async_eval=settings["async_eval"],
                 eval_planners=settings["eval_planners"].get(agent, {}),
+                eval_planners_every=settings["eval_planners_every"],
             )
             jobs.append(("train", config))
     return jobs

@@ -118,9 +118,20 @@ class RunConfig:
     #: the run's identity: a run resumed with them records them from then on. The evaluations then run here, even with
     #: ``async_eval`` (the planners must see the model of the evaluation's step).
     eval_planners: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: the planners evaluate at the evaluations whose environment step is a multiple of this (``None``: at every one):
+    #: a planner's evaluation costs several of the actor's on a CPU
+    eval_planners_every: int | None = None
 
     def __post_init__(self) -> None:
         check_eval_planners(self.agent, self.eval_planners)
+        every = self.eval_planners_every
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+            raise ValueError(f"eval_planners_every must be a positive number of environment steps or None, got {every!r}.")
+        if every is not None and every % self.eval_every:
+            raise ValueError(
+                f"eval_planners_every={every} is not a multiple of eval_every={self.eval_every}: the planners evaluate "
+                "at some of the actor's evaluations, so use a multiple of it."
+            )
 
     def run_task(self) -> TaskSpec:
         """The task as the run's agent runs it (:meth:`TaskSpec.for_agent`): its frames, render size and settings; on a
@@ -755,11 +766,14 @@ class _RunFiles:
 
     def after_evaluation(self) -> None:
         """After each evaluation of the run's policy: the planners of :attr:`RunConfig.eval_planners` on the same model
-        (:func:`evaluate_planner`, at the evaluation's step), then the curve."""
+        (:func:`evaluate_planner`, at the evaluation's step, every :attr:`RunConfig.eval_planners_every` environment
+        steps), then the curve."""
         assert self.evaluations is not None and self.evaluations.history
         latest = self.evaluations.history[-1]
         label = AGENTS[self.config.agent].label
-        for planner, settings in self.config.eval_planners.items():
+        every = self.config.eval_planners_every
+        planners = self.config.eval_planners if every is None or latest.env_steps % every == 0 else {}
+        for planner, settings in planners.items():
             mean, std = evaluate_planner(self.config, self.model, planner, settings)
             curve = self.other_curves.setdefault(planner_eval_label(label, planner), [])
             curve[:] = [evaluation for evaluation in curve if evaluation.env_steps < latest.env_steps]
