@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -689,6 +690,9 @@ def test_a_run_stopped_and_resumed_writes_the_curve_of_a_run_that_never_stopped(
         (0, None, True),
         (pointer["env_steps"], pointer["dir"], True),
     ]
+    # Each session names the code it ran: the checkout's commit (this repository's), marked if files were changed.
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout
+    assert all(s["commit"].split(" + ")[0] == head.strip() for s in sessions)
     algorithm = BY_ZOO_NAME[AGENTS[agent].algorithm]
     models = [algorithm.load(Path(config.run_dir) / "final_model.zip", device="cpu") for config in (whole, resumed)]
     assert models[0].num_timesteps == models[1].num_timesteps == 60 and models[0]._n_updates == models[1]._n_updates

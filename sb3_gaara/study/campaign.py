@@ -17,7 +17,6 @@ import argparse
 import os
 import platform
 import secrets
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from sb3_gaara.study.ledger import (
     write_campaign_report,
 )
 from sb3_gaara.study.report import default_reference_path, format_count, format_steps, read_json
-from sb3_gaara.study.run import RunConfig, check_device, describe_device, run_directory
+from sb3_gaara.study.run import RunConfig, check_device, describe_device, git_commit, run_directory
 from sb3_gaara.study.scheduling import Job, log_progress, run_jobs
 
 #: Environment steps/s of one run alone, by device type, where no job measured the agent on such a device: about what
@@ -208,28 +207,6 @@ def plan_cells(
         f"no cell is expected to finish within {seconds:.0f} s at the measured speeds, and every agent is measured: "
         "give a longer --budget (a cell cannot resume across jobs)",
     )
-
-
-# ----------------------------------------------------------------------------------------------------
-# Provenance.
-
-
-def git_commit() -> str:
-    """The repository's commit, ``+ local changes`` if tracked files differ from it (``unknown`` outside git)."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, timeout=10
-        )
-        changes = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return commit.stdout.strip() + (" + local changes" if changes.stdout.strip() else "")
 
 
 def _find(settings: Any, key: str) -> Any:

@@ -26,6 +26,7 @@ import pickle
 import random
 import shutil
 import socket
+import subprocess
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -192,6 +193,24 @@ AGENT_SPEC_DEFAULTS: dict[str, Any] = {
     "render_size": None,
     "action_repeat": None,
 }
+
+
+def git_commit() -> str:
+    """The repository's commit, ``+ local changes`` if tracked files differ from it (``unknown`` outside git)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        )
+        changes = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit.stdout.strip() + (" + local changes" if changes.stdout.strip() else "")
 
 
 def run_directory(out: str | os.PathLike, task: str, agent: str, seed: int | None = None) -> Path:
@@ -805,13 +824,15 @@ class _RunFiles:
 
     def record_session(self, pointer: Mapping[str, Any] | None, exact: bool) -> None:
         """Append this session's start to :data:`SESSIONS_FILE`: the environment steps it starts from, the
-        checkpoint it resumed (``None``: a new run), whether it goes on exactly, and the host and process running
-        it (a scheduler that retries a run after a crash shows as a second line starting where the checkpoint was)."""
+        checkpoint it resumed (``None``: a new run), whether it goes on exactly, the code's commit (:func:`git_commit`:
+        a run resumed under other code is not the run of one commit), and the host and process running it (a scheduler
+        that retries a run after a crash shows as a second line starting where the checkpoint was)."""
         record = {
             "started_at": time.time(),
             "env_steps": self.start_env_steps,
             "resumed_from": None if pointer is None else pointer["dir"],
             "exact": exact,
+            "commit": git_commit(),
             "host": socket.gethostname(),
             "pid": os.getpid(),
         }
