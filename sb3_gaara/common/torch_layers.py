@@ -151,6 +151,14 @@ class PixelEncoder(BaseFeaturesExtractor):
             raise ValueError("Cannot tie convolutions of encoders with different shapes.")
         self.convs = other.convs
 
+    def tied(self, to: PixelEncoder, detach_convs: bool = False) -> PixelEncoder:
+        """This encoder, its convolutions replaced by ``to``'s (:meth:`tie_convs_to`), its own trunk kept: how a
+        policy builds the actor's encoder (``detach_convs=True``: its loss leaves the convolutions to the critic) and
+        a target's from a fresh ``make_features_extractor()``."""
+        self.tie_convs_to(to)
+        self.detach_convs = detach_convs
+        return self
+
     def forward_conv(self, obs: th.Tensor) -> th.Tensor:
         """Conv feature map ``(B, num_filters, s, s)`` of ``obs`` (float, ``[0, 1]``), center-cropped to
         ``image_size`` first."""
@@ -194,6 +202,17 @@ class PixelDecoder(nn.Module):
 
     :param out_channels: channels to reconstruct (all stacked frames, 9)
     """
+
+    @classmethod
+    def mirroring(cls, encoder: PixelEncoder) -> PixelDecoder:
+        """The decoder of ``encoder``'s images: its channels, size, layers, filters and feature width."""
+        return cls(
+            out_channels=encoder.in_channels,
+            features_dim=encoder.features_dim,
+            image_size=encoder.image_size,
+            num_layers=encoder.num_layers,
+            num_filters=encoder.num_filters,
+        )
 
     def __init__(
         self,

@@ -220,29 +220,19 @@ class DrQv2Policy(TD3Policy):
             share_features_extractor=False,
         )
 
-    def _tied_encoder(self) -> PixelEncoder:
+    def _tied_encoder(self, detach_convs: bool = False) -> PixelEncoder:
         """A new encoder (own trunk) on the critic's convolutions."""
         encoder = self.make_features_extractor()
         assert isinstance(encoder, PixelEncoder)
-        encoder.tie_convs_to(self.critic_encoder)
-        return encoder
+        return encoder.tied(self.critic_encoder, detach_convs)
 
     def _build(self, lr_schedule: Schedule) -> None:
         # Critic first: the actor and the target borrow its convolutions.
         self.critic = self.make_critic(features_extractor=None)
-        actor_encoder = self._tied_encoder()
-        actor_encoder.detach_convs = True  # predict() must not build a graph into the critic's convolutions either
-        self.actor = self.make_actor(features_extractor=actor_encoder)
+        # The actor's convolutions detached: predict() must not build a graph into the critic's convolutions either.
+        self.actor = self.make_actor(features_extractor=self._tied_encoder(detach_convs=True))
         encoder = self.critic_encoder
-        self.decoder: PixelDecoder | None = None
-        if self.use_decoder:
-            self.decoder = PixelDecoder(
-                out_channels=encoder.in_channels,
-                features_dim=encoder.features_dim,
-                image_size=encoder.image_size,
-                num_layers=encoder.num_layers,
-                num_filters=encoder.num_filters,
-            ).to(self.device)
+        self.decoder: PixelDecoder | None = PixelDecoder.mirroring(encoder).to(self.device) if self.use_decoder else None
         for module in (self.critic, self.actor, self.decoder):
             if module is not None:
                 module.apply(drqv2_weight_init)

@@ -275,20 +275,10 @@ class GAARAPolicy(SACPolicy):
         self.critic = self.make_critic(features_extractor=None)
         actor_encoder = self.make_features_extractor()
         assert isinstance(actor_encoder, PixelEncoder)
-        actor_encoder.tie_convs_to(self.critic_encoder)
-        actor_encoder.detach_convs = True
-        self.actor = self.make_actor(features_extractor=actor_encoder)
+        self.actor = self.make_actor(features_extractor=actor_encoder.tied(self.critic_encoder, detach_convs=True))
 
         encoder = self.critic_encoder
-        self.decoder: PixelDecoder | None = None
-        if self.use_decoder:
-            self.decoder = PixelDecoder(
-                out_channels=encoder.in_channels,
-                features_dim=encoder.features_dim,
-                image_size=encoder.image_size,
-                num_layers=encoder.num_layers,
-                num_filters=encoder.num_filters,
-            ).to(self.device)
+        self.decoder: PixelDecoder | None = PixelDecoder.mirroring(encoder).to(self.device) if self.use_decoder else None
         self.comparison: ComparisonModule | None = None
         if self.use_comparison:
             self.comparison = ComparisonModule(encoder.features_dim).to(self.device)
