@@ -63,6 +63,17 @@ def check_pixel_observation_space(
     return channels, height, width
 
 
+def check_channels_first(observation_space: spaces.Space, policy: str, algorithm: str) -> None:
+    """Raise a clear error unless ``observation_space`` is a channel-first image, as the algorithm gives its policy
+    (SB3 wraps channel-last envs in ``VecTransposeImage``): a policy built by hand on the env's own space says so."""
+    assert isinstance(observation_space, spaces.Box) and observation_space.shape is not None
+    if not is_image_space_channels_first(observation_space):
+        raise ValueError(
+            f"{policy} reads channel-first frames, got observation shape {observation_space.shape}: {algorithm} "
+            "transposes channel-last images itself (VecTransposeImage); build the policy with the transposed space."
+        )
+
+
 def check_continuous_action_space(action_space: spaces.Space | None, algorithm: str, reason: str) -> None:
     """Raise a clear error unless ``action_space`` is continuous (a ``Box``); ``None`` (no env yet) passes.
 

@@ -23,12 +23,12 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.preprocessing import is_image_space_channels_first
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 from torch.nn import functional as F
 
+from sb3_gaara.common.preprocessing import check_channels_first
 from sb3_gaara.common.recurrent import observation_frames
 from sb3_gaara.dreamer.planning import cem_plan, lambda_returns
 from sb3_gaara.dreamer.world_model import DenseHead, RSSMState, WorldModel, keras_initialization_
@@ -230,12 +230,7 @@ class DreamerPolicy(BasePolicy):
             squash_output=True,
             normalize_images=normalize_images,
         )
-        assert isinstance(observation_space, spaces.Box) and observation_space.shape is not None
-        if not is_image_space_channels_first(observation_space):
-            raise ValueError(
-                f"DreamerPolicy reads channel-first frames, got observation shape {observation_space.shape}: Dreamer "
-                "transposes channel-last images itself (VecTransposeImage); build the policy with the transposed space."
-            )
+        check_channels_first(observation_space, "DreamerPolicy", "Dreamer")
         self.depth = depth
         self.deter_size = deter_size
         self.stoch_size = stoch_size

@@ -17,12 +17,12 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
-from stable_baselines3.common.preprocessing import is_image_space_channels_first
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.sac.policies import Actor
 from torch import nn
 
+from sb3_gaara.common.preprocessing import check_channels_first
 from sb3_gaara.common.recurrent import observation_frames
 from sb3_gaara.slac.latent_model import DECODER_STD, LatentModel, xavier_init
 
@@ -150,12 +150,7 @@ class SLACPolicy(BasePolicy):
             squash_output=True,
             normalize_images=normalize_images,
         )
-        assert isinstance(observation_space, spaces.Box) and observation_space.shape is not None
-        if not is_image_space_channels_first(observation_space):
-            raise ValueError(
-                f"SLACPolicy reads channel-first frames, got observation shape {observation_space.shape}: SLAC transposes "
-                "channel-last images itself (VecTransposeImage); build the policy with the transposed space."
-            )
+        check_channels_first(observation_space, "SLACPolicy", "SLAC")
         self.net_arch = [256, 256] if net_arch is None else list(net_arch)
         self.activation_fn = activation_fn
         self.sequence_length = sequence_length
