@@ -529,10 +529,11 @@ class GAARASAC(EnvStepOverlap, DurableSaves, SAC):
         TensorBoard image ``train/reconstructions`` at the current ``num_timesteps``.
 
         What users of SAC+AE-style agents watch while training: blurred or identical reconstructions show an
-        encoder that has stopped reading the image. :meth:`train` calls it every ``reconstruction_log_interval``
-        gradient steps with the batch just trained on (under CUDA graphs, the batch's transitions cropped again,
-        which draws the positive's random crop once more). The image goes straight to the TensorBoard writer, so
-        each call appears at its own step instead of only the last one before the logger's next dump.
+        encoder that has stopped reading the image. ``train()`` calls it every ``reconstruction_log_interval``
+        gradient steps with the batch just trained on (:meth:`_after_gradient_step`; under CUDA graphs, the batch's
+        transitions cropped again, which draws the random crops of the variant's contrastive views once more). The
+        image goes straight to the TensorBoard writer, so each call appears at its own step instead of only the last
+        one before the logger's next dump.
         """
         decoder = self.policy.decoder
         if decoder is None:
