@@ -483,12 +483,10 @@ class GAARASAC(EnvStepOverlap, DurableSaves, SAC):
         """The batch of one gradient step: the transitions drawn before the environment step, if a step begun early
         left them (``overlap_env_step``); else SB3's draw, cropped (eager) or as drawn (CUDA graphs crop inside the
         graph)."""
-        early = self._take_early_draw()
-        if early is not None:
-            return self._batch_from_transitions(early)
-        if self._graphed_step is not None:
-            return self.replay_buffer.sample_transitions(batch_size, env=self._vec_normalize_env)
-        return self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+        transitions = self._take_early_draw()
+        if transitions is None:
+            transitions = self.replay_buffer.sample_transitions(batch_size, env=self._vec_normalize_env)
+        return self._batch_from_transitions(transitions)
 
     def _batch_from_transitions(self, transitions: SampledTransitions) -> AugmentedReplayBufferSamples | SampledTransitions:
         """What :meth:`_gradient_step` takes from drawn ``transitions``: their crops, or themselves under CUDA graphs."""
