@@ -212,6 +212,13 @@ def test_the_speed_options_are_refused_by_every_family_that_lacks_them_and_the_s
     for algorithm in ALGORITHMS:
         parameters = inspect.signature(algorithm).parameters
         assert list(parameters)[:2] == ["policy", "env"] and "learning_rate" in parameters
+    # ... and a constructor's warning still points at the line that built the model, not at the refusal's wrapper.
+    from sb3_gaara import SingleFrameWarning
+
+    for algorithm in (DrQv2, DrQ):
+        with pytest.warns(SingleFrameWarning) as warned:
+            algorithm("CnnPolicy", FakeImageEnv(spaces.Box(0, 255, (3, 20, 20), dtype=np.uint8)), **tiny_kwargs_for(algorithm))
+        assert [Path(warning.filename).name for warning in warned] == [Path(__file__).name]
 
 
 # ---------------------------------------------------------------------------------------------- save, load, resume
