@@ -72,8 +72,8 @@ class _Spy:
         shift = gaara_sac_module.random_shift
         buffer, actor, critic, target = model.replay_buffer, model.actor, model.critic, model.critic_target
         encoder = model.policy.critic_encoder
-        sample, act, q_critic, q_target = (
-            buffer.sample,
+        crop, act, q_critic, q_target = (
+            buffer.crop,
             actor.action_log_prob_from_features,
             critic.q_from_features,
             target.q_from_features,
@@ -86,8 +86,9 @@ class _Spy:
             self.shift_outputs.append(out)
             return out
 
-        def spy_sample(*args: Any, **kwargs: Any) -> Any:
-            self.samples.append(sample(*args, **kwargs))
+        def spy_crop(*args: Any, **kwargs: Any) -> Any:
+            # The batch of a gradient step: the drawn transitions (sample_transitions), cropped.
+            self.samples.append(crop(*args, **kwargs))
             return self.samples[-1]
 
         def spy_act(features: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
@@ -111,7 +112,7 @@ class _Spy:
             return forward_conv(images)
 
         monkeypatch.setattr(gaara_sac_module, "random_shift", spy_shift)
-        monkeypatch.setattr(buffer, "sample", spy_sample)
+        monkeypatch.setattr(buffer, "crop", spy_crop)
         monkeypatch.setattr(actor, "action_log_prob_from_features", spy_act)
         monkeypatch.setattr(critic, "q_from_features", spy_critic)
         monkeypatch.setattr(target, "q_from_features", spy_target)

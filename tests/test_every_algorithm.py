@@ -38,6 +38,7 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_gaara.algorithms import ALGORITHMS
+from sb3_gaara.common.training import SPEED_OPTIONS
 
 ALGORITHM_IDS = [algorithm.__name__ for algorithm in ALGORITHMS]
 
@@ -174,6 +175,50 @@ def test_speed_options_are_kept_where_the_update_supports_them_and_left_out_else
         "results, at their usual speed)"
     ]
     assert speed_option_notes(pairs[:2], options) == [] and speed_option_notes(pairs, {"cuda_graphs": False}) == []
+
+
+#: (algorithm, speed option) for every option of SPEED_OPTIONS that the algorithm's update is not written for
+REFUSED_SPEED_OPTIONS = [
+    pytest.param(algorithm, option, id=f"{algorithm.__name__}-{option}")
+    for algorithm in ALGORITHMS
+    for option in sorted(SPEED_OPTIONS.keys() - algorithm.speed_options)
+]
+
+
+@pytest.mark.parametrize(("algorithm", "option"), REFUSED_SPEED_OPTIONS)
+def test_a_speed_option_the_update_is_not_written_for_is_refused_with_the_reason(algorithm, option):
+    # The refusal comes before anything is built, from the one rule of CheckedTraining, instead of Python's bare
+    # "unexpected keyword argument".
+    env = FakeImageEnv(tiny_observation_space(algorithm))
+    with pytest.raises(ValueError) as refused:
+        algorithm("CnnPolicy", env, **{option: True})
+    message = str(refused.value)
+    assert message.startswith(f"{algorithm.__name__} does not take {option}=True: the option ")
+    assert algorithm.speed_options_reason in message and "Leave it out" in message
+    # Off, it asks for nothing: accepted, and the constructor runs as without it.
+    model = algorithm("CnnPolicy", env, _init_setup_model=False, **{option: False})
+    assert isinstance(model, algorithm) and not hasattr(model, option)
+
+
+def test_the_speed_options_are_refused_by_every_family_that_lacks_them_and_the_signatures_are_kept():
+    from sb3_gaara import CURLSAC, GAARASAC, SACAE, SLAC, Dreamer, DrQ, DrQv2
+
+    assert {(param.values[0], param.values[1]) for param in REFUSED_SPEED_OPTIONS} == {
+        (algorithm, option) for algorithm in (DrQv2, SLAC, Dreamer) for option in ("cuda_graphs", "overlap_env_step")
+    }
+    for algorithm in (GAARASAC, SACAE, CURLSAC, DrQ):
+        assert algorithm.speed_options == SPEED_OPTIONS.keys()
+    # The refusing constructors keep their signatures (inspect, the RL Zoo's name check, the docs).
+    for algorithm in ALGORITHMS:
+        parameters = inspect.signature(algorithm).parameters
+        assert list(parameters)[:2] == ["policy", "env"] and "learning_rate" in parameters
+    # ... and a constructor's warning still points at the line that built the model, not at the refusal's wrapper.
+    from sb3_gaara import SingleFrameWarning
+
+    for algorithm in (DrQv2, DrQ):
+        with pytest.warns(SingleFrameWarning) as warned:
+            algorithm("CnnPolicy", FakeImageEnv(spaces.Box(0, 255, (3, 20, 20), dtype=np.uint8)), **tiny_kwargs_for(algorithm))
+        assert [Path(warning.filename).name for warning in warned] == [Path(__file__).name]
 
 
 # ---------------------------------------------------------------------------------------------- save, load, resume

@@ -65,19 +65,21 @@ def reseed(seed: int) -> None:
 
 
 def nan_rewards_from(model: GAARASAC, monkeypatch: pytest.MonkeyPatch, first: int, last: int | None = None) -> None:
-    """Make the rewards of the ``first``-th to ``last``-th sampled batches (1-based, counted from now) NaN."""
-    sample = model.replay_buffer.sample
+    """Make the rewards of the ``first``-th to ``last``-th drawn batches (1-based, counted from now) NaN.
+
+    Patched where every update draws its transitions (``sample_transitions``; ``sample`` is it, then ``crop``)."""
+    sample_transitions = model.replay_buffer.sample_transitions
     calls = 0
 
-    def nan_sample(*args: Any, **kwargs: Any) -> Any:
+    def nan_sample_transitions(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
-        batch = sample(*args, **kwargs)
+        transitions = sample_transitions(*args, **kwargs)
         if first <= calls and (last is None or calls <= last):
-            batch = batch._replace(rewards=th.full_like(batch.rewards, math.nan))
-        return batch
+            transitions = transitions._replace(rewards=np.full_like(transitions.rewards, math.nan))
+        return transitions
 
-    monkeypatch.setattr(model.replay_buffer, "sample", nan_sample)
+    monkeypatch.setattr(model.replay_buffer, "sample_transitions", nan_sample_transitions)
 
 
 def python_env() -> dict[str, str]:

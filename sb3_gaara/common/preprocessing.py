@@ -4,7 +4,9 @@ so that no family rewrites another's message."""
 
 from __future__ import annotations
 
+import inspect
 import warnings
+from pathlib import Path
 
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
@@ -113,5 +115,21 @@ def warn_if_single_frame(observation_space: spaces.Space, agent: str) -> None:
         "env_kwargs: {frame_stack: 3}, as the packaged hyper-parameters do) or with SB3's VecFrameStack(env, n_stack=3). "
         "If the channels already are stacked grayscale frames, filter sb3_gaara.SingleFrameWarning.",
         SingleFrameWarning,
-        stacklevel=3,
+        stacklevel=_stacklevel_of_the_caller(),
     )
+
+
+#: the folder of the package: frames in it are not the user's
+_PACKAGE_DIR = str(Path(__file__).parent.parent) + "/"
+
+
+def _stacklevel_of_the_caller() -> int:
+    """The ``stacklevel`` that makes a warning of the function calling this one point at the first frame outside the
+    package: the user's line that built the model, however many constructors (a subclass's, the refusal of speed
+    options of :class:`~sb3_gaara.common.training.CheckedTraining`) lie between."""
+    frame = inspect.currentframe()
+    frame = frame.f_back if frame is not None else None  # the warning function: stacklevel 1
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -11,6 +11,7 @@ non-finite action never reaches an env.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
@@ -27,6 +28,14 @@ Metrics = dict[str, list[tuple[int, th.Tensor]]]
 Recorder = Callable[[str, th.Tensor], None]
 SelfCheckedTraining = TypeVar("SelfCheckedTraining", bound="CheckedTraining")
 
+#: Every option that changes how fast an algorithm computes its updates, never what they compute, with what it asks of
+#: the update. A class lists those its update is written for in :attr:`CheckedTraining.speed_options`; its
+#: constructor refuses the others (:meth:`CheckedTraining.refuse_speed_options`).
+SPEED_OPTIONS: Mapping[str, str] = {
+    "cuda_graphs": "replays each update as a CUDA graph, which needs an update captured from static inputs",
+    "overlap_env_step": "begins an update before the environment step, which needs a batch drawn before the store",
+}
+
 
 class CheckedTraining(OffPolicyAlgorithm):
     """Mixin before an SB3 off-policy algorithm (``class DrQv2(CheckedTraining, DurableSaves, OffPolicyAlgorithm)``).
@@ -42,10 +51,53 @@ class CheckedTraining(OffPolicyAlgorithm):
     went non-finite first is named instead of the distribution that saw it later.
     """
 
-    #: Options that change how fast the class computes its updates, never what they compute (GAARA's ``cuda_graphs``
-    #: and ``overlap_env_step``): those its constructor takes and its update is written for. One rule for every other
-    #: class (:meth:`speed_options_for`): it runs without them, with the same results.
+    #: The options of :data:`SPEED_OPTIONS` (GAARA's ``cuda_graphs`` and ``overlap_env_step``) that the class's
+    #: constructor takes and its update is written for. One rule for the others: the constructor refuses them, saying
+    #: why (:meth:`refuse_speed_options`), and a study leaves them out (:meth:`speed_options_for`); the class runs
+    #: without them, with the same results.
     speed_options: ClassVar[frozenset[str]] = frozenset()
+    #: Why the class's update is not written for the speed options it does not list (the refusal's reason).
+    speed_options_reason: ClassVar[str] = "the class's update is not written for it"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every constructor of the family refuses the speed options its class does not list, before Python would
+        answer a bare "unexpected keyword argument": each ``__init__`` a subclass defines first calls
+        :meth:`refuse_speed_options` (the wrapper keeps its signature for ``inspect``, the RL Zoo's checks and the
+        docs).
+
+        Not an ``__init__`` of this mixin: the subclass's own ``__init__`` runs first, and Python refuses the unknown
+        keyword there. Nor a ``__new__``: Python 3.10's ``inspect.signature`` and Sphinx would then show
+        ``(*args, **kwargs)`` for the classes without an ``__init__`` of their own (``SACAE``, ``CURLSAC``)."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+
+        @functools.wraps(init)
+        def __init__(self: CheckedTraining, *args: Any, **kwargs: Any) -> None:
+            init(self, *args, **type(self).refuse_speed_options(kwargs))
+
+        cls.__init__ = __init__  # type: ignore[method-assign,assignment]
+
+    @classmethod
+    def refuse_speed_options(cls, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """The constructor's ``kwargs`` without the speed options of :data:`SPEED_OPTIONS` that this class does not
+        list in :attr:`speed_options` and that are off (they ask for nothing).
+
+        :raise ValueError: one of them is on: naming the class, the option, why (:attr:`speed_options_reason`) and
+            the fix (leave it out: the results are the same without it)
+        """
+        for name in SPEED_OPTIONS.keys() - cls.speed_options:
+            if kwargs.get(name):
+                listed = sorted(cls.speed_options)
+                raise ValueError(
+                    f"{cls.__name__} does not take {name}={kwargs[name]!r}: the option {SPEED_OPTIONS[name]}; "
+                    f"{cls.speed_options_reason}. Leave it out: {cls.__name__} computes the same updates without it "
+                    f"(the option changes only the speed). {cls.__name__}'s speed options: "
+                    f"{', '.join(listed) if listed else 'none'}; a study passes each only where it is supported "
+                    "(speed_options_for)."
+                )
+        return {name: value for name, value in kwargs.items() if name in cls.speed_options or name not in SPEED_OPTIONS}
 
     @classmethod
     def speed_options_for(cls, options: Mapping[str, Any]) -> dict[str, Any]:

@@ -117,6 +117,11 @@ class Dreamer(CheckedTraining, DurableSaves, TracksEpisodeStarts):
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"CnnPolicy": CnnPolicy, "DreamerPolicy": DreamerPolicy}
     #: ``--algo`` name in the RL Zoo
     zoo_name: ClassVar[str] = "dreamer"
+    #: why the update is not written for the speed options (``cuda_graphs``, ``overlap_env_step``): the refusal says it
+    speed_options_reason: ClassVar[str] = (
+        "Dreamer's update is not written for it: a world-model step on sequences, then imagination through the "
+        "recurrent model, in bursts of updates per episode collected rather than one per environment step"
+    )
     policy: DreamerPolicy  # type: ignore[assignment]
     world_model: WorldModel
     actor: ActionModel

@@ -365,6 +365,12 @@ class DrQv2(CheckedTraining, DurableSaves):
     zoo_name: ClassVar[str] = "drqv2"
     #: arguments that decide the saved networks: ``load`` refuses to override them
     architecture_keys: ClassVar[tuple[str, ...]] = ("image_size", "reconstruction")
+    #: why the update is not written for the speed options (``cuda_graphs``, ``overlap_env_step``): the refusal says it
+    speed_options_reason: ClassVar[str] = (
+        "DrQv2's update is not written for it: it reads the exploration schedule's standard deviation, a host number "
+        "that changes with every environment step, and its n-step returns read the transitions after each drawn one, "
+        "which the coming environment step may write"
+    )
     policy: DrQv2Policy
     actor: Actor
     critic: DrQv2Critic

@@ -17,6 +17,7 @@ policy, and ``model.save`` keeps them there.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
@@ -28,6 +29,7 @@ from sb3_gaara.common.losses import preprocess_reconstruction_target, reconstruc
 from sb3_gaara.gaara.comparison import comparison_logits, info_nce_loss
 
 if TYPE_CHECKING:
+    from sb3_gaara.common.buffers import AugmentedReplayBufferSamples
     from sb3_gaara.common.torch_layers import PixelDecoder, PixelEncoder
     from sb3_gaara.gaara.policies import GAARAPolicy
 
@@ -91,6 +93,36 @@ class AuxiliaryLoss(nn.Module):
     ) -> tuple[th.Tensor, dict[str, th.Tensor]]:
         """The loss to apply with :attr:`optimizer`, and the detached values to log under ``train/``."""
         raise NotImplementedError
+
+
+def auxiliary_batch(
+    policy: GAARAPolicy,
+    losses: Sequence[AuxiliaryLoss],
+    replay_data: AugmentedReplayBufferSamples,
+    obs: th.Tensor,
+    conv_features: th.Tensor | None,
+) -> AuxiliaryBatch:
+    """The images that ``losses`` read from one batch, each view scaled once by ``policy`` (``obs``: the batch's
+    observations scaled already; ``conv_features``: see :class:`AuxiliaryBatch`).
+
+    The replay buffer draws the views the losses declare (``contrastive_views``, set by ``GAARASAC._setup_model`` and
+    ``load_replay_buffer``) and leaves the others ``None``.
+    """
+    views = {view for auxiliary in losses for view in auxiliary.views}
+    sampled = {"anchor": replay_data.obs_anchor, "positive": replay_data.obs_pos}
+    missing = sorted(view for view in views if sampled[view] is None)
+    if missing:
+        raise ValueError(
+            f"The auxiliary losses read the views {missing}, which the replay sample lacks: build the replay buffer "
+            f"with contrastive_views={tuple(sorted(views))!r}."
+        )
+    anchor = positive = None
+    if replay_data.obs_anchor is not None and "anchor" in views:
+        center = replay_data.obs_anchor is replay_data.observations
+        anchor = obs if center else policy.scale_images(replay_data.obs_anchor)
+    if replay_data.obs_pos is not None and "positive" in views:
+        positive = policy.scale_images(replay_data.obs_pos)
+    return AuxiliaryBatch(replay_data.observations, obs, anchor, positive, conv_features)
 
 
 # ---------------------------------------------------------------------------------------------- parts

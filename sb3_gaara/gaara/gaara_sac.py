@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import pathlib
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch as th
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from stable_baselines3.common.utils import polyak_update
 from stable_baselines3.sac import SAC
 from torch import nn
@@ -35,23 +35,20 @@ from sb3_gaara.common.preprocessing import (
 )
 from sb3_gaara.common.saving import DurableSaves
 from sb3_gaara.common.training import Metrics, Recorder
-from sb3_gaara.gaara.auxiliary_losses import AuxiliaryBatch, AuxiliaryLoss, AuxiliarySettings
+from sb3_gaara.gaara.auxiliary_losses import AuxiliaryBatch, AuxiliaryLoss, AuxiliarySettings, auxiliary_batch
 from sb3_gaara.gaara.comparison import anneal_comparison_lambda
 from sb3_gaara.gaara.cuda_graphs import GraphedGradientStep, check_cuda_graph_settings
+from sb3_gaara.gaara.optimizer_steps import apply_loss
 from sb3_gaara.gaara.overlap import EarlyUpdate, EnvStepOverlap
 from sb3_gaara.gaara.policies import CnnPolicy, GAARAActor, GAARACritic, GAARAPolicy
+from sb3_gaara.gaara.settings import AUGMENTATIONS as AUGMENTATIONS
+from sb3_gaara.gaara.settings import COMPARISON_ANNEALS as COMPARISON_ANNEALS
+from sb3_gaara.gaara.settings import check_settings, policy_kwargs_for, replay_buffer_kwargs_for
 from sb3_gaara.gaara.variants import VARIANTS
 from sb3_gaara.plotting import reconstruction_grid
 
-SelfGAARASAC = TypeVar("SelfGAARASAC", bound="GAARASAC")
-
-
-#: ``comparison_anneal`` values: how the annealed weight ``c`` acts on the comparison step
-COMPARISON_ANNEALS = ("loss", "lr")
 #: observations shown by :meth:`GAARASAC.log_reconstructions`
 RECONSTRUCTION_LOG_ROWS = 4
-#: ``augmentation`` values: ``None`` (the center crops as sampled) or ``"shift"`` (DrQ's random shifts)
-AUGMENTATIONS = (None, "shift")
 
 
 class UpdatePhase(NamedTuple):
@@ -115,15 +112,9 @@ class GAARASAC(EnvStepOverlap, DurableSaves, SAC):
         ``skip_nonfinite_updates=False``; learning-rate schedules work but recapture at each change. On other
         devices it changes nothing: the eager update runs.
     :param overlap_env_step: begin each gradient step right after the action is chosen, before the environment step
-        whose transition it comes after, so that on a GPU the update (launched asynchronously, e.g. as a CUDA graph)
-        runs while the host steps the simulator and renders. The batch is drawn with the same ``np.random`` calls over
-        the rows the buffer will hold after the store, and when it reads the newest transition (not yet stored) the
-        step waits for the store: the updates, random numbers, logs and evaluations are those without the option,
-        bit for bit on a CPU. It applies at the agent steps where it can change nothing: ``train_freq=1`` step and
-        ``gradient_steps=1`` (the papers'), after the first training, without ``VecNormalize``, and where no callback
-        could act (:func:`sb3_gaara.common.overlap.may_act_on_step`: an evaluation, a checkpoint, a stop); elsewhere the
-        step runs after the store, as without the option. ``model.overlapped_updates`` counts the steps begun early.
-        Needs ``optimize_memory_usage=False``. It saves time only where the update runs asynchronously (CUDA).
+        whose transition it comes after, so that on a GPU the update runs while the host steps the simulator
+        (:mod:`sb3_gaara.gaara.overlap`: where it applies, and why the updates, random numbers, logs and evaluations
+        are those without the option, bit for bit on a CPU). ``model.overlapped_updates`` counts the steps begun early.
     :param reconstruction_log_interval: every this many gradient steps, write the decoder's reconstructions of
         a few observations of the batch, next to them, to TensorBoard (:meth:`log_reconstructions`; needs
         ``tensorboard_log``). 0 (default): never, at the cost of one integer test per gradient step. Only for
@@ -262,7 +253,28 @@ class GAARASAC(EnvStepOverlap, DurableSaves, SAC):
         self.target_augmentations = target_augmentations
         self.q_augmentations = q_augmentations
         self._in_learn = False
-        self._check_hyperparameters(comparison_lambda)
+        check_settings(
+            variant=variant,
+            actor_update_freq=actor_update_freq,
+            decoder_update_freq=decoder_update_freq,
+            encoder_tau=encoder_tau,
+            decoder_latent_lambda=decoder_latent_lambda,
+            decoder_weight_lambda=decoder_weight_lambda,
+            encoder_lr=encoder_lr,
+            decoder_lr=decoder_lr,
+            comparison_lr=comparison_lr,
+            ent_coef_lr=ent_coef_lr,
+            comparison_lambda=comparison_lambda,
+            comparison_lambda_min=comparison_lambda_min,
+            comparison_lambda_decay=comparison_lambda_decay,
+            comparison_anneal=comparison_anneal,
+            init_gradient_steps=init_gradient_steps,
+            reconstruction_log_interval=reconstruction_log_interval,
+            augmentation=augmentation,
+            augmentation_pad=augmentation_pad,
+            target_augmentations=target_augmentations,
+            q_augmentations=q_augmentations,
+        )
         super().__init__(
             policy,
             env,  # type: ignore[arg-type]
@@ -296,84 +308,6 @@ class GAARASAC(EnvStepOverlap, DurableSaves, SAC):
             warn_if_single_frame(self.observation_space, type(self).__name__)
             self._setup_model()
 
-    def _check_hyperparameters(self, comparison_lambda: float) -> None:
-        """Reject settings that cannot mean what the user wants, naming the fix."""
-        for name in ("actor_update_freq", "decoder_update_freq"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer (number of gradient steps), got {value!r}.")
-        for name in ("encoder_tau",):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}.")
-        for name in (
-            "decoder_latent_lambda",
-            "decoder_weight_lambda",
-            "encoder_lr",
-            "decoder_lr",
-            "comparison_lr",
-            "ent_coef_lr",
-        ):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}.")
-        if comparison_lambda < 0:
-            raise ValueError(f"comparison_lambda must be non-negative, got {comparison_lambda}.")
-        if self.comparison_anneal not in COMPARISON_ANNEALS:
-            raise ValueError(
-                f"comparison_anneal must be one of {COMPARISON_ANNEALS}, got {self.comparison_anneal!r}: 'loss' weights "
-                "the comparison loss by c (the paper's form), 'lr' scales the comparison optimizer's step by c."
-            )
-        if self.comparison_anneal == "lr" and self.variant == "joint":
-            raise ValueError(
-                "comparison_anneal='lr' scales the comparison optimizer's step, but variant='joint' applies the "
-                "reconstruction in the same step: use comparison_anneal='loss' with it."
-            )
-        steps = self.init_gradient_steps
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0):
-            raise ValueError(
-                f"init_gradient_steps must be a non-negative integer (0: no burst) or None (as many as learning_starts), "
-                f"got {steps!r}."
-            )
-        interval = self.reconstruction_log_interval
-        if isinstance(interval, bool) or not isinstance(interval, (int, np.integer)) or interval < 0:
-            raise ValueError(
-                f"reconstruction_log_interval must be a non-negative integer (gradient steps between two logged image "
-                f"grids; 0: never), got {interval!r}."
-            )
-        if interval > 0 and not VARIANTS[self.variant].use_decoder:
-            raise ValueError(
-                f"reconstruction_log_interval={interval} logs the decoder's reconstructions, but variant={self.variant!r} "
-                "has no decoder: leave it at 0, or train a variant with one ('gaara', 'sac_ae', ...)."
-            )
-        self._check_augmentation()
-        if self.comparison_lambda_decay < 0:
-            raise ValueError(
-                f"comparison_lambda_decay={self.comparison_lambda_decay} is negative: the comparison weight would grow "
-                "without bound. Use a positive decay to anneal, or 0 for a fixed weight."
-            )
-        if self.comparison_lambda_min > comparison_lambda:
-            raise ValueError(
-                f"comparison_lambda_min={self.comparison_lambda_min} exceeds the initial comparison_lambda="
-                f"{comparison_lambda}: annealing only lowers the weight. Set comparison_lambda_min <= comparison_lambda "
-                "(for a fixed weight, use comparison_lambda_decay=0)."
-            )
-
-    def _check_augmentation(self) -> None:
-        """Reject augmentation settings that cannot mean what the user wants, naming the fix."""
-        if self.augmentation not in AUGMENTATIONS:
-            raise ValueError(f"augmentation must be None or 'shift' (DrQ's random shifts), got {self.augmentation!r}.")
-        pad = self.augmentation_pad
-        if isinstance(pad, bool) or not isinstance(pad, (int, np.integer)) or pad < 0:
-            raise ValueError(f"augmentation_pad must be a non-negative integer number of pixels (DrQ: 4), got {pad!r}.")
-        for name in ("target_augmentations", "q_augmentations"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer (views averaged; DrQ: 2), got {value!r}.")
-            if value > 1 and self.augmentation is None:
-                raise ValueError(
-                    f"{name}={value} averages over differently augmented views, but augmentation=None makes every view "
-                    "the same center crop: set augmentation='shift', or leave it at 1."
-                )
-
     def _setup_model(self) -> None:
         variant = VARIANTS[self.variant]
         check_pixel_observation_space(self.observation_space, self.image_size, type(self).__name__)
@@ -386,35 +320,10 @@ class GAARASAC(EnvStepOverlap, DurableSaves, SAC):
         if graphs:
             check_cuda_graph_settings(self)
         if issubclass(self.replay_buffer_class, AugmentedPixelReplayBuffer):
-            frame_stack = get_frame_stack(self.env)
-            self.replay_buffer_kwargs = {
-                "image_size": self.image_size,
-                "anchor_crop": variant.anchor_crop,
-                # Only the views the variant's losses read: the others would cost crops and random draws.
-                "contrastive_views": tuple(sorted(variant.views)),
-                **({"storage_device": "auto"} if graphs else {}),
-                **({} if frame_stack is None else {"frame_stack": frame_stack}),
-                **self.replay_buffer_kwargs,
-            }
-            missing = variant.views - set(check_contrastive_views(self.replay_buffer_kwargs["contrastive_views"]))
-            if missing:
-                raise ValueError(
-                    f"replay_buffer_kwargs['contrastive_views']={self.replay_buffer_kwargs['contrastive_views']!r} lacks "
-                    f"{sorted(missing)}, which the losses of variant={self.variant!r} read: leave contrastive_views unset."
-                )
-        self.policy_kwargs = {
-            "image_size": self.image_size,
-            "use_decoder": variant.use_decoder,
-            "use_comparison": variant.use_comparison,
-            **self.policy_kwargs,
-        }
-        decided = {"image_size": self.image_size, "use_decoder": variant.use_decoder, "use_comparison": variant.use_comparison}
-        for key, expected in decided.items():
-            if self.policy_kwargs[key] != expected:
-                raise ValueError(
-                    f"policy_kwargs[{key!r}]={self.policy_kwargs[key]!r} contradicts the model's {expected!r} "
-                    f"(image_size={self.image_size}, variant={self.variant!r}); set it on GAARASAC, not in policy_kwargs."
-                )
+            self.replay_buffer_kwargs = replay_buffer_kwargs_for(
+                self.variant, self.image_size, graphs, get_frame_stack(self.env), self.replay_buffer_kwargs
+            )
+        self.policy_kwargs = policy_kwargs_for(self.variant, self.image_size, self.policy_kwargs)
         super()._setup_model()
         self._check_overlap_settings()
         if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
@@ -483,12 +392,10 @@ class GAARASAC(EnvStepOverlap, DurableSaves, SAC):
         """The batch of one gradient step: the transitions drawn before the environment step, if a step begun early
         left them (``overlap_env_step``); else SB3's draw, cropped (eager) or as drawn (CUDA graphs crop inside the
         graph)."""
-        early = self._take_early_draw()
-        if early is not None:
-            return self._batch_from_transitions(early)
-        if self._graphed_step is not None:
-            return self.replay_buffer.sample_transitions(batch_size, env=self._vec_normalize_env)
-        return self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+        transitions = self._take_early_draw()
+        if transitions is None:
+            transitions = self.replay_buffer.sample_transitions(batch_size, env=self._vec_normalize_env)
+        return self._batch_from_transitions(transitions)
 
     def _batch_from_transitions(self, transitions: SampledTransitions) -> AugmentedReplayBufferSamples | SampledTransitions:
         """What :meth:`_gradient_step` takes from drawn ``transitions``: their crops, or themselves under CUDA graphs."""
@@ -689,52 +596,21 @@ class GAARASAC(EnvStepOverlap, DurableSaves, SAC):
     def _auxiliary_batch(
         self, replay_data: AugmentedReplayBufferSamples, obs: th.Tensor, conv_features: th.Tensor | None
     ) -> AuxiliaryBatch:
-        """The images the variant's auxiliary losses read, each view scaled once (see :class:`AuxiliaryBatch`).
-
-        The replay buffer draws the views the variant's losses declare (``contrastive_views``, set by
-        :meth:`_setup_model` and :meth:`load_replay_buffer`) and leaves the others ``None``.
-        """
-        views = {view for auxiliary in self._auxiliary_losses() for view in auxiliary.views}
-        sampled = {"anchor": replay_data.obs_anchor, "positive": replay_data.obs_pos}
-        missing = sorted(view for view in views if sampled[view] is None)
-        if missing:
-            raise ValueError(
-                f"The auxiliary losses read the views {missing}, which the replay sample lacks: build the replay buffer "
-                f"with contrastive_views={tuple(sorted(views))!r}."
-            )
-        anchor = positive = None
-        if replay_data.obs_anchor is not None and "anchor" in views:
-            center = replay_data.obs_anchor is replay_data.observations
-            anchor = obs if center else self.policy.scale_images(replay_data.obs_anchor)
-        if replay_data.obs_pos is not None and "positive" in views:
-            positive = self.policy.scale_images(replay_data.obs_pos)
-        return AuxiliaryBatch(replay_data.observations, obs, anchor, positive, conv_features)
+        """The images the variant's auxiliary losses read (:func:`~sb3_gaara.gaara.auxiliary_losses.auxiliary_batch`)."""
+        return auxiliary_batch(self.policy, self._auxiliary_losses(), replay_data, obs, conv_features)
 
     def optimize(self, loss: th.Tensor, optimizer: th.optim.Optimizer, step_scale: float | th.Tensor | None = None) -> bool:
         """Apply ``loss`` with ``optimizer`` (zero_grad, backward, step): the one place every loss of the model,
-        the auxiliary ones included, is applied.
+        the auxiliary ones included, is applied (:func:`~sb3_gaara.gaara.optimizer_steps.apply_loss`).
 
-        :param step_scale: multiply the optimizer's step by this factor, which for Adam without weight decay is
-            multiplying its learning rates (``comparison_anneal="lr"``): ``p <- p_before + s (p_after - p_before)``
+        :param step_scale: multiply the optimizer's step by this factor (``comparison_anneal="lr"``)
         :return: whether the step was applied. With ``skip_nonfinite_updates`` a non-finite loss or gradient is
             not: its gradients are dropped, the skip is counted, and dependent steps (annealing) skip too.
         """
-        optimizer.zero_grad()
-        loss.backward()
-        if self.skip_nonfinite_updates and not _is_finite(loss, optimizer):
-            optimizer.zero_grad()
+        applied = apply_loss(loss, optimizer, skip_nonfinite=self.skip_nonfinite_updates, step_scale=step_scale)
+        if not applied:
             self.skipped_updates += 1
-            return False
-        if step_scale is None:
-            optimizer.step()
-            return True
-        params = [param for group in optimizer.param_groups for param in group["params"]]
-        before = [param.detach().clone() for param in params]
-        optimizer.step()
-        with th.no_grad():
-            for param, old in zip(params, before, strict=True):
-                param.sub_(old).mul_(step_scale).add_(old)
-        return True
+        return applied
 
     def _checked_modules(self) -> Mapping[str, th.nn.Module]:
         return {"policy": self.policy, "auxiliary_losses": self.auxiliary_losses}
@@ -752,31 +628,6 @@ class GAARASAC(EnvStepOverlap, DurableSaves, SAC):
         if VARIANTS[self.variant].anneals:
             self.logger.record("train/comparison_lambda", self.comparison_lambda)
 
-    def learn(
-        self: SelfGAARASAC,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        log_interval: int = 1,
-        tb_log_name: str | None = None,
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-    ) -> SelfGAARASAC:
-        """:meth:`CheckedTraining.learn` (every episode logged), inside which ``train()`` may take the initial burst of
-        updates (``init_gradient_steps``)."""
-        self._in_learn = True  # train() may take the initial burst of gradient steps (init_gradient_steps)
-        try:
-            return super().learn(
-                total_timesteps=total_timesteps,
-                callback=callback,
-                log_interval=log_interval,
-                tb_log_name=tb_log_name,
-                reset_num_timesteps=reset_num_timesteps,
-                progress_bar=progress_bar,
-            )
-        finally:
-            self._in_learn = False
-            self._early_update = self._early_draw = None
-
     def _excluded_save_params(self) -> list[str]:
         return [
             *super()._excluded_save_params(),
@@ -786,10 +637,6 @@ class GAARASAC(EnvStepOverlap, DurableSaves, SAC):
             "_encoder_parameters",
             "_encoder_target_parameters",
             "_graphed_step",
-            "_in_learn",
-            "_early_update",
-            "_early_draw",
-            "_early_update_check",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
@@ -809,13 +656,6 @@ class GAARASAC(EnvStepOverlap, DurableSaves, SAC):
         if self._graphed_step is not None and isinstance(buffer, AugmentedPixelReplayBuffer):
             if buffer.storage_device is None or buffer.storage_device.type != self.device.type:
                 buffer.move_frames(self.device)
-
-
-def _is_finite(loss: th.Tensor, optimizer: th.optim.Optimizer) -> bool:
-    """Whether ``loss`` and every gradient held by ``optimizer`` are finite (one device sync)."""
-    checks = [th.isfinite(loss).all()]
-    checks += [th.isfinite(p.grad).all() for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-    return bool(th.stack(checks).all())
 
 
 class SACAE(GAARASAC):

@@ -10,25 +10,32 @@ learning rates are set to their value after the step; a batch that reads the row
 ``train()`` (:meth:`~sb3_gaara.common.training.CheckedTraining.train`) then counts the step it finds in
 ``_early_update`` as its first (:meth:`EnvStepOverlap._updates_begun_early`), or trains first on the batch left
 drawn. The result is the training without the option, bit for bit (``tests/test_overlap.py``).
+
+It applies at the agent steps where it can change nothing: ``train_freq=1`` step and ``gradient_steps=1`` (the
+papers'), after the first training, without ``VecNormalize``, and where no callback could act (an evaluation, a
+checkpoint, a stop); elsewhere the step runs after the store, as without the option. It needs
+``optimize_memory_usage=False``, and saves time only where the update runs asynchronously (CUDA, e.g. as a CUDA graph).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import ActionNoise
-from stable_baselines3.common.type_aliases import RolloutReturn, TrainFreq, TrainFrequencyUnit
+from stable_baselines3.common.type_aliases import MaybeCallback, RolloutReturn, TrainFreq, TrainFrequencyUnit
 from stable_baselines3.common.utils import update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_gaara.common.buffers import AugmentedPixelReplayBuffer, AugmentedReplayBufferSamples, SampledTransitions
 from sb3_gaara.common.overlap import may_act_on_step
 from sb3_gaara.common.training import CheckedTraining, Metrics
+
+SelfEnvStepOverlap = TypeVar("SelfEnvStepOverlap", bound="EnvStepOverlap")
 
 
 @dataclass
@@ -74,6 +81,36 @@ class EnvStepOverlap(CheckedTraining):
         def _batch_from_transitions(
             self, transitions: SampledTransitions
         ) -> AugmentedReplayBufferSamples | SampledTransitions: ...
+
+    def learn(
+        self: SelfEnvStepOverlap,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str | None = None,
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfEnvStepOverlap:
+        """:meth:`CheckedTraining.learn` (every episode logged), with ``_in_learn`` set while it runs: only inside
+        ``learn()`` may a gradient step begin early, and may GAARASAC's first ``train()`` take the initial burst of
+        updates (``init_gradient_steps``). A step begun early that no ``train()`` took is dropped at the end."""
+        self._in_learn = True
+        try:
+            return super().learn(
+                total_timesteps=total_timesteps,
+                callback=callback,
+                log_interval=log_interval,
+                tb_log_name=tb_log_name,
+                reset_num_timesteps=reset_num_timesteps,
+                progress_bar=progress_bar,
+            )
+        finally:
+            self._in_learn = False
+            self._early_update = self._early_draw = None
+
+    def _excluded_save_params(self) -> list[str]:
+        """SB3's list, and the state of a ``learn()`` call in progress: never saved."""
+        return [*super()._excluded_save_params(), "_in_learn", "_early_update", "_early_draw", "_early_update_check"]
 
     def _updates_begun_early(self) -> tuple[Metrics, list[Any]]:
         """The step begun before the environment step, if one was: its metrics, and its batch if it ran (it was counted

@@ -119,6 +119,11 @@ class SLAC(CheckedTraining, DurableSaves, TracksEpisodeStarts, SAC):
     zoo_name: ClassVar[str] = "slac"
     #: arguments that decide the saved networks: ``load`` refuses to override them
     architecture_keys: ClassVar[tuple[str, ...]] = ("sequence_length",)
+    #: why the update is not written for the speed options (``cuda_graphs``, ``overlap_env_step``): the refusal says it
+    speed_options_reason: ClassVar[str] = (
+        "SLAC's update is not written for it: it is two updates (the latent model's, then the agent's) on two batches "
+        "of sequences, drawn after the store"
+    )
     policy: SLACPolicy  # type: ignore[assignment]
     replay_buffer: SequenceReplayBuffer
 
