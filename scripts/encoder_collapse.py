@@ -63,8 +63,10 @@ def main() -> None:
     algorithm = ALGORITHMS[args.algo]
     kwargs = {"image_size": args.size, "batch_size": args.batch_size, "seed": 0, "device": "cpu"}
     kwargs.update(learning_starts=RANDOM_STEPS, buffer_size=2 * RANDOM_STEPS)
-    # DrQ's shifts; SAC+AE without its burst of updates at the first train(), which this script makes itself
-    kwargs.update(augmentation_pad=args.pad) if algorithm is DrQ else kwargs.update(init_gradient_steps=0)
+    if algorithm is DrQ:
+        kwargs["augmentation_pad"] = args.pad
+    else:  # SAC+AE without its burst of updates at the first train(): this script makes the updates itself
+        kwargs["init_gradient_steps"] = 0
     buffer_path = args.cache / f"random_{args.size}px.pkl"
     if not buffer_path.exists():  # the same random steps for every setting of one size
         collector = algorithm("CnnPolicy", env, **kwargs)

@@ -18,20 +18,24 @@ import argparse
 
 import numpy as np
 import torch as th
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_gaara.algorithms import BY_ZOO_NAME
 from sb3_gaara.envs import register_dmc_envs
 from sb3_gaara.study.run import make_eval_env
 
 
-def play(model, env, deterministic: bool, episodes: int) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+def play(model: BaseAlgorithm, env: VecEnv, deterministic: bool, episodes: int) -> tuple[np.ndarray, np.ndarray]:
     """Returns of ``episodes`` episodes and every action taken, with SB3's recurrent ``predict`` contract (the state
     and the episode starts passed back), which the latent-model agents need and the others ignore."""
     returns, actions = [], []
     for _ in range(episodes):
         observation, state, start, total, done = env.reset(), None, np.ones(1, dtype=bool), 0.0, False
         while not done:
-            action, state = model.predict(observation, state=state, episode_start=start, deterministic=deterministic)
+            action, state = model.predict(
+                np.asarray(observation), state=state, episode_start=start, deterministic=deterministic
+            )
             observation, reward, dones, _ = env.step(action)
             start, total, done = np.zeros(1, dtype=bool), total + float(reward[0]), bool(dones[0])
             actions.append(np.asarray(action, dtype=np.float64).reshape(-1))

@@ -465,11 +465,11 @@ def speed_option_notes(pairs: Sequence[tuple[str, str]], model_kwargs: Mapping[s
     """One line per speed-only option turned on that some of the grid's algorithms run without (their update is not
     written for it: ``speed_options``), naming them: the results are the same, only the speed differs."""
     notes = []
-    algorithms = [BY_ZOO_NAME[AGENTS[agent].algorithm] for agent in dict.fromkeys(agent for _, agent in pairs)]
+    algorithms = list(dict.fromkeys(BY_ZOO_NAME[AGENTS[agent].algorithm] for _, agent in pairs))
     for option in sorted(SPEED_ONLY_MODEL_KWARGS):
         if not model_kwargs.get(option):
             continue
-        without = [a.__name__ for a in dict.fromkeys(algorithms) if option not in getattr(a, "speed_options", ())]
+        without = [a.__name__ for a in algorithms if option not in getattr(a, "speed_options", ())]
         if without:
             notes.append(
                 f"{option}={model_kwargs[option]!r} applies where the update is written for it; {', '.join(without)} "
