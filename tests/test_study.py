@@ -8,7 +8,9 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -43,6 +45,7 @@ from sb3_gaara.study import (
 from sb3_gaara.study import cli as study_cli
 from sb3_gaara.study import report as study_report
 from sb3_gaara.study import run as study_run
+from sb3_gaara.study.scheduling import StudyProgress
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 
@@ -571,6 +574,40 @@ def test_finished_runs_are_skipped(tmp_path) -> None:
     with pytest.raises(ValueError, match="cannot be extended"):
         run_training(_config(tmp_path, env_steps=240))
     assert run_training(_config(tmp_path / "other", deadline=time.time() - 1)) == "stopped"
+
+
+_HOLD_THE_RUN = """
+import sys, time
+from pathlib import Path
+from sb3_gaara.study.run import run_lock
+with run_lock(Path(sys.argv[1])) as holder:
+    print(holder, flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_run_trained_by_another_process_is_left_alone_until_that_process_ends(tmp_path, capsys) -> None:
+    config = _config(tmp_path)
+    run_dir = Path(config.run_dir)
+    other = subprocess.Popen([sys.executable, "-c", _HOLD_THE_RUN, str(run_dir)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "None"  # it holds the run
+        with pytest.warns(UserWarning, match=f"is being trained by .* pid {other.pid}; this process leaves it"):
+            assert run_training(config) == "busy"
+        assert sorted(path.name for path in run_dir.iterdir()) == [study_run.LOCK_FILE]  # nothing read or written
+        # The study's reports count it apart and ask for the command again (exit code 3, as for unfinished runs).
+        counts = {"done": 1, "busy": 1}
+        assert study_cli._exit_code(counts, {"checkpoint_at_deadline": True}) == 3
+        assert "1 run(s) left alone: another process is training them" in capsys.readouterr().out
+        job = ("train", config)
+        progress = StudyProgress([job, job], counts, since=time.time())
+        assert "(1 done, 0 failed, 0 stopped or not started, 1 trained by another process)" in progress.line()
+    finally:
+        other.kill()  # as a crash would: no clean-up of its own
+        other.wait()
+    with study_run.run_lock(run_dir) as holder:  # the operating system released the lock with the process
+        assert holder is None
+        assert (run_dir / study_run.LOCK_FILE).read_text() == f"{socket.gethostname()} pid {os.getpid()}"
 
 
 def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch) -> None:

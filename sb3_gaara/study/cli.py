@@ -479,11 +479,17 @@ def speed_option_notes(pairs: Sequence[tuple[str, str]], model_kwargs: Mapping[s
 
 
 def _exit_code(counts: Mapping[str, int], settings: Mapping[str, Any]) -> int:
-    """1 if a run failed; 3 if nothing failed but runs remain, so that a driver can repeat the command until
-    it returns 0; else 0."""
+    """1 if a run failed; 3 if nothing failed but runs remain (stopped, not started, or busy in another process), so
+    that a driver can repeat the command until it returns 0; else 0."""
     unfinished = counts.get("stopped", 0) + counts.get(NOT_STARTED, 0)
     if unfinished:
         note = "" if settings["checkpoint_at_deadline"] else " (those stopped without a checkpoint start over)"
         print(f"[study] {unfinished} run(s) unfinished: run the same command again to resume them{note}.")
+    if counts.get("busy"):
+        print(
+            f"[study] {counts['busy']} run(s) left alone: another process is training them (its host and pid are in "
+            "each run's run.lock); run the same command again once it has stopped."
+        )
+    unfinished += counts.get("busy", 0)
     failed = sum(n for status, n in counts.items() if status.startswith("failed"))
     return 1 if failed else 3 if unfinished else 0

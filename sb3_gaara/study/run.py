@@ -5,7 +5,9 @@ A run directory (:func:`run_directory`) holds ``config.json`` (the run's identit
 logs of each session, ``sessions.jsonl`` (one line per session: where it started, on which host and process),
 ``progress.json`` (where the session is, rewritten every few seconds), the latest checkpoint (``ckpt_<env steps>/``
 with model, replay buffer and ``state.pkl``, named by ``checkpoint.json``), and once finished ``final_model.zip``
-and ``done.json``; a run stopped by the deadline without a checkpoint leaves ``stopped.json``.
+and ``done.json``; a run stopped by the deadline without a checkpoint leaves ``stopped.json``. While a process trains
+the run it holds an exclusive lock on ``run.lock`` (:func:`run_lock`), so that two study commands given the same
+``--out`` (or a retried Ray task beside the first) never train one run at once: the second finds it ``"busy"``.
 
 A resumed run continues exactly where its checkpoint was taken: checkpoints are taken at the one point of SB3's
 off-policy loop where the model, the replay buffer and the envs agree (the last transition stored and trained on,
@@ -17,6 +19,7 @@ statistically, not bitwise, the run it would have been (``checkpoint.json`` says
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import json
@@ -27,9 +30,10 @@ import random
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,6 +80,8 @@ SESSIONS_FILE = "sessions.jsonl"
 #: Where a session is (environment steps, speed, host, process); rewritten every :data:`PROGRESS_EVERY_S` seconds
 PROGRESS_FILE = "progress.json"
 PROGRESS_EVERY_S = 5.0
+#: The file a process holds locked while it trains a run (:func:`run_lock`)
+LOCK_FILE = "run.lock"
 
 #: How the runs' envs stack frames (part of a run's identity: runs of before, stacked by ``VecFrameStack`` with black
 #: frames at reset, do not resume with the papers' stacking)
@@ -457,15 +463,60 @@ def evaluate_planner(
 # A run, step by step.
 
 
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[str | None]:
+    """Hold :data:`LOCK_FILE` of ``run_dir`` exclusively while inside; yield ``None`` when this process holds it, or
+    who holds it (``host pid N``) when another process does.
+
+    Two processes resuming one checkpoint would each append to its replay buffer and overwrite the other's
+    checkpoints and curve. The lock is the operating system's (``flock``; ``msvcrt.locking`` on Windows), so it is
+    released when its process ends, however it ends: a run killed mid-training is free for the next command, and no
+    stale lock is left to delete by hand. On a shared file system it needs one whose locks span machines (NFSv4 does).
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK_FILE, "a+") as handle:
+        try:
+            if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+                import msvcrt
+
+                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            yield handle.read().strip() or "another process"
+            return
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{socket.gethostname()} pid {os.getpid()}")
+        handle.flush()
+        yield None  # the lock goes with the file's closing
+
+
 def run_training(config: RunConfig, stop: StopRequest | None = None) -> str:
-    """Train and evaluate one run, resuming from its checkpoint; return ``"done"``, ``"skipped"`` or ``"stopped"``.
+    """Train and evaluate one run, resuming from its checkpoint; return ``"done"``, ``"skipped"``, ``"stopped"`` or
+    ``"busy"``.
 
     ``"stopped"``: the deadline passed or ``stop`` was set; the run saved a checkpoint and resumes when
     called again. Without ``config.checkpoint_at_deadline``, a run stopped by the deadline saves only its
     curve and ``stopped.json`` (steps, wall time, device), and starts again from its last checkpoint, if
-    any, or from scratch.
+    any, or from scratch. ``"busy"``: another process trains the run now (:func:`run_lock`); this one left it alone.
     """
     run_dir = Path(config.run_dir)
+    status, _ = _open_run_dir(config, run_dir, check_only=True)
+    if status is not None:
+        return status
+    with run_lock(run_dir) as holder:
+        if holder is not None:
+            warnings.warn(f"{run_dir} is being trained by {holder}; this process leaves it to that one.", stacklevel=2)
+            return "busy"
+        return _train(config, run_dir, stop)
+
+
+def _train(config: RunConfig, run_dir: Path, stop: StopRequest | None) -> str:
+    """:func:`run_training` once this process holds the run."""
     status, pointer = _open_run_dir(config, run_dir)
     if status is not None:
         return status
@@ -523,10 +574,10 @@ def run_training(config: RunConfig, stop: StopRequest | None = None) -> str:
     return "done"
 
 
-def _open_run_dir(config: RunConfig, run_dir: Path) -> tuple[str | None, dict[str, Any] | None]:
+def _open_run_dir(config: RunConfig, run_dir: Path, check_only: bool = False) -> tuple[str | None, dict[str, Any] | None]:
     """``("skipped", None)`` for a finished run, ``("stopped", None)`` past the deadline; otherwise the run
     directory, made and checked against the run's identity (``config.json``), and ``(None, the pointer to
-    its checkpoint or None)``."""
+    its checkpoint or None)``. ``check_only``: the first two answers, or ``(None, None)``, with nothing written."""
     done = read_json(run_dir / "done.json")
     if done is not None and done["env_steps"] >= config.env_steps:
         return "skipped", None
@@ -538,6 +589,8 @@ def _open_run_dir(config: RunConfig, run_dir: Path) -> tuple[str | None, dict[st
         )
     if config.deadline is not None and time.time() >= config.deadline:
         return "stopped", None
+    if check_only:
+        return None, None
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "stopped.json").unlink(missing_ok=True)  # the timing of an earlier session, no longer the latest
     identity = config.identity()

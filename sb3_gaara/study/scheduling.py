@@ -26,7 +26,7 @@ from sb3_gaara.study.report import format_count
 from sb3_gaara.study.run import PROGRESS_FILE, SESSIONS_FILE, run_random_baseline, run_training
 
 #: Exit code of a worker process by the status of its job.
-EXIT_CODES = {"done": 0, "stopped": 3, "skipped": 4}
+EXIT_CODES = {"done": 0, "stopped": 3, "skipped": 4, "busy": 5}
 
 #: Status of a job that a stop request kept from starting
 NOT_STARTED = "not started"
@@ -71,7 +71,7 @@ def _on_stop_signals(handler: Callable[[int, Any], None]) -> Iterator[None]:
 
 
 def run_job(job: Job, out: str, stop: StopRequest | None = None) -> str:
-    """Run one job; its status (``"done"``, ``"skipped"``, ``"stopped"``)."""
+    """Run one job; its status (``"done"``, ``"skipped"``, ``"stopped"``, ``"busy"``: trained by another process)."""
     kind, payload = job
     if kind == RANDOM_AGENT:
         task, n_episodes = payload
@@ -148,6 +148,7 @@ class StudyProgress:
         done = counts.get("done", 0) + counts.get("skipped", 0)
         failed = sum(n for status, n in counts.items() if status.startswith("failed"))
         stopped = counts.get("stopped", 0) + counts.get(NOT_STARTED, 0)
+        busy = f", {counts['busy']} trained by another process" if counts.get("busy") else ""
         running = self.running()
         speed = 0.0
         now = time.time()
@@ -159,7 +160,7 @@ class StudyProgress:
         n_running = len(running)
         return (
             f"[study] progress after {now - self.since:.0f} s: {finished}/{format_count(len(self.jobs), 'job')} finished "
-            f"({done} done, {failed} failed, {stopped} stopped or not started), {n_running} running, "
+            f"({done} done, {failed} failed, {stopped} stopped or not started{busy}), {n_running} running, "
             f"{len(self.jobs) - finished - n_running} waiting; {speed:.0f} env steps/s over the running runs"
         )
 
