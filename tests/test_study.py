@@ -1088,6 +1088,26 @@ def test_dreamer_agents_run_on_single_frames_at_action_repeat_2_with_their_cpu_s
         assert not config.resumes(changed)
 
 
+def test_every_curve_of_a_plot_has_a_colour_of_its_own() -> None:
+    from sb3_gaara.study.catalogue import EVAL_PLANNER_NAMES, planner_eval_label
+
+    agents = [agent.label for agent in AGENTS.values()]
+    evaluated = [planner_eval_label("Dreamer", planner) for planner in EVAL_PLANNER_NAMES]
+    everything = [*agents, *evaluated, *study.PUBLISHED_AGENTS, "a user's agent", "another"]
+    colors = study_report.agent_colors(everything)
+    assert list(colors) == list(dict.fromkeys(everything)) and len(set(colors.values())) == len(colors)
+    # Every agent of the catalogue has a colour of its own, whatever else a plot holds: GAARA+shift is not Dreamer's red.
+    assert all(colors[label] == study_report._AGENT_COLORS[label] for label in agents)
+    assert len(set(study_report._AGENT_COLORS.values())) == len(study_report._AGENT_COLORS)
+    assert not set(study_report._SPARE_COLORS) & set(study_report._AGENT_COLORS.values())
+    # A planner evaluated on Dreamer's model takes its planner agent's colour, unless that agent is in the plot too.
+    cem = planner_eval_label("Dreamer", "cem")
+    assert study_report.agent_colors(["Dreamer", cem])[cem] == study_report._AGENT_COLORS["Dreamer+CEM"]
+    assert study_report.agent_colors(["Dreamer+CEM", cem])[cem] == study_report._SPARE_COLORS[0]
+    # The same name (ours and a reference curve) is one curve's colour.
+    assert study_report.agent_colors(["DrQ", "DrQ"]) == {"DrQ": "black"}
+
+
 def test_the_study_command_runs_dreamer(tmp_path) -> None:
     pairs, _ = build_grid(study.parse_args(["--cpu-scale", "--agents", "dreamer"]))
     assert pairs == [("pixel_reach", "dreamer")]

@@ -547,7 +547,8 @@ def default_reference_path() -> Path | None:
     return None
 
 
-#: Colours of agents by label; the same name (ours or published) gets the same colour.
+#: Colours of agents by label; the same name (ours or published) gets the same colour, and every agent of the
+#: catalogue has its own, so that a plot of any grid tells its curves apart.
 _AGENT_COLORS = {
     "GAARA": "tab:blue",
     "SAC+AE": "tab:orange",
@@ -560,8 +561,39 @@ _AGENT_COLORS = {
     "Dreamer+CEM": "sienna",
     "Dreamer+MPC": "mediumvioletred",
     "SAC from state": "tab:gray",
+    "GAARA+shift": "deepskyblue",
+    "SAC:pixel": "tan",
+    "GAARA (c=1)": "tab:cyan",
+    "GAARA (c=0.5)": "limegreen",
+    "GAARA-joint": "gold",
+    "GAARA-random-anchor": "darkslategray",
+    "GAARA-decoder-disc": "magenta",
+    "AD(0,0)": "goldenrod",
+    "AD(0,1)": "teal",
+    "AD(1,0)": "tab:pink",
+    "AD(1,1)": "navy",
 }
-_SPARE_COLORS = ("tab:red", "tab:pink", "tab:cyan", "gold", "navy", "lime", "teal", "maroon")
+#: Colours for labels without one of their own, none of them an agent's
+_SPARE_COLORS = ("dodgerblue", "olivedrab", "orchid", "peru", "slategray", "yellowgreen", "darkred", "cadetblue")
+
+
+def agent_colors(labels: Iterable[str]) -> dict[str, str]:
+    """A colour for each of ``labels``, no two alike: the label's own (:data:`_AGENT_COLORS`); for a planner evaluated on
+    another agent's model (``"Dreamer+CEM (actor's data)"``) its planner agent's, unless that agent is in the plot too;
+    else the next spare one."""
+    labels = list(labels)
+    colors: dict[str, str] = {}
+    spare = iter(_SPARE_COLORS)
+    for label in labels:
+        if label in colors:
+            continue
+        wanted = _AGENT_COLORS.get(label) or _AGENT_COLORS.get(label.split(" (")[0])
+        if wanted is None or wanted in colors.values() or (label not in _AGENT_COLORS and label.split(" (")[0] in labels):
+            wanted = next((color for color in spare if color not in colors.values()), "tab:gray")
+        colors[label] = wanted
+    return colors
+
+
 _PUBLISHED_MARKERS = dict(zip(PUBLISHED_AGENTS, "osD^v*", strict=True))
 
 
@@ -583,18 +615,17 @@ def plot_task(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(8, 5), dpi=110)
+    horizon = max_step or max((points[-1][0] for points in ours.values() if points), default=0)
+    # Published scores sit at their milestone, spread sideways so that their error bars do not overlap.
+    visible = {m: scores for m, scores in (published or {}).items() if not horizon or m <= horizon}
+    shown = [agent for agent in PUBLISHED_AGENTS if any(agent in scores for scores in visible.values())]
+    colors = agent_colors([*ours, *(reference or {}), *shown])
+    color_of = colors.__getitem__
+    # Beyond 6 entries the legend goes beside the axes, where it hides no curve.
+    beside = len(ours) + len(reference or {}) + len(shown) > 6
+    figure = Figure(figsize=(11, 5) if beside else (8, 5), dpi=110)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    spare = iter(_SPARE_COLORS)
-    colors: dict[str, str] = {}
-
-    def color_of(agent: str) -> str:
-        if agent not in colors:
-            colors[agent] = _AGENT_COLORS.get(agent) or next(spare, "tab:gray")
-        return colors[agent]
-
-    horizon = max_step or max((points[-1][0] for points in ours.values() if points), default=0)
     for agent, points in ours.items():
         steps, means, stds, counts = (np.array(values) for values in zip(*points, strict=True))
         if band == "se":  # aggregate_curves' std is the population's: the sample's over sqrt(n) is std / sqrt(n - 1)
@@ -612,9 +643,6 @@ def plot_task(
         marker = "o" if len(steps) == 1 else None
         axes.plot(steps, means, color=color_of(agent), linestyle="--", linewidth=1.2, label=label, marker=marker)
         axes.fill_between(steps, means - stds, means + stds, color=color_of(agent), alpha=0.07)
-    # Published scores sit at their milestone, spread sideways so that their error bars do not overlap.
-    visible = {m: scores for m, scores in (published or {}).items() if not horizon or m <= horizon}
-    shown = [agent for agent in PUBLISHED_AGENTS if any(agent in scores for scores in visible.values())]
     spread = 0.012 * (horizon or 1)
     for i, agent in enumerate(shown):
         marks = [(m, scores[agent]) for m, scores in visible.items() if agent in scores]
@@ -639,7 +667,10 @@ def plot_task(
     if horizon:
         axes.set_xlim(0, horizon + max(0.02 * horizon, (len(shown) / 2 + 1) * spread))
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=7, loc="upper left", ncol=2 if len(ours) + len(shown) > 6 else 1)
+    if beside:
+        axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    else:
+        axes.legend(fontsize=7, loc="upper left")
     figure.tight_layout()
     figure.savefig(path)
 
