@@ -584,11 +584,10 @@ def agent_colors(labels: Iterable[str]) -> dict[str, str]:
     labels = list(labels)
     colors: dict[str, str] = {}
     spare = iter(_SPARE_COLORS)
-    for label in labels:
-        if label in colors:
-            continue
-        wanted = _AGENT_COLORS.get(label) or _AGENT_COLORS.get(label.split(" (")[0])
-        if wanted is None or wanted in colors.values() or (label not in _AGENT_COLORS and label.split(" (")[0] in labels):
+    for label in dict.fromkeys(labels):
+        stem = label.split(" (")[0]  # "Dreamer+CEM (actor's data)": the planner agent Dreamer+CEM
+        wanted = _AGENT_COLORS.get(label) or (_AGENT_COLORS.get(stem) if stem not in labels else None)
+        if wanted is None or wanted in colors.values():
             wanted = next((color for color in spare if color not in colors.values()), "tab:gray")
         colors[label] = wanted
     return colors
@@ -620,7 +619,6 @@ def plot_task(
     visible = {m: scores for m, scores in (published or {}).items() if not horizon or m <= horizon}
     shown = [agent for agent in PUBLISHED_AGENTS if any(agent in scores for scores in visible.values())]
     colors = agent_colors([*ours, *(reference or {}), *shown])
-    color_of = colors.__getitem__
     # Beyond 6 entries the legend goes beside the axes, where it hides no curve.
     beside = len(ours) + len(reference or {}) + len(shown) > 6
     figure = Figure(figsize=(11, 5) if beside else (8, 5), dpi=110)
@@ -632,8 +630,8 @@ def plot_task(
             stds = np.where(counts > 1, stds / np.sqrt(np.maximum(counts - 1, 1)), 0.0)
         label = f"{agent} (ours, {format_count(int(counts.max()), 'seed')}{', ± SE' if band == 'se' else ''})"
         marker = "o" if len(steps) == 1 else None  # a single evaluation is still visible
-        axes.plot(steps, means, color=color_of(agent), label=label, linewidth=2, marker=marker)
-        axes.fill_between(steps, means - stds, means + stds, color=color_of(agent), alpha=0.2)
+        axes.plot(steps, means, color=colors[agent], label=label, linewidth=2, marker=marker)
+        axes.fill_between(steps, means - stds, means + stds, color=colors[agent], alpha=0.2)
     for agent, points in (reference or {}).items():
         kept = [point for point in points if not horizon or point[0] <= horizon]
         if not kept:
@@ -641,8 +639,8 @@ def plot_task(
         steps, means, stds, counts = (np.array(values) for values in zip(*kept, strict=True))
         label = f"{agent} (reference curves, {format_count(int(counts.max()), 'seed')})"
         marker = "o" if len(steps) == 1 else None
-        axes.plot(steps, means, color=color_of(agent), linestyle="--", linewidth=1.2, label=label, marker=marker)
-        axes.fill_between(steps, means - stds, means + stds, color=color_of(agent), alpha=0.07)
+        axes.plot(steps, means, color=colors[agent], linestyle="--", linewidth=1.2, label=label, marker=marker)
+        axes.fill_between(steps, means - stds, means + stds, color=colors[agent], alpha=0.07)
     spread = 0.012 * (horizon or 1)
     for i, agent in enumerate(shown):
         marks = [(m, scores[agent]) for m, scores in visible.items() if agent in scores]
@@ -652,7 +650,7 @@ def plot_task(
             [score[0] for _, score in marks],
             yerr=[score[1] for _, score in marks],
             fmt=_PUBLISHED_MARKERS[agent],
-            color=color_of(agent),
+            color=colors[agent],
             capsize=2,
             markersize=5,
             elinewidth=1,

@@ -505,7 +505,7 @@ def run_training(config: RunConfig, stop: StopRequest | None = None) -> str:
     any, or from scratch. ``"busy"``: another process trains the run now (:func:`run_lock`); this one left it alone.
     """
     run_dir = Path(config.run_dir)
-    status, _ = _open_run_dir(config, run_dir, check_only=True)
+    status = _run_status(config, run_dir)
     if status is not None:
         return status
     with run_lock(run_dir) as holder:
@@ -574,23 +574,27 @@ def _train(config: RunConfig, run_dir: Path, stop: StopRequest | None) -> str:
     return "done"
 
 
-def _open_run_dir(config: RunConfig, run_dir: Path, check_only: bool = False) -> tuple[str | None, dict[str, Any] | None]:
-    """``("skipped", None)`` for a finished run, ``("stopped", None)`` past the deadline; otherwise the run
-    directory, made and checked against the run's identity (``config.json``), and ``(None, the pointer to
-    its checkpoint or None)``. ``check_only``: the first two answers, or ``(None, None)``, with nothing written."""
+def _run_status(config: RunConfig, run_dir: Path) -> str | None:
+    """``"skipped"`` for a finished run, ``"stopped"`` past the deadline, else ``None``; reads, writes nothing."""
     done = read_json(run_dir / "done.json")
     if done is not None and done["env_steps"] >= config.env_steps:
-        return "skipped", None
-    pointer = read_json(run_dir / "checkpoint.json")
-    if done is not None and pointer is None:
+        return "skipped"
+    if done is not None and read_json(run_dir / "checkpoint.json") is None:
         raise ValueError(
             f"{run_dir} finished at {done['env_steps']} environment steps and kept no replay buffer, so it cannot be "
             f"extended to {config.env_steps}. Use another --out directory, or delete the run directory to start it again."
         )
     if config.deadline is not None and time.time() >= config.deadline:
-        return "stopped", None
-    if check_only:
-        return None, None
+        return "stopped"
+    return None
+
+
+def _open_run_dir(config: RunConfig, run_dir: Path) -> tuple[str | None, dict[str, Any] | None]:
+    """``(status, None)`` for a finished or late run (:func:`_run_status`); otherwise the run directory, made and
+    checked against the run's identity (``config.json``), and ``(None, the pointer to its checkpoint or None)``."""
+    status = _run_status(config, run_dir)
+    if status is not None:
+        return status, None
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "stopped.json").unlink(missing_ok=True)  # the timing of an earlier session, no longer the latest
     identity = config.identity()
@@ -601,7 +605,7 @@ def _open_run_dir(config: RunConfig, run_dir: Path, check_only: bool = False) ->
             "Use another --out directory, or delete the run directory to start it again."
         )
     write_json(run_dir / "config.json", identity)
-    return None, pointer
+    return None, read_json(run_dir / "checkpoint.json")
 
 
 def _resume_model(
